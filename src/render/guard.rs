@@ -1,0 +1,206 @@
+//! What counts as a plaintext credential.
+//!
+//! A value set under a credential-like key (`license`, `password`, `token`, …)
+//! must never be written literally into a manifest that lands in git: templates
+//! take the *reference* form instead (`licenseSecret: {name, key}`), which names a
+//! Kubernetes Secret created outside git. A connection string with a password in
+//! it (`s3://user:pass@host`) counts as a credential too.
+
+use serde_json::Value;
+
+/// Keys whose values are credentials, compared lowercase without `_` and `-`.
+const SECRET_KEYS: [&str; 16] = [
+    "license",
+    "password",
+    "passwd",
+    "secret",
+    "secretkey",
+    "token",
+    "accesskey",
+    "bindpw",
+    "apikey",
+    "clientsecret",
+    "privatekey",
+    "accesstoken",
+    "authtoken",
+    "credentials",
+    "sessionsecret",
+    "webhooksecret",
+];
+
+/// Endings that mark a credential (`rootPassword`, `githubToken`).
+const SECRET_SUFFIXES: [&str; 6] = [
+    "password",
+    "token",
+    "secretkey",
+    "apikey",
+    "accesskey",
+    "privatekey",
+];
+
+fn normalise(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether a key names a credential. Reference forms (`licenseSecret`,
+/// `passwordSecret`, `secretName`, `clientSecretRef`) do not.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = normalise(key);
+    if SECRET_KEYS.contains(&k.as_str()) {
+        return true;
+    }
+    if k.ends_with("secret") || k.ends_with("ref") || k.ends_with("name") {
+        return false;
+    }
+    SECRET_SUFFIXES.iter().any(|s| k.ends_with(s))
+}
+
+/// Whether the value at `path` under `root` is a credential that must not be
+/// written literally. `{secret: NAME, key: KEY}` is a reference, not a secret.
+pub fn is_plaintext_secret(path: &[String], value: &Value, root: &Value) -> bool {
+    let filled = match value {
+        Value::String(s) => !s.is_empty(),
+        Value::Number(_) => true,
+        _ => false,
+    };
+    if !filled {
+        return false;
+    }
+    if let Value::String(s) = value {
+        if has_url_password(s) {
+            return true;
+        }
+    }
+    let Some(key) = path.last() else {
+        return false;
+    };
+    if !is_secret_key(key) {
+        return false;
+    }
+    if normalise(key) == "secret" {
+        let parent = lookup(root, &path[..path.len() - 1]);
+        if let Some(Value::Object(m)) = parent {
+            if m.get("key").is_some_and(Value::is_string) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// `scheme://user:password@host…`: a connection string carrying a password.
+pub fn has_url_password(s: &str) -> bool {
+    let Some(i) = s.find("://") else {
+        return false;
+    };
+    let rest = &s[i + 3..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    match authority.rsplit_once('@') {
+        Some((userinfo, _)) => userinfo
+            .split_once(':')
+            .is_some_and(|(_, pass)| !pass.is_empty()),
+        None => false,
+    }
+}
+
+/// The reference form a template should use instead of `key`.
+pub fn reference_hint(key: &str) -> String {
+    format!(
+        "keep the credential in a Kubernetes Secret and reference it (`{key}Secret: {{name: ..., key: ...}}`), or set `allowPlaintextSecrets: true` in the environment's environment.yaml"
+    )
+}
+
+fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |v, k| match v {
+        Value::Object(m) => m.get(k),
+        Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+/// Every credential among the leaves of `value` (found at `base`), by path.
+pub fn secrets_within(base: &[String], value: &Value, root: &Value) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    let mut path = base.to_vec();
+    walk(&mut path, value, root, &mut found);
+    found
+}
+
+fn walk(path: &mut Vec<String>, value: &Value, root: &Value, found: &mut Vec<Vec<String>>) {
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                path.push(k.clone());
+                walk(path, v, root, found);
+                path.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                path.push(i.to_string());
+                walk(path, v, root, found);
+                path.pop();
+            }
+        }
+        leaf => {
+            if is_plaintext_secret(path, leaf, root) {
+                found.push(path.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(s: &str) -> Vec<String> {
+        s.split('.').map(String::from).collect()
+    }
+
+    #[test]
+    fn credential_keys_are_recognised() {
+        for k in ["license", "password", "secretKey", "token", "accessKey", "bindPW", "rootPassword", "github_token", "clientSecret", "apiKey"] {
+            assert!(is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn reference_forms_are_not_secrets() {
+        for k in ["licenseSecret", "passwordSecret", "secretName", "clientSecretRef", "bindPWSecret", "host", "tokenSecret", "key"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_secret_name_with_a_key_is_a_reference() {
+        let root = json!({"redis": {"auth": {"secret": "redis-secret", "key": "password"}}, "oidc": {"secret": "s3cr3t"}});
+        assert!(!is_plaintext_secret(&p("redis.auth.secret"), &json!("redis-secret"), &root));
+        assert!(is_plaintext_secret(&p("oidc.secret"), &json!("s3cr3t"), &root));
+    }
+
+    #[test]
+    fn empty_values_are_not_secrets() {
+        assert!(!is_plaintext_secret(&p("global.license"), &json!(""), &json!({})));
+    }
+
+    #[test]
+    fn connection_strings_with_passwords_are_secrets() {
+        assert!(has_url_password("s3://wandb:changeme@mydb.com/wandb?tls=true"));
+        assert!(!has_url_password("s3://mydb.com/wandb"));
+        assert!(!has_url_password("https://user@host/x"));
+        assert!(!has_url_password("https://host/x?u=a:b@c"));
+        assert!(is_plaintext_secret(&p("global.extraEnv.BUCKET"), &json!("s3://a:b@h/x"), &json!({})));
+    }
+
+    #[test]
+    fn secrets_within_a_map_are_listed_by_path() {
+        let v = json!({"host": "h", "password": "pw", "nested": {"token": "t"}});
+        let found = secrets_within(&p("global.mysql"), &v, &json!({}));
+        assert_eq!(found, vec![p("global.mysql.nested.token"), p("global.mysql.password")]);
+    }
+}

@@ -1,0 +1,162 @@
+//! How a value is kept from changing the structure of a manifest.
+//!
+//! Templates are trusted text; values are not. While a template renders, every
+//! value it interpolates is written as an inert *sentinel*: a private-use
+//! character, the value's JSON in hex, and a closing private-use character. Hex
+//! digits and private-use characters mean nothing to YAML, so the rendered text
+//! is parsed with a structure decided by the template alone. Only then is each
+//! sentinel replaced, inside the scalar that holds it, by the value itself:
+//!
+//! - a scalar that is nothing but one sentinel, unquoted, becomes the value with
+//!   its own type (a string stays a string, even `"on"`, `"1.20"` or `"true"`);
+//! - a sentinel inside a longer or quoted scalar is spliced in as text.
+//!
+//! Helpers that produce YAML structure themselves (`toYaml`, `include`,
+//! `nindent`) return *trusted* text, marked with [`TRUSTED`]; whatever values
+//! such text contains are sentinels too. Value layers may not contain the
+//! reserved characters at all (see [`find_reserved`]), so no value can forge a
+//! sentinel or a trusted mark.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+/// Opens a value sentinel.
+pub const OPEN: char = '\u{E000}';
+/// Closes a value sentinel.
+pub const CLOSE: char = '\u{E001}';
+/// Marks text produced by a structure-building helper.
+pub const TRUSTED: char = '\u{E002}';
+
+/// Whether a string holds a character hydrant reserves for its own use.
+pub fn find_reserved(s: &str) -> Option<char> {
+    s.chars().find(|c| ('\u{E000}'..='\u{E00F}').contains(c))
+}
+
+/// Writes a value as a sentinel.
+pub fn encode_into(out: &mut String, value: &Value) {
+    let json = serde_json::to_string(value).unwrap_or_default();
+    out.reserve(json.len() * 2 + 6);
+    out.push(OPEN);
+    for b in json.bytes() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out.push(CLOSE);
+}
+
+/// A value as a sentinel.
+pub fn encode(value: &Value) -> String {
+    let mut out = String::new();
+    encode_into(&mut out, value);
+    out
+}
+
+/// Marks text as trusted structure.
+pub fn trusted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 3);
+    out.push(TRUSTED);
+    out.push_str(text);
+    out
+}
+
+/// The text of a trusted string, or `None` when it is a plain value.
+pub fn as_trusted(text: &str) -> Option<&str> {
+    text.strip_prefix(TRUSTED)
+}
+
+/// What a rendered scalar turned out to be.
+pub enum Decoded {
+    /// No value was interpolated: the template's own text.
+    Literal,
+    /// The scalar is exactly one unquoted value: that value, typed.
+    Whole(Value),
+    /// Values spliced into text.
+    Spliced(String),
+}
+
+/// Replaces the sentinels in one scalar. `whole_allowed` is true for an
+/// unquoted, untagged scalar, where a lone sentinel keeps the value's type.
+pub fn decode_scalar(text: &str, whole_allowed: bool) -> Result<Decoded, String> {
+    if !text.contains(OPEN) {
+        if text.contains(TRUSTED) || text.contains(CLOSE) {
+            return Err("rendered text holds a stray hydrant marker".to_string());
+        }
+        return Ok(Decoded::Literal);
+    }
+    if whole_allowed && text.starts_with(OPEN) && text.ends_with(CLOSE) {
+        let inner = &text[OPEN.len_utf8()..text.len() - CLOSE.len_utf8()];
+        if !inner.contains(OPEN) {
+            return Ok(Decoded::Whole(decode_one(inner)?));
+        }
+    }
+    let mut out = String::with_capacity(text.len() / 2);
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len_utf8()..];
+        let end = after
+            .find(CLOSE)
+            .ok_or_else(|| "an interpolated value was cut in two".to_string())?;
+        match decode_one(&after[..end])? {
+            Value::String(s) => out.push_str(&s),
+            Value::Null => {}
+            other => out.push_str(&other.to_string()),
+        }
+        rest = &after[end + CLOSE.len_utf8()..];
+    }
+    out.push_str(rest);
+    if out.contains(TRUSTED) {
+        out = out.replace(TRUSTED, "");
+    }
+    Ok(Decoded::Spliced(out))
+}
+
+fn decode_one(hex_text: &str) -> Result<Value, String> {
+    let bytes = hex::decode(hex_text).map_err(|_| "an interpolated value was garbled".to_string())?;
+    serde_json::from_slice(&bytes).map_err(|_| "an interpolated value was garbled".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_lone_unquoted_sentinel_keeps_the_value_type() {
+        for v in [json!("on"), json!("1.20"), json!("true"), json!(3), json!(false), json!("")] {
+            match decode_scalar(&encode(&v), true).unwrap() {
+                Decoded::Whole(got) => assert_eq!(got, v),
+                _ => panic!("not whole"),
+            }
+        }
+    }
+
+    #[test]
+    fn sentinels_inside_text_are_spliced_as_text() {
+        let text = format!("wandb-{}-{}", encode(&json!("a: b")), encode(&json!(2)));
+        match decode_scalar(&text, true).unwrap() {
+            Decoded::Spliced(s) => assert_eq!(s, "wandb-a: b-2"),
+            _ => panic!("not spliced"),
+        }
+    }
+
+    #[test]
+    fn quoted_lone_sentinels_become_strings() {
+        match decode_scalar(&encode(&json!(3)), false).unwrap() {
+            Decoded::Spliced(s) => assert_eq!(s, "3"),
+            _ => panic!("not spliced"),
+        }
+    }
+
+    #[test]
+    fn sentinels_are_inert_yaml() {
+        let s = encode(&json!("x\n---\n- [a]: {b} # c"));
+        assert!(s.chars().all(|c| c.is_ascii_hexdigit() || c == OPEN || c == CLOSE));
+    }
+
+    #[test]
+    fn reserved_characters_are_found() {
+        assert_eq!(find_reserved("ok"), None);
+        assert_eq!(find_reserved("x\u{E001}"), Some('\u{E001}'));
+    }
+}
