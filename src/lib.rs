@@ -1,5 +1,18 @@
 //! hydrant renders a vendor's release channel, layered with per-environment
 //! overrides kept in git, into Kubernetes manifests delivered as pull requests.
+//!
+//! The pure parts ([`spec`], [`render`], [`manifest`], [`pipeline`], [`yaml`])
+//! do no IO; [`channel`], [`repo`] and [`output`] are the edges; [`project`]
+//! composes them and [`cli`] drives it.
 
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod manifest;
+pub mod output;
+pub mod pipeline;
+pub mod project;
 pub mod render;
+pub mod repo;
+pub mod spec;
 pub mod yaml;

@@ -271,9 +271,11 @@ impl Hydrant {
                     .as_str()
                     .ok_or_else(|| fail("`include` expects a partial name first".to_string()))?
                     .to_string();
+                // `@root` as an argument does not resolve in Handlebars: a missing
+                // context means the root.
                 let data = match h.param(1) {
-                    Some(p) => p.value().clone(),
-                    None => ctx.data().clone(),
+                    Some(p) if !p.is_value_missing() => p.value().clone(),
+                    _ => ctx.data().clone(),
                 };
                 if r.get_template(&name).is_none() {
                     return Err(fail(format!("`include`: no partial named `{name}` in templates/_partials/")));

@@ -150,7 +150,7 @@ impl Engine {
                 .registry
                 .render(name, data)
                 .map_err(|e| RenderError::Render {
-                    template: name.clone(),
+                    template: e.template_name.clone().unwrap_or_else(|| name.clone()),
                     line: e.line_no,
                     message: render_message(&e),
                 })?;

@@ -1,0 +1,154 @@
+//! Release channels: where layer 1 of the spec hierarchy comes from.
+//!
+//! A channel spec has the shape served by the reference operator's deploy
+//! server: `{metadata: {version, ...}, chart?: {...}, values: {...}}`. A
+//! [`Source`] fetches the latest spec of a channel, or a pinned release of it.
+//! [`parse_spec`] is pure; sources do the IO.
+
+mod file;
+
+pub use file::FileSource;
+
+use serde_json::{Map, Value};
+
+use crate::spec::{Layer, LayerKind};
+use crate::yaml;
+
+/// A release channel's spec.
+#[derive(Debug, Clone)]
+pub struct ChannelSpec {
+    pub channel: String,
+    /// `metadata.version`.
+    pub version: String,
+    /// All of `metadata`, unknown fields kept.
+    pub metadata: Map<String, Value>,
+    pub chart: Option<Value>,
+    /// `values`, as layer 1.
+    pub values: Layer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("no spec for channel `{channel}` in `{source_name}` (looked for {looked_for}){}", known_list(.known))]
+    NotFound {
+        channel: String,
+        source_name: String,
+        looked_for: String,
+        known: Vec<String>,
+    },
+    #[error("release `{release}` of channel `{channel}` is not in `{source_name}` (looked for {looked_for})")]
+    ReleaseNotFound {
+        channel: String,
+        release: String,
+        source_name: String,
+        looked_for: String,
+    },
+    #[error("`{origin}`: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!("; channels there: {}", known.join(", "))
+    }
+}
+
+/// Where channel specs come from.
+pub trait Source: Send + Sync {
+    /// The latest spec of `channel`, or release `release` of it.
+    fn fetch(&self, channel: &str, release: Option<&str>) -> Result<ChannelSpec, ChannelError>;
+    /// The source as shown to people (never with credentials).
+    fn describe(&self) -> String;
+}
+
+/// Parses a channel spec (YAML or JSON) read from `origin`.
+pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec, ChannelError> {
+    let invalid = |message: String| ChannelError::Invalid {
+        origin: origin.to_string(),
+        message,
+    };
+    let node = yaml::parse_single(text)
+        .map_err(|e| invalid(format!("invalid YAML or JSON at {e}")))?
+        .ok_or_else(|| invalid("the spec is empty".to_string()))?;
+    let mut lines = std::collections::HashMap::new();
+    let value = yaml::to_value(&node, &mut |path, line| {
+        if path.first().map(String::as_str) == Some("values") {
+            lines.insert(path[1..].to_vec(), line);
+        }
+    })
+    .map_err(|e| invalid(format!("invalid value at {e}")))?;
+    let Value::Object(mut top) = value else {
+        return Err(invalid("a channel spec must be a map with `metadata` and `values`".to_string()));
+    };
+    let metadata = match top.remove("metadata") {
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(invalid("`metadata` must be a map".to_string())),
+        None => return Err(invalid("the spec has no `metadata` (with `metadata.version`)".to_string())),
+    };
+    let version = match metadata.get("version") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(invalid("the spec has no `metadata.version`".to_string())),
+    };
+    let values_line = match &node.kind {
+        yaml::NodeKind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k == "values")
+            .map(|(_, v)| v.line)
+            .unwrap_or(node.line),
+        _ => node.line,
+    };
+    let values = match top.remove("values") {
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(invalid("`values` must be a map".to_string())),
+        None => return Err(invalid("the spec has no `values`: a channel spec is `{metadata: {version}, values: {...}}`".to_string())),
+    };
+    let values = Layer::from_value(LayerKind::Channel, origin, values, lines, values_line)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok(ChannelSpec {
+        channel: channel.to_string(),
+        version,
+        metadata,
+        chart: top.remove("chart"),
+        values,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_parses_with_lines_for_its_values() {
+        let spec = parse_spec("stable", "channels/stable.yaml", "metadata:\n  version: 0.62.1\n  extra: kept\nchart: {name: x}\nvalues:\n  global:\n    host: h\n").unwrap();
+        assert_eq!(spec.version, "0.62.1");
+        assert_eq!(spec.metadata["extra"], "kept");
+        assert_eq!(spec.values.line_of(&["global".into(), "host".into()]), Some(7));
+    }
+
+    #[test]
+    fn json_specs_parse_too() {
+        let spec = parse_spec("stable", "s.json", r#"{"metadata": {"version": "1.0.0"}, "values": {"a": 1}}"#).unwrap();
+        assert_eq!(spec.values.values["a"], 1);
+    }
+
+    #[test]
+    fn a_spec_without_values_is_an_error_naming_the_file() {
+        let err = parse_spec("stable", "channels/stable.yaml", "metadata:\n  version: 1\n").unwrap_err();
+        assert!(err.to_string().contains("channels/stable.yaml") && err.to_string().contains("no `values`"), "{err}");
+    }
+
+    #[test]
+    fn a_spec_without_a_version_is_an_error() {
+        let err = parse_spec("stable", "x.yaml", "metadata: {}\nvalues: {}\n").unwrap_err();
+        assert!(err.to_string().contains("metadata.version"), "{err}");
+    }
+}

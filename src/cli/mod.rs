@@ -1,0 +1,129 @@
+//! The command line: clap types, and one file per command.
+//!
+//! Data goes to stdout (rendered YAML, `--output json`); messages, errors and
+//! hints go to stderr. Exit codes: 0 success, 1 a problem with the input or
+//! an environment, 2 a usage error or an unexpected failure.
+
+mod explain;
+mod render;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pipeline::Problem;
+
+/// hydrant: a GitOps reconciliation daemon. It renders a vendor's release
+/// channel, layered with per-environment overrides kept in git, into
+/// Kubernetes manifests for Argo CD or Flux.
+#[derive(Debug, Parser)]
+#[command(name = "hydrant", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log level (error, warn, info, debug, trace); `RUST_LOG` overrides it.
+    #[arg(long, global = true, env = "HYDRANT_LOG_LEVEL", default_value = "warn")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render environments to Kubernetes manifests.
+    Render(render::RenderArgs),
+    /// Show how a key got its value: the final value, the layer, file and line
+    /// that set it, and what it overrode.
+    Explain(explain::ExplainArgs),
+    /// Render and check environments; list every problem.
+    Validate(validate::ValidateArgs),
+}
+
+/// Where the config repository is.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// The config repository (its working tree, read as it is).
+    #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
+    pub repo: PathBuf,
+    /// Where channel specs come from: a directory holding `<channel>.yaml`, or a
+    /// single spec file. Overrides `channelSource` in hydrant.yaml.
+    #[arg(long, env = "HYDRANT_CHANNEL")]
+    pub channel: Option<String>,
+}
+
+/// Which environments to work on.
+#[derive(Debug, Args)]
+pub struct EnvSelection {
+    /// An environment (a directory of `environments/`); repeat for several.
+    #[arg(long = "env", env = "HYDRANT_ENV", value_delimiter = ',', required_unless_present = "all")]
+    pub envs: Vec<String>,
+    /// Every environment of the repository.
+    #[arg(long, env = "HYDRANT_ALL", conflicts_with = "envs")]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Sets up logging to stderr.
+pub fn init_logging(global: &GlobalArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&global.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a command and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Render(args) => render::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Validate(args) => validate::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report_error(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints `error:` with the cause chain.
+pub fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+/// Prints an environment's problems, each with its hint.
+pub fn report_problems(env: &str, problems: &[Problem]) {
+    let count = problems.len();
+    eprintln!(
+        "error: environment `{env}`: {count} problem{}",
+        if count == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        eprintln!("  - {}", p.message.replace('\n', "\n    "));
+    }
+    let mut hints: Vec<&str> = problems.iter().filter_map(|p| p.hint.as_deref()).collect();
+    hints.dedup();
+    for hint in hints {
+        eprintln!("hint: {hint}");
+    }
+}

@@ -1,0 +1,150 @@
+//! Settings: the repository's `hydrant.yaml` and each environment's
+//! `environment.yaml`.
+//!
+//! Settings resolve in one place, with the precedence flag > `HYDRANT_*`
+//! environment variable > `hydrant.yaml` > default. clap resolves the first two
+//! (every flag has an `env` twin); [`Settings::resolve`] adds the file and the
+//! defaults. Parsing is pure; the caller reads the files.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::yaml;
+
+/// The file at the root of the config repository.
+pub const SETTINGS_FILE: &str = "hydrant.yaml";
+/// Where channel specs are read from when nothing else says.
+pub const DEFAULT_CHANNEL_SOURCE: &str = "channels";
+
+/// `hydrant.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SettingsFile {
+    /// Where channel specs come from: a directory or file, relative to the repository.
+    pub channel_source: Option<String>,
+}
+
+/// Settings after precedence is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub channel_source: String,
+}
+
+impl Settings {
+    /// `flag_or_env` is what clap resolved from the flag and its `HYDRANT_*` twin.
+    pub fn resolve(flag_or_env: Option<String>, file: &SettingsFile) -> Settings {
+        Settings {
+            channel_source: flag_or_env
+                .or_else(|| file.channel_source.clone())
+                .unwrap_or_else(|| DEFAULT_CHANNEL_SOURCE.to_string()),
+        }
+    }
+}
+
+/// `environments/<env>/environment.yaml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvironmentConfig {
+    /// The release channel the environment follows.
+    pub channel: String,
+    /// A pinned release of the channel; wins over the channel's latest.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub release: Option<String>,
+    /// The namespace the environment's resources go to.
+    pub namespace: String,
+    /// Allow credentials rendered literally into manifests (not recommended).
+    #[serde(default)]
+    pub allow_plaintext_secrets: bool,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err(serde::de::Error::custom("expected a release id such as \"0.62.1\"")),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{file}`{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Parses a YAML settings file into `T`, naming the file, line and key on error.
+pub fn parse<T: DeserializeOwned + Default>(file: &str, text: &str) -> Result<T, ConfigError> {
+    parse_required(file, text).or_else(|e| if e.message == EMPTY { Ok(T::default()) } else { Err(e) })
+}
+
+const EMPTY: &str = "the file is empty";
+
+/// Like [`parse`], for files that must say something.
+pub fn parse_required<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {
+    let error = |line: Option<usize>, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let node = yaml::parse_single(text)
+        .map_err(|e| error(Some(e.line), format!("invalid YAML: {}", e.message)))?
+        .ok_or_else(|| error(None, EMPTY.to_string()))?;
+    let mut lines = std::collections::HashMap::new();
+    let value = yaml::to_value(&node, &mut |path, line| {
+        lines.insert(path.clone(), line);
+    })
+    .map_err(|e| error(Some(e.line), e.message))?;
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let line = (0..=path.len()).rev().find_map(|n| lines.get(&path[..n].to_vec()).copied());
+        let key = if path.is_empty() { String::new() } else { format!("`{}`: ", yaml::display_path(&path)) };
+        error(line.or(Some(node.line)), format!("{key}{}", e.inner()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_environment_file_parses() {
+        let c: EnvironmentConfig = parse_required("e.yaml", "channel: stable\nnamespace: wandb\nrelease: 0.62\n").unwrap();
+        assert_eq!(c.channel, "stable");
+        assert_eq!(c.release.as_deref(), Some("0.62"));
+        assert!(!c.allow_plaintext_secrets);
+    }
+
+    #[test]
+    fn a_typo_names_file_line_and_key() {
+        let err = parse_required::<EnvironmentConfig>("environments/dev/environment.yaml", "channel: stable\nnamespace: x\nchanel: canary\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("environments/dev/environment.yaml") && text.contains("chanel"), "{text}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key_and_line() {
+        let err = parse_required::<EnvironmentConfig>("e.yaml", "channel: stable\nnamespace: x\nallowPlaintextSecrets: maybe\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.to_string().contains("allowPlaintextSecrets"), "{err}");
+    }
+
+    #[test]
+    fn settings_follow_flag_then_file_then_default() {
+        let file = SettingsFile { channel_source: Some("mirror".into()) };
+        assert_eq!(Settings::resolve(Some("flag".into()), &file).channel_source, "flag");
+        assert_eq!(Settings::resolve(None, &file).channel_source, "mirror");
+        assert_eq!(Settings::resolve(None, &SettingsFile::default()).channel_source, "channels");
+        let parsed: SettingsFile = parse("hydrant.yaml", "# nothing yet\n").unwrap();
+        assert_eq!(parsed, SettingsFile::default());
+    }
+}

@@ -1,0 +1,150 @@
+//! The files of `rendered/<env>/`: one canonical YAML file per object, a
+//! `kustomization.yaml` listing them, and `hydrant.metadata` (JSON provenance;
+//! not named `*.json` or `*.yaml`, so Argo CD's directory source does not try to
+//! apply it).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::Manifest;
+use crate::yaml;
+
+pub const KUSTOMIZATION: &str = "kustomization.yaml";
+pub const METADATA: &str = "hydrant.metadata";
+
+/// Bumped when hydrant writes the same inputs differently, so that a digest
+/// match still means "nothing to re-render".
+pub const RENDERER: u32 = 1;
+
+/// What `hydrant.metadata` records.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Metadata {
+    pub environment: String,
+    pub namespace: String,
+    pub channel: ChannelInfo,
+    /// sha256 of each input.
+    pub inputs: Inputs,
+    /// sha256 over all inputs and [`RENDERER`]: equal digests render equal files.
+    pub digest: String,
+    pub renderer: u32,
+    pub resources: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ChannelInfo {
+    pub name: String,
+    pub version: String,
+    pub release: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Inputs {
+    pub channel: String,
+    pub environment: String,
+    pub values: Option<String>,
+    pub pinned: Option<String>,
+    pub templates: String,
+}
+
+impl Inputs {
+    pub fn digest(&self) -> String {
+        let text = serde_json::to_string(&(self, RENDERER)).unwrap_or_default();
+        sha256(text.as_bytes())
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The file name of each manifest: `<kind>-<name>.yaml`, lowercase, with the
+/// namespace added where two objects would otherwise share a name.
+fn file_names(manifests: &[Manifest]) -> Vec<String> {
+    let base = |m: &Manifest| format!("{}-{}", m.kind.to_lowercase(), m.name.to_lowercase());
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for m in manifests {
+        *counts.entry(base(m)).or_default() += 1;
+    }
+    manifests
+        .iter()
+        .map(|m| {
+            let b = base(m);
+            match (&m.namespace, counts[&b] > 1) {
+                (Some(ns), true) => format!("{}-{}-{}.yaml", m.kind.to_lowercase(), ns, m.name.to_lowercase()),
+                _ => format!("{b}.yaml"),
+            }
+        })
+        .collect()
+}
+
+/// Every file of `rendered/<env>/`, by name.
+pub fn files(manifests: &[Manifest], metadata: &Metadata) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    for (m, name) in manifests.iter().zip(file_names(manifests)) {
+        let mut text = format!("# Source: templates/{}\n", m.template);
+        text.push_str(&yaml::to_document(&m.value));
+        files.insert(name, text);
+    }
+    let mut kustomization = format!(
+        "# Written by hydrant for environment `{}`; do not edit.\n# Reproduce with: hydrant render --env {}\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+        metadata.environment, metadata.environment
+    );
+    for name in files.keys() {
+        kustomization.push_str("  - ");
+        kustomization.push_str(name);
+        kustomization.push('\n');
+    }
+    if files.is_empty() {
+        kustomization = kustomization.replace("resources:\n", "resources: []\n");
+    }
+    let mut meta = serde_json::to_string_pretty(metadata).unwrap_or_default();
+    meta.push('\n');
+    files.insert(KUSTOMIZATION.to_string(), kustomization);
+    files.insert(METADATA.to_string(), meta);
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::RenderedDoc;
+    use serde_json::json;
+
+    fn m(kind: &str, name: &str, ns: Option<&str>) -> Manifest {
+        let mut meta = json!({"name": name});
+        if let Some(ns) = ns {
+            meta["namespace"] = json!(ns);
+        }
+        Manifest::from_doc(RenderedDoc { template: "t.yaml.hbs".into(), index: 1, value: json!({"apiVersion": "x.io/v1", "kind": kind, "metadata": meta}), from_values: vec![] }, "ns").unwrap()
+    }
+
+    fn metadata() -> Metadata {
+        let inputs = Inputs { channel: "c".into(), environment: "e".into(), values: None, pinned: None, templates: "t".into() };
+        Metadata { environment: "dev".into(), namespace: "ns".into(), channel: ChannelInfo { name: "stable".into(), version: "1".into(), release: None }, digest: inputs.digest(), inputs, renderer: RENDERER, resources: 2 }
+    }
+
+    #[test]
+    fn files_are_named_by_kind_and_name_and_listed_in_the_kustomization() {
+        let files = files(&[m("Widget", "Alpha", None), m("Gadget", "b", None)], &metadata());
+        let names: Vec<_> = files.keys().cloned().collect();
+        assert_eq!(names, vec!["gadget-b.yaml", "hydrant.metadata", "kustomization.yaml", "widget-alpha.yaml"]);
+        assert!(files["kustomization.yaml"].contains("resources:\n  - gadget-b.yaml\n  - widget-alpha.yaml\n"));
+        assert!(!files["kustomization.yaml"].contains("hydrant.metadata"));
+    }
+
+    #[test]
+    fn same_names_in_two_namespaces_get_the_namespace_in_the_file_name() {
+        let files = files(&[m("Widget", "a", Some("x")), m("Widget", "a", Some("y"))], &metadata());
+        assert!(files.contains_key("widget-x-a.yaml") && files.contains_key("widget-y-a.yaml"), "{:?}", files.keys());
+    }
+
+    #[test]
+    fn the_metadata_is_json_without_timestamps() {
+        let files = files(&[], &metadata());
+        let parsed: Metadata = serde_json::from_str(&files["hydrant.metadata"]).unwrap();
+        assert_eq!(parsed, metadata());
+        assert!(files["kustomization.yaml"].contains("resources: []"));
+    }
+}

@@ -1,0 +1,83 @@
+//! Writing a rendered environment to a directory, all or nothing.
+//!
+//! The files are written into a fresh sibling directory, which then takes the
+//! place of `<out>/<env>/`: a reader never sees a half-written environment, and
+//! files of resources that are gone do not linger.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `dir` with exactly `files`.
+pub fn replace_dir(dir: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "output directory has no name"))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.hydrant-new-"))
+        .tempdir_in(parent)?;
+    for (file, text) in files {
+        if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("refusing to write file `{file}` outside the environment's directory"),
+            ));
+        }
+        let mut f = std::fs::File::create(staging.path().join(file))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    let staged = staging.keep();
+    if dir.exists() {
+        let old = tempfile::Builder::new()
+            .prefix(&format!(".{name}.hydrant-old-"))
+            .tempdir_in(parent)?
+            .keep();
+        std::fs::remove_dir(&old)?;
+        std::fs::rename(dir, &old)?;
+        if let Err(e) = std::fs::rename(&staged, dir) {
+            let _ = std::fs::rename(&old, dir);
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(e);
+        }
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(&staged, dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_is_replaced_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("dev");
+        let mut files = BTreeMap::new();
+        files.insert("a.yaml".to_string(), "a: 1\n".to_string());
+        files.insert("b.yaml".to_string(), "b: 1\n".to_string());
+        replace_dir(&target, &files).unwrap();
+        files.remove("b.yaml");
+        replace_dir(&target, &files).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, vec!["a.yaml"]);
+        let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec!["dev"]);
+    }
+
+    #[test]
+    fn file_names_cannot_escape_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let mut files = BTreeMap::new();
+        files.insert("../escape.yaml".to_string(), "x".to_string());
+        assert!(replace_dir(&d.path().join("dev"), &files).is_err());
+        assert!(!d.path().join("escape.yaml").exists());
+        assert!(!d.path().join("dev").exists());
+    }
+}

@@ -1,0 +1,163 @@
+//! A config repository opened for rendering: its settings, its compiled
+//! templates and its channel source, rendering environments in parallel.
+//!
+//! Each distinct channel (and pinned release) is fetched once, however many
+//! environments follow it. Each environment succeeds or fails on its own: a
+//! broken override in one never stops the others.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::channel::{ChannelError, ChannelSpec, FileSource, Source};
+use crate::config::Settings;
+use crate::pipeline::{self, Problem, Rendered};
+use crate::render::Engine;
+use crate::repo::{ConfigRepo, EnvironmentFiles, RepoError};
+use crate::spec::{self, Explanation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("the templates do not compile:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Templates(Vec<crate::render::RenderError>),
+    #[error("unsupported channel source `{0}`: give a directory or a file of channel specs")]
+    UnsupportedSource(String),
+}
+
+pub struct Project {
+    repo: ConfigRepo,
+    engine: Engine,
+    source: Box<dyn Source>,
+    environments: Vec<String>,
+}
+
+/// The outcome of one environment.
+pub type EnvResult = Result<Rendered, Vec<Problem>>;
+
+/// Builds the channel source a setting names. A flag's path is relative to the
+/// working directory; a `hydrant.yaml` path to the repository.
+fn source_for(spec: &str, base: &Path, shown: String) -> Result<Box<dyn Source>, ProjectError> {
+    if spec.contains("://") {
+        return Err(ProjectError::UnsupportedSource(spec.to_string()));
+    }
+    let path = PathBuf::from(spec);
+    let path = if path.is_absolute() { path } else { base.join(path) };
+    Ok(Box::new(FileSource::new(path, shown)))
+}
+
+impl Project {
+    /// Opens the repository at `root`. `channel_flag` is `--channel` (or `HYDRANT_CHANNEL`).
+    pub fn open(root: &Path, channel_flag: Option<String>) -> Result<Project, ProjectError> {
+        let repo = ConfigRepo::open(root)?;
+        let file = repo.settings()?;
+        let from_flag = channel_flag.is_some();
+        let settings = Settings::resolve(channel_flag, &file);
+        let source = if from_flag {
+            source_for(&settings.channel_source, Path::new("."), settings.channel_source.clone())?
+        } else {
+            source_for(&settings.channel_source, root, settings.channel_source.clone())?
+        };
+        let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
+        let environments = repo.environment_names()?;
+        Ok(Project {
+            repo,
+            engine,
+            source,
+            environments,
+        })
+    }
+
+    pub fn environments(&self) -> &[String] {
+        &self.environments
+    }
+
+    pub fn root(&self) -> &Path {
+        self.repo.root()
+    }
+
+    /// The environments named, or all of them; unknown names are an error.
+    pub fn select(&self, names: &[String], all: bool) -> Result<Vec<String>, RepoError> {
+        if all {
+            return Ok(self.environments.clone());
+        }
+        for name in names {
+            self.repo.check_environment(name, &self.environments)?;
+        }
+        let mut selected = names.to_vec();
+        selected.dedup();
+        Ok(selected)
+    }
+
+    /// Renders environments in parallel, in the order given.
+    pub fn render(&self, names: &[String]) -> Vec<(String, EnvResult)> {
+        let loaded: Vec<Result<EnvironmentFiles, RepoError>> =
+            names.par_iter().map(|n| self.repo.environment(n)).collect();
+        let channels = self.fetch_channels(&loaded);
+        names
+            .par_iter()
+            .zip(loaded.par_iter())
+            .map(|(name, env)| {
+                let result = match env {
+                    Err(e) => Err(vec![Problem::new(e)]),
+                    Ok(env) => match &channels[&key(env)] {
+                        Err(e) => Err(vec![channel_problem(e, env)]),
+                        Ok(spec) => pipeline::build(&self.engine, spec, env),
+                    },
+                };
+                (name.clone(), result)
+            })
+            .collect()
+    }
+
+    fn fetch_channels(
+        &self,
+        loaded: &[Result<EnvironmentFiles, RepoError>],
+    ) -> HashMap<(String, Option<String>), Result<ChannelSpec, ChannelError>> {
+        let mut wanted: Vec<(String, Option<String>)> = loaded.iter().flatten().map(key).collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted
+            .into_par_iter()
+            .map(|k| {
+                let spec = self.source.fetch(&k.0, k.1.as_deref());
+                (k, spec)
+            })
+            .collect()
+    }
+
+    /// How `path` got its value in environment `env`.
+    pub fn explain(&self, env: &str, path: &[String]) -> Result<Explanation, Vec<Problem>> {
+        self.repo
+            .check_environment(env, &self.environments)
+            .map_err(|e| vec![Problem::new(e)])?;
+        let files = self.repo.environment(env).map_err(|e| vec![Problem::new(e)])?;
+        let spec = self
+            .source
+            .fetch(&files.config.channel, files.config.release.as_deref())
+            .map_err(|e| vec![channel_problem(&e, &files)])?;
+        let layers = pipeline::layers(&spec, &files);
+        let merged = spec::merge(&layers);
+        Ok(spec::explain(&layers, &merged, path))
+    }
+}
+
+fn key(env: &EnvironmentFiles) -> (String, Option<String>) {
+    (env.config.channel.clone(), env.config.release.clone())
+}
+
+fn channel_problem(e: &ChannelError, env: &EnvironmentFiles) -> Problem {
+    let hint = match e {
+        ChannelError::NotFound { .. } => Some(format!(
+            "set `channel:` in environments/{}/environment.yaml to a channel the source holds, or pass `--channel SOURCE`",
+            env.name
+        )),
+        _ => None,
+    };
+    Problem {
+        message: e.to_string(),
+        hint,
+    }
+}

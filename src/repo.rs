@@ -1,0 +1,244 @@
+//! Reading a config repository from disk.
+//!
+//! The layout (see the README): `hydrant.yaml`, `templates/**/*.yaml.hbs` with
+//! partials in `templates/_partials/`, `environments/<env>/{environment,values,
+//! pinned}.yaml`, and `rendered/<env>/` written by hydrant. This module is the
+//! IO edge for reading it: it checks that environment names are safe to use as
+//! paths and branch names, and refuses files that are symlinks pointing outside
+//! the repository.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, EnvironmentConfig, SettingsFile};
+use crate::render::TemplateFile;
+use crate::spec::{Layer, LayerKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("`{path}` is not a hydrant config repository: it has no `environments/` directory")]
+    NotARepo { path: String },
+    #[error("unknown environment `{name}`; environments here: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
+    UnknownEnvironment { name: String, known: Vec<String> },
+    #[error("`{name}` is not a valid environment name: use lowercase letters, digits, `-` and `_` (at most 63), starting with a letter or digit")]
+    BadEnvironmentName { name: String },
+    #[error("`{path}` is a link to `{target}`, outside the config repository; hydrant reads only files inside it")]
+    OutsideRepo { path: String, target: String },
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+}
+
+/// What one environment's directory holds.
+#[derive(Debug, Clone)]
+pub struct EnvironmentFiles {
+    pub name: String,
+    pub config: EnvironmentConfig,
+    /// `environment.yaml` as read, for the inputs' digest.
+    pub config_text: String,
+    pub user: Layer,
+    pub user_text: Option<String>,
+    pub custom: Layer,
+    pub custom_text: Option<String>,
+}
+
+pub struct ConfigRepo {
+    root: PathBuf,
+    canonical_root: PathBuf,
+}
+
+/// Environment names become directory and branch names: keep them plain.
+pub fn valid_environment_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !name.is_empty()
+        && name.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+impl ConfigRepo {
+    pub fn open(root: &Path) -> Result<ConfigRepo, RepoError> {
+        if !root.join("environments").is_dir() {
+            return Err(RepoError::NotARepo {
+                path: root.display().to_string(),
+            });
+        }
+        let canonical_root = root.canonicalize().map_err(|source| RepoError::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        Ok(ConfigRepo {
+            root: root.to_path_buf(),
+            canonical_root,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads a file inside the repository; `None` when it does not exist.
+    fn read(&self, rel: &str) -> Result<Option<String>, RepoError> {
+        let path = self.root.join(rel);
+        let io = |source| RepoError::Io {
+            path: rel.to_string(),
+            source,
+        };
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = path.canonicalize().map_err(io)?;
+                if !target.starts_with(&self.canonical_root) {
+                    return Err(RepoError::OutsideRepo {
+                        path: rel.to_string(),
+                        target: target.display().to_string(),
+                    });
+                }
+            }
+            Ok(_) => {}
+        }
+        std::fs::read_to_string(&path).map(Some).map_err(io)
+    }
+
+    pub fn settings(&self) -> Result<SettingsFile, RepoError> {
+        match self.read(config::SETTINGS_FILE)? {
+            Some(text) => Ok(config::parse(config::SETTINGS_FILE, &text)?),
+            None => Ok(SettingsFile::default()),
+        }
+    }
+
+    /// Every environment: the directories of `environments/` holding an
+    /// `environment.yaml`, sorted.
+    pub fn environment_names(&self) -> Result<Vec<String>, RepoError> {
+        let dir = self.root.join("environments");
+        let entries = std::fs::read_dir(&dir).map_err(|source| RepoError::Io {
+            path: "environments".to_string(),
+            source,
+        })?;
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if entry.path().join("environment.yaml").is_file() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Checks that `name` is a known environment.
+    pub fn check_environment(&self, name: &str, known: &[String]) -> Result<(), RepoError> {
+        if !valid_environment_name(name) {
+            return Err(RepoError::BadEnvironmentName {
+                name: name.to_string(),
+            });
+        }
+        if !known.iter().any(|k| k == name) {
+            return Err(RepoError::UnknownEnvironment {
+                name: name.to_string(),
+                known: known.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads and parses an environment's files.
+    pub fn environment(&self, name: &str) -> Result<EnvironmentFiles, RepoError> {
+        if !valid_environment_name(name) {
+            return Err(RepoError::BadEnvironmentName {
+                name: name.to_string(),
+            });
+        }
+        let dir = format!("environments/{name}");
+        let config_file = format!("{dir}/environment.yaml");
+        let config_text = self.read(&config_file)?.ok_or_else(|| RepoError::UnknownEnvironment {
+            name: name.to_string(),
+            known: self.environment_names().unwrap_or_default(),
+        })?;
+        let config: EnvironmentConfig = config::parse_required(&config_file, &config_text)?;
+        let layer = |file: &str, kind: LayerKind| -> Result<(Layer, Option<String>), RepoError> {
+            let rel = format!("{dir}/{file}");
+            match self.read(&rel)? {
+                Some(text) => Ok((Layer::parse(kind, &rel, &text)?, Some(text))),
+                None => Ok((Layer::empty(kind, &rel), None)),
+            }
+        };
+        let (user, user_text) = layer("values.yaml", LayerKind::User)?;
+        let (custom, custom_text) = layer("pinned.yaml", LayerKind::Custom)?;
+        Ok(EnvironmentFiles {
+            name: name.to_string(),
+            config,
+            config_text,
+            user,
+            user_text,
+            custom,
+            custom_text,
+        })
+    }
+
+    /// Every template below `templates/`, by path relative to it.
+    pub fn templates(&self) -> Result<Vec<TemplateFile>, RepoError> {
+        let mut files = Vec::new();
+        self.collect_templates(Path::new("templates"), &mut files)?;
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
+    fn collect_templates(&self, rel: &Path, out: &mut Vec<TemplateFile>) -> Result<(), RepoError> {
+        let dir = self.root.join(rel);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && out.is_empty() => return Ok(()),
+            Err(source) => {
+                return Err(RepoError::Io {
+                    path: rel.display().to_string(),
+                    source,
+                });
+            }
+        };
+        for entry in entries.flatten() {
+            let child = rel.join(entry.file_name());
+            let child_str = child.to_string_lossy().replace('\\', "/");
+            let is_dir = std::fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
+            if is_dir {
+                self.collect_templates(&child, out)?;
+                continue;
+            }
+            let name = child_str.strip_prefix("templates/").unwrap_or(&child_str).to_string();
+            let wanted = name.ends_with(".yaml.hbs") || (name.starts_with("_partials/") && name.ends_with(".hbs"));
+            if !wanted {
+                continue;
+            }
+            if let Some(text) = self.read(&child_str)? {
+                out.push(TemplateFile { name, text });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_names_must_be_plain() {
+        for ok in ["dev", "prod-eu-1", "tenant_42"] {
+            assert!(valid_environment_name(ok), "{ok}");
+        }
+        for bad in ["", "../x", "/abs", "Dev", "a/b", "a\0b", "-x", ".hidden", &"x".repeat(64)] {
+            assert!(!valid_environment_name(bad), "{bad:?}");
+        }
+    }
+}
