@@ -62,7 +62,11 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        Some(_) => return Err(serde::de::Error::custom("expected a release id such as \"0.62.1\"")),
+        Some(_) => {
+            return Err(serde::de::Error::custom(
+                "expected a release id such as \"0.62.1\"",
+            ));
+        }
     })
 }
 
@@ -76,7 +80,13 @@ pub struct ConfigError {
 
 /// Parses a YAML settings file into `T`, naming the file, line and key on error.
 pub fn parse<T: DeserializeOwned + Default>(file: &str, text: &str) -> Result<T, ConfigError> {
-    parse_required(file, text).or_else(|e| if e.message == EMPTY { Ok(T::default()) } else { Err(e) })
+    parse_required(file, text).or_else(|e| {
+        if e.message == EMPTY {
+            Ok(T::default())
+        } else {
+            Err(e)
+        }
+    })
 }
 
 const EMPTY: &str = "the file is empty";
@@ -106,8 +116,14 @@ pub fn parse_required<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, 
                 _ => None,
             })
             .collect();
-        let line = (0..=path.len()).rev().find_map(|n| lines.get(&path[..n].to_vec()).copied());
-        let key = if path.is_empty() { String::new() } else { format!("`{}`: ", yaml::display_path(&path)) };
+        let line = (0..=path.len())
+            .rev()
+            .find_map(|n| lines.get(&path[..n]).copied());
+        let key = if path.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`: ", yaml::display_path(&path))
+        };
         error(line.or(Some(node.line)), format!("{key}{}", e.inner()))
     })
 }
@@ -118,7 +134,11 @@ mod tests {
 
     #[test]
     fn an_environment_file_parses() {
-        let c: EnvironmentConfig = parse_required("e.yaml", "channel: stable\nnamespace: wandb\nrelease: 0.62\n").unwrap();
+        let c: EnvironmentConfig = parse_required(
+            "e.yaml",
+            "channel: stable\nnamespace: wandb\nrelease: 0.62\n",
+        )
+        .unwrap();
         assert_eq!(c.channel, "stable");
         assert_eq!(c.release.as_deref(), Some("0.62"));
         assert!(!c.allow_plaintext_secrets);
@@ -126,24 +146,43 @@ mod tests {
 
     #[test]
     fn a_typo_names_file_line_and_key() {
-        let err = parse_required::<EnvironmentConfig>("environments/dev/environment.yaml", "channel: stable\nnamespace: x\nchanel: canary\n").unwrap_err();
+        let err = parse_required::<EnvironmentConfig>(
+            "environments/dev/environment.yaml",
+            "channel: stable\nnamespace: x\nchanel: canary\n",
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("environments/dev/environment.yaml") && text.contains("chanel"), "{text}");
+        assert!(
+            text.contains("environments/dev/environment.yaml") && text.contains("chanel"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_wrong_type_names_the_key_and_line() {
-        let err = parse_required::<EnvironmentConfig>("e.yaml", "channel: stable\nnamespace: x\nallowPlaintextSecrets: maybe\n").unwrap_err();
+        let err = parse_required::<EnvironmentConfig>(
+            "e.yaml",
+            "channel: stable\nnamespace: x\nallowPlaintextSecrets: maybe\n",
+        )
+        .unwrap_err();
         assert_eq!(err.line, Some(3), "{err}");
         assert!(err.to_string().contains("allowPlaintextSecrets"), "{err}");
     }
 
     #[test]
     fn settings_follow_flag_then_file_then_default() {
-        let file = SettingsFile { channel_source: Some("mirror".into()) };
-        assert_eq!(Settings::resolve(Some("flag".into()), &file).channel_source, "flag");
+        let file = SettingsFile {
+            channel_source: Some("mirror".into()),
+        };
+        assert_eq!(
+            Settings::resolve(Some("flag".into()), &file).channel_source,
+            "flag"
+        );
         assert_eq!(Settings::resolve(None, &file).channel_source, "mirror");
-        assert_eq!(Settings::resolve(None, &SettingsFile::default()).channel_source, "channels");
+        assert_eq!(
+            Settings::resolve(None, &SettingsFile::default()).channel_source,
+            "channels"
+        );
         let parsed: SettingsFile = parse("hydrant.yaml", "# nothing yet\n").unwrap();
         assert_eq!(parsed, SettingsFile::default());
     }

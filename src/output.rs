@@ -12,10 +12,12 @@ use std::path::Path;
 pub fn replace_dir(dir: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "output directory has no name"))?;
+    let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "output directory has no name",
+        )
+    })?;
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.hydrant-new-"))
         .tempdir_in(parent)?;
@@ -64,10 +66,16 @@ mod tests {
         replace_dir(&target, &files).unwrap();
         files.remove("b.yaml");
         replace_dir(&target, &files).unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(&target).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         assert_eq!(names, vec!["a.yaml"]);
-        let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers, vec!["dev"]);
     }
 

@@ -56,14 +56,24 @@ pub fn inputs(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) ->
     Inputs {
         channel: layout::sha256(channel_json.as_bytes()),
         environment: layout::sha256(env.config_text.as_bytes()),
-        values: env.user_text.as_deref().map(|t| layout::sha256(t.as_bytes())),
-        pinned: env.custom_text.as_deref().map(|t| layout::sha256(t.as_bytes())),
+        values: env
+            .user_text
+            .as_deref()
+            .map(|t| layout::sha256(t.as_bytes())),
+        pinned: env
+            .custom_text
+            .as_deref()
+            .map(|t| layout::sha256(t.as_bytes())),
         templates: engine.digest().to_string(),
     }
 }
 
 /// Renders one environment.
-pub fn build(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) -> Result<Rendered, Vec<Problem>> {
+pub fn build(
+    engine: &Engine,
+    channel: &ChannelSpec,
+    env: &EnvironmentFiles,
+) -> Result<Rendered, Vec<Problem>> {
     let merged = spec::merge(&layers(channel, env));
     let data = json!({
         "values": merged.values,
@@ -77,12 +87,21 @@ pub fn build(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) -> 
     });
     let docs = engine.render(&data).map_err(|e| {
         let hint = match &e {
-            crate::render::RenderError::Render { message, .. } if message.starts_with("missing value") => {
-                Some(format!("`hydrant explain --env {} KEY` shows what each layer sets", env.name))
+            crate::render::RenderError::Render { message, .. }
+                if message.starts_with("missing value")
+                    || message.starts_with("required value") =>
+            {
+                Some(format!(
+                    "`hydrant explain --env {} KEY` shows what each layer sets",
+                    env.name
+                ))
             }
             _ => None,
         };
-        vec![Problem { message: e.to_string(), hint }]
+        vec![Problem {
+            message: e.to_string(),
+            hint,
+        }]
     })?;
     let mut problems = Vec::new();
     let mut manifests = Vec::with_capacity(docs.len());
@@ -92,7 +111,11 @@ pub fn build(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) -> 
             Err(e) => problems.push(Problem::new(e)),
         }
     }
-    problems.extend(validate::validate(&manifests, env.config.allow_plaintext_secrets).into_iter().map(Problem::new));
+    problems.extend(
+        validate::validate(&manifests, env.config.allow_plaintext_secrets)
+            .into_iter()
+            .map(Problem::new),
+    );
     if !problems.is_empty() {
         return Err(problems);
     }

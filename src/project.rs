@@ -44,7 +44,11 @@ fn source_for(spec: &str, base: &Path, shown: String) -> Result<Box<dyn Source>,
         return Err(ProjectError::UnsupportedSource(spec.to_string()));
     }
     let path = PathBuf::from(spec);
-    let path = if path.is_absolute() { path } else { base.join(path) };
+    let path = if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    };
     Ok(Box::new(FileSource::new(path, shown)))
 }
 
@@ -56,9 +60,17 @@ impl Project {
         let from_flag = channel_flag.is_some();
         let settings = Settings::resolve(channel_flag, &file);
         let source = if from_flag {
-            source_for(&settings.channel_source, Path::new("."), settings.channel_source.clone())?
+            source_for(
+                &settings.channel_source,
+                Path::new("."),
+                settings.channel_source.clone(),
+            )?
         } else {
-            source_for(&settings.channel_source, root, settings.channel_source.clone())?
+            source_for(
+                &settings.channel_source,
+                root,
+                settings.channel_source.clone(),
+            )?
         };
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
@@ -133,7 +145,10 @@ impl Project {
         self.repo
             .check_environment(env, &self.environments)
             .map_err(|e| vec![Problem::new(e)])?;
-        let files = self.repo.environment(env).map_err(|e| vec![Problem::new(e)])?;
+        let files = self
+            .repo
+            .environment(env)
+            .map_err(|e| vec![Problem::new(e)])?;
         let spec = self
             .source
             .fetch(&files.config.channel, files.config.release.as_deref())

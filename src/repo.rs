@@ -19,9 +19,13 @@ pub enum RepoError {
     NotARepo { path: String },
     #[error("unknown environment `{name}`; environments here: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
     UnknownEnvironment { name: String, known: Vec<String> },
-    #[error("`{name}` is not a valid environment name: use lowercase letters, digits, `-` and `_` (at most 63), starting with a letter or digit")]
+    #[error(
+        "`{name}` is not a valid environment name: use lowercase letters, digits, `-` and `_` (at most 63), starting with a letter or digit"
+    )]
     BadEnvironmentName { name: String },
-    #[error("`{path}` is a link to `{target}`, outside the config repository; hydrant reads only files inside it")]
+    #[error(
+        "`{path}` is a link to `{target}`, outside the config repository; hydrant reads only files inside it"
+    )]
     OutsideRepo { path: String, target: String },
     #[error("cannot read `{path}`: {source}")]
     Io {
@@ -162,10 +166,12 @@ impl ConfigRepo {
         }
         let dir = format!("environments/{name}");
         let config_file = format!("{dir}/environment.yaml");
-        let config_text = self.read(&config_file)?.ok_or_else(|| RepoError::UnknownEnvironment {
-            name: name.to_string(),
-            known: self.environment_names().unwrap_or_default(),
-        })?;
+        let config_text =
+            self.read(&config_file)?
+                .ok_or_else(|| RepoError::UnknownEnvironment {
+                    name: name.to_string(),
+                    known: self.environment_names().unwrap_or_default(),
+                })?;
         let config: EnvironmentConfig = config::parse_required(&config_file, &config_text)?;
         let layer = |file: &str, kind: LayerKind| -> Result<(Layer, Option<String>), RepoError> {
             let rel = format!("{dir}/{file}");
@@ -210,13 +216,19 @@ impl ConfigRepo {
         for entry in entries.flatten() {
             let child = rel.join(entry.file_name());
             let child_str = child.to_string_lossy().replace('\\', "/");
-            let is_dir = std::fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
+            let is_dir = std::fs::metadata(entry.path())
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
             if is_dir {
                 self.collect_templates(&child, out)?;
                 continue;
             }
-            let name = child_str.strip_prefix("templates/").unwrap_or(&child_str).to_string();
-            let wanted = name.ends_with(".yaml.hbs") || (name.starts_with("_partials/") && name.ends_with(".hbs"));
+            let name = child_str
+                .strip_prefix("templates/")
+                .unwrap_or(&child_str)
+                .to_string();
+            let wanted = name.ends_with(".yaml.hbs")
+                || (name.starts_with("_partials/") && name.ends_with(".hbs"));
             if !wanted {
                 continue;
             }
@@ -237,7 +249,17 @@ mod tests {
         for ok in ["dev", "prod-eu-1", "tenant_42"] {
             assert!(valid_environment_name(ok), "{ok}");
         }
-        for bad in ["", "../x", "/abs", "Dev", "a/b", "a\0b", "-x", ".hidden", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "../x",
+            "/abs",
+            "Dev",
+            "a/b",
+            "a\0b",
+            "-x",
+            ".hidden",
+            &"x".repeat(64),
+        ] {
             assert!(!valid_environment_name(bad), "{bad:?}");
         }
     }

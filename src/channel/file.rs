@@ -27,7 +27,9 @@ impl FileSource {
             source,
         })?;
         let shown = match path.strip_prefix(&self.path) {
-            Ok(rel) if !rel.as_os_str().is_empty() => format!("{}/{}", self.shown.trim_end_matches('/'), rel.display()),
+            Ok(rel) if !rel.as_os_str().is_empty() => {
+                format!("{}/{}", self.shown.trim_end_matches('/'), rel.display())
+            }
             _ => self.shown.clone(),
         };
         parse_spec(channel, &shown, &text)
@@ -36,12 +38,20 @@ impl FileSource {
     fn first_existing(&self, stem: &Path) -> Option<PathBuf> {
         EXTENSIONS
             .iter()
-            .map(|ext| stem.with_extension(ext))
+            .map(|ext| {
+                let mut name = stem.as_os_str().to_owned();
+                name.push(format!(".{ext}"));
+                PathBuf::from(name)
+            })
             .find(|p| p.is_file())
     }
 
     fn candidates(stem: &str) -> String {
-        EXTENSIONS.iter().map(|e| format!("`{stem}.{e}`")).collect::<Vec<_>>().join(", ")
+        EXTENSIONS
+            .iter()
+            .map(|e| format!("`{stem}.{e}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The channels a directory holds.
@@ -53,7 +63,9 @@ impl FileSource {
             .filter_map(|e| {
                 let p = e.path();
                 let ext = p.extension()?.to_str()?;
-                EXTENSIONS.contains(&ext).then(|| p.file_stem()?.to_str().map(String::from))?
+                EXTENSIONS
+                    .contains(&ext)
+                    .then(|| p.file_stem()?.to_str().map(String::from))?
             })
             .collect();
         names.sort();
@@ -64,7 +76,9 @@ impl FileSource {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && !name.starts_with('.')
 }
 
@@ -74,7 +88,9 @@ impl Source for FileSource {
             if !valid_name(name) {
                 return Err(ChannelError::Invalid {
                     origin: self.shown.clone(),
-                    message: format!("`{name}` is not a valid channel or release name (letters, digits, `-`, `_`, `.`)"),
+                    message: format!(
+                        "`{name}` is not a valid channel or release name (letters, digits, `-`, `_`, `.`)"
+                    ),
                 });
             }
         }
@@ -85,7 +101,10 @@ impl Source for FileSource {
                     channel: channel.to_string(),
                     release: r.to_string(),
                     source_name: self.shown.clone(),
-                    looked_for: format!("version `{r}` in `{}`, which holds `{}`", self.shown, spec.version),
+                    looked_for: format!(
+                        "version `{r}` in `{}`, which holds `{}`",
+                        self.shown, spec.version
+                    ),
                 }),
                 _ => Ok(spec),
             };
@@ -93,7 +112,10 @@ impl Source for FileSource {
         if !self.path.is_dir() {
             return Err(ChannelError::Io {
                 path: self.shown.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or directory",
+                ),
             });
         }
         if let Some(release) = release {
@@ -137,9 +159,17 @@ mod tests {
 
     fn dir() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("stable.yaml"), "metadata: {version: 1.0.0}\nvalues: {a: 1}\n").unwrap();
+        std::fs::write(
+            d.path().join("stable.yaml"),
+            "metadata: {version: 1.0.0}\nvalues: {a: 1}\n",
+        )
+        .unwrap();
         std::fs::create_dir_all(d.path().join("stable/releases")).unwrap();
-        std::fs::write(d.path().join("stable/releases/0.9.0.json"), r#"{"metadata": {"version": "0.9.0"}, "values": {"a": 0}}"#).unwrap();
+        std::fs::write(
+            d.path().join("stable/releases/0.9.0.json"),
+            r#"{"metadata": {"version": "0.9.0"}, "values": {"a": 0}}"#,
+        )
+        .unwrap();
         d
     }
 
@@ -159,7 +189,10 @@ mod tests {
         let d = dir();
         let s = FileSource::new(d.path().to_path_buf(), "channels".into());
         let err = s.fetch("beta", None).unwrap_err().to_string();
-        assert!(err.contains("`beta`") && err.contains("channels there: stable"), "{err}");
+        assert!(
+            err.contains("`beta`") && err.contains("channels there: stable"),
+            "{err}"
+        );
     }
 
     #[test]

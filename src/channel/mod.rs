@@ -36,7 +36,9 @@ pub enum ChannelError {
         looked_for: String,
         known: Vec<String>,
     },
-    #[error("release `{release}` of channel `{channel}` is not in `{source_name}` (looked for {looked_for})")]
+    #[error(
+        "release `{release}` of channel `{channel}` is not in `{source_name}` (looked for {looked_for})"
+    )]
     ReleaseNotFound {
         channel: String,
         release: String,
@@ -86,12 +88,18 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
     })
     .map_err(|e| invalid(format!("invalid value at {e}")))?;
     let Value::Object(mut top) = value else {
-        return Err(invalid("a channel spec must be a map with `metadata` and `values`".to_string()));
+        return Err(invalid(
+            "a channel spec must be a map with `metadata` and `values`".to_string(),
+        ));
     };
     let metadata = match top.remove("metadata") {
         Some(Value::Object(m)) => m,
         Some(_) => return Err(invalid("`metadata` must be a map".to_string())),
-        None => return Err(invalid("the spec has no `metadata` (with `metadata.version`)".to_string())),
+        None => {
+            return Err(invalid(
+                "the spec has no `metadata` (with `metadata.version`)".to_string(),
+            ));
+        }
     };
     let version = match metadata.get("version") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -109,7 +117,10 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
     let values = match top.remove("values") {
         Some(v @ Value::Object(_)) => v,
         Some(_) => return Err(invalid("`values` must be a map".to_string())),
-        None => return Err(invalid("the spec has no `values`: a channel spec is `{metadata: {version}, values: {...}}`".to_string())),
+        None => return Err(invalid(
+            "the spec has no `values`: a channel spec is `{metadata: {version}, values: {...}}`"
+                .to_string(),
+        )),
     };
     let values = Layer::from_value(LayerKind::Channel, origin, values, lines, values_line)
         .map_err(|e| invalid(e.to_string()))?;
@@ -131,19 +142,36 @@ mod tests {
         let spec = parse_spec("stable", "channels/stable.yaml", "metadata:\n  version: 0.62.1\n  extra: kept\nchart: {name: x}\nvalues:\n  global:\n    host: h\n").unwrap();
         assert_eq!(spec.version, "0.62.1");
         assert_eq!(spec.metadata["extra"], "kept");
-        assert_eq!(spec.values.line_of(&["global".into(), "host".into()]), Some(7));
+        assert_eq!(
+            spec.values.line_of(&["global".into(), "host".into()]),
+            Some(7)
+        );
     }
 
     #[test]
     fn json_specs_parse_too() {
-        let spec = parse_spec("stable", "s.json", r#"{"metadata": {"version": "1.0.0"}, "values": {"a": 1}}"#).unwrap();
+        let spec = parse_spec(
+            "stable",
+            "s.json",
+            r#"{"metadata": {"version": "1.0.0"}, "values": {"a": 1}}"#,
+        )
+        .unwrap();
         assert_eq!(spec.values.values["a"], 1);
     }
 
     #[test]
     fn a_spec_without_values_is_an_error_naming_the_file() {
-        let err = parse_spec("stable", "channels/stable.yaml", "metadata:\n  version: 1\n").unwrap_err();
-        assert!(err.to_string().contains("channels/stable.yaml") && err.to_string().contains("no `values`"), "{err}");
+        let err = parse_spec(
+            "stable",
+            "channels/stable.yaml",
+            "metadata:\n  version: 1\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("channels/stable.yaml")
+                && err.to_string().contains("no `values`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -61,7 +61,12 @@ pub struct RepoArgs {
 #[derive(Debug, Args)]
 pub struct EnvSelection {
     /// An environment (a directory of `environments/`); repeat for several.
-    #[arg(long = "env", env = "HYDRANT_ENV", value_delimiter = ',', required_unless_present = "all")]
+    #[arg(
+        long = "env",
+        env = "HYDRANT_ENV",
+        value_delimiter = ',',
+        required_unless_present = "all"
+    )]
     pub envs: Vec<String>,
     /// Every environment of the repository.
     #[arg(long, env = "HYDRANT_ALL", conflicts_with = "envs")]

@@ -67,5 +67,9 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
             },
         }
     }
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -72,7 +72,12 @@ fn file_names(manifests: &[Manifest]) -> Vec<String> {
         .map(|m| {
             let b = base(m);
             match (&m.namespace, counts[&b] > 1) {
-                (Some(ns), true) => format!("{}-{}-{}.yaml", m.kind.to_lowercase(), ns, m.name.to_lowercase()),
+                (Some(ns), true) => format!(
+                    "{}-{}-{}.yaml",
+                    m.kind.to_lowercase(),
+                    ns,
+                    m.name.to_lowercase()
+                ),
                 _ => format!("{b}.yaml"),
             }
         })
@@ -117,27 +122,75 @@ mod tests {
         if let Some(ns) = ns {
             meta["namespace"] = json!(ns);
         }
-        Manifest::from_doc(RenderedDoc { template: "t.yaml.hbs".into(), index: 1, value: json!({"apiVersion": "x.io/v1", "kind": kind, "metadata": meta}), from_values: vec![] }, "ns").unwrap()
+        Manifest::from_doc(
+            RenderedDoc {
+                template: "t.yaml.hbs".into(),
+                index: 1,
+                value: json!({"apiVersion": "x.io/v1", "kind": kind, "metadata": meta}),
+                from_values: vec![],
+            },
+            "ns",
+        )
+        .unwrap()
     }
 
     fn metadata() -> Metadata {
-        let inputs = Inputs { channel: "c".into(), environment: "e".into(), values: None, pinned: None, templates: "t".into() };
-        Metadata { environment: "dev".into(), namespace: "ns".into(), channel: ChannelInfo { name: "stable".into(), version: "1".into(), release: None }, digest: inputs.digest(), inputs, renderer: RENDERER, resources: 2 }
+        let inputs = Inputs {
+            channel: "c".into(),
+            environment: "e".into(),
+            values: None,
+            pinned: None,
+            templates: "t".into(),
+        };
+        Metadata {
+            environment: "dev".into(),
+            namespace: "ns".into(),
+            channel: ChannelInfo {
+                name: "stable".into(),
+                version: "1".into(),
+                release: None,
+            },
+            digest: inputs.digest(),
+            inputs,
+            renderer: RENDERER,
+            resources: 2,
+        }
     }
 
     #[test]
     fn files_are_named_by_kind_and_name_and_listed_in_the_kustomization() {
-        let files = files(&[m("Widget", "Alpha", None), m("Gadget", "b", None)], &metadata());
+        let files = files(
+            &[m("Widget", "Alpha", None), m("Gadget", "b", None)],
+            &metadata(),
+        );
         let names: Vec<_> = files.keys().cloned().collect();
-        assert_eq!(names, vec!["gadget-b.yaml", "hydrant.metadata", "kustomization.yaml", "widget-alpha.yaml"]);
-        assert!(files["kustomization.yaml"].contains("resources:\n  - gadget-b.yaml\n  - widget-alpha.yaml\n"));
+        assert_eq!(
+            names,
+            vec![
+                "gadget-b.yaml",
+                "hydrant.metadata",
+                "kustomization.yaml",
+                "widget-alpha.yaml"
+            ]
+        );
+        assert!(
+            files["kustomization.yaml"]
+                .contains("resources:\n  - gadget-b.yaml\n  - widget-alpha.yaml\n")
+        );
         assert!(!files["kustomization.yaml"].contains("hydrant.metadata"));
     }
 
     #[test]
     fn same_names_in_two_namespaces_get_the_namespace_in_the_file_name() {
-        let files = files(&[m("Widget", "a", Some("x")), m("Widget", "a", Some("y"))], &metadata());
-        assert!(files.contains_key("widget-x-a.yaml") && files.contains_key("widget-y-a.yaml"), "{:?}", files.keys());
+        let files = files(
+            &[m("Widget", "a", Some("x")), m("Widget", "a", Some("y"))],
+            &metadata(),
+        );
+        assert!(
+            files.contains_key("widget-x-a.yaml") && files.contains_key("widget-y-a.yaml"),
+            "{:?}",
+            files.keys()
+        );
     }
 
     #[test]

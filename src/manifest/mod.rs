@@ -57,21 +57,49 @@ impl Manifest {
             message,
         };
         let Value::Object(map) = &value else {
-            return Err(error("not an object", None, "a manifest must be a map with `apiVersion`, `kind` and `metadata`".to_string()));
+            return Err(error(
+                "not an object",
+                None,
+                "a manifest must be a map with `apiVersion`, `kind` and `metadata`".to_string(),
+            ));
         };
-        let text = |key: &str| map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from);
-        let kind = text("kind").ok_or_else(|| error("unknown object", Some("kind"), "missing `kind`".to_string()))?;
-        let api_version = text("apiVersion").ok_or_else(|| error(&kind, Some("apiVersion"), "missing `apiVersion`".to_string()))?;
+        let text = |key: &str| {
+            map.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        let kind = text("kind")
+            .ok_or_else(|| error("unknown object", Some("kind"), "missing `kind`".to_string()))?;
+        let api_version = text("apiVersion").ok_or_else(|| {
+            error(
+                &kind,
+                Some("apiVersion"),
+                "missing `apiVersion`".to_string(),
+            )
+        })?;
         let name = value
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(String::from)
-            .ok_or_else(|| error(&kind, Some("metadata.name"), "missing `metadata.name`".to_string()))?;
-        let mut namespace = value.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+            .ok_or_else(|| {
+                error(
+                    &kind,
+                    Some("metadata.name"),
+                    "missing `metadata.name`".to_string(),
+                )
+            })?;
+        let mut namespace = value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(String::from);
         if namespace.is_none() && schema::is_namespaced(&api_version, &kind) == Some(true) {
             if let Some(Value::Object(meta)) = value.get_mut("metadata") {
-                meta.insert("namespace".to_string(), Value::String(default_namespace.to_string()));
+                meta.insert(
+                    "namespace".to_string(),
+                    Value::String(default_namespace.to_string()),
+                );
             }
             namespace = Some(default_namespace.to_string());
         }

@@ -23,7 +23,8 @@ fn is_dns_label_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// Checks each manifest and the set.
@@ -32,18 +33,28 @@ pub fn validate(manifests: &[Manifest], allow_plaintext_secrets: bool) -> Vec<Ma
     let mut seen: HashMap<(String, String, String), &Manifest> = HashMap::new();
     for m in manifests {
         let label = LABEL_NAMED.contains(&m.kind.as_str());
-        let name_ok = if label { is_dns_label(&m.name) } else { is_dns_subdomain(&m.name) };
+        let name_ok = if label {
+            is_dns_label(&m.name)
+        } else {
+            is_dns_subdomain(&m.name)
+        };
         if !name_ok {
             let rule = if label {
                 "a DNS-1123 label: lowercase letters, digits and `-`, at most 63 characters"
             } else {
                 "a DNS-1123 subdomain: lowercase letters, digits, `-` and `.`, at most 253 characters"
             };
-            problems.push(m.error(Some("metadata.name"), format!("`{}` is not a valid name; it must be {rule}", m.name)));
+            problems.push(m.error(
+                Some("metadata.name"),
+                format!("`{}` is not a valid name; it must be {rule}", m.name),
+            ));
         }
         if let Some(ns) = &m.namespace {
             if !is_dns_label(ns) {
-                problems.push(m.error(Some("metadata.namespace"), format!("`{ns}` is not a valid namespace (a DNS-1123 label)")));
+                problems.push(m.error(
+                    Some("metadata.namespace"),
+                    format!("`{ns}` is not a valid namespace (a DNS-1123 label)"),
+                ));
             }
         }
         for (path, message) in schema::check_object(&m.api_version, &m.kind, &m.value) {
@@ -61,8 +72,17 @@ pub fn validate(manifests: &[Manifest], allow_plaintext_secrets: bool) -> Vec<Ma
                 ));
             }
         }
-        let group = m.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("").to_string();
-        let key = (format!("{}.{group}", m.kind), m.namespace.clone().unwrap_or_default(), m.name.clone());
+        let group = m
+            .api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+            .to_string();
+        let key = (
+            format!("{}.{group}", m.kind),
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone(),
+        );
         if let Some(first) = seen.get(&key) {
             problems.push(m.error(
                 None,
@@ -88,11 +108,23 @@ mod tests {
     use serde_json::{Value, json};
 
     fn manifest(value: Value, from_values: Vec<Vec<String>>) -> Manifest {
-        Manifest::from_doc(RenderedDoc { template: "t.yaml.hbs".into(), index: 1, value, from_values }, "ns").unwrap()
+        Manifest::from_doc(
+            RenderedDoc {
+                template: "t.yaml.hbs".into(),
+                index: 1,
+                value,
+                from_values,
+            },
+            "ns",
+        )
+        .unwrap()
     }
 
     fn cm(name: &str) -> Manifest {
-        manifest(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}}), vec![])
+        manifest(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "b"}}),
+            vec![],
+        )
     }
 
     #[test]
@@ -103,14 +135,26 @@ mod tests {
         assert!(!is_dns_label("a.b"));
         let problems = validate(&[cm("Bad_Name")], false);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].to_string().contains("`Bad_Name` is not a valid name"), "{}", problems[0]);
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("`Bad_Name` is not a valid name"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
     fn duplicates_are_reported_with_both_sources() {
         let problems = validate(&[cm("a"), cm("a")], false);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].to_string().contains("duplicate object: `ConfigMap/a`"), "{}", problems[0]);
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("duplicate object: `ConfigMap/a`"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
@@ -121,16 +165,35 @@ mod tests {
 
     #[test]
     fn a_secret_built_from_values_is_refused_unless_allowed() {
-        let s = manifest(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"p": "x"}}), vec![vec!["stringData".into(), "p".into()]]);
+        let s = manifest(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"p": "x"}}),
+            vec![vec!["stringData".into(), "p".into()]],
+        );
         let problems = validate(std::slice::from_ref(&s), false);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].to_string().contains("Secret's data comes from values"));
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("Secret's data comes from values")
+        );
         assert!(validate(&[s], true).is_empty());
     }
 
     #[test]
     fn a_missing_identity_is_an_error() {
-        let err = Manifest::from_doc(RenderedDoc { template: "t".into(), index: 2, value: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}), from_values: vec![] }, "ns").unwrap_err();
-        assert!(err.to_string().contains("metadata.name") && err.to_string().contains("document 2"), "{err}");
+        let err = Manifest::from_doc(
+            RenderedDoc {
+                template: "t".into(),
+                index: 2,
+                value: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+                from_values: vec![],
+            },
+            "ns",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("metadata.name") && err.to_string().contains("document 2"),
+            "{err}"
+        );
     }
 }

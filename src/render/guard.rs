@@ -164,14 +164,34 @@ mod tests {
 
     #[test]
     fn credential_keys_are_recognised() {
-        for k in ["license", "password", "secretKey", "token", "accessKey", "bindPW", "rootPassword", "github_token", "clientSecret", "apiKey"] {
+        for k in [
+            "license",
+            "password",
+            "secretKey",
+            "token",
+            "accessKey",
+            "bindPW",
+            "rootPassword",
+            "github_token",
+            "clientSecret",
+            "apiKey",
+        ] {
             assert!(is_secret_key(k), "{k}");
         }
     }
 
     #[test]
     fn reference_forms_are_not_secrets() {
-        for k in ["licenseSecret", "passwordSecret", "secretName", "clientSecretRef", "bindPWSecret", "host", "tokenSecret", "key"] {
+        for k in [
+            "licenseSecret",
+            "passwordSecret",
+            "secretName",
+            "clientSecretRef",
+            "bindPWSecret",
+            "host",
+            "tokenSecret",
+            "key",
+        ] {
             assert!(!is_secret_key(k), "{k}");
         }
     }
@@ -179,28 +199,49 @@ mod tests {
     #[test]
     fn a_secret_name_with_a_key_is_a_reference() {
         let root = json!({"redis": {"auth": {"secret": "redis-secret", "key": "password"}}, "oidc": {"secret": "s3cr3t"}});
-        assert!(!is_plaintext_secret(&p("redis.auth.secret"), &json!("redis-secret"), &root));
-        assert!(is_plaintext_secret(&p("oidc.secret"), &json!("s3cr3t"), &root));
+        assert!(!is_plaintext_secret(
+            &p("redis.auth.secret"),
+            &json!("redis-secret"),
+            &root
+        ));
+        assert!(is_plaintext_secret(
+            &p("oidc.secret"),
+            &json!("s3cr3t"),
+            &root
+        ));
     }
 
     #[test]
     fn empty_values_are_not_secrets() {
-        assert!(!is_plaintext_secret(&p("global.license"), &json!(""), &json!({})));
+        assert!(!is_plaintext_secret(
+            &p("global.license"),
+            &json!(""),
+            &json!({})
+        ));
     }
 
     #[test]
     fn connection_strings_with_passwords_are_secrets() {
-        assert!(has_url_password("s3://wandb:changeme@mydb.com/wandb?tls=true"));
+        assert!(has_url_password(
+            "s3://wandb:changeme@mydb.com/wandb?tls=true"
+        ));
         assert!(!has_url_password("s3://mydb.com/wandb"));
         assert!(!has_url_password("https://user@host/x"));
         assert!(!has_url_password("https://host/x?u=a:b@c"));
-        assert!(is_plaintext_secret(&p("global.extraEnv.BUCKET"), &json!("s3://a:b@h/x"), &json!({})));
+        assert!(is_plaintext_secret(
+            &p("global.extraEnv.BUCKET"),
+            &json!("s3://a:b@h/x"),
+            &json!({})
+        ));
     }
 
     #[test]
     fn secrets_within_a_map_are_listed_by_path() {
         let v = json!({"host": "h", "password": "pw", "nested": {"token": "t"}});
         let found = secrets_within(&p("global.mysql"), &v, &json!({}));
-        assert_eq!(found, vec![p("global.mysql.nested.token"), p("global.mysql.password")]);
+        assert_eq!(
+            found,
+            vec![p("global.mysql.nested.token"), p("global.mysql.password")]
+        );
     }
 }

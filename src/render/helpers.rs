@@ -178,7 +178,11 @@ fn seal_strings(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(safe::encode(&Value::String(s.clone()))),
         Value::Array(a) => Value::Array(a.iter().map(seal_strings).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), seal_strings(v))).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), seal_strings(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -237,20 +241,29 @@ impl Hydrant {
                 }
             }
             Kind::Required => {
-                let message = param(h, 0)?.value().as_str().unwrap_or("a required value is missing").to_string();
+                let message = param(h, 0)?
+                    .value()
+                    .as_str()
+                    .unwrap_or("a required value is missing")
+                    .to_string();
                 match h.param(1) {
                     Some(p) if !p.is_value_missing() && !is_empty(p.value()) => {
                         guard_secret(p, ctx)?;
                         Ok(p.value().clone())
                     }
-                    Some(p) => Err(fail(format!("required value `{}` is not set: {message}", shown(p)))),
+                    Some(p) => Err(fail(format!(
+                        "required value `{}` is not set: {message}",
+                        shown(p)
+                    ))),
                     None => Err(fail(format!("required value is not set: {message}"))),
                 }
             }
             Kind::B64enc => {
                 let p = param(h, 0)?;
                 guard_secret(p, ctx)?;
-                Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(as_text(p.value()))))
+                Ok(Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(as_text(p.value())),
+                ))
             }
             Kind::Sha256sum => {
                 let p = param(h, 0)?;
@@ -263,7 +276,11 @@ impl Hydrant {
                 let p = param(h, 0)?;
                 guard_secret(p, ctx)?;
                 let s = as_text(p.value());
-                Ok(Value::String(if matches!(self.0, Kind::Lower) { s.to_lowercase() } else { s.to_uppercase() }))
+                Ok(Value::String(if matches!(self.0, Kind::Lower) {
+                    s.to_lowercase()
+                } else {
+                    s.to_uppercase()
+                }))
             }
             Kind::Include => {
                 let name = param(h, 0)?
@@ -278,7 +295,9 @@ impl Hydrant {
                     _ => ctx.data().clone(),
                 };
                 if r.get_template(&name).is_none() {
-                    return Err(fail(format!("`include`: no partial named `{name}` in templates/_partials/")));
+                    return Err(fail(format!(
+                        "`include`: no partial named `{name}` in templates/_partials/"
+                    )));
                 }
                 let text = r.render_with_context(&name, &Context::wraps(data)?)?;
                 Ok(Value::String(safe::trusted(text.trim_end_matches('\n'))))

@@ -53,7 +53,9 @@ pub enum RenderError {
         line: Option<usize>,
         message: String,
     },
-    #[error("template `{template}`, document {index}: the rendered output is not valid YAML: {message} (rendered line {line}: `{excerpt}`)")]
+    #[error(
+        "template `{template}`, document {index}: the rendered output is not valid YAML: {message} (rendered line {line}: `{excerpt}`)"
+    )]
     Parse {
         template: String,
         index: usize,
@@ -169,11 +171,12 @@ fn render_message(e: &handlebars::RenderError) -> String {
 
 /// The line of the first raw (unescaped) expression in a template, if any.
 fn raw_output_line(text: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        let l = l.replace("{{~", "{{");
-        l.contains("{{{") || l.contains("{{&")
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let l = l.replace("{{~", "{{");
+            l.contains("{{{") || l.contains("{{&")
+        })
+        .map(|i| i + 1)
 }
 
 /// Rewrites every plain `{{path}}` expression into a call of the value helper,
@@ -336,7 +339,10 @@ fn restore(
             for (key, value) in entries {
                 let key = match safe::decode_scalar(key, false).map_err(at)? {
                     safe::Decoded::Literal => key.clone(),
-                    safe::Decoded::Whole(v) => v.as_str().map(String::from).unwrap_or_else(|| v.to_string()),
+                    safe::Decoded::Whole(v) => v
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string()),
                     safe::Decoded::Spliced(s) => s,
                 };
                 if out.contains_key(&key) {

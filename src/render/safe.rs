@@ -112,7 +112,8 @@ pub fn decode_scalar(text: &str, whole_allowed: bool) -> Result<Decoded, String>
 }
 
 fn decode_one(hex_text: &str) -> Result<Value, String> {
-    let bytes = hex::decode(hex_text).map_err(|_| "an interpolated value was garbled".to_string())?;
+    let bytes =
+        hex::decode(hex_text).map_err(|_| "an interpolated value was garbled".to_string())?;
     serde_json::from_slice(&bytes).map_err(|_| "an interpolated value was garbled".to_string())
 }
 
@@ -123,7 +124,14 @@ mod tests {
 
     #[test]
     fn a_lone_unquoted_sentinel_keeps_the_value_type() {
-        for v in [json!("on"), json!("1.20"), json!("true"), json!(3), json!(false), json!("")] {
+        for v in [
+            json!("on"),
+            json!("1.20"),
+            json!("true"),
+            json!(3),
+            json!(false),
+            json!(""),
+        ] {
             match decode_scalar(&encode(&v), true).unwrap() {
                 Decoded::Whole(got) => assert_eq!(got, v),
                 _ => panic!("not whole"),
@@ -151,7 +159,10 @@ mod tests {
     #[test]
     fn sentinels_are_inert_yaml() {
         let s = encode(&json!("x\n---\n- [a]: {b} # c"));
-        assert!(s.chars().all(|c| c.is_ascii_hexdigit() || c == OPEN || c == CLOSE));
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_hexdigit() || c == OPEN || c == CLOSE)
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@ use super::*;
 fn engine(templates: &[(&str, &str)]) -> Engine {
     let files: Vec<TemplateFile> = templates
         .iter()
-        .map(|(n, t)| TemplateFile { name: n.to_string(), text: t.to_string() })
+        .map(|(n, t)| TemplateFile {
+            name: n.to_string(),
+            text: t.to_string(),
+        })
         .collect();
     Engine::new(&files).unwrap_or_else(|e| panic!("{e:?}"))
 }
@@ -18,9 +21,28 @@ fn render_one(template: &str, values: Value) -> Result<Value, RenderError> {
 }
 
 const INJECTIONS: [&str; 22] = [
-    "line1\nline2", "a: b", "x # not a comment", "{a: b}", "[1, 2]", "*alias", "&anchor x",
-    "!!binary x", "| block", "> folded", "\"dq\"", "'sq'", "---", "--- \nkind: Secret",
-    "on", "yes", "no", "off", "1.20", "true", "", "  padded  ",
+    "line1\nline2",
+    "a: b",
+    "x # not a comment",
+    "{a: b}",
+    "[1, 2]",
+    "*alias",
+    "&anchor x",
+    "!!binary x",
+    "| block",
+    "> folded",
+    "\"dq\"",
+    "'sq'",
+    "---",
+    "--- \nkind: Secret",
+    "on",
+    "yes",
+    "no",
+    "off",
+    "1.20",
+    "true",
+    "",
+    "  padded  ",
 ];
 
 #[test]
@@ -28,22 +50,38 @@ fn a_value_never_changes_the_structure_of_the_output() {
     for s in INJECTIONS {
         let got = render_one("k: {{values.v}}\nother: fixed\n", json!({"v": s})).unwrap();
         assert_eq!(got, json!({"k": s, "other": "fixed"}), "{s:?}");
-        let got = render_one("k: \"pre-{{values.v}}\"\nl:\n  - x{{values.v}}\n", json!({"v": s})).unwrap();
-        assert_eq!(got, json!({"k": format!("pre-{s}"), "l": [format!("x{s}")]}), "{s:?}");
+        let got = render_one(
+            "k: \"pre-{{values.v}}\"\nl:\n  - x{{values.v}}\n",
+            json!({"v": s}),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            json!({"k": format!("pre-{s}"), "l": [format!("x{s}")]}),
+            "{s:?}"
+        );
     }
 }
 
 #[test]
 fn a_value_used_as_a_key_stays_one_key() {
     for s in INJECTIONS {
-        let got = render_one("env:\n{{#each values.m}}\n  {{@key}}: {{this}}\n{{/each}}\n", json!({"m": {s: s}})).unwrap();
+        let got = render_one(
+            "env:\n{{#each values.m}}\n  {{@key}}: {{this}}\n{{/each}}\n",
+            json!({"m": {s: s}}),
+        )
+        .unwrap();
         assert_eq!(got, json!({"env": {s: s}}), "{s:?}");
     }
 }
 
 #[test]
 fn values_keep_their_type() {
-    let got = render_one("n: {{values.n}}\nb: {{values.b}}\ns: {{values.s}}\nf: {{values.f}}\n", json!({"n": 3, "b": true, "s": "3", "f": 1.5})).unwrap();
+    let got = render_one(
+        "n: {{values.n}}\nb: {{values.b}}\ns: {{values.s}}\nf: {{values.f}}\n",
+        json!({"n": 3, "b": true, "s": "3", "f": 1.5}),
+    )
+    .unwrap();
     assert_eq!(got, json!({"n": 3, "b": true, "s": "3", "f": 1.5}));
 }
 
@@ -51,12 +89,19 @@ fn values_keep_their_type() {
 fn a_missing_value_names_template_line_and_key() {
     let err = render_one("a: 1\nb: {{values.global.host}}\n", json!({})).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("t.yaml.hbs") && text.contains("line 2") && text.contains("`global.host`"), "{text}");
+    assert!(
+        text.contains("t.yaml.hbs") && text.contains("line 2") && text.contains("`global.host`"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_missing_value_in_a_condition_is_false() {
-    let got = render_one("a: 1\n{{#if values.ldap.enabled}}\nldap: yes\n{{/if}}\n", json!({})).unwrap();
+    let got = render_one(
+        "a: 1\n{{#if values.ldap.enabled}}\nldap: yes\n{{/if}}\n",
+        json!({}),
+    )
+    .unwrap();
     assert_eq!(got, json!({"a": 1}));
 }
 
@@ -68,8 +113,15 @@ fn a_map_in_a_scalar_position_is_an_error_suggesting_toyaml() {
 
 #[test]
 fn raw_output_is_refused_at_compile_time() {
-    for t in ["a: {{{values.x}}}\n", "a: 1\nb: {{& values.x}}\n", "a: {{~{values.x}~}}\n"] {
-        let files = vec![TemplateFile { name: "t.yaml.hbs".into(), text: t.into() }];
+    for t in [
+        "a: {{{values.x}}}\n",
+        "a: 1\nb: {{& values.x}}\n",
+        "a: {{~{values.x}~}}\n",
+    ] {
+        let files = vec![TemplateFile {
+            name: "t.yaml.hbs".into(),
+            text: t.into(),
+        }];
         let errs = Engine::new(&files).err().expect("refused");
         assert!(errs[0].to_string().contains("raw output"), "{:?}", errs);
     }
@@ -78,21 +130,37 @@ fn raw_output_is_refused_at_compile_time() {
 #[test]
 fn template_syntax_errors_name_template_and_line() {
     let files = vec![
-        TemplateFile { name: "good.yaml.hbs".into(), text: "a: 1\n".into() },
-        TemplateFile { name: "bad.yaml.hbs".into(), text: "a: 1\n{{#if x}}\nb: 2\n".into() },
-        TemplateFile { name: "worse.yaml.hbs".into(), text: "a: {{/each}}\n".into() },
+        TemplateFile {
+            name: "good.yaml.hbs".into(),
+            text: "a: 1\n".into(),
+        },
+        TemplateFile {
+            name: "bad.yaml.hbs".into(),
+            text: "a: 1\n{{#if x}}\nb: 2\n".into(),
+        },
+        TemplateFile {
+            name: "worse.yaml.hbs".into(),
+            text: "a: {{/each}}\n".into(),
+        },
     ];
     let errs = Engine::new(&files).err().expect("refused");
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs.iter().any(|e| e.to_string().contains("bad.yaml.hbs")));
-    assert!(errs.iter().any(|e| e.to_string().contains("worse.yaml.hbs, line 1") || e.to_string().contains("`worse.yaml.hbs`, line 1")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("worse.yaml.hbs, line 1")
+                || e.to_string().contains("`worse.yaml.hbs`, line 1")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn unparseable_output_names_template_and_document() {
     let err = render_one_docs("a: 1\n---\nb: [unclosed\n").unwrap_err();
     match err {
-        RenderError::Parse { template, index, .. } => {
+        RenderError::Parse {
+            template, index, ..
+        } => {
             assert_eq!(template, "t.yaml.hbs");
             assert_eq!(index, 2);
         }
@@ -118,12 +186,19 @@ fn to_yaml_writes_structure_with_exact_strings() {
         json!({"r": {"limits": {"cpu": "on", "memory": "1Gi"}, "n": 2, "l": ["a: b", "x"]}}),
     )
     .unwrap();
-    assert_eq!(got, json!({"resources": {"limits": {"cpu": "on", "memory": "1Gi"}, "n": 2, "l": ["a: b", "x"]}}));
+    assert_eq!(
+        got,
+        json!({"resources": {"limits": {"cpu": "on", "memory": "1Gi"}, "n": 2, "l": ["a: b", "x"]}})
+    );
 }
 
 #[test]
 fn quote_makes_a_string_of_anything() {
-    let got = render_one("a: {{quote values.n}}\nb: {{quote values.s}}\n", json!({"n": 3, "s": "x\"y"})).unwrap();
+    let got = render_one(
+        "a: {{quote values.n}}\nb: {{quote values.s}}\n",
+        json!({"n": 3, "s": "x\"y"}),
+    )
+    .unwrap();
     assert_eq!(got, json!({"a": "3", "b": "x\"y"}));
 }
 
@@ -139,8 +214,15 @@ fn default_uses_the_fallback_for_missing_or_empty_values() {
 
 #[test]
 fn required_fails_with_its_message_when_unset() {
-    let err = render_one("a: {{required \"set global.host\" values.global.host}}\n", json!({"global": {}})).unwrap_err();
-    assert!(err.to_string().contains("set global.host") && err.to_string().contains("global.host"), "{err}");
+    let err = render_one(
+        "a: {{required \"set global.host\" values.global.host}}\n",
+        json!({"global": {}}),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("set global.host") && err.to_string().contains("global.host"),
+        "{err}"
+    );
     let got = render_one("a: {{required \"m\" values.h}}\n", json!({"h": "x"})).unwrap();
     assert_eq!(got, json!({"a": "x"}));
 }
@@ -161,9 +243,17 @@ fn b64enc_sha256sum_lower_upper() {
 #[test]
 fn indent_and_nindent_place_values_and_structure() {
     let cert = "-----BEGIN-----\nabc\n-----END-----\n";
-    let got = render_one("a:{{nindent 2 \"x\"}}\nb: |-{{nindent 2 values.cert}}\n", json!({"cert": cert})).unwrap();
+    let got = render_one(
+        "a:{{nindent 2 \"x\"}}\nb: |-{{nindent 2 values.cert}}\n",
+        json!({"cert": cert}),
+    )
+    .unwrap();
     assert_eq!(got, json!({"a": "x", "b": cert}));
-    let got = render_one("m:\n{{indent 2 (toYaml values.m)}}\n", json!({"m": {"k": "v", "n": {"x": 1}}})).unwrap();
+    let got = render_one(
+        "m:\n{{indent 2 (toYaml values.m)}}\n",
+        json!({"m": {"k": "v", "n": {"x": 1}}}),
+    )
+    .unwrap();
     assert_eq!(got, json!({"m": {"k": "v", "n": {"x": 1}}}));
 }
 
@@ -171,10 +261,18 @@ fn indent_and_nindent_place_values_and_structure() {
 fn include_renders_a_partial_with_a_context() {
     let e = engine(&[
         ("_partials/labels.hbs", "app: {{name}}\nteam: {{team}}"),
-        ("t.yaml.hbs", "labels:{{nindent 2 (include \"labels\" values)}}\n"),
+        (
+            "t.yaml.hbs",
+            "labels:{{nindent 2 (include \"labels\" values)}}\n",
+        ),
     ]);
-    let docs = e.render(&json!({"values": {"name": "a: b", "team": "on"}})).unwrap();
-    assert_eq!(docs[0].value, json!({"labels": {"app": "a: b", "team": "on"}}));
+    let docs = e
+        .render(&json!({"values": {"name": "a: b", "team": "on"}}))
+        .unwrap();
+    assert_eq!(
+        docs[0].value,
+        json!({"labels": {"app": "a: b", "team": "on"}})
+    );
 }
 
 #[test]
@@ -191,18 +289,41 @@ fn partials_render_with_the_partial_syntax() {
 fn comparison_and_logic_helpers_work_in_conditions() {
     let t = "{{#if (eq values.p \"s3\")}}\na: s3\n{{/if}}\n{{#if (ne values.p \"gcs\")}}\nb: notgcs\n{{/if}}\n{{#if (and values.t (not values.f))}}\nc: and\n{{/if}}\n{{#if (or values.f values.t)}}\nd: or\n{{/if}}\n";
     let got = render_one(t, json!({"p": "s3", "t": true, "f": false})).unwrap();
-    assert_eq!(got, json!({"a": "s3", "b": "notgcs", "c": "and", "d": "or"}));
-    let got = render_one(&format!("z: 0\n{t}"), json!({"p": "gcs", "t": false, "f": false})).unwrap();
+    assert_eq!(
+        got,
+        json!({"a": "s3", "b": "notgcs", "c": "and", "d": "or"})
+    );
+    let got = render_one(
+        &format!("z: 0\n{t}"),
+        json!({"p": "gcs", "t": false, "f": false}),
+    )
+    .unwrap();
     assert_eq!(got, json!({"z": 0}));
 }
 
 #[test]
 fn a_plaintext_credential_is_refused_with_a_hint() {
-    let err = render_one("l: {{values.global.license}}\n", json!({"global": {"license": "eyJhbGci"}})).unwrap_err();
+    let err = render_one(
+        "l: {{values.global.license}}\n",
+        json!({"global": {"license": "eyJhbGci"}}),
+    )
+    .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("global.license") && text.contains("licenseSecret"), "{text}");
-    assert!(!text.contains("eyJhbGci"), "the error leaks the secret: {text}");
-    for t in ["l: {{b64enc values.p}}\n", "l: {{quote values.p}}\n", "l: {{upper values.p}}\n", "l: {{default \"x\" values.p}}\n", "m:{{nindent 2 (toYaml values)}}\n"] {
+    assert!(
+        text.contains("global.license") && text.contains("licenseSecret"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("eyJhbGci"),
+        "the error leaks the secret: {text}"
+    );
+    for t in [
+        "l: {{b64enc values.p}}\n",
+        "l: {{quote values.p}}\n",
+        "l: {{upper values.p}}\n",
+        "l: {{default \"x\" values.p}}\n",
+        "m:{{nindent 2 (toYaml values)}}\n",
+    ] {
         let err = render_one(t, json!({"p": "s3://u:pw@h/b", "password": "pw"})).unwrap_err();
         assert!(err.to_string().contains("credential"), "{t}: {err}");
     }
@@ -211,15 +332,23 @@ fn a_plaintext_credential_is_refused_with_a_hint() {
 #[test]
 fn plaintext_credentials_are_allowed_when_the_environment_says_so() {
     let e = engine(&[("t.yaml.hbs", "l: {{values.license}}\n")]);
-    let docs = e.render(&json!({"values": {"license": "abc"}, "env": {"allowPlaintextSecrets": true}})).unwrap();
+    let docs = e
+        .render(&json!({"values": {"license": "abc"}, "env": {"allowPlaintextSecrets": true}}))
+        .unwrap();
     assert_eq!(docs[0].value, json!({"l": "abc"}));
 }
 
 #[test]
 fn scalars_from_values_are_tracked() {
-    let e = engine(&[("t.yaml.hbs", "kind: Secret\nstringData:\n  a: {{values.x}}\n  b: fixed\n")]);
+    let e = engine(&[(
+        "t.yaml.hbs",
+        "kind: Secret\nstringData:\n  a: {{values.x}}\n  b: fixed\n",
+    )]);
     let docs = e.render(&json!({"values": {"x": "v"}})).unwrap();
-    assert_eq!(docs[0].from_values, vec![vec!["stringData".to_string(), "a".to_string()]]);
+    assert_eq!(
+        docs[0].from_values,
+        vec![vec!["stringData".to_string(), "a".to_string()]]
+    );
 }
 
 #[test]

@@ -56,7 +56,9 @@ pub enum SpecError {
         line: usize,
         found: &'static str,
     },
-    #[error("`{file}`, line {line}: key `{key}` holds the reserved character U+{code:04X}, which hydrant keeps for itself")]
+    #[error(
+        "`{file}`, line {line}: key `{key}` holds the reserved character U+{code:04X}, which hydrant keeps for itself"
+    )]
     Reserved {
         file: String,
         line: usize,
@@ -126,16 +128,18 @@ impl Layer {
     pub fn line_of(&self, path: &[String]) -> Option<usize> {
         (0..=path.len())
             .rev()
-            .find_map(|n| self.lines.get(&path[..n].to_vec()).copied())
+            .find_map(|n| self.lines.get(&path[..n]).copied())
     }
 
     fn check_reserved(&self) -> Result<(), SpecError> {
         let mut path = Vec::new();
-        check_map(&self.values, &mut path, &mut |path, c| SpecError::Reserved {
-            file: self.file.to_string(),
-            line: self.line_of(path).unwrap_or(0),
-            key: yaml::display_path(path),
-            code: c as u32,
+        check_map(&self.values, &mut path, &mut |path, c| {
+            SpecError::Reserved {
+                file: self.file.to_string(),
+                line: self.line_of(path).unwrap_or(0),
+                key: yaml::display_path(path),
+                code: c as u32,
+            }
         })
     }
 }

@@ -44,7 +44,10 @@ impl Provenance {
     fn forget(&mut self, prefix: &[String]) {
         let doomed: Vec<KeyPath> = self
             .0
-            .range::<[String], _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<[String], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| k.clone())
             .collect();
@@ -87,7 +90,13 @@ pub fn merge(layers: &[&Layer]) -> Merged {
     let mut provenance = Provenance::default();
     let mut path = Vec::new();
     for layer in layers {
-        apply(&mut values, &mut provenance, &mut path, &layer.values, layer);
+        apply(
+            &mut values,
+            &mut provenance,
+            &mut path,
+            &layer.values,
+            layer,
+        );
     }
     Merged {
         values: Value::Object(values),
@@ -199,8 +208,7 @@ pub fn explain(layers: &[&Layer], merged: &Merged, path: &[String]) -> Explanati
     Explanation {
         key: crate::yaml::display_path(path),
         value: lookup(&merged.values, path).cloned(),
-        origin: lookup(&merged.values, path)
-            .and_then(|_| merged.provenance.origin(path).cloned()),
+        origin: lookup(&merged.values, path).and_then(|_| merged.provenance.origin(path).cloned()),
         layers: says,
     }
 }
@@ -269,16 +277,29 @@ mod tests {
         assert_eq!(m.values, json!({"a": "off"}));
         let m = merged("a: plain\n", "a: {x: 1}\n", "");
         assert_eq!(m.values, json!({"a": {"x": 1}}));
-        assert_eq!(m.provenance.origin(&p("a.x")).unwrap().layer, LayerKind::User);
+        assert_eq!(
+            m.provenance.origin(&p("a.x")).unwrap().layer,
+            LayerKind::User
+        );
     }
 
     #[test]
     fn every_leaf_records_layer_file_and_line() {
-        let m = merged("a:\n  x: 1\n  y: 2\n", "# user\na:\n  y: 3\n", "\n\nl: [1]\n");
+        let m = merged(
+            "a:\n  x: 1\n  y: 2\n",
+            "# user\na:\n  y: 3\n",
+            "\n\nl: [1]\n",
+        );
         let x = m.provenance.origin(&p("a.x")).unwrap();
-        assert_eq!((x.layer, &*x.file, x.line), (LayerKind::Channel, "channels/stable.yaml", Some(2)));
+        assert_eq!(
+            (x.layer, &*x.file, x.line),
+            (LayerKind::Channel, "channels/stable.yaml", Some(2))
+        );
         let y = m.provenance.origin(&p("a.y")).unwrap();
-        assert_eq!((y.layer, &*y.file, y.line), (LayerKind::User, "environments/dev/values.yaml", Some(3)));
+        assert_eq!(
+            (y.layer, &*y.file, y.line),
+            (LayerKind::User, "environments/dev/values.yaml", Some(3))
+        );
         let item = m.provenance.origin(&p("l.0")).unwrap();
         assert_eq!((item.layer, item.line), (LayerKind::Custom, Some(3)));
     }
@@ -325,7 +346,10 @@ mod tests {
     fn reserved_characters_in_values_are_refused_with_file_line_and_key() {
         let err = Layer::parse(LayerKind::User, "v.yaml", "a:\n  b: \"x\\uE000y\"\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("v.yaml") && text.contains("line 2") && text.contains("a.b"), "{text}");
+        assert!(
+            text.contains("v.yaml") && text.contains("line 2") && text.contains("a.b"),
+            "{text}"
+        );
     }
 
     #[test]

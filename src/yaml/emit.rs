@@ -43,7 +43,12 @@ pub fn to_block(value: &Value) -> String {
 fn ordered(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<_> = map.iter().collect();
     entries.sort_by(|(a, _), (b, _)| {
-        let rank = |k: &str| FIRST_KEYS.iter().position(|f| *f == k).unwrap_or(FIRST_KEYS.len());
+        let rank = |k: &str| {
+            FIRST_KEYS
+                .iter()
+                .position(|f| *f == k)
+                .unwrap_or(FIRST_KEYS.len())
+        };
         rank(a).cmp(&rank(b)).then_with(|| a.cmp(b))
     });
     entries
@@ -175,7 +180,10 @@ fn literal_block_fits(s: &str) -> bool {
 }
 
 fn is_special_unicode(c: char) -> bool {
-    matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}')
+    matches!(
+        c,
+        '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+    )
 }
 
 fn write_literal(out: &mut String, s: &str, indent: usize) {
@@ -234,7 +242,11 @@ mod tests {
 
     #[test]
     fn ambiguous_strings_are_quoted() {
-        for s in ["on", "yes", "No", "OFF", "true", "null", "~", "1.20", "0x1F", "1:20", "", " x", "x:", "- x", "#c", "a: b", "a #b", "=", "<<", "*x", "&x", "!x", "|", ">", "{a}", "[a]", "'", "\"", "---", "..."] {
+        for s in [
+            "on", "yes", "No", "OFF", "true", "null", "~", "1.20", "0x1F", "1:20", "", " x", "x:",
+            "- x", "#c", "a: b", "a #b", "=", "<<", "*x", "&x", "!x", "|", ">", "{a}", "[a]", "'",
+            "\"", "---", "...",
+        ] {
             let doc = to_document(&json!({ "k": s }));
             assert!(doc.contains('"'), "{s:?} was written bare: {doc}");
             assert_eq!(round_trip(&json!({ "k": s })), json!({ "k": s }), "{s:?}");
@@ -243,8 +255,14 @@ mod tests {
 
     #[test]
     fn ordinary_strings_stay_bare() {
-        assert_eq!(to_document(&json!({"image": "wandb/local:0.62.1"})), "image: wandb/local:0.62.1\n");
-        assert_eq!(to_document(&json!({"host": "https://wandb.example.com"})), "host: https://wandb.example.com\n");
+        assert_eq!(
+            to_document(&json!({"image": "wandb/local:0.62.1"})),
+            "image: wandb/local:0.62.1\n"
+        );
+        assert_eq!(
+            to_document(&json!({"host": "https://wandb.example.com"})),
+            "host: https://wandb.example.com\n"
+        );
         assert_eq!(to_document(&json!({"cpu": "500m"})), "cpu: \"500m\"\n");
     }
 
@@ -259,7 +277,12 @@ mod tests {
 
     #[test]
     fn multi_line_strings_become_literal_blocks_that_round_trip() {
-        for s in ["a\nb\n", "a\nb", "a\n\nb\n\n", "line\n\tTabbed\n  indented\n"] {
+        for s in [
+            "a\nb\n",
+            "a\nb",
+            "a\n\nb\n\n",
+            "line\n\tTabbed\n  indented\n",
+        ] {
             let v = json!({"data": {"f": s}});
             let doc = to_document(&v);
             assert!(doc.contains('|'), "{doc}");
@@ -269,7 +292,18 @@ mod tests {
 
     #[test]
     fn control_and_special_characters_round_trip_quoted() {
-        for s in ["a\rb", "nul\0", "bell\u{7}", "del\u{7f}", "ls\u{2028}", "bom\u{feff}", "trailing \nspace", "\nleading newline", "  indented\nnext\n", "\u{e9}t\u{e9} \u{1F600}"] {
+        for s in [
+            "a\rb",
+            "nul\0",
+            "bell\u{7}",
+            "del\u{7f}",
+            "ls\u{2028}",
+            "bom\u{feff}",
+            "trailing \nspace",
+            "\nleading newline",
+            "  indented\nnext\n",
+            "\u{e9}t\u{e9} \u{1F600}",
+        ] {
             let v = json!({ "k": s });
             assert_eq!(round_trip(&v), v, "{s:?} -> {}", to_document(&v));
         }

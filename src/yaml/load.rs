@@ -64,7 +64,11 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
     let mut builder = Builder::default();
     for event in Parser::new_from_str(src) {
         let (event, span) = event.map_err(|e| {
-            YamlError::at(e.marker().line(), e.marker().col() + 1, e.info().to_string())
+            YamlError::at(
+                e.marker().line(),
+                e.marker().col() + 1,
+                e.info().to_string(),
+            )
         })?;
         builder.push(event, span)?;
     }
@@ -117,9 +121,10 @@ impl Builder {
             }
             Event::DocumentEnd => Ok(()),
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| {
-                    YamlError::at(line, col, "alias refers to an unknown anchor")
-                })?;
+                let node =
+                    self.anchors.get(&id).cloned().ok_or_else(|| {
+                        YamlError::at(line, col, "alias refers to an unknown anchor")
+                    })?;
                 self.count(count_nodes(&node), line, col)?;
                 let node = Node { line, col, ..node };
                 self.add(node)
@@ -260,7 +265,12 @@ fn count_nodes(node: &Node) -> usize {
     match &node.kind {
         NodeKind::Scalar { .. } => 1,
         NodeKind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        NodeKind::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + count_nodes(v)).sum::<usize>(),
+        NodeKind::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + count_nodes(v))
+                .sum::<usize>()
+        }
     }
 }
 
@@ -303,7 +313,9 @@ mod tests {
 
     #[test]
     fn aliases_are_expanded() {
-        let doc = parse_single("base: &b {x: 1}\ncopy: *b\n").unwrap().unwrap();
+        let doc = parse_single("base: &b {x: 1}\ncopy: *b\n")
+            .unwrap()
+            .unwrap();
         let NodeKind::Map(entries) = &doc.kind else {
             panic!()
         };
@@ -339,6 +351,9 @@ mod tests {
     #[test]
     fn comment_only_documents_yield_nothing() {
         assert!(parse_documents("# nothing here\n").unwrap().is_empty());
-        assert_eq!(parse_documents("---\na: 1\n---\n# empty\n").unwrap().len(), 1);
+        assert_eq!(
+            parse_documents("---\na: 1\n---\n# empty\n").unwrap().len(),
+            1
+        );
     }
 }

@@ -115,10 +115,7 @@ pub fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result
 /// Converts a loaded node to a JSON value with the core schema, calling
 /// `on_leaf(path, line)` for every leaf: a scalar, a list (lists are replaced
 /// whole by higher layers, so a list is one leaf) or an empty map.
-pub fn to_value(
-    node: &Node,
-    on_leaf: &mut dyn FnMut(&KeyPath, usize),
-) -> Result<Value, YamlError> {
+pub fn to_value(node: &Node, on_leaf: &mut dyn FnMut(&KeyPath, usize)) -> Result<Value, YamlError> {
     let mut path = Vec::new();
     convert(node, &mut path, on_leaf)
 }
@@ -200,7 +197,9 @@ pub fn parse_path(text: &str) -> Result<KeyPath, String> {
             let key: String = serde_json::from_str(&after[..end + 1])
                 .map_err(|_| format!("expected a quoted key inside `[...]` in `{text}`"))?;
             path.push(key);
-            rest = after[end + 2..].strip_prefix('.').unwrap_or(&after[end + 2..]);
+            rest = after[end + 2..]
+                .strip_prefix('.')
+                .unwrap_or(&after[end + 2..]);
         } else {
             let end = rest.find(['.', '[']).unwrap_or(rest.len());
             if end == 0 {
