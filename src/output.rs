@@ -28,9 +28,7 @@ pub fn replace_dir(dir: &Path, files: &BTreeMap<String, String>) -> std::io::Res
                 format!("refusing to write file `{file}` outside the environment's directory"),
             ));
         }
-        let mut f = std::fs::File::create(staging.path().join(file))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
+        std::fs::File::create(staging.path().join(file))?.write_all(text.as_bytes())?;
     }
     let staged = staging.keep();
     if dir.exists() {

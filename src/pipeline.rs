@@ -75,8 +75,7 @@ pub fn build(
     env: &EnvironmentFiles,
 ) -> Result<Rendered, Vec<Problem>> {
     let merged = spec::merge(&layers(channel, env));
-    let data = json!({
-        "values": merged.values,
+    let mut data = json!({
         "env": {
             "name": env.name,
             "namespace": env.config.namespace,
@@ -85,7 +84,8 @@ pub fn build(
         "channel": {"name": channel.channel, "version": channel.version},
         "chart": channel.chart.clone().unwrap_or(Value::Null),
     });
-    let docs = engine.render(&data).map_err(|e| {
+    data["values"] = merged.values.clone();
+    let docs = engine.render(data).map_err(|e| {
         let hint = match &e {
             crate::render::RenderError::Render { message, .. }
                 if message.starts_with("missing value")

@@ -105,6 +105,17 @@ impl Project {
 
     /// Renders environments in parallel, in the order given.
     pub fn render(&self, names: &[String]) -> Vec<(String, EnvResult)> {
+        self.render_each(names, |name, result| (name.to_string(), result))
+    }
+
+    /// Renders environments in parallel and hands each result to `each` as soon
+    /// as it is ready (on the rendering thread), so that a fleet's output need
+    /// not be held in memory at once. Returns what `each` returns, in order.
+    pub fn render_each<R: Send>(
+        &self,
+        names: &[String],
+        each: impl Fn(&str, EnvResult) -> R + Sync,
+    ) -> Vec<R> {
         let loaded: Vec<Result<EnvironmentFiles, RepoError>> =
             names.par_iter().map(|n| self.repo.environment(n)).collect();
         let channels = self.fetch_channels(&loaded);
@@ -119,7 +130,7 @@ impl Project {
                         Ok(spec) => pipeline::build(&self.engine, spec, env),
                     },
                 };
-                (name.clone(), result)
+                each(name, result)
             })
             .collect()
     }

@@ -8,6 +8,7 @@ use clap::Args;
 use super::{EnvSelection, RepoArgs, report_problems};
 use crate::manifest::layout;
 use crate::output;
+use crate::pipeline::Problem;
 use crate::project::Project;
 
 #[derive(Debug, Args)]
@@ -31,45 +32,59 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
             envs.len()
         );
     }
-    let results = project.render(&envs);
-    let mut failed = 0;
-    let stdout = std::io::stdout();
-    for (env, result) in results {
-        match result {
-            Err(problems) => {
-                failed += 1;
-                report_problems(&env, &problems);
-            }
-            Ok(rendered) => match &args.out {
-                Some(dir) => {
-                    let target = dir.join(&env);
-                    output::replace_dir(&target, &rendered.files)
-                        .with_context(|| format!("cannot write `{}`", target.display()))?;
-                    eprintln!(
-                        "rendered {env}: {} resources, {} {} → {}",
-                        rendered.manifests.len(),
-                        rendered.metadata.channel.name,
-                        rendered.metadata.channel.version,
-                        target.display()
-                    );
-                }
-                None => {
-                    let mut out = stdout.lock();
-                    for (name, text) in &rendered.files {
-                        if name == layout::KUSTOMIZATION || name == layout::METADATA {
-                            continue;
-                        }
-                        out.write_all(b"---\n")?;
-                        out.write_all(text.as_bytes())?;
-                    }
-                    out.flush()?;
-                }
+    if let Some(dir) = &args.out {
+        // Render and write in parallel; keep only a line per environment.
+        let outcomes = project.render_each(
+            &envs,
+            |env, result| -> anyhow::Result<Result<String, Vec<Problem>>> {
+                let rendered = match result {
+                    Ok(r) => r,
+                    Err(problems) => return Ok(Err(problems)),
+                };
+                let target = dir.join(env);
+                output::replace_dir(&target, &rendered.files)
+                    .with_context(|| format!("cannot write `{}`", target.display()))?;
+                Ok(Ok(format!(
+                    "rendered {env}: {} resources, {} {} → {}",
+                    rendered.manifests.len(),
+                    rendered.metadata.channel.name,
+                    rendered.metadata.channel.version,
+                    target.display()
+                )))
             },
+        );
+        let mut failed = 0;
+        for (env, outcome) in envs.iter().zip(outcomes) {
+            match outcome? {
+                Ok(line) => eprintln!("{line}"),
+                Err(problems) => {
+                    failed += 1;
+                    report_problems(env, &problems);
+                }
+            }
         }
+        return Ok(if failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let (env, result) = project.render(&envs).remove(0);
+    let rendered = match result {
+        Ok(r) => r,
+        Err(problems) => {
+            report_problems(&env, &problems);
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for (name, text) in &rendered.files {
+        if name == layout::KUSTOMIZATION || name == layout::METADATA {
+            continue;
+        }
+        out.write_all(b"---\n")?;
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -299,7 +299,7 @@ impl Hydrant {
                         "`include`: no partial named `{name}` in templates/_partials/"
                     )));
                 }
-                let text = r.render_with_context(&name, &Context::wraps(data)?)?;
+                let text = r.render_with_context(&name, &Context::from(data))?;
                 Ok(Value::String(safe::trusted(text.trim_end_matches('\n'))))
             }
         }

@@ -145,12 +145,15 @@ impl Engine {
     }
 
     /// Renders every manifest template with `data` as the root context.
-    pub fn render(&self, data: &Value) -> Result<Vec<RenderedDoc>, RenderError> {
+    pub fn render(&self, data: Value) -> Result<Vec<RenderedDoc>, RenderError> {
         let mut docs = Vec::new();
+        // One context for every template: Handlebars would otherwise copy the
+        // values once per template.
+        let context = handlebars::Context::from(data);
         for name in &self.templates {
             let text = self
                 .registry
-                .render(name, data)
+                .render_with_context(name, &context)
                 .map_err(|e| RenderError::Render {
                     template: e.template_name.clone().unwrap_or_else(|| name.clone()),
                     line: e.line_no,

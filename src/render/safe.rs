@@ -17,8 +17,6 @@
 //! reserved characters at all (see [`find_reserved`]), so no value can forge a
 //! sentinel or a trusted mark.
 
-use std::fmt::Write;
-
 use serde_json::Value;
 
 /// Opens a value sentinel.
@@ -36,10 +34,12 @@ pub fn find_reserved(s: &str) -> Option<char> {
 /// Writes a value as a sentinel.
 pub fn encode_into(out: &mut String, value: &Value) {
     let json = serde_json::to_string(value).unwrap_or_default();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(json.len() * 2 + 6);
     out.push(OPEN);
     for b in json.bytes() {
-        let _ = write!(out, "{b:02x}");
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
     }
     out.push(CLOSE);
 }

@@ -15,7 +15,7 @@ fn engine(templates: &[(&str, &str)]) -> Engine {
 
 fn render_one(template: &str, values: Value) -> Result<Value, RenderError> {
     let e = engine(&[("t.yaml.hbs", template)]);
-    let docs = e.render(&json!({"values": values, "env": {"name": "dev", "namespace": "ns"}}))?;
+    let docs = e.render(json!({"values": values, "env": {"name": "dev", "namespace": "ns"}}))?;
     assert_eq!(docs.len(), 1, "{docs:?}");
     Ok(docs.into_iter().next().unwrap().value)
 }
@@ -169,7 +169,7 @@ fn unparseable_output_names_template_and_document() {
 }
 
 fn render_one_docs(template: &str) -> Result<Vec<RenderedDoc>, RenderError> {
-    engine(&[("t.yaml.hbs", template)]).render(&json!({"values": {}}))
+    engine(&[("t.yaml.hbs", template)]).render(json!({"values": {}}))
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn include_renders_a_partial_with_a_context() {
         ),
     ]);
     let docs = e
-        .render(&json!({"values": {"name": "a: b", "team": "on"}}))
+        .render(json!({"values": {"name": "a: b", "team": "on"}}))
         .unwrap();
     assert_eq!(
         docs[0].value,
@@ -281,7 +281,7 @@ fn partials_render_with_the_partial_syntax() {
         ("_partials/labels.hbs", "app: {{values.name}}\n"),
         ("t.yaml.hbs", "labels:\n  {{> labels}}\n"),
     ]);
-    let docs = e.render(&json!({"values": {"name": "x"}})).unwrap();
+    let docs = e.render(json!({"values": {"name": "x"}})).unwrap();
     assert_eq!(docs[0].value, json!({"labels": {"app": "x"}}));
 }
 
@@ -333,7 +333,7 @@ fn a_plaintext_credential_is_refused_with_a_hint() {
 fn plaintext_credentials_are_allowed_when_the_environment_says_so() {
     let e = engine(&[("t.yaml.hbs", "l: {{values.license}}\n")]);
     let docs = e
-        .render(&json!({"values": {"license": "abc"}, "env": {"allowPlaintextSecrets": true}}))
+        .render(json!({"values": {"license": "abc"}, "env": {"allowPlaintextSecrets": true}}))
         .unwrap();
     assert_eq!(docs[0].value, json!({"l": "abc"}));
 }
@@ -344,7 +344,7 @@ fn scalars_from_values_are_tracked() {
         "t.yaml.hbs",
         "kind: Secret\nstringData:\n  a: {{values.x}}\n  b: fixed\n",
     )]);
-    let docs = e.render(&json!({"values": {"x": "v"}})).unwrap();
+    let docs = e.render(json!({"values": {"x": "v"}})).unwrap();
     assert_eq!(
         docs[0].from_values,
         vec![vec!["stringData".to_string(), "a".to_string()]]
