@@ -15,4 +15,5 @@ pub mod project;
 pub mod render;
 pub mod repo;
 pub mod spec;
+pub mod tree;
 pub mod yaml;

@@ -6,7 +6,8 @@
 //! broken override in one never stops the others.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -16,6 +17,7 @@ use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
 use crate::repo::{ConfigRepo, EnvironmentFiles, RepoError};
 use crate::spec::{self, Explanation};
+use crate::tree::{DiskTree, Tree, TreeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
@@ -37,41 +39,66 @@ pub struct Project {
 /// The outcome of one environment.
 pub type EnvResult = Result<Rendered, Vec<Problem>>;
 
-/// Builds the channel source a setting names. A flag's path is relative to the
-/// working directory; a `hydrant.yaml` path to the repository.
-fn source_for(spec: &str, base: &Path, shown: String) -> Result<Box<dyn Source>, ProjectError> {
-    if spec.contains("://") {
-        return Err(ProjectError::UnsupportedSource(spec.to_string()));
+/// Builds the channel source a setting names. A `--channel` path is relative
+/// to the working directory; a `hydrant.yaml` path is inside the repository.
+fn source_for(
+    setting: &str,
+    from_flag: bool,
+    repo: &ConfigRepo,
+) -> Result<Box<dyn Source>, ProjectError> {
+    if setting.contains("://") {
+        return Err(ProjectError::UnsupportedSource(setting.to_string()));
     }
-    let path = PathBuf::from(spec);
-    let path = if path.is_absolute() {
-        path
-    } else {
-        base.join(path)
+    if !from_flag {
+        return Ok(Box::new(FileSource::new(
+            repo.tree().clone(),
+            setting,
+            setting.to_string(),
+        )));
+    }
+    let path = Path::new(setting);
+    let (root, base) = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => (
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+            path.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+        ),
+        _ => (path, ""),
     };
-    Ok(Box::new(FileSource::new(path, shown)))
+    let tree = DiskTree::new(root).map_err(|source| {
+        ProjectError::Repo(RepoError::Tree(TreeError::Io {
+            path: setting.to_string(),
+            source,
+        }))
+    })?;
+    Ok(Box::new(FileSource::new(
+        Arc::new(tree),
+        base,
+        setting.to_string(),
+    )))
 }
 
 impl Project {
-    /// Opens the repository at `root`. `channel_flag` is `--channel` (or `HYDRANT_CHANNEL`).
+    /// Opens the working tree at `root`. `channel_flag` is `--channel` (or `HYDRANT_CHANNEL`).
     pub fn open(root: &Path, channel_flag: Option<String>) -> Result<Project, ProjectError> {
-        let repo = ConfigRepo::open(root)?;
+        let tree = DiskTree::new(root).map_err(|_| RepoError::NotARepo {
+            path: root.display().to_string(),
+        })?;
+        Project::from_tree(Arc::new(tree), &root.display().to_string(), channel_flag)
+    }
+
+    /// Opens a config repository held in any tree (a directory or a commit).
+    pub fn from_tree(
+        tree: Arc<dyn Tree>,
+        shown: &str,
+        channel_flag: Option<String>,
+    ) -> Result<Project, ProjectError> {
+        let repo = ConfigRepo::open(tree, shown)?;
         let file = repo.settings()?;
         let from_flag = channel_flag.is_some();
         let settings = Settings::resolve(channel_flag, &file);
-        let source = if from_flag {
-            source_for(
-                &settings.channel_source,
-                Path::new("."),
-                settings.channel_source.clone(),
-            )?
-        } else {
-            source_for(
-                &settings.channel_source,
-                root,
-                settings.channel_source.clone(),
-            )?
-        };
+        let source = source_for(&settings.channel_source, from_flag, &repo)?;
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
         Ok(Project {
@@ -84,10 +111,6 @@ impl Project {
 
     pub fn environments(&self) -> &[String] {
         &self.environments
-    }
-
-    pub fn root(&self) -> &Path {
-        self.repo.root()
     }
 
     /// The environments named, or all of them; unknown names are an error.

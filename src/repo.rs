@@ -2,16 +2,16 @@
 //!
 //! The layout (see the README): `hydrant.yaml`, `templates/**/*.yaml.hbs` with
 //! partials in `templates/_partials/`, `environments/<env>/{environment,values,
-//! pinned}.yaml`, and `rendered/<env>/` written by hydrant. This module is the
-//! IO edge for reading it: it checks that environment names are safe to use as
-//! paths and branch names, and refuses files that are symlinks pointing outside
-//! the repository.
+//! pinned}.yaml`, and `rendered/<env>/` written by hydrant. This module reads
+//! it from a [`Tree`] (a directory or a commit): it checks that environment
+//! names are safe to use as paths and branch names.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{self, EnvironmentConfig, SettingsFile};
 use crate::render::TemplateFile;
 use crate::spec::{Layer, LayerKind};
+use crate::tree::{Kind, Tree, TreeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -23,16 +23,8 @@ pub enum RepoError {
         "`{name}` is not a valid environment name: use lowercase letters, digits, `-` and `_` (at most 63), starting with a letter or digit"
     )]
     BadEnvironmentName { name: String },
-    #[error(
-        "`{path}` is a link to `{target}`, outside the config repository; hydrant reads only files inside it"
-    )]
-    OutsideRepo { path: String, target: String },
-    #[error("cannot read `{path}`: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tree(#[from] TreeError),
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
@@ -53,8 +45,7 @@ pub struct EnvironmentFiles {
 }
 
 pub struct ConfigRepo {
-    root: PathBuf,
-    canonical_root: PathBuf,
+    tree: Arc<dyn Tree>,
 }
 
 /// Environment names become directory and branch names: keep them plain.
@@ -69,48 +60,22 @@ pub fn valid_environment_name(name: &str) -> bool {
 }
 
 impl ConfigRepo {
-    pub fn open(root: &Path) -> Result<ConfigRepo, RepoError> {
-        if !root.join("environments").is_dir() {
+    /// `shown` names the repository in errors (a path or a commit).
+    pub fn open(tree: Arc<dyn Tree>, shown: &str) -> Result<ConfigRepo, RepoError> {
+        if tree.kind("environments") != Some(Kind::Dir) {
             return Err(RepoError::NotARepo {
-                path: root.display().to_string(),
+                path: shown.to_string(),
             });
         }
-        let canonical_root = root.canonicalize().map_err(|source| RepoError::Io {
-            path: root.display().to_string(),
-            source,
-        })?;
-        Ok(ConfigRepo {
-            root: root.to_path_buf(),
-            canonical_root,
-        })
+        Ok(ConfigRepo { tree })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn tree(&self) -> &Arc<dyn Tree> {
+        &self.tree
     }
 
-    /// Reads a file inside the repository; `None` when it does not exist.
     fn read(&self, rel: &str) -> Result<Option<String>, RepoError> {
-        let path = self.root.join(rel);
-        let io = |source| RepoError::Io {
-            path: rel.to_string(),
-            source,
-        };
-        match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e)),
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let target = path.canonicalize().map_err(io)?;
-                if !target.starts_with(&self.canonical_root) {
-                    return Err(RepoError::OutsideRepo {
-                        path: rel.to_string(),
-                        target: target.display().to_string(),
-                    });
-                }
-            }
-            Ok(_) => {}
-        }
-        std::fs::read_to_string(&path).map(Some).map_err(io)
+        Ok(self.tree.read(rel)?)
     }
 
     pub fn settings(&self) -> Result<SettingsFile, RepoError> {
@@ -123,21 +88,17 @@ impl ConfigRepo {
     /// Every environment: the directories of `environments/` holding an
     /// `environment.yaml`, sorted.
     pub fn environment_names(&self) -> Result<Vec<String>, RepoError> {
-        let dir = self.root.join("environments");
-        let entries = std::fs::read_dir(&dir).map_err(|source| RepoError::Io {
-            path: "environments".to_string(),
-            source,
-        })?;
         let mut names = Vec::new();
-        for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().map(String::from) else {
-                continue;
-            };
-            if entry.path().join("environment.yaml").is_file() {
+        for (name, kind) in self.tree.list("environments")? {
+            if kind == Kind::Dir
+                && self
+                    .tree
+                    .kind(&format!("environments/{name}/environment.yaml"))
+                    == Some(Kind::File)
+            {
                 names.push(name);
             }
         }
-        names.sort();
         Ok(names)
     }
 
@@ -196,43 +157,28 @@ impl ConfigRepo {
     /// Every template below `templates/`, by path relative to it.
     pub fn templates(&self) -> Result<Vec<TemplateFile>, RepoError> {
         let mut files = Vec::new();
-        self.collect_templates(Path::new("templates"), &mut files)?;
+        self.collect_templates("templates", &mut files)?;
         files.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(files)
     }
 
-    fn collect_templates(&self, rel: &Path, out: &mut Vec<TemplateFile>) -> Result<(), RepoError> {
-        let dir = self.root.join(rel);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && out.is_empty() => return Ok(()),
-            Err(source) => {
-                return Err(RepoError::Io {
-                    path: rel.display().to_string(),
-                    source,
-                });
-            }
-        };
-        for entry in entries.flatten() {
-            let child = rel.join(entry.file_name());
-            let child_str = child.to_string_lossy().replace('\\', "/");
-            let is_dir = std::fs::metadata(entry.path())
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
-            if is_dir {
+    fn collect_templates(&self, dir: &str, out: &mut Vec<TemplateFile>) -> Result<(), RepoError> {
+        for (entry, kind) in self.tree.list(dir)? {
+            let child = format!("{dir}/{entry}");
+            if kind == Kind::Dir {
                 self.collect_templates(&child, out)?;
                 continue;
             }
-            let name = child_str
+            let name = child
                 .strip_prefix("templates/")
-                .unwrap_or(&child_str)
+                .unwrap_or(&child)
                 .to_string();
             let wanted = name.ends_with(".yaml.hbs")
                 || (name.starts_with("_partials/") && name.ends_with(".hbs"));
             if !wanted {
                 continue;
             }
-            if let Some(text) = self.read(&child_str)? {
+            if let Some(text) = self.read(&child)? {
                 out.push(TemplateFile { name, text });
             }
         }

@@ -177,7 +177,10 @@ fn a_field_typo_or_wrong_type_names_file_and_path() {
 #[test]
 fn invalid_yaml_in_a_channel_spec_names_file_and_line() {
     let ex = Example::new();
-    ex.write("channels/canary.yaml", "metadata:\n  version: 1.0.0\nvalues:\n  a: {unclosed\n");
+    ex.write(
+        "channels/canary.yaml",
+        "metadata:\n  version: 1.0.0\nvalues:\n  a: {unclosed\n",
+    );
     assert_fails(&ex, "dev", &["channels/canary.yaml", "line 5"]);
 }
 

@@ -4,46 +4,64 @@
 //! of each channel and, for pinned releases, `<channel>/releases/<id>.yaml`.
 //! A single file serves as the spec of whichever channel is asked for.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{ChannelError, ChannelSpec, Source, parse_spec};
+use crate::tree::{Kind, Tree};
 
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
 pub struct FileSource {
-    path: PathBuf,
+    tree: Arc<dyn Tree>,
+    /// A directory or a file inside `tree` ("" for the tree's root).
+    base: String,
     shown: String,
 }
 
 impl FileSource {
-    /// `shown` is how the path appears in messages (relative to the repository).
-    pub fn new(path: PathBuf, shown: String) -> FileSource {
-        FileSource { path, shown }
+    /// Specs at `base` inside `tree`; `shown` is how the source appears in messages.
+    pub fn new(tree: Arc<dyn Tree>, base: &str, shown: String) -> FileSource {
+        FileSource {
+            tree,
+            base: base.trim_end_matches('/').to_string(),
+            shown,
+        }
     }
 
-    fn read(&self, channel: &str, path: &Path) -> Result<ChannelSpec, ChannelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ChannelError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let shown = match path.strip_prefix(&self.path) {
-            Ok(rel) if !rel.as_os_str().is_empty() => {
-                format!("{}/{}", self.shown.trim_end_matches('/'), rel.display())
-            }
-            _ => self.shown.clone(),
-        };
-        parse_spec(channel, &shown, &text)
+    fn join(&self, rel: &str) -> String {
+        if self.base.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.base)
+        }
     }
 
-    fn first_existing(&self, stem: &Path) -> Option<PathBuf> {
-        EXTENSIONS
-            .iter()
-            .map(|ext| {
-                let mut name = stem.as_os_str().to_owned();
-                name.push(format!(".{ext}"));
-                PathBuf::from(name)
+    fn read(&self, channel: &str, path: &str, shown: &str) -> Result<ChannelSpec, ChannelError> {
+        let text = self
+            .tree
+            .read(path)
+            .map_err(|e| ChannelError::Invalid {
+                origin: shown.to_string(),
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| ChannelError::Io {
+                path: shown.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            })?;
+        parse_spec(channel, shown, &text)
+    }
+
+    /// The first of `<stem>.yaml`, `.yml`, `.json` that exists, with its shown name.
+    fn first_existing(&self, stem: &str) -> Option<(String, String)> {
+        EXTENSIONS.iter().find_map(|ext| {
+            let rel = format!("{stem}.{ext}");
+            (self.tree.kind(&self.join(&rel)) == Some(Kind::File)).then(|| {
+                (
+                    self.join(&rel),
+                    format!("{}/{rel}", self.shown.trim_end_matches('/')),
+                )
             })
-            .find(|p| p.is_file())
+        })
     }
 
     fn candidates(stem: &str) -> String {
@@ -56,20 +74,16 @@ impl FileSource {
 
     /// The channels a directory holds.
     fn known(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.path)
+        self.tree
+            .list(&self.base)
+            .unwrap_or_default()
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let p = e.path();
-                let ext = p.extension()?.to_str()?;
-                EXTENSIONS
-                    .contains(&ext)
-                    .then(|| p.file_stem()?.to_str().map(String::from))?
+            .filter(|(_, kind)| *kind == Kind::File)
+            .filter_map(|(name, _)| {
+                let (stem, ext) = name.rsplit_once('.')?;
+                EXTENSIONS.contains(&ext).then(|| stem.to_string())
             })
-            .collect();
-        names.sort();
-        names
+            .collect()
     }
 }
 
@@ -94,38 +108,42 @@ impl Source for FileSource {
                 });
             }
         }
-        if self.path.is_file() {
-            let spec = self.read(channel, &self.path)?;
-            return match release {
-                Some(r) if r != spec.version => Err(ChannelError::ReleaseNotFound {
-                    channel: channel.to_string(),
-                    release: r.to_string(),
-                    source_name: self.shown.clone(),
-                    looked_for: format!(
-                        "version `{r}` in `{}`, which holds `{}`",
-                        self.shown, spec.version
+        match self.tree.kind(&self.base) {
+            Some(Kind::File) => {
+                let spec = self.read(channel, &self.base, &self.shown)?;
+                return match release {
+                    Some(r) if r != spec.version => Err(ChannelError::ReleaseNotFound {
+                        channel: channel.to_string(),
+                        release: r.to_string(),
+                        source_name: self.shown.clone(),
+                        looked_for: format!(
+                            "version `{r}` in `{}`, which holds `{}`",
+                            self.shown, spec.version
+                        ),
+                    }),
+                    _ => Ok(spec),
+                };
+            }
+            Some(Kind::Dir) => {}
+            None => {
+                return Err(ChannelError::Io {
+                    path: self.shown.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no such file or directory",
                     ),
-                }),
-                _ => Ok(spec),
-            };
-        }
-        if !self.path.is_dir() {
-            return Err(ChannelError::Io {
-                path: self.shown.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such file or directory",
-                ),
-            });
+                });
+            }
         }
         if let Some(release) = release {
-            let stem = self.path.join(channel).join("releases").join(release);
-            if let Some(path) = self.first_existing(&stem) {
-                return self.read(channel, &path);
+            if let Some((path, shown)) =
+                self.first_existing(&format!("{channel}/releases/{release}"))
+            {
+                return self.read(channel, &path, &shown);
             }
             // The latest spec may be the pinned release itself.
-            if let Some(path) = self.first_existing(&self.path.join(channel)) {
-                let spec = self.read(channel, &path)?;
+            if let Some((path, shown)) = self.first_existing(channel) {
+                let spec = self.read(channel, &path, &shown)?;
                 if spec.version == release {
                     return Ok(spec);
                 }
@@ -137,8 +155,8 @@ impl Source for FileSource {
                 looked_for: Self::candidates(&format!("{channel}/releases/{release}")),
             });
         }
-        match self.first_existing(&self.path.join(channel)) {
-            Some(path) => self.read(channel, &path),
+        match self.first_existing(channel) {
+            Some((path, shown)) => self.read(channel, &path, &shown),
             None => Err(ChannelError::NotFound {
                 channel: channel.to_string(),
                 source_name: self.shown.clone(),
@@ -176,7 +194,11 @@ mod tests {
     #[test]
     fn a_directory_serves_latest_and_pinned_releases() {
         let d = dir();
-        let s = FileSource::new(d.path().to_path_buf(), "channels".into());
+        let s = FileSource::new(
+            Arc::new(crate::tree::DiskTree::new(d.path()).unwrap()),
+            "",
+            "channels".into(),
+        );
         assert_eq!(s.fetch("stable", None).unwrap().version, "1.0.0");
         assert_eq!(s.fetch("stable", Some("0.9.0")).unwrap().version, "0.9.0");
         assert_eq!(s.fetch("stable", Some("1.0.0")).unwrap().version, "1.0.0");
@@ -187,7 +209,11 @@ mod tests {
     #[test]
     fn an_unknown_channel_lists_the_known_ones() {
         let d = dir();
-        let s = FileSource::new(d.path().to_path_buf(), "channels".into());
+        let s = FileSource::new(
+            Arc::new(crate::tree::DiskTree::new(d.path()).unwrap()),
+            "",
+            "channels".into(),
+        );
         let err = s.fetch("beta", None).unwrap_err().to_string();
         assert!(
             err.contains("`beta`") && err.contains("channels there: stable"),
@@ -198,7 +224,11 @@ mod tests {
     #[test]
     fn channel_names_cannot_leave_the_directory() {
         let d = dir();
-        let s = FileSource::new(d.path().to_path_buf(), "channels".into());
+        let s = FileSource::new(
+            Arc::new(crate::tree::DiskTree::new(d.path()).unwrap()),
+            "",
+            "channels".into(),
+        );
         assert!(s.fetch("../etc/passwd", None).is_err());
         assert!(s.fetch("stable", Some("../../x")).is_err());
     }
