@@ -23,8 +23,8 @@ pub struct Manifest {
     pub value: Value,
     pub template: String,
     pub index: usize,
-    /// Paths whose scalars hold text from values.
-    pub from_values: Vec<Vec<String>>,
+    /// Paths whose scalars hold text from values, with the keys of those values.
+    pub from_values: Vec<(Vec<String>, Vec<Vec<String>>)>,
 }
 
 /// A problem with one manifest, named by template, document and path.

@@ -64,6 +64,7 @@ pub fn validate(manifests: &[Manifest], allow_plaintext_secrets: bool) -> Vec<Ma
             let from_values = m
                 .from_values
                 .iter()
+                .map(|(p, _)| p)
                 .find(|p| matches!(p.first().map(String::as_str), Some("data" | "stringData")));
             if let Some(path) = from_values {
                 problems.push(m.error(
@@ -107,7 +108,7 @@ mod tests {
     use crate::render::RenderedDoc;
     use serde_json::{Value, json};
 
-    fn manifest(value: Value, from_values: Vec<Vec<String>>) -> Manifest {
+    fn manifest(value: Value, from_values: Vec<(Vec<String>, Vec<Vec<String>>)>) -> Manifest {
         Manifest::from_doc(
             RenderedDoc {
                 template: "t.yaml.hbs".into(),
@@ -167,7 +168,7 @@ mod tests {
     fn a_secret_built_from_values_is_refused_unless_allowed() {
         let s = manifest(
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"p": "x"}}),
-            vec![vec!["stringData".into(), "p".into()]],
+            vec![(vec!["stringData".into(), "p".into()], vec![])],
         );
         let problems = validate(std::slice::from_ref(&s), false);
         assert_eq!(problems.len(), 1);

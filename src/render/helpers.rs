@@ -167,20 +167,35 @@ fn indented(h: &Helper<'_>, newline: bool) -> Result<Value, RenderError> {
     out.push_str(&pad);
     match text.as_str().and_then(safe::as_trusted) {
         Some(trusted) => out.push_str(&trusted.replace('\n', &format!("\n{pad}"))),
-        None => safe::encode_into(&mut out, text),
+        None => safe::encode_into(&mut out, text, key_path(param(h, 1)?).as_deref()),
     }
     Ok(Value::String(safe::trusted(&out)))
 }
 
 /// A value with every string leaf turned into a sentinel, for `toYaml`: its
 /// strings come back exactly, and a `Secret` built from them is recognised.
-fn seal_strings(v: &Value) -> Value {
+fn seal_strings(v: &Value, key: &mut Vec<String>) -> Value {
+    let mut at = |k: String, item: &Value| {
+        key.push(k);
+        let sealed = seal_strings(item, key);
+        key.pop();
+        sealed
+    };
     match v {
-        Value::String(s) => Value::String(safe::encode(&Value::String(s.clone()))),
-        Value::Array(a) => Value::Array(a.iter().map(seal_strings).collect()),
+        Value::String(_) => {
+            let mut out = String::new();
+            safe::encode_into(&mut out, v, Some(key));
+            Value::String(out)
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, item)| at(i.to_string(), item))
+                .collect(),
+        ),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| (k.clone(), seal_strings(v)))
+                .map(|(k, item)| (k.clone(), at(k.clone(), item)))
                 .collect(),
         ),
         other => other.clone(),
@@ -215,7 +230,8 @@ impl Hydrant {
             Kind::ToYaml => {
                 let p = param(h, 0)?;
                 guard_secret(p, ctx)?;
-                let text = yaml::to_block(&seal_strings(p.value()));
+                let mut key = key_path(p).unwrap_or_default();
+                let text = yaml::to_block(&seal_strings(p.value(), &mut key));
                 Ok(Value::String(safe::trusted(&text)))
             }
             Kind::Quote => {
@@ -226,7 +242,7 @@ impl Hydrant {
                     None => as_text(p.value()),
                 };
                 let mut out = String::from("\"");
-                safe::encode_into(&mut out, &Value::String(text));
+                safe::encode_into(&mut out, &Value::String(text), key_path(p).as_deref());
                 out.push('"');
                 Ok(Value::String(safe::trusted(&out)))
             }
@@ -328,7 +344,18 @@ impl HelperDef for Hydrant {
         let value = self.eval(h, r, ctx)?;
         match value.as_str().and_then(safe::as_trusted) {
             Some(text) => out.write(text)?,
-            None => out.write(&safe::encode(&value))?,
+            None => {
+                // A value read straight from a key carries the key along.
+                let key = match self.0 {
+                    Kind::Value | Kind::Default | Kind::Required => {
+                        h.params().last().and_then(key_path)
+                    }
+                    _ => None,
+                };
+                let mut text = String::new();
+                safe::encode_into(&mut text, &value, key.as_deref());
+                out.write(&text)?;
+            }
         }
         Ok(())
     }

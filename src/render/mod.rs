@@ -35,8 +35,9 @@ pub struct RenderedDoc {
     /// The document's position in the template's output, from 1.
     pub index: usize,
     pub value: Value,
-    /// Paths in `value` whose scalars hold text from values.
-    pub from_values: Vec<Vec<String>>,
+    /// Paths in `value` whose scalars hold text from values, each with the
+    /// keys of the values it holds (`["values", "app", "replicas"]`).
+    pub from_values: Vec<(Vec<String>, Vec<Vec<String>>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -304,7 +305,7 @@ fn readable(line: &str) -> String {
 fn restore(
     node: &Node,
     path: &mut Vec<String>,
-    from_values: &mut Vec<Vec<String>>,
+    from_values: &mut Vec<(Vec<String>, Vec<Vec<String>>)>,
 ) -> Result<Value, (usize, String)> {
     let at = |message: String| (node.line, message);
     match &node.kind {
@@ -314,12 +315,12 @@ fn restore(
                 safe::Decoded::Literal => {
                     yaml::scalar_value(text, *style, tag.as_deref()).map_err(at)
                 }
-                safe::Decoded::Whole(v) => {
-                    from_values.push(path.clone());
+                safe::Decoded::Whole(v, key) => {
+                    from_values.push((path.clone(), key.into_iter().collect()));
                     Ok(v)
                 }
-                safe::Decoded::Spliced(s) => {
-                    from_values.push(path.clone());
+                safe::Decoded::Spliced(s, keys) => {
+                    from_values.push((path.clone(), keys));
                     match tag {
                         Some(_) => yaml::scalar_value(&s, *style, tag.as_deref()).map_err(at),
                         None => Ok(Value::String(s)),
@@ -342,11 +343,11 @@ fn restore(
             for (key, value) in entries {
                 let key = match safe::decode_scalar(key, false).map_err(at)? {
                     safe::Decoded::Literal => key.clone(),
-                    safe::Decoded::Whole(v) => v
+                    safe::Decoded::Whole(v, _) => v
                         .as_str()
                         .map(String::from)
                         .unwrap_or_else(|| v.to_string()),
-                    safe::Decoded::Spliced(s) => s,
+                    safe::Decoded::Spliced(s, _) => s,
                 };
                 if out.contains_key(&key) {
                     return Err((value.line, format!("duplicate key `{key}`")));

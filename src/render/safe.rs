@@ -31,23 +31,32 @@ pub fn find_reserved(s: &str) -> Option<char> {
     s.chars().find(|c| ('\u{E000}'..='\u{E00F}').contains(c))
 }
 
-/// Writes a value as a sentinel.
-pub fn encode_into(out: &mut String, value: &Value) {
+/// Writes a value as a sentinel, with the key it was read from when known
+/// (`global.host`), so a rendered field can be traced back to its layer.
+pub fn encode_into(out: &mut String, value: &Value, key: Option<&[String]>) {
     let json = serde_json::to_string(value).unwrap_or_default();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(json.len() * 2 + 6);
     out.push(OPEN);
-    for b in json.bytes() {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
+    push_hex(out, json.as_bytes());
+    if let Some(key) = key {
+        out.push('.');
+        push_hex(out, key.join("\u{1}").as_bytes());
     }
     out.push(CLOSE);
 }
 
-/// A value as a sentinel.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+}
+
+/// A value as a sentinel, with no key.
 pub fn encode(value: &Value) -> String {
     let mut out = String::new();
-    encode_into(&mut out, value);
+    encode_into(&mut out, value, None);
     out
 }
 
@@ -68,10 +77,10 @@ pub fn as_trusted(text: &str) -> Option<&str> {
 pub enum Decoded {
     /// No value was interpolated: the template's own text.
     Literal,
-    /// The scalar is exactly one unquoted value: that value, typed.
-    Whole(Value),
-    /// Values spliced into text.
-    Spliced(String),
+    /// The scalar is exactly one unquoted value: that value, typed, and its key.
+    Whole(Value, Option<Vec<String>>),
+    /// Values spliced into text, and the keys of those that have one.
+    Spliced(String, Vec<Vec<String>>),
 }
 
 /// Replaces the sentinels in one scalar. `whole_allowed` is true for an
@@ -86,10 +95,12 @@ pub fn decode_scalar(text: &str, whole_allowed: bool) -> Result<Decoded, String>
     if whole_allowed && text.starts_with(OPEN) && text.ends_with(CLOSE) {
         let inner = &text[OPEN.len_utf8()..text.len() - CLOSE.len_utf8()];
         if !inner.contains(OPEN) {
-            return Ok(Decoded::Whole(decode_one(inner)?));
+            let (value, key) = decode_one(inner)?;
+            return Ok(Decoded::Whole(value, key));
         }
     }
     let mut out = String::with_capacity(text.len() / 2);
+    let mut keys = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find(OPEN) {
         out.push_str(&rest[..start]);
@@ -97,7 +108,9 @@ pub fn decode_scalar(text: &str, whole_allowed: bool) -> Result<Decoded, String>
         let end = after
             .find(CLOSE)
             .ok_or_else(|| "an interpolated value was cut in two".to_string())?;
-        match decode_one(&after[..end])? {
+        let (value, key) = decode_one(&after[..end])?;
+        keys.extend(key);
+        match value {
             Value::String(s) => out.push_str(&s),
             Value::Null => {}
             other => out.push_str(&other.to_string()),
@@ -108,13 +121,26 @@ pub fn decode_scalar(text: &str, whole_allowed: bool) -> Result<Decoded, String>
     if out.contains(TRUSTED) {
         out = out.replace(TRUSTED, "");
     }
-    Ok(Decoded::Spliced(out))
+    Ok(Decoded::Spliced(out, keys))
 }
 
-fn decode_one(hex_text: &str) -> Result<Value, String> {
-    let bytes =
-        hex::decode(hex_text).map_err(|_| "an interpolated value was garbled".to_string())?;
-    serde_json::from_slice(&bytes).map_err(|_| "an interpolated value was garbled".to_string())
+fn decode_one(text: &str) -> Result<(Value, Option<Vec<String>>), String> {
+    let garbled = || "an interpolated value was garbled".to_string();
+    let (value_hex, key_hex) = match text.split_once('.') {
+        Some((v, k)) => (v, Some(k)),
+        None => (text, None),
+    };
+    let bytes = hex::decode(value_hex).map_err(|_| garbled())?;
+    let value = serde_json::from_slice(&bytes).map_err(|_| garbled())?;
+    let key = match key_hex {
+        Some(k) => {
+            let bytes = hex::decode(k).map_err(|_| garbled())?;
+            let joined = String::from_utf8(bytes).map_err(|_| garbled())?;
+            Some(joined.split('\u{1}').map(String::from).collect())
+        }
+        None => None,
+    };
+    Ok((value, key))
 }
 
 #[cfg(test)]
@@ -133,7 +159,7 @@ mod tests {
             json!(""),
         ] {
             match decode_scalar(&encode(&v), true).unwrap() {
-                Decoded::Whole(got) => assert_eq!(got, v),
+                Decoded::Whole(got, None) => assert_eq!(got, v),
                 _ => panic!("not whole"),
             }
         }
@@ -141,9 +167,19 @@ mod tests {
 
     #[test]
     fn sentinels_inside_text_are_spliced_as_text() {
-        let text = format!("wandb-{}-{}", encode(&json!("a: b")), encode(&json!(2)));
+        let mut text = String::from("wandb-");
+        encode_into(
+            &mut text,
+            &json!("a: b"),
+            Some(&["global".to_string(), "name".to_string()]),
+        );
+        text.push('-');
+        encode_into(&mut text, &json!(2), None);
         match decode_scalar(&text, true).unwrap() {
-            Decoded::Spliced(s) => assert_eq!(s, "wandb-a: b-2"),
+            Decoded::Spliced(s, keys) => {
+                assert_eq!(s, "wandb-a: b-2");
+                assert_eq!(keys, vec![vec!["global".to_string(), "name".to_string()]]);
+            }
             _ => panic!("not spliced"),
         }
     }
@@ -151,7 +187,7 @@ mod tests {
     #[test]
     fn quoted_lone_sentinels_become_strings() {
         match decode_scalar(&encode(&json!(3)), false).unwrap() {
-            Decoded::Spliced(s) => assert_eq!(s, "3"),
+            Decoded::Spliced(s, _) => assert_eq!(s, "3"),
             _ => panic!("not spliced"),
         }
     }

@@ -345,9 +345,45 @@ fn scalars_from_values_are_tracked() {
         "kind: Secret\nstringData:\n  a: {{values.x}}\n  b: fixed\n",
     )]);
     let docs = e.render(json!({"values": {"x": "v"}})).unwrap();
+    let field = vec!["stringData".to_string(), "a".to_string()];
+    let key = vec!["values".to_string(), "x".to_string()];
+    assert_eq!(docs[0].from_values, vec![(field, vec![key])]);
+}
+
+#[test]
+fn rendered_fields_remember_the_keys_they_came_from() {
+    let e = engine(&[(
+        "t.yaml.hbs",
+        "a: {{values.n}}
+b: x-{{values.s}}
+c:{{nindent 2 (toYaml values.m)}}
+d: {{default 1 values.n}}
+",
+    )]);
+    let docs = e
+        .render(json!({"values": {"n": 2, "s": "y", "m": {"k": "v"}}}))
+        .unwrap();
+    let keys: Vec<(String, String)> = docs[0]
+        .from_values
+        .iter()
+        .map(|(field, keys)| {
+            (
+                field.join("."),
+                keys.iter()
+                    .map(|k| k.join("."))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        })
+        .collect();
     assert_eq!(
-        docs[0].from_values,
-        vec![vec!["stringData".to_string(), "a".to_string()]]
+        keys,
+        vec![
+            ("a".to_string(), "values.n".to_string()),
+            ("b".to_string(), "values.s".to_string()),
+            ("c.k".to_string(), "values.m.k".to_string()),
+            ("d".to_string(), "values.n".to_string()),
+        ]
     );
 }
 
