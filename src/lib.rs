@@ -8,6 +8,8 @@
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod forge;
+pub mod git;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;

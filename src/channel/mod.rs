@@ -71,6 +71,16 @@ pub trait Source: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// Whether going from version `from` to `to` is a downgrade. Versions are
+/// compared as semver where both parse (a leading `v` is ignored), else not at all.
+pub fn is_downgrade(from: &str, to: &str) -> bool {
+    let parse = |v: &str| semver::Version::parse(v.trim_start_matches('v')).ok();
+    match (parse(from), parse(to)) {
+        (Some(a), Some(b)) => b < a,
+        _ => false,
+    }
+}
+
 /// Parses a channel spec (YAML or JSON) read from `origin`.
 pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec, ChannelError> {
     let invalid = |message: String| ChannelError::Invalid {
@@ -172,6 +182,15 @@ mod tests {
                 && err.to_string().contains("no `values`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn downgrades_are_recognised_by_semver() {
+        assert!(is_downgrade("0.63.0", "0.62.1"));
+        assert!(is_downgrade("0.63.0", "0.63.0-rc.2"));
+        assert!(!is_downgrade("0.63.0-rc.2", "0.63.0"));
+        assert!(!is_downgrade("0.9.0", "0.10.0"));
+        assert!(!is_downgrade("weekly", "daily"));
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// The file name of each manifest: `<kind>-<name>.yaml`, lowercase, with the
 /// namespace added where two objects would otherwise share a name.
-fn file_names(manifests: &[Manifest]) -> Vec<String> {
+pub fn file_names(manifests: &[Manifest]) -> Vec<String> {
     let base = |m: &Manifest| format!("{}-{}", m.kind.to_lowercase(), m.name.to_lowercase());
     let mut counts: HashMap<String, usize> = HashMap::new();
     for m in manifests {

@@ -1,0 +1,708 @@
+//! The pull request a reviewer reads: what changes and why, in seconds.
+//!
+//! Built once for every forge, from the environment's rendered files before and
+//! after and the provenance of the new values. Deterministic (the same change
+//! gives the same text) and free of secrets: a value under a credential-like key
+//! or inside a `Secret` is shown as `(redacted)`. The body stays under GitHub's
+//! 65,536-character limit by cutting the diff at file boundaries.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::manifest::Manifest;
+use crate::manifest::layout::{self, KUSTOMIZATION, METADATA};
+use crate::render::is_secret_key;
+use crate::spec::Provenance;
+use crate::yaml;
+
+/// The largest body a forge accepts (GitHub's limit).
+pub const MAX_BODY: usize = 65_536;
+/// Rows of the changed-values table before the rest is summarised.
+const MAX_VALUE_ROWS: usize = 60;
+
+/// One environment's change, as reconcile sees it.
+pub struct Change<'a> {
+    pub env: &'a str,
+    pub namespace: &'a str,
+    pub channel: &'a str,
+    pub from_version: Option<&'a str>,
+    pub to_version: &'a str,
+    pub base: &'a str,
+    pub source_commit: &'a str,
+    pub old_files: &'a BTreeMap<String, String>,
+    pub new_files: &'a BTreeMap<String, String>,
+    pub manifests: &'a [Manifest],
+    pub provenance: &'a Provenance,
+}
+
+/// `hydrant(prod): stable 0.62.1 → 0.63.0`, or `hydrant(prod): re-render`.
+pub fn title(c: &Change<'_>) -> String {
+    match c.from_version {
+        Some(from) if from != c.to_version => format!(
+            "hydrant({}): {} {from} → {}",
+            c.env, c.channel, c.to_version
+        ),
+        Some(_) => format!("hydrant({}): re-render", c.env),
+        None => format!("hydrant({}): {} {}", c.env, c.channel, c.to_version),
+    }
+}
+
+fn resource_files(files: &BTreeMap<String, String>) -> BTreeSet<&str> {
+    files
+        .keys()
+        .map(String::as_str)
+        .filter(|n| *n != KUSTOMIZATION && *n != METADATA)
+        .collect()
+}
+
+/// Resources added, removed and changed, by file name.
+pub struct Resources<'a> {
+    pub added: Vec<&'a str>,
+    pub removed: Vec<&'a str>,
+    pub changed: Vec<&'a str>,
+}
+
+pub fn resources<'a>(
+    old: &'a BTreeMap<String, String>,
+    new: &'a BTreeMap<String, String>,
+) -> Resources<'a> {
+    let (o, n) = (resource_files(old), resource_files(new));
+    Resources {
+        added: n.difference(&o).copied().collect(),
+        removed: o.difference(&n).copied().collect(),
+        changed: n
+            .intersection(&o)
+            .copied()
+            .filter(|f| old[*f] != new[*f])
+            .collect(),
+    }
+}
+
+/// The commit message: title, changed resources, and hydrant's trailers.
+pub fn commit_message(c: &Change<'_>) -> String {
+    let r = resources(c.old_files, c.new_files);
+    let mut m = title(c);
+    m.push_str("\n\n");
+    for (label, list) in [
+        ("Added", &r.added),
+        ("Changed", &r.changed),
+        ("Removed", &r.removed),
+    ] {
+        if !list.is_empty() {
+            let _ = writeln!(m, "{label}: {}", list.join(", "));
+        }
+    }
+    if r.added.is_empty() && r.changed.is_empty() && r.removed.is_empty() {
+        m.push_str("Changed: kustomization.yaml, hydrant.metadata\n");
+    }
+    let _ = write!(
+        m,
+        "\n{}: {}\nHydrant-Channel-Version: {}\nHydrant-Source-Commit: {}\n",
+        crate::git::ENV_TRAILER,
+        c.env,
+        c.to_version,
+        c.source_commit
+    );
+    m
+}
+
+fn parse(text: &str) -> Value {
+    yaml::parse_single(text)
+        .ok()
+        .flatten()
+        .and_then(|n| yaml::to_value(&n, &mut |_, _| {}).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn object_id(v: &Value, file: &str) -> String {
+    match (v["kind"].as_str(), v["metadata"]["name"].as_str()) {
+        (Some(k), Some(n)) => format!("{k}/{n}"),
+        _ => file.to_string(),
+    }
+}
+
+/// `(container name) → image` of every pod template in an object.
+fn images(v: &Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, item) in m {
+                if k == "containers" || k == "initContainers" {
+                    for c in item.as_array().into_iter().flatten() {
+                        if let (Some(name), Some(image)) = (c["name"].as_str(), c["image"].as_str())
+                        {
+                            out.insert(name.to_string(), image.to_string());
+                        }
+                    }
+                } else {
+                    images(item, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|item| images(item, out)),
+        _ => {}
+    }
+}
+
+/// A changed field of one object.
+struct FieldChange {
+    shown: String,
+    index: Vec<String>,
+    old: Option<Value>,
+    new: Option<Value>,
+}
+
+fn named(items: &[Value]) -> Option<Vec<&str>> {
+    items
+        .iter()
+        .map(|i| i.get("name").and_then(Value::as_str))
+        .collect()
+}
+
+fn diff_fields(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    shown: &str,
+    index: &mut Vec<String>,
+    out: &mut Vec<FieldChange>,
+) {
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                index.push(k.clone());
+                let s = if shown.is_empty() {
+                    yaml::display_path(std::slice::from_ref(k))
+                } else {
+                    format!("{shown}.{}", yaml::display_path(std::slice::from_ref(k)))
+                };
+                diff_fields(a.get(k), b.get(k), &s, index, out);
+                index.pop();
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) => {
+            if let (Some(na), Some(nb)) = (named(a), named(b)) {
+                // Lists of named items (containers, env, ports) are matched by name.
+                for (i, name) in nb.iter().enumerate() {
+                    index.push(i.to_string());
+                    let before = na.iter().position(|n| n == name).map(|j| &a[j]);
+                    diff_fields(before, Some(&b[i]), &format!("{shown}[{name}]"), index, out);
+                    index.pop();
+                }
+                for (j, name) in na.iter().enumerate() {
+                    if !nb.contains(name) {
+                        index.push(j.to_string());
+                        diff_fields(Some(&a[j]), None, &format!("{shown}[{name}]"), index, out);
+                        index.pop();
+                    }
+                }
+            } else {
+                for i in 0..a.len().max(b.len()) {
+                    index.push(i.to_string());
+                    diff_fields(a.get(i), b.get(i), &format!("{shown}[{i}]"), index, out);
+                    index.pop();
+                }
+            }
+        }
+        (a, b) if a != b => out.push(FieldChange {
+            shown: shown.to_string(),
+            index: index.clone(),
+            old: a.cloned(),
+            new: b.cloned(),
+        }),
+        _ => {}
+    }
+}
+
+fn show_value(v: &Option<Value>, redact: bool) -> String {
+    match v {
+        None => "—".to_string(),
+        Some(_) if redact => "(redacted)".to_string(),
+        Some(Value::String(s)) => {
+            let mut s = s.replace('\n', "⏎").replace('|', "\\|").replace('`', "'");
+            if s.chars().count() > 60 {
+                s = s.chars().take(57).collect::<String>() + "…";
+            }
+            format!("`{s}`")
+        }
+        Some(other) => {
+            let mut s = other.to_string().replace('|', "\\|").replace('`', "'");
+            if s.chars().count() > 60 {
+                s = s.chars().take(57).collect::<String>() + "…";
+            }
+            format!("`{s}`")
+        }
+    }
+}
+
+/// Which layer set a rendered field, by the value keys it was rendered from.
+fn set_by(c: &Change<'_>, m: &Manifest, index: &[String]) -> (String, bool) {
+    let keys = m
+        .from_values
+        .iter()
+        .find(|(field, _)| field.as_slice() == index)
+        .map(|(_, keys)| keys.as_slice())
+        .unwrap_or(&[]);
+    let Some(key) = keys.first() else {
+        return (format!("template `templates/{}`", m.template), false);
+    };
+    let secret = keys
+        .iter()
+        .any(|k| k.last().is_some_and(|last| is_secret_key(last)));
+    let shown = match key.first().map(String::as_str) {
+        Some("values") => {
+            let path = &key[1..];
+            match c.provenance.origin(path) {
+                Some(origin) => format!("`{}`: {origin}", yaml::display_path(path)),
+                None => format!("`{}`", yaml::display_path(path)),
+            }
+        }
+        Some("channel") => "release channel version".to_string(),
+        Some("env") => format!("`environments/{}/environment.yaml`", c.env),
+        _ => format!("`{}`", key.join(".")),
+    };
+    (shown, secret)
+}
+
+/// The pull request body.
+pub fn body(c: &Change<'_>) -> String {
+    let r = resources(c.old_files, c.new_files);
+    let by_file: BTreeMap<&str, &Manifest> = layout::file_names(c.manifests)
+        .into_iter()
+        .zip(c.manifests)
+        .map(|(name, m)| {
+            (
+                c.new_files
+                    .get_key_value(&name)
+                    .map(|(k, _)| k.as_str())
+                    .unwrap_or(""),
+                m,
+            )
+        })
+        .collect();
+    let old_values: BTreeMap<&str, Value> = resource_files(c.old_files)
+        .into_iter()
+        .map(|f| (f, parse(&c.old_files[f])))
+        .collect();
+
+    let mut b = String::new();
+    let version = match c.from_version {
+        Some(from) if from != c.to_version => format!("`{from}` → `{}`", c.to_version),
+        Some(_) => format!("`{}` (unchanged)", c.to_version),
+        None => format!("`{}` (first render)", c.to_version),
+    };
+    let _ = writeln!(b, "## {}\n", title(c));
+    let _ = writeln!(b, "| | |\n|---|---|");
+    let _ = writeln!(
+        b,
+        "| Environment | `{}` (namespace `{}`) |",
+        c.env, c.namespace
+    );
+    let _ = writeln!(b, "| Channel | `{}` {version} |", c.channel);
+    let _ = writeln!(
+        b,
+        "| Base | `{}` at `{}` |",
+        c.base,
+        &c.source_commit[..c.source_commit.len().min(12)]
+    );
+    let _ = writeln!(
+        b,
+        "| Resources | {} added, {} removed, {} changed |",
+        r.added.len(),
+        r.removed.len(),
+        r.changed.len()
+    );
+
+    let mut warnings = Vec::new();
+    if !r.removed.is_empty() {
+        warnings.push(format!(
+            "{} resource(s) will be **deleted** from the cluster: {}",
+            r.removed.len(),
+            r.removed
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if matches!(c.env, "prod" | "production")
+        || c.env.starts_with("prod-")
+        || c.env.starts_with("prod_")
+    {
+        warnings.push(format!(
+            "This changes the production environment `{}`.",
+            c.env
+        ));
+    }
+    if let Some(from) = c.from_version {
+        if crate::channel::is_downgrade(from, c.to_version) {
+            warnings.push(format!(
+                "This is a **downgrade** from `{from}` to `{}`.",
+                c.to_version
+            ));
+        }
+    }
+    if !warnings.is_empty() {
+        b.push_str("\n### ⚠️ Warnings\n\n");
+        for w in warnings {
+            let _ = writeln!(b, "- {w}");
+        }
+    }
+
+    // Images, per object and container.
+    let mut image_rows = Vec::new();
+    let files: BTreeSet<&str> = resource_files(c.old_files)
+        .union(&resource_files(c.new_files))
+        .copied()
+        .collect();
+    for f in &files {
+        let (mut before, mut after) = (BTreeMap::new(), BTreeMap::new());
+        if let Some(v) = old_values.get(f) {
+            images(v, &mut before);
+        }
+        if let Some(m) = by_file.get(f) {
+            images(&m.value, &mut after);
+        }
+        let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for name in names {
+            let (o, n) = (before.get(name), after.get(name));
+            if o != n {
+                let id = by_file
+                    .get(f)
+                    .map(|m| m.id())
+                    .or_else(|| old_values.get(f).map(|v| object_id(v, f)))
+                    .unwrap_or_default();
+                image_rows.push(format!(
+                    "| `{id}` | `{name}` | {} | {} |",
+                    o.map(|i| format!("`{i}`")).unwrap_or("—".into()),
+                    n.map(|i| format!("`{i}`")).unwrap_or("—".into())
+                ));
+            }
+        }
+    }
+    if !image_rows.is_empty() {
+        b.push_str("\n### Images\n\n| Object | Container | Before | After |\n|---|---|---|---|\n");
+        for row in image_rows {
+            b.push_str(&row);
+            b.push('\n');
+        }
+    }
+
+    b.push_str("\n### Resources\n\n");
+    for (label, list) in [
+        ("Added", &r.added),
+        ("Removed", &r.removed),
+        ("Changed", &r.changed),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = list
+            .iter()
+            .map(|f| {
+                let id = by_file
+                    .get(f)
+                    .map(|m| m.id())
+                    .or_else(|| old_values.get(f).map(|v| object_id(v, f)))
+                    .unwrap_or_else(|| f.to_string());
+                format!("`{id}`")
+            })
+            .collect();
+        let _ = writeln!(b, "- **{label}** ({}): {}", list.len(), shown.join(", "));
+    }
+    if r.added.is_empty() && r.removed.is_empty() && r.changed.is_empty() {
+        b.push_str("- Only `kustomization.yaml` or `hydrant.metadata` change.\n");
+    }
+
+    // Changed values and the layer that set each.
+    let mut rows = Vec::new();
+    for f in &r.changed {
+        let (Some(old), Some(m)) = (old_values.get(f), by_file.get(f)) else {
+            continue;
+        };
+        let mut changes = Vec::new();
+        diff_fields(Some(old), Some(&m.value), "", &mut Vec::new(), &mut changes);
+        for ch in changes {
+            if ch.shown == "metadata.labels[\"app.kubernetes.io/version\"]"
+                || ch.shown.ends_with(".labels[\"app.kubernetes.io/version\"]")
+            {
+                continue;
+            }
+            let (who, secret_key) = set_by(c, m, &ch.index);
+            let redact = secret_key
+                || (m.kind == "Secret"
+                    && (ch.shown.starts_with("data") || ch.shown.starts_with("stringData")))
+                || ch.index.last().is_some_and(|k| is_secret_key(k));
+            rows.push(format!(
+                "| `{}` | `{}` | {} | {} | {who} |",
+                m.id(),
+                ch.shown,
+                show_value(&ch.old, redact),
+                show_value(&ch.new, redact)
+            ));
+        }
+    }
+    if !rows.is_empty() {
+        b.push_str("\n### Changed values\n\n| Object | Field | Before | After | Set by |\n|---|---|---|---|---|\n");
+        let total = rows.len();
+        for row in rows.into_iter().take(MAX_VALUE_ROWS) {
+            b.push_str(&row);
+            b.push('\n');
+        }
+        if total > MAX_VALUE_ROWS {
+            let _ = writeln!(
+                b,
+                "\n…and {} more changed fields (see the diff).",
+                total - MAX_VALUE_ROWS
+            );
+        }
+    }
+
+    let _ = write!(
+        b,
+        "\n### Reproduce locally\n\n```sh\nhydrant render --env {0}\nhydrant diff --env {0}\nhydrant explain --env {0} KEY.PATH\n```\n",
+        c.env
+    );
+    append_diff(&mut b, c);
+    b
+}
+
+/// Appends the collapsed unified diff, cut at file boundaries to fit [`MAX_BODY`].
+fn append_diff(b: &mut String, c: &Change<'_>) {
+    let names: BTreeSet<&String> = c.old_files.keys().chain(c.new_files.keys()).collect();
+    let mut diffs = Vec::new();
+    for name in names {
+        let (old, new) = (
+            c.old_files.get(name).map(String::as_str).unwrap_or(""),
+            c.new_files.get(name).map(String::as_str).unwrap_or(""),
+        );
+        if old == new {
+            continue;
+        }
+        let path = format!("rendered/{}/{name}", c.env);
+        let text = similar::TextDiff::from_lines(old, new)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{path}"), &format!("b/{path}"))
+            .to_string();
+        diffs.push((path, redact_diff(&text, name, c)));
+    }
+    let closing = "```\n\n</details>\n";
+    let opening = format!(
+        "\n<details>\n<summary>Diff ({} files)</summary>\n\n```diff\n",
+        diffs.len()
+    );
+    let reserve = 400;
+    let mut shown = String::new();
+    let mut cut = Vec::new();
+    for (path, text) in diffs {
+        if b.len() + opening.len() + shown.len() + text.len() + closing.len() + reserve < MAX_BODY
+            && cut.is_empty()
+        {
+            shown.push_str(&text);
+        } else {
+            cut.push(path);
+        }
+    }
+    b.push_str(&opening);
+    b.push_str(&shown);
+    b.push_str(closing);
+    if !cut.is_empty() {
+        let _ = writeln!(
+            b,
+            "\nThe diff of {} more file(s) is not shown to keep this description within {MAX_BODY} characters; `hydrant diff --env {}` shows all of it.",
+            cut.len(),
+            c.env
+        );
+    }
+}
+
+/// Secrets never reach a pull request: the diff of a `Secret`'s data is withheld.
+fn redact_diff(text: &str, file: &str, c: &Change<'_>) -> String {
+    let is_secret = file.starts_with("secret-")
+        || c.manifests.iter().any(|m| {
+            m.kind == "Secret" && format!("secret-{}.yaml", m.name.to_lowercase()) == file
+        });
+    if is_secret {
+        let header: Vec<&str> = text.lines().take(2).collect();
+        format!(
+            "{}\n@@ the diff of a Secret is not shown @@\n",
+            header.join("\n")
+        )
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::RenderedDoc;
+    use serde_json::json;
+
+    fn manifest(value: Value, from_values: Vec<(Vec<String>, Vec<Vec<String>>)>) -> Manifest {
+        Manifest::from_doc(
+            RenderedDoc {
+                template: "app.yaml.hbs".into(),
+                index: 1,
+                value,
+                from_values,
+            },
+            "ns",
+        )
+        .unwrap()
+    }
+
+    fn deployment(image: &str, replicas: u64) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app", "namespace": "ns"},
+            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+    }
+
+    fn p(s: &str) -> Vec<String> {
+        s.split('.').map(String::from).collect()
+    }
+
+    #[test]
+    fn the_body_names_versions_images_resources_and_the_layer_of_each_change() {
+        let old_m = manifest(deployment("wandb/local:0.62.1", 3), vec![]);
+        let new_m = manifest(
+            deployment("wandb/local:0.63.0", 4),
+            vec![(p("spec.replicas"), vec![p("values.app.replicas")])],
+        );
+        let mut old_files = BTreeMap::new();
+        old_files.insert(
+            "deployment-app.yaml".to_string(),
+            yaml::to_document(&old_m.value),
+        );
+        old_files.insert(
+            "configmap-gone.yaml".to_string(),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: gone}\n".to_string(),
+        );
+        let mut new_files = BTreeMap::new();
+        new_files.insert(
+            "deployment-app.yaml".to_string(),
+            yaml::to_document(&new_m.value),
+        );
+        let layer = crate::spec::Layer::parse(
+            crate::spec::LayerKind::Custom,
+            "environments/prod/pinned.yaml",
+            "app:\n  replicas: 4\n",
+        )
+        .unwrap();
+        let merged = crate::spec::merge(&[&layer]);
+        let manifests = [new_m];
+        let c = Change {
+            env: "prod",
+            namespace: "ns",
+            channel: "stable",
+            from_version: Some("0.63.0"),
+            to_version: "0.62.1",
+            base: "main",
+            source_commit: "0123456789abcdef",
+            old_files: &old_files,
+            new_files: &new_files,
+            manifests: &manifests,
+            provenance: &merged.provenance,
+        };
+        let body = body(&c);
+        assert!(
+            body.starts_with("## hydrant(prod): stable 0.63.0 → 0.62.1\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "| `Deployment/app` | `app` | `wandb/local:0.62.1` | `wandb/local:0.63.0` |"
+            ),
+            "{body}"
+        );
+        assert!(body.contains("**Removed** (1): `ConfigMap/gone`"), "{body}");
+        assert!(body.contains("| `Deployment/app` | `spec.replicas` | `3` | `4` | `app.replicas`: custom resource (environments/prod/pinned.yaml:2) |"), "{body}");
+        assert!(
+            body.contains("`spec.template.spec.containers[app].image`"),
+            "{body}"
+        );
+        assert!(
+            body.contains("**deleted**")
+                && body.contains("production")
+                && body.contains("**downgrade**"),
+            "{body}"
+        );
+        assert!(
+            body.contains("```diff\n--- a/rendered/prod/configmap-gone.yaml"),
+            "{body}"
+        );
+        assert_eq!(body, super::body(&c), "deterministic");
+    }
+
+    #[test]
+    fn a_huge_diff_is_cut_at_file_boundaries_under_the_limit() {
+        let mut old_files = BTreeMap::new();
+        let mut new_files = BTreeMap::new();
+        for i in 0..40 {
+            old_files.insert(
+                format!("configmap-{i:02}.yaml"),
+                format!("data:\n{}", "  k: old\n".repeat(300)),
+            );
+            new_files.insert(
+                format!("configmap-{i:02}.yaml"),
+                format!("data:\n{}", "  k: new\n".repeat(300)),
+            );
+        }
+        let prov = Provenance::default();
+        let c = Change {
+            env: "dev",
+            namespace: "ns",
+            channel: "stable",
+            from_version: Some("1"),
+            to_version: "1",
+            base: "main",
+            source_commit: "abc",
+            old_files: &old_files,
+            new_files: &new_files,
+            manifests: &[],
+            provenance: &prov,
+        };
+        let body = body(&c);
+        assert!(body.len() < MAX_BODY, "{}", body.len());
+        assert!(
+            body.contains("`hydrant diff --env dev` shows all of it"),
+            "{}",
+            &body[body.len() - 300..]
+        );
+        assert!(body.ends_with("shows all of it.\n"));
+        assert_eq!(title(&c), "hydrant(dev): re-render");
+        let shown = body.matches("--- a/rendered/dev/").count();
+        assert!(shown > 3 && shown < 40, "{shown}");
+    }
+
+    #[test]
+    fn secret_data_never_reaches_the_body() {
+        let old_files: BTreeMap<String, String> = [(
+            "secret-x.yaml".to_string(),
+            "stringData:\n  password: hunter2\n".to_string(),
+        )]
+        .into();
+        let new_files: BTreeMap<String, String> = [(
+            "secret-x.yaml".to_string(),
+            "stringData:\n  password: hunter3\n".to_string(),
+        )]
+        .into();
+        let prov = Provenance::default();
+        let c = Change {
+            env: "dev",
+            namespace: "ns",
+            channel: "stable",
+            from_version: None,
+            to_version: "1",
+            base: "main",
+            source_commit: "abc",
+            old_files: &old_files,
+            new_files: &new_files,
+            manifests: &[],
+            provenance: &prov,
+        };
+        let body = body(&c);
+        assert!(!body.contains("hunter"), "{body}");
+    }
+}

@@ -1,0 +1,530 @@
+//! The work directory: a bare clone, its lock, and the git operations hydrant needs.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use git2::{
+    AutotagOption, Cred, CredentialType, Direction, FetchOptions, FetchPrune, ObjectType, Oid,
+    PushOptions, RemoteCallbacks, Repository, Signature,
+};
+
+use super::{ENV_TRAILER, GitError, branch_name};
+use crate::tree::MemTree;
+
+/// How hydrant authenticates to the remote. `Debug` never shows the token.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// HTTPS token, sent as the password of `username`.
+    pub token: Option<String>,
+    pub username: String,
+    /// SSH private key for `ssh://` remotes.
+    pub ssh_key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("username", &self.username)
+            .field("ssh_key", &self.ssh_key)
+            .finish()
+    }
+}
+
+/// What a fetch found.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub base_branch: String,
+    pub base_commit: Oid,
+}
+
+/// The tip of a `hydrant/<env>` branch on the remote.
+#[derive(Debug, Clone)]
+pub struct Tip {
+    pub commit: Oid,
+    pub tree: Oid,
+    pub parents: Vec<Oid>,
+    /// Made by hydrant for this environment (carries the trailer).
+    pub is_hydrant: bool,
+    pub author: String,
+}
+
+pub struct Workspace {
+    repo: Repository,
+    dir: PathBuf,
+    /// The remote as shown to people: a URL without credentials, or a path.
+    url: String,
+    creds: Credentials,
+    _lock: File,
+}
+
+const REMOTE: &str = "origin";
+
+/// A remote URL as git takes it: URLs as they are, local paths made absolute.
+fn remote_url(repo: &str) -> Result<String, GitError> {
+    if repo.contains("://")
+        || (repo.contains('@') && repo.contains(':') && !Path::new(repo).exists())
+    {
+        return Ok(repo.to_string());
+    }
+    let path = Path::new(repo)
+        .canonicalize()
+        .map_err(|e| GitError::Unreachable {
+            url: repo.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(path.display().to_string())
+}
+
+/// Takes the work directory's lock, waiting up to `timeout` for another run.
+fn lock(dir: &Path, timeout: Duration) -> Result<File, GitError> {
+    let path = dir.join("hydrant.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| GitError::WorkDir {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if start.elapsed() >= timeout {
+                    return Err(GitError::Locked {
+                        path: path.display().to_string(),
+                        waited_secs: start.elapsed().as_secs(),
+                    });
+                }
+                if !told {
+                    tracing::warn!(lock = %path.display(), "another hydrant run is using the work directory; waiting");
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(GitError::WorkDir {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl Workspace {
+    /// Opens (or creates) the bare clone of `repo` in `dir`. A corrupt clone is
+    /// thrown away and made anew: it only caches the remote.
+    pub fn open(
+        dir: &Path,
+        repo: &str,
+        creds: Credentials,
+        lock_timeout: Duration,
+    ) -> Result<Workspace, GitError> {
+        std::fs::create_dir_all(dir).map_err(|e| GitError::WorkDir {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let lock = lock(dir, lock_timeout)?;
+        let url = remote_url(repo)?;
+        let git_dir = dir.join("repo.git");
+        let opened = Repository::open_bare(&git_dir).and_then(|r| {
+            // A clone whose objects cannot be read is as good as none.
+            r.odb()?;
+            Ok(r)
+        });
+        let repo = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                if git_dir.exists() {
+                    tracing::warn!(path = %git_dir.display(), error = %e.message(), "work directory is unusable; cloning afresh");
+                    std::fs::remove_dir_all(&git_dir).map_err(|e| GitError::WorkDir {
+                        path: git_dir.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                }
+                Repository::init_bare(&git_dir)?
+            }
+        };
+        match repo.find_remote(REMOTE) {
+            Ok(remote) if remote.url().ok() == Some(url.as_str()) => {}
+            Ok(_) => repo.remote_set_url(REMOTE, &url)?,
+            Err(_) => {
+                repo.remote_with_fetch(REMOTE, &url, "+refs/heads/*:refs/remotes/origin/*")?;
+            }
+        }
+        Ok(Workspace {
+            repo,
+            dir: dir.to_path_buf(),
+            url,
+            creds,
+            _lock: lock,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn callbacks<'a>(&'a self, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {
+        let mut cb = RemoteCallbacks::new();
+        let creds = &self.creds;
+        cb.credentials(move |_url, username, allowed| {
+            attempts.set(attempts.get() + 1);
+            if attempts.get() > 1 {
+                return Err(git2::Error::from_str("the remote refused the credentials"));
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                if let Some(token) = &creds.token {
+                    return Cred::userpass_plaintext(&creds.username, token);
+                }
+            }
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if let Some(key) = &creds.ssh_key {
+                    return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
+                }
+                return Cred::ssh_key_from_agent(username.unwrap_or("git"));
+            }
+            if allowed.contains(CredentialType::USERNAME) {
+                return Cred::username(username.unwrap_or(&creds.username));
+            }
+            Err(git2::Error::from_str(
+                "the remote asks for credentials: set `HYDRANT_GIT_TOKEN`, pass `--git-token-file`, or `--ssh-key`",
+            ))
+        });
+        cb
+    }
+
+    fn classify(&self, e: git2::Error, attempts: &Cell<u32>) -> GitError {
+        let message = e.message().to_string();
+        let auth = e.class() == git2::ErrorClass::Http
+            && (message.contains("401") || message.contains("403"))
+            || e.code() == git2::ErrorCode::Auth
+            || attempts.get() > 1
+            || message.contains("credentials");
+        if auth {
+            GitError::Auth {
+                url: self.url.clone(),
+                message,
+            }
+        } else {
+            GitError::Unreachable {
+                url: self.url.clone(),
+                message,
+            }
+        }
+    }
+
+    /// Fetches the base branch (the remote's default when `base` is `None`) and
+    /// every `hydrant/*` branch, pruning those deleted on the remote.
+    pub fn fetch(&self, base: Option<&str>) -> Result<Fetched, GitError> {
+        let attempts = Cell::new(0);
+        let mut remote = self.repo.find_remote(REMOTE)?;
+        let (base_branch, heads) = {
+            let conn = remote
+                .connect_auth(Direction::Fetch, Some(self.callbacks(&attempts)), None)
+                .map_err(|e| self.classify(e, &attempts))?;
+            let heads: Vec<String> = conn
+                .list()?
+                .iter()
+                .filter_map(|h| h.name().strip_prefix("refs/heads/").map(String::from))
+                .collect();
+            let base_branch = match base {
+                Some(b) => b.to_string(),
+                None => conn
+                    .default_branch()
+                    .ok()
+                    .and_then(|b| {
+                        b.as_str()
+                            .ok()
+                            .and_then(|s| s.strip_prefix("refs/heads/"))
+                            .map(String::from)
+                    })
+                    .unwrap_or_else(|| "main".to_string()),
+            };
+            (base_branch, heads)
+        };
+        if !heads.contains(&base_branch) {
+            return Err(GitError::MissingBase {
+                branch: base_branch,
+                url: self.url.clone(),
+                known: heads
+                    .into_iter()
+                    .filter(|h| !h.starts_with("hydrant/"))
+                    .collect(),
+            });
+        }
+        let refspecs = [
+            format!("+refs/heads/{base_branch}:refs/remotes/origin/{base_branch}"),
+            "+refs/heads/hydrant/*:refs/remotes/origin/hydrant/*".to_string(),
+        ];
+        let attempts = Cell::new(0);
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(self.callbacks(&attempts))
+            .prune(FetchPrune::On)
+            .download_tags(AutotagOption::None);
+        remote
+            .fetch(&refspecs, Some(&mut options), None)
+            .map_err(|e| self.classify(e, &attempts))?;
+        let base_commit = self
+            .repo
+            .refname_to_id(&format!("refs/remotes/origin/{base_branch}"))?;
+        Ok(Fetched {
+            base_branch,
+            base_commit,
+        })
+    }
+
+    /// Every file of a commit except `rendered/`, in memory.
+    pub fn snapshot(&self, commit: Oid) -> Result<MemTree, GitError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let mut out = MemTree::default();
+        let mut failure = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let path = format!("{dir}{}", entry.name().unwrap_or(""));
+            if path == "rendered" || path == ".git" {
+                return git2::TreeWalkResult::Skip;
+            }
+            if entry.kind() != Some(ObjectType::Blob) {
+                return git2::TreeWalkResult::Ok;
+            }
+            match self.repo.find_blob(entry.id()) {
+                Ok(blob) => {
+                    let text = String::from_utf8_lossy(blob.content()).into_owned();
+                    if entry.filemode() == 0o120000 {
+                        out.insert_link(path, text);
+                    } else {
+                        out.insert_file(path, text);
+                    }
+                    git2::TreeWalkResult::Ok
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+
+    /// The files of `rendered/<env>/` in a commit, by name (empty when absent).
+    pub fn rendered_files(
+        &self,
+        commit: Oid,
+        env: &str,
+    ) -> Result<BTreeMap<String, String>, GitError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let mut files = BTreeMap::new();
+        let Ok(entry) = tree.get_path(Path::new(&format!("rendered/{env}"))) else {
+            return Ok(files);
+        };
+        let Ok(dir) = entry.to_object(&self.repo)?.into_tree() else {
+            return Ok(files);
+        };
+        for e in dir.iter() {
+            if e.kind() == Some(ObjectType::Blob) {
+                let blob = self.repo.find_blob(e.id())?;
+                files.insert(
+                    e.name().unwrap_or("").to_string(),
+                    String::from_utf8_lossy(blob.content()).into_owned(),
+                );
+            }
+        }
+        Ok(files)
+    }
+
+    /// The tip of `hydrant/<env>` on the remote, as last fetched.
+    pub fn tip(&self, env: &str) -> Result<Option<Tip>, GitError> {
+        let name = format!("refs/remotes/origin/{}", branch_name(env));
+        let Ok(oid) = self.repo.refname_to_id(&name) else {
+            return Ok(None);
+        };
+        let commit = self.repo.find_commit(oid)?;
+        let marker = format!("{ENV_TRAILER}: {env}");
+        Ok(Some(Tip {
+            commit: oid,
+            tree: commit.tree_id(),
+            parents: commit.parent_ids().collect(),
+            is_hydrant: commit
+                .message()
+                .is_ok_and(|m| m.lines().any(|l| l.trim() == marker)),
+            author: commit.author().name().unwrap_or("").to_string(),
+        }))
+    }
+
+    /// The tree of `base` with `rendered/<env>/` replaced by exactly `files`.
+    pub fn tree_with(
+        &self,
+        base: Oid,
+        env: &str,
+        files: &BTreeMap<String, String>,
+    ) -> Result<Oid, GitError> {
+        let root = self.repo.find_commit(base)?.tree()?;
+        let mut env_tree = self.repo.treebuilder(None)?;
+        for (name, text) in files {
+            let blob = self.repo.blob(text.as_bytes())?;
+            env_tree.insert(name, blob, 0o100644)?;
+        }
+        let env_oid = env_tree.write()?;
+        let rendered = match root.get_name("rendered") {
+            Some(e) if e.kind() == Some(ObjectType::Tree) => Some(self.repo.find_tree(e.id())?),
+            _ => None,
+        };
+        let mut rendered_builder = self.repo.treebuilder(rendered.as_ref())?;
+        rendered_builder.insert(env, env_oid, 0o040000)?;
+        let rendered_oid = rendered_builder.write()?;
+        let mut root_builder = self.repo.treebuilder(Some(&root))?;
+        root_builder.insert("rendered", rendered_oid, 0o040000)?;
+        Ok(root_builder.write()?)
+    }
+
+    /// The tree of a commit.
+    pub fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
+        Ok(self.repo.find_commit(commit)?.tree_id())
+    }
+
+    /// Writes a commit of `tree` on top of `parent` (no ref is moved).
+    pub fn commit(
+        &self,
+        parent: Oid,
+        tree: Oid,
+        message: &str,
+        author: &Signature<'_>,
+    ) -> Result<Oid, GitError> {
+        let parent = self.repo.find_commit(parent)?;
+        let tree = self.repo.find_tree(tree)?;
+        Ok(self
+            .repo
+            .commit(None, author, author, message, &tree, &[&parent])?)
+    }
+
+    /// The remote's current value of `hydrant/<env>` (asks the remote).
+    fn remote_value(&self, branch: &str) -> Result<Option<Oid>, GitError> {
+        let attempts = Cell::new(0);
+        let mut remote = self.repo.find_remote(REMOTE)?;
+        let conn = remote
+            .connect_auth(Direction::Push, Some(self.callbacks(&attempts)), None)
+            .map_err(|e| self.classify(e, &attempts))?;
+        let full = format!("refs/heads/{branch}");
+        Ok(conn
+            .list()?
+            .iter()
+            .find(|h| h.name() == full)
+            .map(|h| h.oid()))
+    }
+
+    /// Sets `hydrant/<env>` on the remote to `commit` (or deletes it for `None`),
+    /// only if it still holds `expected`: another writer's change is never overwritten.
+    pub fn push(
+        &self,
+        env: &str,
+        commit: Option<Oid>,
+        expected: Option<Oid>,
+    ) -> Result<(), GitError> {
+        let branch = branch_name(env);
+        let rejected = |message: String| GitError::PushRejected {
+            branch: branch.clone(),
+            url: self.url.clone(),
+            message,
+        };
+        let current = self.remote_value(&branch)?;
+        if current != expected {
+            return Err(rejected(format!(
+                "the branch moved on the remote (expected {}, found {})",
+                short(expected),
+                short(current)
+            )));
+        }
+        let local_ref = format!("refs/hydrant/push/{env}");
+        let refspec = match commit {
+            Some(oid) => {
+                self.repo
+                    .reference(&local_ref, oid, true, "hydrant: push")?;
+                format!("+{local_ref}:refs/heads/{branch}")
+            }
+            None => format!(":refs/heads/{branch}"),
+        };
+        let attempts = Cell::new(0);
+        let status: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+        let result = {
+            let mut cb = self.callbacks(&attempts);
+            cb.push_update_reference(|_, message| {
+                if let Some(m) = message {
+                    *status.borrow_mut() = Some(m.to_string());
+                }
+                Ok(())
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(cb);
+            let mut remote = self.repo.find_remote(REMOTE)?;
+            remote.push(&[refspec.as_str()], Some(&mut options))
+        };
+        let _ = self
+            .repo
+            .find_reference(&local_ref)
+            .and_then(|mut r| r.delete());
+        if let Err(e) = result {
+            return Err(match self.classify(e, &attempts) {
+                GitError::Unreachable { message, .. } => rejected(message),
+                other => other,
+            });
+        }
+        if let Some(message) = status.into_inner() {
+            return Err(rejected(message));
+        }
+        // Keep the remote-tracking ref in step with what was pushed.
+        let tracking = format!("refs/remotes/origin/{branch}");
+        match commit {
+            Some(oid) => {
+                self.repo
+                    .reference(&tracking, oid, true, "hydrant: pushed")?;
+            }
+            None => {
+                let _ = self
+                    .repo
+                    .find_reference(&tracking)
+                    .and_then(|mut r| r.delete());
+            }
+        }
+        Ok(())
+    }
+
+    /// Short form of a commit id, as people read it.
+    pub fn short(oid: Oid) -> String {
+        oid.to_string()[..12].to_string()
+    }
+}
+
+fn short(oid: Option<Oid>) -> String {
+    oid.map(Workspace::short)
+        .unwrap_or_else(|| "no branch".to_string())
+}
+
+/// The default work directory for a repository: under the user's cache directory.
+pub fn default_work_dir(repo: &str) -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    let id = crate::manifest::layout::sha256(
+        remote_url(repo)
+            .unwrap_or_else(|_| repo.to_string())
+            .as_bytes(),
+    );
+    cache.join("hydrant").join(&id[..16])
+}
