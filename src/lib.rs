@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod output;
 pub mod pipeline;
 pub mod project;
+pub mod reconcile;
 pub mod render;
 pub mod repo;
 pub mod spec;

@@ -316,7 +316,7 @@ fn explain_shows_the_winning_layer_and_what_it_overrode() {
 fn the_channel_flag_overrides_the_configured_source() {
     let ex = Example::new();
     let spec = ex.read("channels/stable.yaml").replace(
-        "version: \"0.62.1\"\n  channel",
+        "version: \"0.63.0\"\n  channel",
         "version: \"0.70.0\"\n  channel",
     );
     assert!(spec.contains("0.70.0"));

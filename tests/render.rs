@@ -91,29 +91,38 @@ fn rendering_is_byte_identical_across_runs_and_thread_counts() {
     assert_eq!(ta, tb);
 }
 
+const RERENDER: &str = "re-render with: mkdir /tmp/c && cp channels/stable/releases/0.62.1.yaml /tmp/c/stable.yaml && cp channels/canary.yaml /tmp/c/ && cargo run -- render --all --channel /tmp/c --out rendered";
+
 #[test]
 fn the_committed_rendered_directory_matches_a_fresh_render() {
-    // `rendered/` of this repository is what the README's first command writes;
-    // a change to templates, values or hydrant that alters it must re-render it.
-    let out = tempfile::tempdir().unwrap();
-    common::run_in(
-        &common::project_root(),
-        &["render", "--all", "--out", out.path().to_str().unwrap()],
+    // `rendered/` of this repository holds what its main branch last merged:
+    // the example at stable 0.62.1 (the channel has since published 0.63.0, so
+    // the README's first command opens pull requests). A change to templates,
+    // values or hydrant that alters it must re-render it.
+    let root = common::project_root();
+    let channels = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root.join("channels/stable/releases/0.62.1.yaml"),
+        channels.path().join("stable.yaml"),
     )
-    .ok();
+    .unwrap();
+    std::fs::copy(
+        root.join("channels/canary.yaml"),
+        channels.path().join("canary.yaml"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (c, o) = (
+        channels.path().to_str().unwrap(),
+        out.path().to_str().unwrap(),
+    );
+    common::run_in(&root, &["render", "--all", "--channel", c, "--out", o]).ok();
     let fresh = tree(out.path());
     let committed = tree(&common::project_root().join("rendered"));
     let names = |t: &[(String, Vec<u8>)]| t.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    assert_eq!(
-        names(&committed),
-        names(&fresh),
-        "re-render with: cargo run -- render --all --out rendered"
-    );
+    assert_eq!(names(&committed), names(&fresh), "{RERENDER}");
     for ((name, a), (_, b)) in committed.iter().zip(fresh.iter()) {
-        assert!(
-            a == b,
-            "rendered/{name} is stale; re-render with: cargo run -- render --all --out rendered"
-        );
+        assert!(a == b, "rendered/{name} is stale; {RERENDER}");
     }
 }
 

@@ -4,7 +4,9 @@
 //! hints go to stderr. Exit codes: 0 success, 1 a problem with the input or
 //! an environment, 2 a usage error or an unexpected failure.
 
+mod diff;
 mod explain;
+mod reconcile;
 mod render;
 mod validate;
 
@@ -43,6 +45,11 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Render and check environments; list every problem.
     Validate(validate::ValidateArgs),
+    /// Render every environment from the base branch and deliver each change as
+    /// a commit on `hydrant/<env>` with one pull request.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Show the unified diff between a fresh render and `rendered/<env>/`.
+    Diff(diff::DiffArgs),
 }
 
 /// Where the config repository is.
@@ -88,6 +95,7 @@ pub fn init_logging(global: &GlobalArgs) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -98,6 +106,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Reconcile(args) => reconcile::run(args),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(code) => code,

@@ -450,42 +450,15 @@ impl Workspace {
                 short(current)
             )));
         }
-        let local_ref = format!("refs/hydrant/push/{env}");
-        let refspec = match commit {
-            Some(oid) => {
-                self.repo
-                    .reference(&local_ref, oid, true, "hydrant: push")?;
-                format!("+{local_ref}:refs/heads/{branch}")
-            }
-            None => format!(":refs/heads/{branch}"),
-        };
-        let attempts = Cell::new(0);
-        let status: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
-        let result = {
-            let mut cb = self.callbacks(&attempts);
-            cb.push_update_reference(|_, message| {
-                if let Some(m) = message {
-                    *status.borrow_mut() = Some(m.to_string());
-                }
-                Ok(())
-            });
-            let mut options = PushOptions::new();
-            options.remote_callbacks(cb);
-            let mut remote = self.repo.find_remote(REMOTE)?;
-            remote.push(&[refspec.as_str()], Some(&mut options))
-        };
-        let _ = self
-            .repo
-            .find_reference(&local_ref)
-            .and_then(|mut r| r.delete());
-        if let Err(e) = result {
-            return Err(match self.classify(e, &attempts) {
-                GitError::Unreachable { message, .. } => rejected(message),
-                other => other,
-            });
-        }
-        if let Some(message) = status.into_inner() {
-            return Err(rejected(message));
+        if self.is_local_path() {
+            self.push_local(&branch, commit, expected)
+                .map_err(|e| rejected(e.message().to_string()))?;
+        } else {
+            self.push_remote(env, &branch, commit)
+                .map_err(|e| match e {
+                    PushFailure::Rejected(message) => rejected(message),
+                    PushFailure::Git(e, attempts) => self.classify(e, &attempts),
+                })?;
         }
         // Keep the remote-tracking ref in step with what was pushed.
         let tracking = format!("refs/remotes/origin/{branch}");
@@ -504,10 +477,140 @@ impl Workspace {
         Ok(())
     }
 
+    /// A remote given as a plain path (not a URL).
+    fn is_local_path(&self) -> bool {
+        !self.url.contains("://") && Path::new(&self.url).exists()
+    }
+
+    /// Pushes to a repository on this machine by writing the new objects into
+    /// it and moving the branch with a compare-and-swap. git refuses pushes
+    /// into a non-bare repository over its transport; this way also works for
+    /// a user's own checkout, whose working tree and checked-out branch are
+    /// never touched (only `hydrant/*` refs move).
+    fn push_local(
+        &self,
+        branch: &str,
+        commit: Option<Oid>,
+        expected: Option<Oid>,
+    ) -> Result<(), git2::Error> {
+        let target = Repository::open(&self.url)?;
+        let name = format!("refs/heads/{branch}");
+        match commit {
+            Some(oid) => {
+                let from = self.repo.odb()?;
+                let to = target.odb()?;
+                copy_objects(&self.repo, &from, &to, oid)?;
+                match expected {
+                    Some(old) => {
+                        target.reference_matching(&name, oid, true, old, "hydrant: update")?
+                    }
+                    None => target.reference(&name, oid, false, "hydrant: create")?,
+                };
+            }
+            None => {
+                let mut r = target.find_reference(&name)?;
+                if r.target() != expected {
+                    return Err(git2::Error::from_str("the branch moved on the remote"));
+                }
+                r.delete()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_remote(&self, env: &str, branch: &str, commit: Option<Oid>) -> Result<(), PushFailure> {
+        let local_ref = format!("refs/hydrant/push/{env}");
+        let refspec = match commit {
+            Some(oid) => {
+                self.repo
+                    .reference(&local_ref, oid, true, "hydrant: push")
+                    .map_err(|e| PushFailure::Git(e, Cell::new(0)))?;
+                format!("+{local_ref}:refs/heads/{branch}")
+            }
+            None => format!(":refs/heads/{branch}"),
+        };
+        let attempts = Cell::new(0);
+        let status: std::cell::RefCell<Option<String>> = std::cell::RefCell::new(None);
+        let result = {
+            let mut cb = self.callbacks(&attempts);
+            cb.push_update_reference(|_, message| {
+                if let Some(m) = message {
+                    *status.borrow_mut() = Some(m.to_string());
+                }
+                Ok(())
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(cb);
+            self.repo
+                .find_remote(REMOTE)
+                .and_then(|mut remote| remote.push(&[refspec.as_str()], Some(&mut options)))
+        };
+        let _ = self
+            .repo
+            .find_reference(&local_ref)
+            .and_then(|mut r| r.delete());
+        if let Some(message) = status.into_inner() {
+            return Err(PushFailure::Rejected(message));
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if e.message().contains("reject") || e.message().contains("declined") => {
+                Err(PushFailure::Rejected(e.message().to_string()))
+            }
+            Err(e) => Err(PushFailure::Git(e, attempts)),
+        }
+    }
+
     /// Short form of a commit id, as people read it.
     pub fn short(oid: Oid) -> String {
         oid.to_string()[..12].to_string()
     }
+}
+
+enum PushFailure {
+    Rejected(String),
+    Git(git2::Error, Cell<u32>),
+}
+
+/// Copies a commit and whatever of its tree `to` lacks.
+fn copy_objects(
+    repo: &Repository,
+    from: &git2::Odb<'_>,
+    to: &git2::Odb<'_>,
+    commit: Oid,
+) -> Result<(), git2::Error> {
+    fn copy(from: &git2::Odb<'_>, to: &git2::Odb<'_>, oid: Oid) -> Result<bool, git2::Error> {
+        if to.exists(oid) {
+            return Ok(false);
+        }
+        let object = from.read(oid)?;
+        to.write(object.kind(), object.data())?;
+        Ok(true)
+    }
+    fn copy_tree(
+        repo: &Repository,
+        from: &git2::Odb<'_>,
+        to: &git2::Odb<'_>,
+        oid: Oid,
+    ) -> Result<(), git2::Error> {
+        if !copy(from, to, oid)? {
+            return Ok(());
+        }
+        for entry in repo.find_tree(oid)?.iter() {
+            match entry.kind() {
+                Some(ObjectType::Tree) => copy_tree(repo, from, to, entry.id())?,
+                Some(ObjectType::Blob) => {
+                    copy(from, to, entry.id())?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    let c = repo.find_commit(commit)?;
+    copy_tree(repo, from, to, c.tree_id())?;
+    copy(from, to, commit)?;
+    Ok(())
 }
 
 fn short(oid: Option<Oid>) -> String {

@@ -1,0 +1,378 @@
+//! One reconcile cycle: fetch the config repository, render every environment
+//! from its base branch, and deliver each change as one commit on
+//! `hydrant/<env>` with one pull request.
+//!
+//! For each environment, comparing a fresh render with `rendered/<env>/` on the
+//! base branch:
+//! - equal: nothing to push; an open hydrant pull request is closed ("already
+//!   up to date") and its branch deleted;
+//! - different: `hydrant/<env>` becomes the base plus exactly one commit that
+//!   changes only `rendered/<env>/`, pushed only if it differs from what is
+//!   there, and the pull request is opened or updated in place;
+//! - a commit on `hydrant/<env>` that hydrant did not make is never
+//!   overwritten: hydrant comments once and skips the environment.
+//!
+//! A push that loses a race re-fetches, re-renders and retries a few times.
+//! Environments are isolated: one's failure is reported and the others proceed.
+//! The cycle is idempotent: run twice with the same inputs, the second run
+//! changes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::forge::{Ensured, Forge, PrRequest, review};
+use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
+use crate::manifest::layout::{self, Metadata};
+use crate::pipeline::{Problem, Rendered};
+use crate::project::{EnvResult, Project, ProjectError};
+
+/// How many times a push that lost a race is tried again.
+pub const PUSH_ATTEMPTS: usize = 3;
+
+const HUMAN_MARKER: &str = "<!-- hydrant:foreign-commit -->";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub base: Option<String>,
+    /// Environments to reconcile; empty means all.
+    pub envs: Vec<String>,
+    /// `--channel`: a channel source on disk overriding the repository's.
+    pub channel: Option<String>,
+    /// Look, don't touch: push nothing, write no pull request.
+    pub dry_run: bool,
+    pub author_name: String,
+    pub author_email: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Opened,
+    Updated,
+    Unchanged,
+    Closed,
+    Skipped,
+    Failed,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VersionChange {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrRef {
+    pub number: u64,
+    pub url: String,
+}
+
+/// What happened to one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub env: String,
+    pub action: Action,
+    pub version: VersionChange,
+    pub branch: String,
+    pub commit: Option<String>,
+    pub pull_request: Option<PrRef>,
+    pub error: Option<String>,
+    /// A sentence for people: why skipped, what a dry run would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Outcome {
+    fn new(env: &str, action: Action) -> Outcome {
+        Outcome {
+            env: env.to_string(),
+            action,
+            version: VersionChange::default(),
+            branch: git::branch_name(env),
+            commit: None,
+            pull_request: None,
+            error: None,
+            note: None,
+        }
+    }
+
+    fn failed(env: &str, message: String) -> Outcome {
+        Outcome {
+            error: Some(message),
+            ..Outcome::new(env, Action::Failed)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+}
+
+fn problems_text(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| match &p.hint {
+            Some(h) => format!("{} (hint: {h})", p.message),
+            None => p.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The config repository as it is on the base branch.
+fn load(ws: &Workspace, fetched: &Fetched, channel: Option<String>) -> Result<Project, CycleError> {
+    let tree = ws.snapshot(fetched.base_commit)?;
+    let shown = format!(
+        "{}@{}",
+        fetched.base_branch,
+        Workspace::short(fetched.base_commit)
+    );
+    Ok(Project::from_tree(Arc::new(tree), &shown, channel)?)
+}
+
+/// Runs one cycle over the selected environments.
+pub fn run_cycle(
+    ws: &Workspace,
+    forge: &dyn Forge,
+    opts: &Options,
+) -> Result<Vec<Outcome>, CycleError> {
+    let mut fetched = ws.fetch(opts.base.as_deref())?;
+    let mut project = load(ws, &fetched, opts.channel.clone())?;
+    let envs = if opts.envs.is_empty() {
+        project.environments().to_vec()
+    } else {
+        project
+            .select(&opts.envs, false)
+            .map_err(ProjectError::from)?
+    };
+    let rendered = project.render(&envs);
+    let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;
+    let mut outcomes = Vec::with_capacity(envs.len());
+    for (env, mut result) in rendered {
+        let mut attempt = 1;
+        let outcome = loop {
+            let step = Step {
+                ws,
+                forge,
+                opts,
+                fetched: &fetched,
+                author: &author,
+            };
+            match step.reconcile(&env, &result) {
+                Ok(outcome) => break outcome,
+                Err(GitError::PushRejected { message, .. }) if attempt < PUSH_ATTEMPTS => {
+                    tracing::warn!(env = %env, attempt, reason = %message, "push lost a race; fetching and rendering again");
+                    attempt += 1;
+                    let again = ws
+                        .fetch(opts.base.as_deref())
+                        .map_err(CycleError::from)
+                        .and_then(|f| {
+                            let p = load(ws, &f, opts.channel.clone())?;
+                            Ok((f, p))
+                        });
+                    match again {
+                        Ok((f, p)) => {
+                            fetched = f;
+                            project = p;
+                            result = project.render(std::slice::from_ref(&env)).remove(0).1;
+                        }
+                        Err(e) => break Outcome::failed(&env, e.to_string()),
+                    }
+                }
+                Err(e) => break Outcome::failed(&env, e.to_string()),
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+struct Step<'a> {
+    ws: &'a Workspace,
+    forge: &'a dyn Forge,
+    opts: &'a Options,
+    fetched: &'a Fetched,
+    author: &'a Signature<'static>,
+}
+
+fn forge_error(e: crate::forge::ForgeError) -> GitError {
+    GitError::Other(e.to_string())
+}
+
+fn rendered_version(files: &BTreeMap<String, String>) -> Option<String> {
+    let meta: Metadata = serde_json::from_str(files.get(layout::METADATA)?).ok()?;
+    Some(meta.channel.version)
+}
+
+impl Step<'_> {
+    fn reconcile(&self, env: &str, result: &EnvResult) -> Result<Outcome, GitError> {
+        let rendered: &Rendered = match result {
+            Ok(r) => r,
+            Err(problems) => return Ok(Outcome::failed(env, problems_text(problems))),
+        };
+        let base = self.fetched.base_commit;
+        let base_branch = &self.fetched.base_branch;
+        let branch = git::branch_name(env);
+        let old_files = self.ws.rendered_files(base, env)?;
+        let mut outcome = Outcome::new(env, Action::Unchanged);
+        outcome.version = VersionChange {
+            from: rendered_version(&old_files),
+            to: Some(rendered.metadata.channel.version.clone()),
+        };
+        let open = self
+            .forge
+            .find_open(&branch, base_branch)
+            .map_err(forge_error)?;
+        let tip = self.ws.tip(env)?;
+        let dry = self.opts.dry_run;
+
+        if old_files == rendered.files {
+            let ours = tip.as_ref().filter(|t| t.is_hydrant);
+            if let Some(pr) = open {
+                outcome.pull_request = Some(PrRef {
+                    number: pr.number,
+                    url: pr.url.clone(),
+                });
+                outcome.action = Action::Closed;
+                if dry {
+                    outcome.note = Some(format!(
+                        "dry run: would close PR #{} (already up to date on {base_branch})",
+                        pr.number
+                    ));
+                    return Ok(outcome);
+                }
+                let comment = format!(
+                    "Closed by hydrant: `rendered/{env}/` is already up to date on `{base_branch}` ({}), so this pull request is no longer needed.",
+                    Workspace::short(base)
+                );
+                self.forge
+                    .close_pull_request(&pr, &comment)
+                    .map_err(forge_error)?;
+                if let Some(t) = ours {
+                    self.ws.push(env, None, Some(t.commit))?;
+                }
+            } else if let Some(t) = ours {
+                // A leftover branch with no pull request: nothing needs it.
+                if !dry {
+                    self.ws.push(env, None, Some(t.commit))?;
+                }
+            }
+            return Ok(outcome);
+        }
+
+        if let Some(t) = tip.as_ref().filter(|t| !t.is_hydrant) {
+            outcome.action = Action::Skipped;
+            outcome.commit = Some(t.commit.to_string());
+            outcome.note = Some(format!(
+                "`{branch}` holds a commit hydrant did not make (by {}); it is left as it is",
+                t.author
+            ));
+            if let Some(pr) = &open {
+                outcome.pull_request = Some(PrRef {
+                    number: pr.number,
+                    url: pr.url.clone(),
+                });
+                let told = pr.comments.iter().any(|c| c.body.contains(HUMAN_MARKER));
+                if !told && !dry {
+                    let body = format!(
+                        "{HUMAN_MARKER}\nhydrant found a commit on `{branch}` that it did not make (by {}), so it will not overwrite it and leaves this pull request alone. To let hydrant take over again, close this pull request and delete the branch.",
+                        t.author
+                    );
+                    self.forge.comment(pr, &body).map_err(forge_error)?;
+                }
+            }
+            return Ok(outcome);
+        }
+
+        let change = review::Change {
+            env,
+            namespace: &rendered.metadata.namespace,
+            channel: &rendered.metadata.channel.name,
+            from_version: outcome.version.from.as_deref(),
+            to_version: &rendered.metadata.channel.version,
+            base: base_branch,
+            source_commit: &base.to_string(),
+            old_files: &old_files,
+            new_files: &rendered.files,
+            manifests: &rendered.manifests,
+            provenance: &rendered.merged.provenance,
+        };
+        let request = PrRequest {
+            head: branch.clone(),
+            base: base_branch.clone(),
+            title: review::title(&change),
+            body: review::body(&change),
+        };
+        let tree = self.ws.tree_with(base, env, &rendered.files)?;
+        let current = tip
+            .as_ref()
+            .filter(|t| t.tree == tree && t.parents == [base]);
+        let commit: Option<Oid> = match current {
+            Some(t) => Some(t.commit),
+            None if dry => None,
+            None => {
+                let c =
+                    self.ws
+                        .commit(base, tree, &review::commit_message(&change), self.author)?;
+                self.ws.push(env, Some(c), tip.as_ref().map(|t| t.commit))?;
+                Some(c)
+            }
+        };
+        let pushed = current.is_none();
+        outcome.commit = commit.map(|c| c.to_string());
+        if dry {
+            outcome.action = match &open {
+                None => Action::Opened,
+                Some(pr) if pushed || pr.title != request.title || pr.body != request.body => {
+                    Action::Updated
+                }
+                Some(_) => Action::Unchanged,
+            };
+            outcome.pull_request = open.map(|pr| PrRef {
+                number: pr.number,
+                url: pr.url,
+            });
+            outcome.note = Some(format!(
+                "dry run: would {} `{branch}` and {} its pull request",
+                if pushed { "push" } else { "keep" },
+                match outcome.action {
+                    Action::Opened => "open",
+                    Action::Updated => "update",
+                    _ => "keep",
+                }
+            ));
+            return Ok(outcome);
+        }
+        let (pr, ensured) = self
+            .forge
+            .ensure_pull_request(&request)
+            .map_err(forge_error)?;
+        outcome.pull_request = Some(PrRef {
+            number: pr.number,
+            url: pr.url,
+        });
+        outcome.action = match ensured {
+            Ensured::Created => Action::Opened,
+            Ensured::Updated => Action::Updated,
+            Ensured::Unchanged if pushed => Action::Updated,
+            Ensured::Unchanged => Action::Unchanged,
+        };
+        Ok(outcome)
+    }
+}
