@@ -45,7 +45,7 @@ fn components(path: &str) -> Result<Vec<&str>, TreeError> {
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    let bad = path.starts_with('/') || path.contains('\0') || parts.iter().any(|p| *p == "..");
+    let bad = path.starts_with('/') || path.contains('\0') || parts.contains(&"..");
     if bad {
         return Err(TreeError::BadPath {
             path: path.to_string(),
