@@ -34,10 +34,10 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let dir = format!("rendered/{env}");
     let mut current = BTreeMap::new();
     for (name, kind) in tree.list(&dir)? {
-        if kind == Kind::File {
-            if let Some(text) = tree.read(&format!("{dir}/{name}"))? {
-                current.insert(name, text);
-            }
+        if kind == Kind::File
+            && let Some(text) = tree.read(&format!("{dir}/{name}"))?
+        {
+            current.insert(name, text);
         }
     }
     let names: std::collections::BTreeSet<&String> =

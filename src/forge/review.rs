@@ -335,13 +335,13 @@ pub fn body(c: &Change<'_>) -> String {
             c.env
         ));
     }
-    if let Some(from) = c.from_version {
-        if crate::channel::is_downgrade(from, c.to_version) {
-            warnings.push(format!(
-                "This is a **downgrade** from `{from}` to `{}`.",
-                c.to_version
-            ));
-        }
+    if let Some(from) = c.from_version
+        && crate::channel::is_downgrade(from, c.to_version)
+    {
+        warnings.push(format!(
+            "This is a **downgrade** from `{from}` to `{}`.",
+            c.to_version
+        ));
     }
     if !warnings.is_empty() {
         b.push_str("\n### ⚠️ Warnings\n\n");

@@ -185,11 +185,10 @@ impl Workspace {
             if attempts.get() > 1 {
                 return Err(git2::Error::from_str("the remote refused the credentials"));
             }
-            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(token) = &creds.token {
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+                && let Some(token) = &creds.token {
                     return Cred::userpass_plaintext(&creds.username, token);
                 }
-            }
             if allowed.contains(CredentialType::SSH_KEY) {
                 if let Some(key) = &creds.ssh_key {
                     return Cred::ssh_key(username.unwrap_or("git"), None, key, None);

@@ -145,13 +145,11 @@ pub fn check_object(api_version: &str, kind: &str, value: &Value) -> Vec<(String
     // outside `*.k8s.io`, built-in ones do not.
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
     let builtin_group = !group.contains('.') || group.ends_with(".k8s.io");
-    if builtin_group {
-        if let Some((served, ..)) = KINDS.iter().find(|(_, k, _, _)| *k == kind) {
-            return vec![(
-                "apiVersion".to_string(),
-                format!("`{kind}` is not served as `{api_version}`; use `{served}`"),
-            )];
-        }
+    if builtin_group && let Some((served, ..)) = KINDS.iter().find(|(_, k, _, _)| *k == kind) {
+        return vec![(
+            "apiVersion".to_string(),
+            format!("`{kind}` is not served as `{api_version}`; use `{served}`"),
+        )];
     }
     Vec::new()
 }

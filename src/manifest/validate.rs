@@ -49,13 +49,13 @@ pub fn validate(manifests: &[Manifest], allow_plaintext_secrets: bool) -> Vec<Ma
                 format!("`{}` is not a valid name; it must be {rule}", m.name),
             ));
         }
-        if let Some(ns) = &m.namespace {
-            if !is_dns_label(ns) {
-                problems.push(m.error(
-                    Some("metadata.namespace"),
-                    format!("`{ns}` is not a valid namespace (a DNS-1123 label)"),
-                ));
-            }
+        if let Some(ns) = &m.namespace
+            && !is_dns_label(ns)
+        {
+            problems.push(m.error(
+                Some("metadata.namespace"),
+                format!("`{ns}` is not a valid namespace (a DNS-1123 label)"),
+            ));
         }
         for (path, message) in schema::check_object(&m.api_version, &m.kind, &m.value) {
             problems.push(m.error(Some(&path), message));

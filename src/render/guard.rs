@@ -69,10 +69,10 @@ pub fn is_plaintext_secret(path: &[String], value: &Value, root: &Value) -> bool
     if !filled {
         return false;
     }
-    if let Value::String(s) = value {
-        if has_url_password(s) {
-            return true;
-        }
+    if let Value::String(s) = value
+        && has_url_password(s)
+    {
+        return true;
     }
     let Some(key) = path.last() else {
         return false;
@@ -82,10 +82,10 @@ pub fn is_plaintext_secret(path: &[String], value: &Value, root: &Value) -> bool
     }
     if normalise(key) == "secret" {
         let parent = lookup(root, &path[..path.len() - 1]);
-        if let Some(Value::Object(m)) = parent {
-            if m.get("key").is_some_and(Value::is_string) {
-                return false;
-            }
+        if let Some(Value::Object(m)) = parent
+            && m.get("key").is_some_and(Value::is_string)
+        {
+            return false;
         }
     }
     true

@@ -154,14 +154,15 @@ impl Builder {
                         format!("nesting deeper than {MAX_DEPTH} levels"),
                     ));
                 }
-                if let Some(tag) = tag_name(tag) {
-                    if tag != "tag:yaml.org,2002:seq" && tag != "tag:yaml.org,2002:map" {
-                        return Err(YamlError::at(
-                            line,
-                            col,
-                            format!("unsupported tag `{tag}` on a collection"),
-                        ));
-                    }
+                if let Some(tag) = tag_name(tag)
+                    && tag != "tag:yaml.org,2002:seq"
+                    && tag != "tag:yaml.org,2002:map"
+                {
+                    return Err(YamlError::at(
+                        line,
+                        col,
+                        format!("unsupported tag `{tag}` on a collection"),
+                    ));
                 }
                 let kind = if is_seq {
                     NodeKind::Seq(Vec::new())
@@ -238,14 +239,14 @@ impl Builder {
                             ));
                         }
                     };
-                    if let NodeKind::Map(entries) = &map.kind {
-                        if entries.iter().any(|(k, _)| *k == key) {
-                            return Err(YamlError::at(
-                                node.line,
-                                node.col,
-                                format!("duplicate key `{key}`"),
-                            ));
-                        }
+                    if let NodeKind::Map(entries) = &map.kind
+                        && entries.iter().any(|(k, _)| *k == key)
+                    {
+                        return Err(YamlError::at(
+                            node.line,
+                            node.col,
+                            format!("duplicate key `{key}`"),
+                        ));
                     }
                     *pending = Some((key, node.line, node.col));
                     Ok(())
