@@ -221,6 +221,28 @@ fn rendered_version(files: &BTreeMap<String, String>) -> Option<String> {
 }
 
 impl Step<'_> {
+    /// Whether the branch already delivers this render: its commit holds the
+    /// same `rendered/<env>/`, and the base has moved on (if at all) without
+    /// touching `rendered/<env>/`, so the pull request still merges cleanly.
+    /// Then nothing is pushed: a busy base branch does not churn every branch.
+    fn still_current(&self, tip: &git::Tip, tree: Oid, env: &str) -> bool {
+        let base = self.fetched.base_commit;
+        let dir = format!("rendered/{env}");
+        let [parent] = tip.parents[..] else {
+            return false;
+        };
+        if self.ws.subtree(tip.tree, &dir) != self.ws.subtree(tree, &dir)
+            || !self.ws.contains(base, parent)
+        {
+            return false;
+        }
+        let (Ok(parent_tree), Ok(base_tree)) = (self.ws.tree_of(parent), self.ws.tree_of(base))
+        else {
+            return false;
+        };
+        self.ws.subtree(parent_tree, &dir) == self.ws.subtree(base_tree, &dir)
+    }
+
     fn reconcile(&self, env: &str, result: &EnvResult) -> Result<Outcome, GitError> {
         let rendered: &Rendered = match result {
             Ok(r) => r,
@@ -320,9 +342,7 @@ impl Step<'_> {
             body: review::body(&change),
         };
         let tree = self.ws.tree_with(base, env, &rendered.files)?;
-        let current = tip
-            .as_ref()
-            .filter(|t| t.tree == tree && t.parents == [base]);
+        let current = tip.as_ref().filter(|t| self.still_current(t, tree, env));
         let commit: Option<Oid> = match current {
             Some(t) => Some(t.commit),
             None if dry => None,

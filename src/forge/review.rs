@@ -300,12 +300,7 @@ pub fn body(c: &Change<'_>) -> String {
         c.env, c.namespace
     );
     let _ = writeln!(b, "| Channel | `{}` {version} |", c.channel);
-    let _ = writeln!(
-        b,
-        "| Base | `{}` at `{}` |",
-        c.base,
-        &c.source_commit[..c.source_commit.len().min(12)]
-    );
+    let _ = writeln!(b, "| Base | `{}` |", c.base);
     let _ = writeln!(
         b,
         "| Resources | {} added, {} removed, {} changed |",

@@ -392,6 +392,22 @@ impl Workspace {
         Ok(root_builder.write()?)
     }
 
+    /// The id of the tree at `path` inside tree `root`, if there is one.
+    pub fn subtree(&self, root: Oid, path: &str) -> Option<Oid> {
+        let tree = self.repo.find_tree(root).ok()?;
+        let entry = tree.get_path(Path::new(path)).ok()?;
+        (entry.kind() == Some(ObjectType::Tree)).then(|| entry.id())
+    }
+
+    /// Whether `descendant` is `ancestor` or has it in its history.
+    pub fn contains(&self, descendant: Oid, ancestor: Oid) -> bool {
+        descendant == ancestor
+            || self
+                .repo
+                .graph_descendant_of(descendant, ancestor)
+                .unwrap_or(false)
+    }
+
     /// The tree of a commit.
     pub fn tree_of(&self, commit: Oid) -> Result<Oid, GitError> {
         Ok(self.repo.find_commit(commit)?.tree_id())

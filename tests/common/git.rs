@@ -1,0 +1,296 @@
+//! Real git remotes for the tests: bare repositories seeded with the bundled
+//! example, driven with the `git` command line, and served over smart HTTP by
+//! `git http-backend` behind a small server on 127.0.0.1 that requires a token.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::project_root;
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Pat Human")
+        .env("GIT_AUTHOR_EMAIL", "pat@example.com")
+        .env("GIT_COMMITTER_NAME", "Pat Human")
+        .env("GIT_COMMITTER_EMAIL", "pat@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A bare remote whose `main` holds the bundled example: templates,
+/// environments, channels (stable now at 0.63.0) and `rendered/` as last
+/// merged (stable 0.62.1). Reconciling it changes `staging` and `prod`.
+pub struct Remote {
+    pub root: tempfile::TempDir,
+}
+
+impl Remote {
+    pub fn new() -> Remote {
+        let root = tempfile::tempdir().unwrap();
+        let seed = root.path().join("seed");
+        for sub in ["templates", "environments", "channels", "rendered"] {
+            copy_dir(&project_root().join(sub), &seed.join(sub));
+        }
+        git(&seed, &["init", "-q", "-b", "main"]);
+        git(&seed, &["add", "-A"]);
+        git(&seed, &["commit", "-q", "-m", "Bundled example"]);
+        git(
+            root.path(),
+            &["clone", "-q", "--bare", "seed", "remote.git"],
+        );
+        let remote = Remote { root };
+        // The seed becomes a working clone of the remote, for edits by "people".
+        git(
+            &remote.work(),
+            &["remote", "add", "origin", remote.bare().to_str().unwrap()],
+        );
+        git(&remote.work(), &["fetch", "-q", "origin"]);
+        git(&remote.work(), &["branch", "-q", "-u", "origin/main"]);
+        remote
+    }
+
+    pub fn bare(&self) -> PathBuf {
+        self.root.path().join("remote.git")
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.bare().display())
+    }
+
+    /// A working clone of the remote for edits.
+    pub fn work(&self) -> PathBuf {
+        self.root.path().join("seed")
+    }
+
+    /// Commits a file change to `main` and pushes it.
+    pub fn commit_to_main(&self, path: &str, text: &str, message: &str) {
+        let w = self.work();
+        git(&w, &["checkout", "-q", "main"]);
+        git(&w, &["pull", "-q", "--ff-only", "origin", "main"]);
+        std::fs::create_dir_all(w.join(path).parent().unwrap()).unwrap();
+        std::fs::write(w.join(path), text).unwrap();
+        git(&w, &["add", "-A"]);
+        git(&w, &["commit", "-q", "-m", message]);
+        git(&w, &["push", "-q", "origin", "main"]);
+    }
+
+    pub fn read_main(&self, path: &str) -> String {
+        git(&self.bare(), &["show", &format!("main:{path}")])
+    }
+
+    /// The commit a branch points to on the remote, if it exists.
+    pub fn branch(&self, name: &str) -> Option<String> {
+        let out = Command::new("git")
+            .args(["rev-parse", "--verify", "-q", &format!("refs/heads/{name}")])
+            .current_dir(self.bare())
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap().trim().to_string())
+    }
+
+    pub fn branches(&self) -> Vec<String> {
+        git(
+            &self.bare(),
+            &["for-each-ref", "--format=%(refname:short)", "refs/heads/"],
+        )
+        .lines()
+        .map(String::from)
+        .collect()
+    }
+}
+
+/// `git http-backend` behind a server on 127.0.0.1 that wants `token` as the
+/// Basic-auth password. Serves every repository below `root`.
+pub struct HttpGit {
+    pub port: u16,
+}
+
+impl HttpGit {
+    pub fn start(root: &Path, token: &str) -> HttpGit {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let root = root.to_path_buf();
+        let expected = format!("Basic {}", b64(&format!("x-access-token:{token}")));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let root = root.clone();
+                let expected = expected.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &root, &expected);
+                });
+            }
+        });
+        HttpGit { port }
+    }
+
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (chunk[0] as u32) << 16
+            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+            | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn serve(stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut stream = stream;
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut size_line = String::new();
+            reader.read_line(&mut size_line)?;
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+    if header("authorization").as_deref() != Some(expected_auth) {
+        let msg = "authentication required";
+        write!(
+            stream,
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+            msg.len()
+        )?;
+        return Ok(());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut child = Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            header("content-encoding").unwrap_or_default(),
+        )
+        .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
+        .env("REMOTE_USER", "hydrant")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let out = child.wait_with_output()?;
+    let _ = writer.join();
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        });
+    let (head, payload) = match split {
+        Some((i, n)) => (
+            String::from_utf8_lossy(&out.stdout[..i]).to_string(),
+            &out.stdout[i + n..],
+        ),
+        None => (String::new(), &out.stdout[..]),
+    };
+    let mut status = "200 OK".to_string();
+    let mut response = String::new();
+    for line in head.lines() {
+        if let Some(s) = line.strip_prefix("Status:") {
+            status = s.trim().to_string();
+        } else if !line.is_empty() {
+            response.push_str(line.trim_end());
+            response.push_str("\r\n");
+        }
+    }
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    )?;
+    stream.write_all(payload)?;
+    stream.flush()
+}

@@ -1,0 +1,536 @@
+//! `hydrant reconcile --once` against real git remotes: bare repositories over
+//! `file://` and over smart HTTP (`git http-backend`) with a token, with the
+//! local forge keeping pull requests as JSON files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::git::{HttpGit, Remote, git};
+use common::{Run, run_in};
+use serde_json::Value;
+
+struct Setup {
+    remote: Remote,
+    dirs: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            remote: Remote::new(),
+            dirs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dirs.path().join("work")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dirs.path().join("state")
+    }
+
+    fn reconcile_url(&self, url: &str, extra: &[&str]) -> Run {
+        let (work, state) = (self.work(), self.state());
+        let mut args = vec![
+            "reconcile",
+            "--once",
+            "--repo",
+            url,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
+        if !extra.contains(&"--output") {
+            args.extend(["--output", "json"]);
+        }
+        args.extend_from_slice(extra);
+        run_in(self.dirs.path(), &args)
+    }
+
+    fn reconcile(&self, extra: &[&str]) -> Run {
+        self.reconcile_url(&self.remote.url(), extra)
+    }
+
+    fn pulls(&self) -> Vec<Value> {
+        let dir = self.state().join("pulls");
+        let mut pulls: Vec<Value> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        pulls.sort_by_key(|p| p["number"].as_u64());
+        pulls
+    }
+}
+
+fn outcomes(run: &Run) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
+    v["environments"].as_array().unwrap().clone()
+}
+
+fn action<'a>(outcomes: &'a [Value], env: &str) -> &'a str {
+    outcomes
+        .iter()
+        .find(|o| o["env"] == env)
+        .unwrap_or_else(|| panic!("{env} missing: {outcomes:?}"))["action"]
+        .as_str()
+        .unwrap()
+}
+
+fn changed_paths(remote: &Remote, from: &str, to: &str) -> Vec<String> {
+    git(&remote.bare(), &["diff", "--name-only", from, to])
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_first_run_opens_one_pull_request_per_changed_environment() {
+    let s = Setup::new();
+    let run = s.reconcile(&[]).ok();
+    let o = outcomes(&run);
+    assert_eq!(
+        (action(&o, "dev"), action(&o, "staging"), action(&o, "prod")),
+        ("unchanged", "opened", "opened"),
+        "{o:?}"
+    );
+    let prod = o.iter().find(|x| x["env"] == "prod").unwrap();
+    assert_eq!(prod["version"]["from"], "0.62.1");
+    assert_eq!(prod["version"]["to"], "0.63.0");
+    assert_eq!(prod["branch"], "hydrant/prod");
+    let pulls = s.pulls();
+    assert_eq!(pulls.len(), 2);
+    let heads: std::collections::BTreeSet<&str> =
+        pulls.iter().map(|p| p["head"].as_str().unwrap()).collect();
+    assert_eq!(
+        heads,
+        ["hydrant/prod", "hydrant/staging"].into_iter().collect()
+    );
+    let prod_pr = pulls.iter().find(|p| p["head"] == "hydrant/prod").unwrap();
+    assert_eq!(prod_pr["title"], "hydrant(prod): stable 0.62.1 → 0.63.0");
+    assert_eq!(prod_pr["base"], "main");
+    let body = prod_pr["body"].as_str().unwrap();
+    assert!(
+        body.contains("`wandb/local:0.62.1` | `wandb/local:0.63.0`"),
+        "{body}"
+    );
+    assert_eq!(prod["pull_request"]["number"], prod_pr["number"]);
+    // Exactly one commit on top of main, touching only rendered/prod/.
+    let tip = s.remote.branch("hydrant/prod").unwrap();
+    let main = s.remote.branch("main").unwrap();
+    assert_eq!(
+        git(&s.remote.bare(), &["rev-parse", &format!("{tip}^")]),
+        main
+    );
+    let paths = changed_paths(&s.remote, &main, &tip);
+    assert!(
+        !paths.is_empty() && paths.iter().all(|p| p.starts_with("rendered/prod/")),
+        "{paths:?}"
+    );
+    let message = git(&s.remote.bare(), &["log", "-1", "--format=%B", &tip]);
+    assert!(
+        message.starts_with("hydrant(prod): stable 0.62.1 → 0.63.0\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Hydrant-Environment: prod")
+            && message.contains("Hydrant-Channel-Version: 0.63.0")
+            && message.contains(&format!("Hydrant-Source-Commit: {main}")),
+        "{message}"
+    );
+    assert!(
+        s.remote.branch("hydrant/dev").is_none(),
+        "no branch for an unchanged environment"
+    );
+}
+
+#[test]
+fn a_second_run_with_the_same_inputs_changes_nothing() {
+    let s = Setup::new();
+    s.reconcile(&[]).ok();
+    let before = (
+        s.remote.branch("hydrant/prod"),
+        s.remote.branch("hydrant/staging"),
+        s.pulls(),
+    );
+    let run = s.reconcile(&[]).ok();
+    let o = outcomes(&run);
+    assert!(o.iter().all(|x| x["action"] == "unchanged"), "{o:?}");
+    assert_eq!(
+        before,
+        (
+            s.remote.branch("hydrant/prod"),
+            s.remote.branch("hydrant/staging"),
+            s.pulls()
+        )
+    );
+    // Also after a restart with a fresh work directory.
+    std::fs::remove_dir_all(s.work()).unwrap();
+    let o = outcomes(&s.reconcile(&[]).ok());
+    assert!(o.iter().all(|x| x["action"] == "unchanged"), "{o:?}");
+    assert_eq!(s.pulls().len(), 2);
+}
+
+#[test]
+fn a_new_channel_version_updates_the_same_branch_and_pull_request() {
+    let s = Setup::new();
+    s.reconcile(&[]).ok();
+    let first_tip = s.remote.branch("hydrant/prod").unwrap();
+    let spec = s
+        .remote
+        .read_main("channels/stable.yaml")
+        .replace("0.63.0", "0.63.1");
+    s.remote
+        .commit_to_main("channels/stable.yaml", &spec, "stable 0.63.1");
+    let o = outcomes(&s.reconcile(&[]).ok());
+    assert_eq!(action(&o, "prod"), "updated", "{o:?}");
+    let tip = s.remote.branch("hydrant/prod").unwrap();
+    assert_ne!(tip, first_tip);
+    assert_eq!(
+        git(&s.remote.bare(), &["rev-parse", &format!("{tip}^")]),
+        s.remote.branch("main").unwrap(),
+        "rebased on the new main"
+    );
+    let pulls = s.pulls();
+    assert_eq!(pulls.len(), 2, "never a second pull request");
+    let prod = pulls.iter().find(|p| p["head"] == "hydrant/prod").unwrap();
+    assert_eq!(prod["title"], "hydrant(prod): stable 0.62.1 → 0.63.1");
+    assert_eq!(prod["state"], "open");
+}
+
+#[test]
+fn a_change_merged_to_base_by_hand_closes_the_unneeded_pull_request() {
+    let s = Setup::new();
+    s.reconcile(&[]).ok();
+    // A person merges prod's rendered change into main by other means.
+    let w = s.remote.work();
+    git(&w, &["fetch", "-q", "origin"]);
+    git(&w, &["checkout", "-q", "main"]);
+    git(&w, &["pull", "-q", "--ff-only", "origin", "main"]);
+    git(
+        &w,
+        &[
+            "checkout",
+            "-q",
+            "origin/hydrant/prod",
+            "--",
+            "rendered/prod",
+        ],
+    );
+    git(&w, &["commit", "-q", "-m", "Apply prod by hand"]);
+    git(&w, &["push", "-q", "origin", "main"]);
+    let o = outcomes(&s.reconcile(&[]).ok());
+    assert_eq!(action(&o, "prod"), "closed", "{o:?}");
+    assert_eq!(action(&o, "staging"), "unchanged");
+    let prod = s
+        .pulls()
+        .into_iter()
+        .find(|p| p["head"] == "hydrant/prod")
+        .unwrap();
+    assert_eq!(prod["state"], "closed");
+    assert!(
+        prod["comments"][0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("already up to date on `main`"),
+        "{prod}"
+    );
+    assert!(
+        s.remote.branch("hydrant/prod").is_none(),
+        "the branch is deleted"
+    );
+    assert!(s.remote.branch("hydrant/staging").is_some());
+}
+
+#[test]
+fn a_human_commit_on_a_hydrant_branch_is_never_overwritten() {
+    let s = Setup::new();
+    s.reconcile(&[]).ok();
+    let w = s.remote.work();
+    git(&w, &["fetch", "-q", "origin"]);
+    git(
+        &w,
+        &["checkout", "-q", "-B", "fix", "origin/hydrant/staging"],
+    );
+    std::fs::write(w.join("rendered/staging/NOTE.txt"), "a human fix\n").unwrap();
+    git(&w, &["add", "-A"]);
+    git(&w, &["commit", "-q", "-m", "Hand fix"]);
+    git(&w, &["push", "-q", "origin", "fix:hydrant/staging"]);
+    let human_tip = s.remote.branch("hydrant/staging").unwrap();
+    // A new channel version would normally update the branch.
+    let spec = s
+        .remote
+        .read_main("channels/stable.yaml")
+        .replace("0.63.0", "0.63.1");
+    s.remote
+        .commit_to_main("channels/stable.yaml", &spec, "stable 0.63.1");
+    for _ in 0..2 {
+        let o = outcomes(&s.reconcile(&[]).ok());
+        assert_eq!(action(&o, "staging"), "skipped", "{o:?}");
+    }
+    assert_eq!(
+        s.remote.branch("hydrant/staging").unwrap(),
+        human_tip,
+        "the human commit stays"
+    );
+    let staging = s
+        .pulls()
+        .into_iter()
+        .find(|p| p["head"] == "hydrant/staging")
+        .unwrap();
+    let comments = staging["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), 1, "commented once: {comments:?}");
+    assert!(
+        comments[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("did not make")
+    );
+    assert_eq!(staging["state"], "open");
+}
+
+#[test]
+fn dry_run_pushes_nothing_and_writes_no_state() {
+    let s = Setup::new();
+    let run = s.reconcile(&["--dry-run"]).ok();
+    let o = outcomes(&run);
+    assert_eq!(action(&o, "prod"), "opened");
+    assert!(
+        o.iter().find(|x| x["env"] == "prod").unwrap()["note"]
+            .as_str()
+            .unwrap()
+            .contains("dry run")
+    );
+    assert_eq!(s.remote.branches(), vec!["main"]);
+    assert!(s.pulls().is_empty());
+    assert!(!s.state().exists());
+}
+
+#[test]
+fn the_users_checkout_and_branch_are_untouched() {
+    let s = Setup::new();
+    // The user's own non-bare clone, on a feature branch with an uncommitted edit.
+    let user = s.dirs.path().join("user");
+    git(
+        s.dirs.path(),
+        &["clone", "-q", s.remote.bare().to_str().unwrap(), "user"],
+    );
+    git(&user, &["checkout", "-q", "-b", "my-feature"]);
+    std::fs::write(
+        user.join("environments/dev/values.yaml"),
+        "# work in progress\n",
+    )
+    .unwrap();
+    let status_before = git(&user, &["status", "--porcelain"]);
+    let head_before = git(&user, &["rev-parse", "HEAD"]);
+    let run = s
+        .reconcile_url(user.to_str().unwrap(), &["--base", "main"])
+        .ok();
+    let o = outcomes(&run);
+    assert_eq!(action(&o, "prod"), "opened", "{o:?}");
+    assert_eq!(git(&user, &["status", "--porcelain"]), status_before);
+    assert_eq!(git(&user, &["rev-parse", "HEAD"]), head_before);
+    assert_eq!(
+        git(&user, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "my-feature"
+    );
+    let branches = git(
+        &user,
+        &["for-each-ref", "--format=%(refname:short)", "refs/heads/"],
+    );
+    assert_eq!(
+        branches.lines().collect::<Vec<_>>(),
+        vec!["hydrant/prod", "hydrant/staging", "main", "my-feature"]
+    );
+}
+
+#[test]
+fn an_environment_that_fails_does_not_stop_the_others() {
+    let s = Setup::new();
+    s.remote.commit_to_main(
+        "environments/dev/values.yaml",
+        "global: [unclosed\n",
+        "break dev",
+    );
+    let run = s.reconcile(&[]);
+    assert_eq!(run.code, 1);
+    let o = outcomes(&run);
+    assert_eq!(
+        (action(&o, "dev"), action(&o, "staging"), action(&o, "prod")),
+        ("failed", "opened", "opened")
+    );
+    let dev = o.iter().find(|x| x["env"] == "dev").unwrap();
+    assert!(
+        dev["error"]
+            .as_str()
+            .unwrap()
+            .contains("environments/dev/values.yaml"),
+        "{dev}"
+    );
+    assert!(s.remote.branch("hydrant/dev").is_none());
+}
+
+#[test]
+fn bad_remotes_and_branches_give_clear_errors() {
+    let s = Setup::new();
+    let run = s.reconcile(&["--base", "release"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("base branch `release` does not exist") && run.stdout.contains("main"),
+        "{}",
+        run.stdout
+    );
+    let run = s.reconcile_url("http://127.0.0.1:9/nothing.git", &[]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("cannot reach `http://127.0.0.1:9/nothing.git`"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let run = s.reconcile_url("/nonexistent/repo", &["--output", "text"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("cannot reach `/nonexistent/repo`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_corrupt_work_dir_is_cloned_afresh() {
+    let s = Setup::new();
+    s.reconcile(&[]).ok();
+    let repo = s.work().join("repo.git");
+    std::fs::remove_dir_all(repo.join("objects")).unwrap();
+    std::fs::write(repo.join("HEAD"), "garbage").unwrap();
+    let o = outcomes(&s.reconcile(&[]).ok());
+    assert!(o.iter().all(|x| x["action"] == "unchanged"), "{o:?}");
+}
+
+#[test]
+fn a_second_run_on_the_same_work_dir_waits_then_gives_up_clearly() {
+    let s = Setup::new();
+    std::fs::create_dir_all(s.work()).unwrap();
+    let lock = std::fs::File::create(s.work().join("hydrant.lock")).unwrap();
+    lock.lock().unwrap();
+    let run = s.reconcile(&["--lock-timeout", "1", "--output", "text"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("another hydrant run holds"),
+        "{}",
+        run.stderr
+    );
+    drop(lock);
+    s.reconcile(&[]).ok();
+}
+
+fn hook(bare: &Path, script: &str) {
+    let path = bare.join("hooks/pre-receive");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn over_smart_http_with_a_token_a_lost_push_race_is_retried() {
+    let s = Setup::new();
+    let token = "s3cr3t-token-abc123";
+    let server = HttpGit::start(s.remote.root.path(), token);
+    // The first push of hydrant/prod is refused, as if another writer won a race.
+    let marker = s.dirs.path().join("refused-once");
+    hook(
+        &s.remote.bare(),
+        &format!(
+            "#!/bin/sh\nwhile read old new ref; do\n  if [ \"$ref\" = refs/heads/hydrant/prod ] && [ ! -e {m} ]; then touch {m}; echo 'another writer got here first' >&2; exit 1; fi\ndone\nexit 0\n",
+            m = marker.display()
+        ),
+    );
+    let url = server.url("remote.git");
+    // Without the token: a clear authentication error, and the token never shows.
+    let run = s.reconcile_url(&url, &["--output", "text"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("authentication") || run.stderr.contains("credentials"),
+        "{}",
+        run.stderr
+    );
+    let run = common::hydrant()
+        .args([
+            "reconcile",
+            "--once",
+            "--repo",
+            &url,
+            "--work-dir",
+            s.work().to_str().unwrap(),
+            "--state-dir",
+            s.state().to_str().unwrap(),
+            "--output",
+            "json",
+            "--log-level",
+            "debug",
+        ])
+        .env("HYDRANT_GIT_TOKEN", token)
+        .current_dir(s.dirs.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(marker.exists(), "the hook refused a push");
+    assert!(stderr.contains("push lost a race"), "{stderr}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let o = v["environments"].as_array().unwrap();
+    assert_eq!(
+        (action(o, "staging"), action(o, "prod")),
+        ("opened", "opened")
+    );
+    assert!(s.remote.branch("hydrant/prod").is_some());
+    for text in [
+        stdout.to_string(),
+        stderr.to_string(),
+        std::fs::read_to_string(s.work().join("repo.git/config")).unwrap(),
+    ] {
+        assert!(!text.contains(token), "the token leaked: {text}");
+    }
+    for pr in s.pulls() {
+        assert!(!pr.to_string().contains(token));
+    }
+}
+
+#[test]
+fn an_unrelated_change_to_the_base_branch_pushes_nothing() {
+    let s = Setup::new();
+    s.reconcile(&[]).ok();
+    let (tips, pulls) = (
+        (
+            s.remote.branch("hydrant/staging"),
+            s.remote.branch("hydrant/prod"),
+        ),
+        s.pulls(),
+    );
+    s.remote
+        .commit_to_main("README.md", "notes\n", "An unrelated change");
+    let o = outcomes(&s.reconcile(&[]).ok());
+    assert!(o.iter().all(|x| x["action"] == "unchanged"), "{o:?}");
+    assert_eq!(
+        tips,
+        (
+            s.remote.branch("hydrant/staging"),
+            s.remote.branch("hydrant/prod")
+        )
+    );
+    assert_eq!(pulls, s.pulls());
+}
