@@ -84,6 +84,8 @@ pub struct PrRef {
 pub struct Outcome {
     pub env: String,
     pub action: Action,
+    /// The release channel the environment follows.
+    pub channel: Option<String>,
     pub version: VersionChange,
     pub branch: String,
     pub commit: Option<String>,
@@ -99,6 +101,7 @@ impl Outcome {
         Outcome {
             env: env.to_string(),
             action,
+            channel: None,
             version: VersionChange::default(),
             branch: git::branch_name(env),
             commit: None,
@@ -253,6 +256,7 @@ impl Step<'_> {
         let branch = git::branch_name(env);
         let old_files = self.ws.rendered_files(base, env)?;
         let mut outcome = Outcome::new(env, Action::Unchanged);
+        outcome.channel = Some(rendered.metadata.channel.name.clone());
         outcome.version = VersionChange {
             from: rendered_version(&old_files),
             to: Some(rendered.metadata.channel.version.clone()),

@@ -97,7 +97,12 @@ fn print_text(outcomes: &[Outcome]) {
             (_, Some(t)) => t.clone(),
             _ => String::new(),
         };
-        let mut line = format!("{:width$}  {:9}  {version}", o.env, o.action.to_string());
+        let channel = o.channel.as_deref().unwrap_or("");
+        let mut line = format!(
+            "{:width$}  {:9}  {channel} {version}",
+            o.env,
+            o.action.to_string()
+        );
         if let Some(c) = &o.commit {
             line.push_str(&format!("  {}@{}", o.branch, &c[..12.min(c.len())]));
         }
