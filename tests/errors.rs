@@ -366,3 +366,34 @@ fn a_symlink_out_of_the_repository_is_refused() {
     .unwrap();
     assert_fails(&ex, "dev", &["outside the config repository"]);
 }
+
+#[test]
+fn diff_shows_how_a_fresh_render_differs_from_rendered() {
+    let ex = Example::new();
+    ex.run(&["render", "--all", "--out", "rendered"]).ok();
+    let run = ex.run(&["diff", "--env", "prod", "--exit-code"]).ok();
+    assert!(
+        run.stdout.is_empty() && run.stderr.contains("rendered/prod/ is up to date"),
+        "{}",
+        run.stderr
+    );
+    ex.write(
+        "environments/prod/pinned.yaml",
+        &ex.read("environments/prod/pinned.yaml")
+            .replace("replicas: 4", "replicas: 6"),
+    );
+    let run = ex.run(&["diff", "--env", "prod", "--exit-code"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains("--- a/rendered/prod/deployment-wandb-app.yaml")
+            && run.stdout.contains("-  replicas: 4\n+  replicas: 6"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        ex.run(&["diff", "--env", "prod"]).code,
+        0,
+        "without --exit-code a difference is not an error"
+    );
+}
