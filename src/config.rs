@@ -55,6 +55,9 @@ pub struct EnvironmentConfig {
     /// Allow credentials rendered literally into manifests (not recommended).
     #[serde(default)]
     pub allow_plaintext_secrets: bool,
+    /// Accept a channel spec older than the one last seen.
+    #[serde(default)]
+    pub allow_downgrade: bool,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::channel::{ChannelError, ChannelSpec, FileSource, Source};
+use crate::channel::{ChannelError, ChannelSpec, FileSource, HttpOptions, HttpSource, Source};
 use crate::config::Settings;
 use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
@@ -25,8 +25,12 @@ pub enum ProjectError {
     Repo(#[from] RepoError),
     #[error("the templates do not compile:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Templates(Vec<crate::render::RenderError>),
-    #[error("unsupported channel source `{0}`: give a directory or a file of channel specs")]
+    #[error(
+        "unsupported channel source `{0}`: give a directory or a file of channel specs, or an http(s) URL"
+    )]
     UnsupportedSource(String),
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
 }
 
 pub struct Project {
@@ -39,13 +43,35 @@ pub struct Project {
 /// The outcome of one environment.
 pub type EnvResult = Result<Rendered, Vec<Problem>>;
 
+/// How to reach channels: the source (`--channel`, else hydrant.yaml) and the
+/// HTTP settings used when it is a URL.
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub source: Option<String>,
+    pub http: HttpOptions,
+}
+
+impl ChannelSettings {
+    /// No `--channel`: the repository's own setting, with a default cache.
+    pub fn local() -> ChannelSettings {
+        ChannelSettings {
+            source: None,
+            http: HttpOptions::new(crate::channel::http::default_cache_dir()),
+        }
+    }
+}
+
 /// Builds the channel source a setting names. A `--channel` path is relative
 /// to the working directory; a `hydrant.yaml` path is inside the repository.
 fn source_for(
     setting: &str,
     from_flag: bool,
     repo: &ConfigRepo,
+    http: &HttpOptions,
 ) -> Result<Box<dyn Source>, ProjectError> {
+    if setting.starts_with("http://") || setting.starts_with("https://") {
+        return Ok(Box::new(HttpSource::new(setting, http.clone())?));
+    }
     if setting.contains("://") {
         return Err(ProjectError::UnsupportedSource(setting.to_string()));
     }
@@ -80,25 +106,26 @@ fn source_for(
 }
 
 impl Project {
-    /// Opens the working tree at `root`. `channel_flag` is `--channel` (or `HYDRANT_CHANNEL`).
-    pub fn open(root: &Path, channel_flag: Option<String>) -> Result<Project, ProjectError> {
+    /// Opens the working tree at `root`.
+    pub fn open(root: &Path, channel: &ChannelSettings) -> Result<Project, ProjectError> {
         let tree = DiskTree::new(root).map_err(|_| RepoError::NotARepo {
             path: root.display().to_string(),
         })?;
-        Project::from_tree(Arc::new(tree), &root.display().to_string(), channel_flag)
+        Project::from_tree(Arc::new(tree), &root.display().to_string(), channel)
     }
 
     /// Opens a config repository held in any tree (a directory or a commit).
     pub fn from_tree(
         tree: Arc<dyn Tree>,
         shown: &str,
-        channel_flag: Option<String>,
+        channel: &ChannelSettings,
     ) -> Result<Project, ProjectError> {
+        let channel_flag = channel.source.clone();
         let repo = ConfigRepo::open(tree, shown)?;
         let file = repo.settings()?;
         let from_flag = channel_flag.is_some();
         let settings = Settings::resolve(channel_flag, &file);
-        let source = source_for(&settings.channel_source, from_flag, &repo)?;
+        let source = source_for(&settings.channel_source, from_flag, &repo, &channel.http)?;
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
         Ok(Project {
@@ -150,7 +177,10 @@ impl Project {
                     Err(e) => Err(vec![Problem::new(e)]),
                     Ok(env) => match &channels[&key(env)] {
                         Err(e) => Err(vec![channel_problem(e, env)]),
-                        Ok(spec) => pipeline::build(&self.engine, spec, env),
+                        Ok(spec) => match downgrade_problem(spec, env) {
+                            Some(p) => Err(vec![p]),
+                            None => pipeline::build(&self.engine, spec, env),
+                        },
                     },
                 };
                 each(name, result)
@@ -191,6 +221,28 @@ impl Project {
         let merged = spec::merge(&layers);
         Ok(spec::explain(&layers, &merged, path))
     }
+}
+
+/// A spec older than the one last accepted is refused, unless the environment
+/// pins that release or allows downgrades.
+fn downgrade_problem(spec: &ChannelSpec, env: &EnvironmentFiles) -> Option<Problem> {
+    let accepted =
+        env.config.allow_downgrade || env.config.release.as_deref() == Some(spec.version.as_str());
+    if !spec.is_downgrade() || accepted {
+        return None;
+    }
+    let previous = spec.previous_version.as_deref().unwrap_or("?");
+    tracing::warn!(channel = %spec.channel, from = previous, to = %spec.version, env = %env.name, "refusing a channel downgrade");
+    Some(Problem {
+        message: format!(
+            "channel `{}` went from `{previous}` back to `{}`: refusing a silent downgrade",
+            spec.channel, spec.version
+        ),
+        hint: Some(format!(
+            "to accept it, pin `release: \"{}\"` or set `allowDowngrade: true` in environments/{}/environment.yaml",
+            spec.version, env.name
+        )),
+    })
 }
 
 fn key(env: &EnvironmentFiles) -> (String, Option<String>) {

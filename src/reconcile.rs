@@ -26,7 +26,7 @@ use crate::forge::{Ensured, Forge, PrRequest, review};
 use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
 use crate::pipeline::{Problem, Rendered};
-use crate::project::{EnvResult, Project, ProjectError};
+use crate::project::{ChannelSettings, EnvResult, Project, ProjectError};
 
 /// How many times a push that lost a race is tried again.
 pub const PUSH_ATTEMPTS: usize = 3;
@@ -38,8 +38,8 @@ pub struct Options {
     pub base: Option<String>,
     /// Environments to reconcile; empty means all.
     pub envs: Vec<String>,
-    /// `--channel`: a channel source on disk overriding the repository's.
-    pub channel: Option<String>,
+    /// Where channel specs come from, and how to reach them.
+    pub channel: ChannelSettings,
     /// Look, don't touch: push nothing, write no pull request.
     pub dry_run: bool,
     pub author_name: String,
@@ -139,7 +139,11 @@ fn problems_text(problems: &[Problem]) -> String {
 }
 
 /// The config repository as it is on the base branch.
-fn load(ws: &Workspace, fetched: &Fetched, channel: Option<String>) -> Result<Project, CycleError> {
+fn load(
+    ws: &Workspace,
+    fetched: &Fetched,
+    channel: &ChannelSettings,
+) -> Result<Project, CycleError> {
     let tree = ws.snapshot(fetched.base_commit)?;
     let shown = format!(
         "{}@{}",
@@ -156,7 +160,7 @@ pub fn run_cycle(
     opts: &Options,
 ) -> Result<Vec<Outcome>, CycleError> {
     let mut fetched = ws.fetch(opts.base.as_deref())?;
-    let mut project = load(ws, &fetched, opts.channel.clone())?;
+    let mut project = load(ws, &fetched, &opts.channel)?;
     let envs = if opts.envs.is_empty() {
         project.environments().to_vec()
     } else {
@@ -186,7 +190,7 @@ pub fn run_cycle(
                         .fetch(opts.base.as_deref())
                         .map_err(CycleError::from)
                         .and_then(|f| {
-                            let p = load(ws, &f, opts.channel.clone())?;
+                            let p = load(ws, &f, &opts.channel)?;
                             Ok((f, p))
                         });
                     match again {

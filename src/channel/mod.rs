@@ -6,8 +6,10 @@
 //! [`parse_spec`] is pure; sources do the IO.
 
 mod file;
+pub mod http;
 
 pub use file::FileSource;
+pub use http::{Auth, HttpOptions, HttpSource};
 
 use serde_json::{Map, Value};
 
@@ -25,6 +27,45 @@ pub struct ChannelSpec {
     pub chart: Option<Value>,
     /// `values`, as layer 1.
     pub values: Layer,
+    /// How this spec was obtained.
+    pub fetch: Fetch,
+    /// The version last accepted from this channel, when hydrant remembers one.
+    pub previous_version: Option<String>,
+}
+
+/// How a spec was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetch {
+    /// Read from a file or directory (bundled, or a mirror).
+    File,
+    /// Downloaded just now.
+    Network,
+    /// The server answered 304: the cached spec is current.
+    NotModified,
+    /// The channel could not be reached: the last good spec, this old.
+    StaleCache { age_secs: u64, reason: String },
+}
+
+impl std::fmt::Display for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetch::File => f.write_str("file"),
+            Fetch::Network => f.write_str("network"),
+            Fetch::NotModified => f.write_str("cache (304 not modified)"),
+            Fetch::StaleCache { age_secs, reason } => {
+                write!(f, "stale cache, {} old ({reason})", http::age(*age_secs))
+            }
+        }
+    }
+}
+
+impl ChannelSpec {
+    /// Whether this spec goes back from the version last accepted.
+    pub fn is_downgrade(&self) -> bool {
+        self.previous_version
+            .as_deref()
+            .is_some_and(|p| is_downgrade(p, &self.version))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +88,8 @@ pub enum ChannelError {
     },
     #[error("`{origin}`: {message}")]
     Invalid { origin: String, message: String },
+    #[error("cannot reach channel `{url}`, and no spec of it is cached: {message}")]
+    Unreachable { url: String, message: String },
     #[error("cannot read `{path}`: {source}")]
     Io {
         path: String,
@@ -140,6 +183,8 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
         metadata,
         chart: top.remove("chart"),
         values,
+        fetch: Fetch::File,
+        previous_version: None,
     })
 }
 

@@ -20,7 +20,7 @@ pub struct DiffArgs {
 }
 
 pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
-    let project = Project::open(&args.repo.repo, args.repo.channel.clone())?;
+    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
     let envs = project.select(std::slice::from_ref(&args.env), false)?;
     let (env, result) = project.render(&envs).remove(0);
     let rendered = match result {

@@ -35,7 +35,7 @@ fn show(v: &serde_json::Value) -> String {
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let path = yaml::parse_path(&args.key).map_err(|e| anyhow!(e))?;
-    let project = Project::open(&args.repo.repo, args.repo.channel)?;
+    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
     let explanation = match project.explain(&args.env, &path) {
         Ok(e) => e,
         Err(problems) => {

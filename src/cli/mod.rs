@@ -58,10 +58,74 @@ pub struct RepoArgs {
     /// The config repository (its working tree, read as it is).
     #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
     pub repo: PathBuf,
-    /// Where channel specs come from: a directory holding `<channel>.yaml`, or a
-    /// single spec file. Overrides `channelSource` in hydrant.yaml.
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+}
+
+/// Where channel specs come from, and how to reach them.
+#[derive(Debug, Args, Clone)]
+pub struct ChannelArgs {
+    /// Where channel specs come from: a directory holding `<channel>.yaml`, a
+    /// single spec file, a deploy server's base URL, or a URL template with
+    /// `{channel}` (and `{release}`). Overrides `channelSource` in hydrant.yaml.
     #[arg(long, env = "HYDRANT_CHANNEL")]
     pub channel: Option<String>,
+    /// A file holding the license sent to a deploy server (or set `HYDRANT_LICENSE`).
+    #[arg(long, env = "HYDRANT_LICENSE_FILE", value_name = "FILE")]
+    pub license_file: Option<PathBuf>,
+    /// A file holding a bearer token for a channel URL template (or set `HYDRANT_CHANNEL_TOKEN`).
+    #[arg(long, env = "HYDRANT_CHANNEL_TOKEN_FILE", value_name = "FILE")]
+    pub channel_token_file: Option<PathBuf>,
+    /// Extra CA certificates (a PEM bundle) to trust for the channel server.
+    #[arg(long, env = "HYDRANT_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Total timeout of one channel request, in seconds.
+    #[arg(long, env = "HYDRANT_CHANNEL_TIMEOUT", default_value_t = 30)]
+    pub channel_timeout: u64,
+    /// Retries of a failed channel request (connection errors, timeouts, 5xx, 408, 429).
+    #[arg(long, env = "HYDRANT_CHANNEL_RETRIES", default_value_t = 3)]
+    pub channel_retries: u32,
+    /// The largest channel spec accepted, in bytes.
+    #[arg(long, env = "HYDRANT_CHANNEL_MAX_BYTES", default_value_t = 8 << 20)]
+    pub channel_max_bytes: u64,
+    /// Where fetched channel specs are cached [default: `~/.cache/hydrant/channels`].
+    #[arg(long, env = "HYDRANT_CHANNEL_CACHE_DIR", value_name = "DIR")]
+    pub channel_cache_dir: Option<PathBuf>,
+}
+
+impl ChannelArgs {
+    /// The settings a [`crate::project::Project`] needs to reach channels.
+    pub fn settings(&self) -> anyhow::Result<crate::project::ChannelSettings> {
+        use crate::channel::{Auth, HttpOptions, http};
+        let secret = |file: &Option<PathBuf>, var: &str| -> anyhow::Result<Option<String>> {
+            if let Some(path) = file {
+                return Ok(Some(http::read_secret(path)?));
+            }
+            Ok(std::env::var(var).ok().filter(|v| !v.is_empty()))
+        };
+        let mut http = HttpOptions::new(
+            self.channel_cache_dir
+                .clone()
+                .unwrap_or_else(http::default_cache_dir),
+        );
+        http.auth = match (
+            secret(&self.license_file, "HYDRANT_LICENSE")?,
+            secret(&self.channel_token_file, "HYDRANT_CHANNEL_TOKEN")?,
+        ) {
+            (Some(license), _) => Auth::License(license),
+            (None, Some(token)) => Auth::Bearer(token),
+            (None, None) => Auth::None,
+        };
+        http.ca_file = self.ca_file.clone();
+        http.timeout = std::time::Duration::from_secs(self.channel_timeout.max(1));
+        http.connect_timeout = http.timeout.min(std::time::Duration::from_secs(10));
+        http.retries = self.channel_retries;
+        http.max_bytes = self.channel_max_bytes;
+        Ok(crate::project::ChannelSettings {
+            source: self.channel.clone(),
+            http,
+        })
+    }
 }
 
 /// Which environments to work on.

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::OutputFormat;
+use super::{ChannelArgs, OutputFormat};
 use crate::forge::{Forge, LocalForge};
 use crate::git::{Credentials, Workspace, default_work_dir};
 use crate::reconcile::{self, Action, Options, Outcome};
@@ -43,9 +43,8 @@ pub struct ReconcileArgs {
     /// hydrant's clone of the repository [default: under the user's cache directory].
     #[arg(long, env = "HYDRANT_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Channel specs on disk (a directory or a file), overriding the repository's.
-    #[arg(long, env = "HYDRANT_CHANNEL")]
-    pub channel: Option<String>,
+    #[command(flatten)]
+    pub channel: ChannelArgs,
     /// Output format of the summary.
     #[arg(long, env = "HYDRANT_OUTPUT", value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -147,7 +146,7 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let opts = Options {
         base: args.base.clone(),
         envs: args.envs.clone(),
-        channel: args.channel.clone(),
+        channel: args.channel.settings()?,
         dry_run: args.dry_run,
         author_name: args.author_name.clone(),
         author_email: args.author_email.clone(),

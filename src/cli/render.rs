@@ -24,7 +24,7 @@ pub struct RenderArgs {
 }
 
 pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
-    let project = Project::open(&args.repo.repo, args.repo.channel)?;
+    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
     let envs = project.select(&args.select.envs, args.select.all)?;
     if args.out.is_none() && envs.len() != 1 {
         bail!(

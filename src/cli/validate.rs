@@ -14,7 +14,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let project = Project::open(&args.repo.repo, args.repo.channel)?;
+    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
     let envs = project.select(&args.select.envs, args.select.all)?;
     let mut failed = 0;
     for (env, result) in project.render(&envs) {

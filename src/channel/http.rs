@@ -1,0 +1,518 @@
+//! Channel specs over HTTP: the reference operator's deploy server, or any
+//! vendor's URL template.
+//!
+//! - Deploy-server mode (a base URL): the latest spec at
+//!   `GET {base}/api/v1/operator/channel?channel={channel}`, a pinned release at
+//!   `GET {base}/api/v1/operator/channel/release/{release}`, HTTP Basic auth with
+//!   user `license` and the license as password.
+//! - Template mode (a URL holding `{channel}`, and `{release}` for pins), with an
+//!   optional bearer token.
+//!
+//! Polling is cheap: every spec fetched is kept in a cache directory with its
+//! `ETag` and `Last-Modified`, and sent back as `If-None-Match` /
+//! `If-Modified-Since`; a `304` reuses the cached spec. Connection errors,
+//! timeouts, 5xx, 408 and 429 are retried with exponential backoff and jitter
+//! (honouring `Retry-After`), other 4xx are not. When the channel cannot be
+//! reached, the last good spec is used with a warning saying how old it is.
+//! Secrets (license, token) travel only in headers: never in a URL, a log
+//! line, an error or the cache.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{ChannelError, ChannelSpec, Fetch, Source, parse_spec};
+
+/// How the source authenticates.
+#[derive(Clone, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// HTTP Basic with user `license` (the deploy server's scheme).
+    License(String),
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Auth::None => "None",
+            Auth::License(_) => "License(<redacted>)",
+            Auth::Bearer(_) => "Bearer(<redacted>)",
+        })
+    }
+}
+
+/// Settings of an HTTP source.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub auth: Auth,
+    /// Extra CA certificates (PEM bundle) trusted besides the system's.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The first backoff; it doubles on each retry.
+    pub backoff: Duration,
+    /// The longest single wait, `Retry-After` included.
+    pub max_wait: Duration,
+    /// The largest spec accepted, in bytes.
+    pub max_bytes: u64,
+    /// Where specs and validators are cached.
+    pub cache_dir: PathBuf,
+}
+
+impl HttpOptions {
+    pub fn new(cache_dir: PathBuf) -> HttpOptions {
+        HttpOptions {
+            auth: Auth::None,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            max_wait: Duration::from_secs(60),
+            max_bytes: 8 << 20,
+            cache_dir,
+        }
+    }
+}
+
+pub struct HttpSource {
+    base: String,
+    client: Client,
+    options: HttpOptions,
+}
+
+/// What the cache keeps for one URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cached {
+    url: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// Seconds since the epoch when the spec was last confirmed by the server.
+    fetched_at: u64,
+    version: String,
+    body: String,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// "3h 12m", for how old a cached spec is.
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+/// A small, good-enough jitter source (no need for cryptographic randomness).
+fn jitter(max: Duration) -> Duration {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0) as u64
+        ^ (std::process::id() as u64).rotate_left(17);
+    let mut x = seed | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let millis = max.as_millis() as u64;
+    Duration::from_millis(if millis == 0 { 0 } else { x % millis })
+}
+
+enum Failure {
+    /// Worth trying again (after `wait`, when the server said).
+    Transient(String, Option<Duration>),
+    /// Trying again will not help.
+    Permanent(ChannelError),
+}
+
+impl HttpSource {
+    /// A source for `base`: a deploy-server base URL, or a template with `{channel}`.
+    pub fn new(base: &str, options: HttpOptions) -> Result<HttpSource, ChannelError> {
+        let invalid = |message: String| ChannelError::Invalid {
+            origin: base.to_string(),
+            message,
+        };
+        let parsed = reqwest::Url::parse(&base.replace(['{', '}'], ""))
+            .map_err(|e| invalid(format!("not a URL: {e}")))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "put credentials in a file or environment variable, not in the channel URL"
+                    .to_string(),
+            ));
+        }
+        let mut builder = Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.timeout)
+            .user_agent(concat!("hydrant/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &options.ca_file {
+            let pem = std::fs::read(path).map_err(|source| ChannelError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| invalid(format!("`{}` is not a PEM bundle: {e}", path.display())))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| invalid(e.to_string()))?;
+        Ok(HttpSource {
+            base: base.trim_end_matches('/').to_string(),
+            client,
+            options,
+        })
+    }
+
+    fn url(&self, channel: &str, release: Option<&str>) -> String {
+        if self.base.contains("{channel}") {
+            let url = self.base.replace("{channel}", channel);
+            return match release {
+                Some(r) if url.contains("{release}") => url.replace("{release}", r),
+                Some(r) => format!(
+                    "{url}{}release={r}",
+                    if url.contains('?') { '&' } else { '?' }
+                ),
+                None => url.replace("{release}", ""),
+            };
+        }
+        match release {
+            Some(r) => format!("{}/api/v1/operator/channel/release/{r}", self.base),
+            None => format!("{}/api/v1/operator/channel?channel={channel}", self.base),
+        }
+    }
+
+    fn cache_path(&self, url: &str) -> PathBuf {
+        let id = crate::manifest::layout::sha256(url.as_bytes());
+        self.options.cache_dir.join(format!("{}.json", &id[..24]))
+    }
+
+    fn read_cache(&self, url: &str) -> Option<Cached> {
+        let text = std::fs::read_to_string(self.cache_path(url)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Writes the cache atomically: a crash never leaves a torn file.
+    fn write_cache(&self, url: &str, entry: &Cached) {
+        let result = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.options.cache_dir)?;
+            let tmp = tempfile::NamedTempFile::new_in(&self.options.cache_dir)?;
+            std::fs::write(tmp.path(), serde_json::to_vec(entry).unwrap_or_default())?;
+            tmp.persist(self.cache_path(url)).map_err(|e| e.error)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(cache = %self.options.cache_dir.display(), error = %e, "cannot write the channel cache");
+        }
+    }
+
+    fn request(&self, url: &str, cached: Option<&Cached>) -> Result<Response, Failure> {
+        let mut req = self.client.get(url).header("Accept", "application/json");
+        req = match &self.options.auth {
+            Auth::None => req,
+            Auth::License(license) => req.basic_auth("license", Some(license)),
+            Auth::Bearer(token) => req.bearer_auth(token),
+        };
+        if let Some(c) = cached {
+            if let Some(etag) = &c.etag {
+                req = req.header("If-None-Match", etag);
+            }
+            if let Some(lm) = &c.last_modified {
+                req = req.header("If-Modified-Since", lm);
+            }
+        }
+        req.send().map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "cannot connect"
+            } else {
+                "request failed"
+            };
+            Failure::Transient(
+                format!(
+                    "{kind}: {}",
+                    std::error::Error::source(&e)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| e.to_string())
+                ),
+                None,
+            )
+        })
+    }
+
+    fn retry_after(resp: &Response) -> Option<Duration> {
+        let value = resp.headers().get("Retry-After")?.to_str().ok()?;
+        if let Ok(secs) = value.trim().parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        let when = httpdate::parse_http_date(value).ok()?;
+        Some(
+            when.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
+    fn read_body(&self, url: &str, mut resp: Response) -> Result<String, Failure> {
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.options.max_bytes)
+        {
+            return Err(Failure::Permanent(ChannelError::Invalid {
+                origin: url.to_string(),
+                message: format!(
+                    "the spec is larger than the {} bytes allowed",
+                    self.options.max_bytes
+                ),
+            }));
+        }
+        let mut body = Vec::new();
+        let read = std::io::Read::read_to_end(
+            &mut std::io::Read::take(&mut resp, self.options.max_bytes + 1),
+            &mut body,
+        );
+        if let Err(e) = read {
+            return Err(Failure::Transient(
+                format!("the response was cut short: {e}"),
+                None,
+            ));
+        }
+        if body.len() as u64 > self.options.max_bytes {
+            return Err(Failure::Permanent(ChannelError::Invalid {
+                origin: url.to_string(),
+                message: format!(
+                    "the spec is larger than the {} bytes allowed",
+                    self.options.max_bytes
+                ),
+            }));
+        }
+        String::from_utf8(body).map_err(|_| {
+            Failure::Permanent(ChannelError::Invalid {
+                origin: url.to_string(),
+                message: "the spec is not UTF-8 text".to_string(),
+            })
+        })
+    }
+
+    /// One attempt: the spec's text and validators, or `None` for a 304.
+    fn attempt(
+        &self,
+        url: &str,
+        cached: Option<&Cached>,
+    ) -> Result<Option<(String, Option<String>, Option<String>)>, Failure> {
+        let resp = self.request(url, cached)?;
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED && cached.is_some() {
+            return Ok(None);
+        }
+        if status.is_success() {
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            };
+            let (etag, last_modified) = (header("ETag"), header("Last-Modified"));
+            let body = self.read_body(url, resp)?;
+            return Ok(Some((body, etag, last_modified)));
+        }
+        let wait = Self::retry_after(&resp);
+        let code = status.as_u16();
+        if status.is_server_error() || code == 408 || code == 429 {
+            return Err(Failure::Transient(
+                format!("the server answered {status}"),
+                wait,
+            ));
+        }
+        let message = match code {
+            401 => "the channel server rejected the credentials (401): check the license or token".to_string(),
+            403 => "the channel server refused access (403): the license or token does not grant this channel".to_string(),
+            404 => "no such channel or release (404)".to_string(),
+            _ => format!("the server answered {status}"),
+        };
+        Err(Failure::Permanent(ChannelError::Invalid {
+            origin: url.to_string(),
+            message,
+        }))
+    }
+
+    fn from_cache(
+        &self,
+        channel: &str,
+        url: &str,
+        cached: &Cached,
+        fetch: Fetch,
+    ) -> Result<ChannelSpec, ChannelError> {
+        let mut spec = parse_spec(channel, url, &cached.body)?;
+        spec.fetch = fetch;
+        Ok(spec)
+    }
+}
+
+impl Source for HttpSource {
+    fn fetch(&self, channel: &str, release: Option<&str>) -> Result<ChannelSpec, ChannelError> {
+        let url = self.url(channel, release);
+        let cached = self.read_cache(&url);
+        let mut attempt = 0;
+        let last_error = loop {
+            match self.attempt(&url, cached.as_ref()) {
+                Ok(None) => {
+                    let c = cached.clone().expect("a 304 needs a cached spec");
+                    let mut refreshed = c.clone();
+                    refreshed.fetched_at = now();
+                    self.write_cache(&url, &refreshed);
+                    return self.from_cache(channel, &url, &c, Fetch::NotModified);
+                }
+                Ok(Some((body, etag, last_modified))) => {
+                    let mut spec = parse_spec(channel, &url, &body)?;
+                    spec.fetch = Fetch::Network;
+                    let previous = cached.as_ref().map(|c| c.version.clone());
+                    if release.is_none()
+                        && previous
+                            .as_deref()
+                            .is_some_and(|p| super::is_downgrade(p, &spec.version))
+                    {
+                        // Keep the higher version cached: the downgrade is refused
+                        // unless an environment accepts it.
+                        spec.previous_version = previous;
+                        return Ok(spec);
+                    }
+                    spec.previous_version = previous;
+                    let entry = Cached {
+                        url: url.clone(),
+                        etag,
+                        last_modified,
+                        fetched_at: now(),
+                        version: spec.version.clone(),
+                        body,
+                    };
+                    self.write_cache(&url, &entry);
+                    return Ok(spec);
+                }
+                Err(Failure::Permanent(e)) => return Err(e),
+                Err(Failure::Transient(message, wait)) => {
+                    if attempt >= self.options.retries {
+                        break message;
+                    }
+                    let backoff = self.options.backoff * 2u32.saturating_pow(attempt);
+                    let delay = wait
+                        .unwrap_or(backoff + jitter(backoff))
+                        .min(self.options.max_wait);
+                    tracing::warn!(url = %url, attempt = attempt + 1, wait_ms = delay.as_millis() as u64, reason = %message, "channel fetch failed; retrying");
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+            }
+        };
+        match cached {
+            Some(c) => {
+                let old = now().saturating_sub(c.fetched_at);
+                tracing::warn!(channel, url = %url, age = %age(old), reason = %last_error, "channel unreachable; using the last good spec");
+                self.from_cache(
+                    channel,
+                    &url,
+                    &c,
+                    Fetch::StaleCache {
+                        age_secs: old,
+                        reason: last_error,
+                    },
+                )
+            }
+            None => Err(ChannelError::Unreachable {
+                url,
+                message: last_error,
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.base.clone()
+    }
+}
+
+/// The default cache directory for channel specs.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("hydrant")
+        .join("channels")
+}
+
+/// Reads a secret from a file (trimmed), for `--license-file` and friends.
+pub fn read_secret(path: &Path) -> Result<String, ChannelError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| ChannelError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(base: &str) -> HttpSource {
+        HttpSource::new(base, HttpOptions::new(std::env::temp_dir())).unwrap()
+    }
+
+    #[test]
+    fn deploy_server_urls_follow_the_reference_operator() {
+        let s = source("https://deploy.example.com/");
+        assert_eq!(
+            s.url("stable", None),
+            "https://deploy.example.com/api/v1/operator/channel?channel=stable"
+        );
+        assert_eq!(
+            s.url("stable", Some("0.62.1")),
+            "https://deploy.example.com/api/v1/operator/channel/release/0.62.1"
+        );
+    }
+
+    #[test]
+    fn templates_fill_channel_and_release() {
+        let s = source("https://vendor.example.com/channels/{channel}/{release}");
+        assert_eq!(
+            s.url("beta", Some("2.0")),
+            "https://vendor.example.com/channels/beta/2.0"
+        );
+        let s = source("https://vendor.example.com/c/{channel}.json");
+        assert_eq!(
+            s.url("beta", Some("2.0")),
+            "https://vendor.example.com/c/beta.json?release=2.0"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused() {
+        assert!(
+            HttpSource::new(
+                "https://user:pw@deploy.example.com",
+                HttpOptions::new(std::env::temp_dir())
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn ages_read_like_people_say_them() {
+        assert_eq!(age(42), "42s");
+        assert_eq!(age(3 * 3600 + 12 * 60), "3h 12m");
+        assert_eq!(age(2 * 86_400 + 3600), "2d 1h");
+    }
+}
