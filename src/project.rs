@@ -204,6 +204,41 @@ impl Project {
             .collect()
     }
 
+    /// The channel source, as shown to people.
+    pub fn channel_source(&self) -> String {
+        self.source.describe()
+    }
+
+    /// Fetches a channel's spec (its latest, or a release).
+    pub fn channel_spec(
+        &self,
+        channel: &str,
+        release: Option<&str>,
+    ) -> Result<ChannelSpec, ChannelError> {
+        self.source.fetch(channel, release)
+    }
+
+    /// Every (channel, pinned release) the environments use, sorted.
+    pub fn channels_in_use(&self) -> Result<Vec<(String, Option<String>)>, RepoError> {
+        let mut used = Vec::new();
+        for name in &self.environments {
+            let env = self.repo.environment(name)?;
+            used.push((env.config.channel.clone(), None));
+            if env.config.release.is_some() {
+                used.push(key(&env));
+            }
+        }
+        used.sort();
+        used.dedup();
+        Ok(used)
+    }
+
+    /// The channel and release an environment follows.
+    pub fn environment_channel(&self, env: &str) -> Result<(String, Option<String>), RepoError> {
+        self.repo.check_environment(env, &self.environments)?;
+        Ok(key(&self.repo.environment(env)?))
+    }
+
     /// How `path` got its value in environment `env`.
     pub fn explain(&self, env: &str, path: &[String]) -> Result<Explanation, Vec<Problem>> {
         self.repo

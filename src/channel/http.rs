@@ -132,6 +132,13 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_millis(if millis == 0 { 0 } else { x % millis })
 }
 
+/// A spec's text with its `ETag` and `Last-Modified`.
+struct Fresh {
+    body: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
 enum Failure {
     /// Worth trying again (after `wait`, when the server said).
     Transient(String, Option<Duration>),
@@ -308,11 +315,7 @@ impl HttpSource {
     }
 
     /// One attempt: the spec's text and validators, or `None` for a 304.
-    fn attempt(
-        &self,
-        url: &str,
-        cached: Option<&Cached>,
-    ) -> Result<Option<(String, Option<String>, Option<String>)>, Failure> {
+    fn attempt(&self, url: &str, cached: Option<&Cached>) -> Result<Option<Fresh>, Failure> {
         let resp = self.request(url, cached)?;
         let status = resp.status();
         if status == StatusCode::NOT_MODIFIED && cached.is_some() {
@@ -327,7 +330,11 @@ impl HttpSource {
             };
             let (etag, last_modified) = (header("ETag"), header("Last-Modified"));
             let body = self.read_body(url, resp)?;
-            return Ok(Some((body, etag, last_modified)));
+            return Ok(Some(Fresh {
+                body,
+                etag,
+                last_modified,
+            }));
         }
         let wait = Self::retry_after(&resp);
         let code = status.as_u16();
@@ -349,7 +356,7 @@ impl HttpSource {
         }))
     }
 
-    fn from_cache(
+    fn spec_of(
         &self,
         channel: &str,
         url: &str,
@@ -374,9 +381,13 @@ impl Source for HttpSource {
                     let mut refreshed = c.clone();
                     refreshed.fetched_at = now();
                     self.write_cache(&url, &refreshed);
-                    return self.from_cache(channel, &url, &c, Fetch::NotModified);
+                    return self.spec_of(channel, &url, &c, Fetch::NotModified);
                 }
-                Ok(Some((body, etag, last_modified))) => {
+                Ok(Some(Fresh {
+                    body,
+                    etag,
+                    last_modified,
+                })) => {
                     let mut spec = parse_spec(channel, &url, &body)?;
                     spec.fetch = Fetch::Network;
                     let previous = cached.as_ref().map(|c| c.version.clone());
@@ -421,7 +432,7 @@ impl Source for HttpSource {
             Some(c) => {
                 let old = now().saturating_sub(c.fetched_at);
                 tracing::warn!(channel, url = %url, age = %age(old), reason = %last_error, "channel unreachable; using the last good spec");
-                self.from_cache(
+                self.spec_of(
                     channel,
                     &url,
                     &c,

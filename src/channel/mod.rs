@@ -60,6 +60,23 @@ impl std::fmt::Display for Fetch {
 }
 
 impl ChannelSpec {
+    /// The spec as JSON, in the shape channels serve (for mirrors).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        out.insert(
+            "metadata".to_string(),
+            serde_json::Value::Object(self.metadata.clone()),
+        );
+        if let Some(chart) = &self.chart {
+            out.insert("chart".to_string(), chart.clone());
+        }
+        out.insert(
+            "values".to_string(),
+            serde_json::Value::Object(self.values.values.clone()),
+        );
+        serde_json::Value::Object(out)
+    }
+
     /// Whether this spec goes back from the version last accepted.
     pub fn is_downgrade(&self) -> bool {
         self.previous_version

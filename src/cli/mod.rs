@@ -4,6 +4,7 @@
 //! hints go to stderr. Exit codes: 0 success, 1 a problem with the input or
 //! an environment, 2 a usage error or an unexpected failure.
 
+mod channel;
 mod diff;
 mod explain;
 mod reconcile;
@@ -50,6 +51,8 @@ pub enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Show the unified diff between a fresh render and `rendered/<env>/`.
     Diff(diff::DiffArgs),
+    /// Release channels: show the spec in use, or mirror specs for air-gapped installs.
+    Channel(channel::ChannelCommand),
 }
 
 /// Where the config repository is.
@@ -85,6 +88,10 @@ pub struct ChannelArgs {
     /// Retries of a failed channel request (connection errors, timeouts, 5xx, 408, 429).
     #[arg(long, env = "HYDRANT_CHANNEL_RETRIES", default_value_t = 3)]
     pub channel_retries: u32,
+    /// The first wait before retrying a channel request, in milliseconds; it
+    /// doubles on each retry, with jitter.
+    #[arg(long, env = "HYDRANT_CHANNEL_BACKOFF_MS", default_value_t = 500)]
+    pub channel_backoff_ms: u64,
     /// The largest channel spec accepted, in bytes.
     #[arg(long, env = "HYDRANT_CHANNEL_MAX_BYTES", default_value_t = 8 << 20)]
     pub channel_max_bytes: u64,
@@ -120,6 +127,7 @@ impl ChannelArgs {
         http.timeout = std::time::Duration::from_secs(self.channel_timeout.max(1));
         http.connect_timeout = http.timeout.min(std::time::Duration::from_secs(10));
         http.retries = self.channel_retries;
+        http.backoff = std::time::Duration::from_millis(self.channel_backoff_ms);
         http.max_bytes = self.channel_max_bytes;
         Ok(crate::project::ChannelSettings {
             source: self.channel.clone(),
@@ -172,6 +180,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Reconcile(args) => reconcile::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Channel(args) => channel::run(args),
     };
     match result {
         Ok(code) => code,

@@ -144,7 +144,7 @@ impl HttpGit {
     }
 }
 
-fn b64(s: &str) -> String {
+pub fn b64(s: &str) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let b = s.as_bytes();
     let mut out = String::new();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod channel_server;
 pub mod git;
 
 use std::path::{Path, PathBuf};

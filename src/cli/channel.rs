@@ -1,0 +1,171 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{ChannelArgs, OutputFormat};
+use crate::project::Project;
+
+#[derive(Debug, Args)]
+pub struct ChannelCommand {
+    #[command(subcommand)]
+    pub command: ChannelSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelSub {
+    /// Show the spec an environment (or a channel) would use, where it came
+    /// from (network, 304 cache, stale cache, file or mirror) and its version.
+    Show(ShowArgs),
+    /// Save channel specs (latest and pinned releases) into a directory that
+    /// `--channel DIR` reads: a mirror for installations without egress.
+    Mirror(MirrorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The config repository.
+    #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
+    pub repo: PathBuf,
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+    /// The environment whose channel (and pin) to show.
+    #[arg(
+        long,
+        env = "HYDRANT_ENV",
+        conflicts_with = "name",
+        required_unless_present = "name"
+    )]
+    pub env: Option<String>,
+    /// A channel by name (its latest spec).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output format.
+    #[arg(long, env = "HYDRANT_OUTPUT", value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// The channel source to copy from (a URL, or a directory or file).
+    #[arg(long)]
+    pub from: String,
+    /// The mirror directory to write.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// A channel to mirror; repeat for several [default: every channel and
+    /// pinned release the repository's environments use].
+    #[arg(long = "name", value_delimiter = ',')]
+    pub names: Vec<String>,
+    /// A pinned release to mirror too, as `CHANNEL=RELEASE`; repeat for several.
+    #[arg(long = "release")]
+    pub releases: Vec<String>,
+    /// The config repository whose environments say what to mirror.
+    #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
+    pub repo: PathBuf,
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+}
+
+pub fn run(cmd: ChannelCommand) -> anyhow::Result<ExitCode> {
+    match cmd.command {
+        ChannelSub::Show(args) => show(args),
+        ChannelSub::Mirror(args) => mirror(args),
+    }
+}
+
+fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let project = Project::open(&args.repo, &args.channel.settings()?)?;
+    let (channel, release) = match (&args.env, &args.name) {
+        (Some(env), _) => project.environment_channel(env)?,
+        (None, Some(name)) => (name.clone(), None),
+        (None, None) => bail!("pass `--env NAME` or `--name CHANNEL`"),
+    };
+    let spec = project.channel_spec(&channel, release.as_deref())?;
+    let source = project.channel_source();
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "channel": channel,
+                "release": release,
+                "version": spec.version,
+                "source": source,
+                "fetch": spec.fetch.to_string(),
+                "metadata": spec.metadata,
+                "chart": spec.chart,
+            }))?
+        ),
+        OutputFormat::Text => {
+            println!("channel: {channel}");
+            println!("release: {}", release.as_deref().unwrap_or("latest"));
+            println!("version: {}", spec.version);
+            println!("source:  {source} ({})", spec.fetch);
+            println!("values:  {} top-level keys", spec.values.values.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), text)?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+fn mirror(args: MirrorArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = args.channel.settings()?;
+    settings.source = Some(args.from.clone());
+    let project = Project::open(&args.repo, &settings)?;
+    let mut wanted: Vec<(String, Option<String>)> =
+        args.names.iter().map(|n| (n.clone(), None)).collect();
+    for pin in &args.releases {
+        let (channel, release) = pin
+            .split_once('=')
+            .with_context(|| format!("`--release {pin}`: write it as CHANNEL=RELEASE"))?;
+        wanted.push((channel.to_string(), Some(release.to_string())));
+    }
+    if wanted.is_empty() {
+        wanted = project.channels_in_use()?;
+    }
+    let mut failed = 0;
+    for (channel, release) in &wanted {
+        let spec = match project.channel_spec(channel, release.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "error: channel `{channel}`{}: {e}",
+                    release
+                        .as_deref()
+                        .map(|r| format!(" release `{r}`"))
+                        .unwrap_or_default()
+                );
+                failed += 1;
+                continue;
+            }
+        };
+        let rel = match release {
+            Some(r) => format!("{channel}/releases/{r}.json"),
+            None => format!("{channel}.json"),
+        };
+        let mut text = serde_json::to_string_pretty(&spec.to_json())?;
+        text.push('\n');
+        write_atomic(&args.to.join(&rel), &text)?;
+        eprintln!(
+            "mirrored {channel} {} → {}",
+            spec.version,
+            args.to.join(&rel).display()
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
