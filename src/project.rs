@@ -76,11 +76,10 @@ fn source_for(
         return Err(ProjectError::UnsupportedSource(setting.to_string()));
     }
     if !from_flag {
-        return Ok(Box::new(FileSource::new(
-            repo.tree().clone(),
-            setting,
-            setting.to_string(),
-        )));
+        return Ok(Box::new(
+            FileSource::new(repo.tree().clone(), setting, setting.to_string())
+                .verified_by(http.verifier.clone()),
+        ));
     }
     let path = Path::new(setting);
     let (root, base) = match std::fs::metadata(path) {
@@ -98,11 +97,10 @@ fn source_for(
             source,
         }))
     })?;
-    Ok(Box::new(FileSource::new(
-        Arc::new(tree),
-        base,
-        setting.to_string(),
-    )))
+    Ok(Box::new(
+        FileSource::new(Arc::new(tree), base, setting.to_string())
+            .verified_by(http.verifier.clone()),
+    ))
 }
 
 impl Project {

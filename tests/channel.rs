@@ -354,3 +354,98 @@ fn a_mirror_renders_offline_to_the_same_manifests() {
         assert!(!String::from_utf8_lossy(&bytes).contains(LICENSE));
     }
 }
+
+fn signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42u8; 32])
+}
+
+fn sign(body: &str) -> String {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    base64::engine::general_purpose::STANDARD.encode(signing_key().sign(body.as_bytes()).to_bytes())
+}
+
+#[test]
+fn signed_specs_are_verified_and_a_bad_or_missing_signature_is_refused() {
+    let e = Env::new();
+    let key_file = e.example.path().join("channel-key.pub");
+    std::fs::write(
+        &key_file,
+        hex::encode(signing_key().verifying_key().to_bytes()),
+    )
+    .unwrap();
+    let key = key_file.to_str().unwrap();
+    let stable = spec_json("channels/stable.yaml");
+    let canary = spec_json("channels/canary.yaml");
+    // Unsigned: refused.
+    let run = e.run(&["render", "--env", "staging", "--channel-public-key", key]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("not signed"), "{}", run.stderr);
+    // Signed by someone else, or tampered: refused.
+    e.server
+        .set_signature("stable", &sign(&stable.replace("0.63.0", "6.6.6")));
+    let run = e.run(&["render", "--env", "staging", "--channel-public-key", key]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("signature does not match"),
+        "{}",
+        run.stderr
+    );
+    // Signed: accepted, and a mirror keeps the signature so it verifies offline.
+    e.server.set_signature("stable", &sign(&stable));
+    e.server.set_signature("canary", &sign(&canary));
+    e.run(&["render", "--env", "staging", "--channel-public-key", key])
+        .ok();
+    let mirror = e.example.path().join("mirror");
+    e.run(&[
+        "channel",
+        "mirror",
+        "--from",
+        &e.server.url(),
+        "--to",
+        mirror.to_str().unwrap(),
+        "--name",
+        "stable,canary",
+        "--channel-public-key",
+        key,
+    ])
+    .ok();
+    let offline = common::hydrant()
+        .args([
+            "render",
+            "--env",
+            "staging",
+            "--channel",
+            mirror.to_str().unwrap(),
+            "--channel-public-key",
+            key,
+        ])
+        .current_dir(e.example.path())
+        .output()
+        .unwrap();
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    std::fs::write(
+        mirror.join("stable.json"),
+        stable.replace("0.63.0", "6.6.6"),
+    )
+    .unwrap();
+    let tampered = common::hydrant()
+        .args([
+            "render",
+            "--env",
+            "staging",
+            "--channel",
+            mirror.to_str().unwrap(),
+            "--channel-public-key",
+            key,
+        ])
+        .current_dir(e.example.path())
+        .output()
+        .unwrap();
+    assert!(!tampered.status.success());
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("signature does not match"));
+}

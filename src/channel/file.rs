@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{ChannelError, ChannelSpec, Source, parse_spec};
+use super::{ChannelError, ChannelSpec, Source, Verifier, parse_spec};
 use crate::tree::{Kind, Tree};
 
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
@@ -16,6 +16,7 @@ pub struct FileSource {
     /// A directory or a file inside `tree` ("" for the tree's root).
     base: String,
     shown: String,
+    verifier: Option<Verifier>,
 }
 
 impl FileSource {
@@ -25,7 +26,14 @@ impl FileSource {
             tree,
             base: base.trim_end_matches('/').to_string(),
             shown,
+            verifier: None,
         }
+    }
+
+    /// Requires every spec to carry a valid signature in `<file>.sig`.
+    pub fn verified_by(mut self, verifier: Option<Verifier>) -> FileSource {
+        self.verifier = verifier;
+        self
     }
 
     fn join(&self, rel: &str) -> String {
@@ -48,7 +56,23 @@ impl FileSource {
                 path: shown.to_string(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             })?;
-        parse_spec(channel, shown, &text)
+        let mut signature = None;
+        if let Some(verifier) = &self.verifier {
+            let refused = |message: String| ChannelError::Invalid {
+                origin: shown.to_string(),
+                message,
+            };
+            let sig = self
+                .tree
+                .read(&format!("{path}.sig"))
+                .map_err(|e| refused(e.to_string()))?
+                .ok_or_else(|| refused(format!("the spec is not signed: no `{shown}.sig`")))?;
+            verifier.verify(text.as_bytes(), &sig).map_err(refused)?;
+            signature = Some(sig.trim().to_string());
+        }
+        let mut spec = parse_spec(channel, shown, &text)?;
+        spec.signature = signature;
+        Ok(spec)
     }
 
     /// The first of `<stem>.yaml`, `.yml`, `.json` that exists, with its shown name.

@@ -24,7 +24,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{ChannelError, ChannelSpec, Fetch, Source, parse_spec};
+use super::{ChannelError, ChannelSpec, Fetch, Source, Verifier, parse_spec};
 
 /// How the source authenticates.
 #[derive(Clone, Default)]
@@ -64,6 +64,8 @@ pub struct HttpOptions {
     pub max_bytes: u64,
     /// Where specs and validators are cached.
     pub cache_dir: PathBuf,
+    /// When set, every spec must carry a valid signature.
+    pub verifier: Option<Verifier>,
 }
 
 impl HttpOptions {
@@ -78,6 +80,7 @@ impl HttpOptions {
             max_wait: Duration::from_secs(60),
             max_bytes: 8 << 20,
             cache_dir,
+            verifier: None,
         }
     }
 }
@@ -98,6 +101,8 @@ struct Cached {
     fetched_at: u64,
     version: String,
     body: String,
+    #[serde(default)]
+    signature: Option<String>,
 }
 
 fn now() -> u64 {
@@ -137,6 +142,7 @@ struct Fresh {
     body: String,
     etag: Option<String>,
     last_modified: Option<String>,
+    signature: Option<String>,
 }
 
 enum Failure {
@@ -329,11 +335,13 @@ impl HttpSource {
                     .map(String::from)
             };
             let (etag, last_modified) = (header("ETag"), header("Last-Modified"));
+            let signature = header("X-Hydrant-Signature");
             let body = self.read_body(url, resp)?;
             return Ok(Some(Fresh {
                 body,
                 etag,
                 last_modified,
+                signature,
             }));
         }
         let wait = Self::retry_after(&resp);
@@ -356,6 +364,37 @@ impl HttpSource {
         }))
     }
 
+    /// Checks a fresh spec's signature (from its header, or `<path>.sig`).
+    fn verify(&self, url: &str, fresh: &mut Fresh) -> Result<(), Failure> {
+        let Some(verifier) = &self.options.verifier else {
+            return Ok(());
+        };
+        let refused = |message: String| {
+            Failure::Permanent(ChannelError::Invalid {
+                origin: url.to_string(),
+                message,
+            })
+        };
+        if fresh.signature.is_none() {
+            let sig_url = match url.split_once('?') {
+                Some((path, query)) => format!("{path}.sig?{query}"),
+                None => format!("{url}.sig"),
+            };
+            let resp = self.request(&sig_url, None)?;
+            if !resp.status().is_success() {
+                return Err(refused(format!(
+                    "the spec is not signed (no `X-Hydrant-Signature` header, and `{sig_url}` answered {})",
+                    resp.status()
+                )));
+            }
+            fresh.signature = Some(self.read_body(&sig_url, resp)?.trim().to_string());
+        }
+        let signature = fresh.signature.as_deref().unwrap_or("");
+        verifier
+            .verify(fresh.body.as_bytes(), signature)
+            .map_err(refused)
+    }
+
     fn spec_of(
         &self,
         channel: &str,
@@ -365,6 +404,7 @@ impl HttpSource {
     ) -> Result<ChannelSpec, ChannelError> {
         let mut spec = parse_spec(channel, url, &cached.body)?;
         spec.fetch = fetch;
+        spec.signature = cached.signature.clone();
         Ok(spec)
     }
 }
@@ -383,13 +423,25 @@ impl Source for HttpSource {
                     self.write_cache(&url, &refreshed);
                     return self.spec_of(channel, &url, &c, Fetch::NotModified);
                 }
-                Ok(Some(Fresh {
-                    body,
-                    etag,
-                    last_modified,
-                })) => {
+                Ok(Some(mut fresh)) => {
+                    if let Err(failure) = self.verify(&url, &mut fresh) {
+                        return Err(match failure {
+                            Failure::Permanent(e) => e,
+                            Failure::Transient(message, _) => ChannelError::Unreachable {
+                                url: url.clone(),
+                                message,
+                            },
+                        });
+                    }
+                    let Fresh {
+                        body,
+                        etag,
+                        last_modified,
+                        signature,
+                    } = fresh;
                     let mut spec = parse_spec(channel, &url, &body)?;
                     spec.fetch = Fetch::Network;
+                    spec.signature = signature.clone();
                     let previous = cached.as_ref().map(|c| c.version.clone());
                     if release.is_none()
                         && previous
@@ -409,6 +461,7 @@ impl Source for HttpSource {
                         fetched_at: now(),
                         version: spec.version.clone(),
                         body,
+                        signature,
                     };
                     self.write_cache(&url, &entry);
                     return Ok(spec);

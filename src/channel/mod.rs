@@ -7,9 +7,11 @@
 
 mod file;
 pub mod http;
+mod verify;
 
 pub use file::FileSource;
 pub use http::{Auth, HttpOptions, HttpSource};
+pub use verify::Verifier;
 
 use serde_json::{Map, Value};
 
@@ -31,6 +33,10 @@ pub struct ChannelSpec {
     pub fetch: Fetch,
     /// The version last accepted from this channel, when hydrant remembers one.
     pub previous_version: Option<String>,
+    /// The spec's exact text, as served or read.
+    pub raw: String,
+    /// Its signature (base64), when it was verified.
+    pub signature: Option<String>,
 }
 
 /// How a spec was obtained.
@@ -60,23 +66,6 @@ impl std::fmt::Display for Fetch {
 }
 
 impl ChannelSpec {
-    /// The spec as JSON, in the shape channels serve (for mirrors).
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        out.insert(
-            "metadata".to_string(),
-            serde_json::Value::Object(self.metadata.clone()),
-        );
-        if let Some(chart) = &self.chart {
-            out.insert("chart".to_string(), chart.clone());
-        }
-        out.insert(
-            "values".to_string(),
-            serde_json::Value::Object(self.values.values.clone()),
-        );
-        serde_json::Value::Object(out)
-    }
-
     /// Whether this spec goes back from the version last accepted.
     pub fn is_downgrade(&self) -> bool {
         self.previous_version
@@ -202,6 +191,8 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
         values,
         fetch: Fetch::File,
         previous_version: None,
+        raw: text.to_string(),
+        signature: None,
     })
 }
 

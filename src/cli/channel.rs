@@ -154,9 +154,11 @@ fn mirror(args: MirrorArgs) -> anyhow::Result<ExitCode> {
             Some(r) => format!("{channel}/releases/{r}.json"),
             None => format!("{channel}.json"),
         };
-        let mut text = serde_json::to_string_pretty(&spec.to_json())?;
-        text.push('\n');
-        write_atomic(&args.to.join(&rel), &text)?;
+        // The exact bytes as served, so that signatures still verify.
+        write_atomic(&args.to.join(&rel), &spec.raw)?;
+        if let Some(sig) = &spec.signature {
+            write_atomic(&args.to.join(format!("{rel}.sig")), &format!("{sig}\n"))?;
+        }
         eprintln!(
             "mirrored {channel} {} → {}",
             spec.version,

@@ -95,6 +95,10 @@ pub struct ChannelArgs {
     /// The largest channel spec accepted, in bytes.
     #[arg(long, env = "HYDRANT_CHANNEL_MAX_BYTES", default_value_t = 8 << 20)]
     pub channel_max_bytes: u64,
+    /// Require every channel spec to carry a valid ed25519 signature by this
+    /// public key (PEM, or 32 bytes in base64 or hex).
+    #[arg(long, env = "HYDRANT_CHANNEL_PUBLIC_KEY", value_name = "FILE")]
+    pub channel_public_key: Option<PathBuf>,
     /// Where fetched channel specs are cached [default: `~/.cache/hydrant/channels`].
     #[arg(long, env = "HYDRANT_CHANNEL_CACHE_DIR", value_name = "DIR")]
     pub channel_cache_dir: Option<PathBuf>,
@@ -128,6 +132,12 @@ impl ChannelArgs {
         http.connect_timeout = http.timeout.min(std::time::Duration::from_secs(10));
         http.retries = self.channel_retries;
         http.backoff = std::time::Duration::from_millis(self.channel_backoff_ms);
+        if let Some(path) = &self.channel_public_key {
+            let text = http::read_secret(path)?;
+            let verifier = crate::channel::Verifier::parse(&text)
+                .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+            http.verifier = Some(verifier);
+        }
         http.max_bytes = self.channel_max_bytes;
         Ok(crate::project::ChannelSettings {
             source: self.channel.clone(),

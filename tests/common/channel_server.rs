@@ -41,6 +41,8 @@ struct State {
     releases: BTreeMap<String, String>,
     faults: VecDeque<Fault>,
     log: Vec<Request>,
+    /// channel → signature sent in `X-Hydrant-Signature`.
+    signatures: BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -98,6 +100,14 @@ impl ChannelServer {
             .insert(release.to_string(), spec.to_string());
     }
 
+    pub fn set_signature(&self, channel: &str, signature: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .signatures
+            .insert(channel.to_string(), signature.to_string());
+    }
+
     pub fn fail(&self, faults: &[Fault]) {
         self.state
             .lock()
@@ -148,20 +158,26 @@ impl ChannelServer {
         let authorized = auth.as_deref() == Some(expected.as_str());
         let fault = self.state.lock().unwrap().faults.pop_front();
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let body = {
+        let (body, signature) = {
             let st = self.state.lock().unwrap();
             if let Some(release) = path.strip_prefix("/api/v1/operator/channel/release/") {
-                st.releases.get(release).cloned()
+                (st.releases.get(release).cloned(), None)
             } else if path == "/api/v1/operator/channel" {
                 let channel = query
                     .split('&')
                     .find_map(|kv| kv.strip_prefix("channel="))
                     .unwrap_or("stable");
-                st.latest.get(channel).cloned()
+                (
+                    st.latest.get(channel).cloned(),
+                    st.signatures.get(channel).cloned(),
+                )
             } else {
-                None
+                (None, None)
             }
         };
+        let sig_header = signature
+            .map(|s| format!("X-Hydrant-Signature: {s}\r\n"))
+            .unwrap_or_default();
         let mut respond = |status: u16, headers: &str, body: &str| -> std::io::Result<()> {
             self.state.lock().unwrap().log.push(Request {
                 path: target.clone(),
@@ -225,7 +241,7 @@ impl ChannelServer {
                 }
                 respond(
                     200,
-                    &format!("ETag: {tag}\r\nContent-Type: application/json\r\n"),
+                    &format!("ETag: {tag}\r\nContent-Type: application/json\r\n{sig_header}"),
                     &body,
                 )
             }
