@@ -58,6 +58,27 @@ pub struct EnvironmentConfig {
     /// Accept a channel spec older than the one last seen.
     #[serde(default)]
     pub allow_downgrade: bool,
+    /// How this environment's pull requests are opened.
+    #[serde(default)]
+    pub pull_request: PullRequestSettings,
+}
+
+/// `pullRequest:` in environment.yaml.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PullRequestSettings {
+    /// Labels set on a new pull request.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Users asked to review a new pull request.
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    /// Open as a draft.
+    #[serde(default)]
+    pub draft: bool,
+    /// Merge by itself once required checks pass (dev may, prod waits).
+    #[serde(default)]
+    pub auto_merge: bool,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

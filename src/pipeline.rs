@@ -38,6 +38,8 @@ pub struct Rendered {
     pub files: BTreeMap<String, String>,
     pub merged: Merged,
     pub metadata: Metadata,
+    /// How the environment wants its pull requests.
+    pub pull_request: crate::config::PullRequestSettings,
 }
 
 /// The layers of an environment, lowest first.
@@ -140,5 +142,6 @@ pub fn build(
         files,
         merged,
         metadata,
+        pull_request: env.config.pull_request.clone(),
     })
 }

@@ -318,7 +318,8 @@ impl Step<'_> {
                     number: pr.number,
                     url: pr.url.clone(),
                 });
-                let told = pr.comments.iter().any(|c| c.body.contains(HUMAN_MARKER));
+                let comments = self.forge.comments(pr).map_err(forge_error)?;
+                let told = comments.iter().any(|c| c.body.contains(HUMAN_MARKER));
                 if !told && !dry {
                     let body = format!(
                         "{HUMAN_MARKER}\nhydrant found a commit on `{branch}` that it did not make (by {}), so it will not overwrite it and leaves this pull request alone. To let hydrant take over again, close this pull request and delete the branch.",
@@ -343,11 +344,16 @@ impl Step<'_> {
             manifests: &rendered.manifests,
             provenance: &rendered.merged.provenance,
         };
+        let settings = &rendered.pull_request;
         let request = PrRequest {
             head: branch.clone(),
             base: base_branch.clone(),
             title: review::title(&change),
             body: review::body(&change),
+            labels: settings.labels.clone(),
+            reviewers: settings.reviewers.clone(),
+            draft: settings.draft,
+            auto_merge: settings.auto_merge,
         };
         let tree = self.ws.tree_with(base, env, &rendered.files)?;
         let current = tip.as_ref().filter(|t| self.still_current(t, tree, env));

@@ -7,14 +7,18 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::{ChannelArgs, OutputFormat};
-use crate::forge::{Forge, LocalForge};
+use crate::forge::{Forge, GitHub, LocalForge};
 use crate::git::{Credentials, Workspace, default_work_dir};
 use crate::reconcile::{self, Action, Options, Outcome};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ForgeKind {
+    /// From the repository URL: `github.com` is GitHub, a path or `file://` is local.
+    Auto,
     /// Pull requests as JSON files in `--state-dir` (offline, no hosting service).
     Local,
+    /// GitHub or GitHub Enterprise (`--github-api-url`).
+    Github,
 }
 
 #[derive(Debug, Args)]
@@ -35,8 +39,29 @@ pub struct ReconcileArgs {
     #[arg(long, env = "HYDRANT_ALL", conflicts_with = "envs")]
     pub all: bool,
     /// Where pull requests are opened.
-    #[arg(long, env = "HYDRANT_FORGE", value_enum, default_value = "local")]
+    #[arg(long, env = "HYDRANT_FORGE", value_enum, default_value = "auto")]
     pub forge: ForgeKind,
+    /// GitHub's REST API (GitHub Enterprise: `https://HOST/api/v3`).
+    #[arg(
+        long,
+        env = "HYDRANT_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+    /// A file holding the GitHub token (or set `HYDRANT_GITHUB_TOKEN`); it also
+    /// authenticates the git push when no git token is given.
+    #[arg(long, env = "HYDRANT_GITHUB_TOKEN_FILE", value_name = "FILE")]
+    pub github_token_file: Option<PathBuf>,
+    /// The repository on the forge as `owner/name` [default: from `--repo`].
+    #[arg(long, env = "HYDRANT_FORGE_REPOSITORY", value_name = "OWNER/NAME")]
+    pub forge_repository: Option<String>,
+    /// The longest single wait for a forge rate limit, in seconds; a longer
+    /// limit fails the call and the next cycle tries again.
+    #[arg(long, env = "HYDRANT_FORGE_MAX_WAIT", default_value_t = 60)]
+    pub forge_max_wait: u64,
+    /// The first wait before retrying a failed forge call, in milliseconds.
+    #[arg(long, env = "HYDRANT_FORGE_BACKOFF_MS", default_value_t = 500)]
+    pub forge_backoff_ms: u64,
     /// The local forge's state directory [default: `<work-dir>/local-forge`].
     #[arg(long, env = "HYDRANT_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -76,15 +101,66 @@ pub struct ReconcileArgs {
     pub lock_timeout: u64,
 }
 
-fn token(args: &ReconcileArgs) -> anyhow::Result<Option<String>> {
-    if let Some(path) = &args.git_token_file {
+/// A secret from a file, else from an environment variable.
+fn secret(file: &Option<PathBuf>, var: &str, what: &str) -> anyhow::Result<Option<String>> {
+    if let Some(path) = file {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the git token file `{}`", path.display()))?;
+            .with_context(|| format!("cannot read the {what} file `{}`", path.display()))?;
         return Ok(Some(text.trim().to_string()));
     }
-    Ok(std::env::var("HYDRANT_GIT_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty()))
+    Ok(std::env::var(var).ok().filter(|t| !t.is_empty()))
+}
+
+fn forge(
+    args: &ReconcileArgs,
+    work_dir: &std::path::Path,
+    github_token: Option<String>,
+) -> anyhow::Result<Box<dyn Forge>> {
+    let repository = crate::forge::repository_of(&args.repo);
+    let kind = match args.forge {
+        ForgeKind::Auto => match repository.as_ref().map(|(host, _)| host.as_str()) {
+            None => ForgeKind::Local,
+            Some("github.com") => ForgeKind::Github,
+            Some(host) => anyhow::bail!(
+                "cannot tell which forge `{host}` is; pass `--forge github` (with `--github-api-url` for GitHub Enterprise) or `--forge local`"
+            ),
+        },
+        other => other,
+    };
+    Ok(match kind {
+        ForgeKind::Auto | ForgeKind::Local => {
+            let dir = args
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| work_dir.join("local-forge"));
+            Box::new(LocalForge::open(&dir)?)
+        }
+        ForgeKind::Github => {
+            let token = github_token.context(
+                "GitHub needs a token: set `HYDRANT_GITHUB_TOKEN` or pass `--github-token-file`",
+            )?;
+            let path = args
+                .forge_repository
+                .clone()
+                .or_else(|| repository.map(|(_, p)| p))
+                .context("cannot tell the GitHub repository from `--repo`; pass `--forge-repository OWNER/NAME`")?;
+            let (owner, name) = path
+                .split_once('/')
+                .context("`--forge-repository` is OWNER/NAME")?;
+            let options = crate::forge::api::ApiOptions {
+                max_wait: Duration::from_secs(args.forge_max_wait),
+                backoff: Duration::from_millis(args.forge_backoff_ms),
+                ..Default::default()
+            };
+            Box::new(GitHub::new(
+                &args.github_api_url,
+                owner,
+                name,
+                token,
+                options,
+            )?)
+        }
+    })
 }
 
 fn print_text(outcomes: &[Outcome]) {
@@ -123,8 +199,14 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         .work_dir
         .clone()
         .unwrap_or_else(|| default_work_dir(&args.repo));
+    let github_token = secret(
+        &args.github_token_file,
+        "HYDRANT_GITHUB_TOKEN",
+        "GitHub token",
+    )?;
+    let git_token = secret(&args.git_token_file, "HYDRANT_GIT_TOKEN", "git token")?;
     let creds = Credentials {
-        token: token(&args)?,
+        token: git_token.or_else(|| github_token.clone()),
         username: args.git_username.clone(),
         ssh_key: args.ssh_key.clone(),
     };
@@ -134,15 +216,7 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         creds,
         Duration::from_secs(args.lock_timeout),
     )?;
-    let forge: Box<dyn Forge> = match args.forge {
-        ForgeKind::Local => {
-            let dir = args
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| work_dir.join("local-forge"));
-            Box::new(LocalForge::open(&dir)?)
-        }
-    };
+    let forge = forge(&args, &work_dir, github_token)?;
     let opts = Options {
         base: args.base.clone(),
         envs: args.envs.clone(),

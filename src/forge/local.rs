@@ -139,6 +139,11 @@ impl Forge for LocalForge {
             base: req.base.clone(),
             state: PrState::Open,
             comments: Vec::new(),
+            id: None,
+            labels: req.labels.clone(),
+            reviewers: req.reviewers.clone(),
+            draft: req.draft,
+            auto_merge: req.auto_merge,
         };
         self.save(&pr)?;
         pulls.insert(number, pr.clone());
@@ -173,6 +178,10 @@ mod tests {
             base: "main".into(),
             title: title.into(),
             body: "b".into(),
+            labels: vec![],
+            reviewers: vec![],
+            draft: false,
+            auto_merge: false,
         }
     }
 

@@ -5,12 +5,36 @@
 //! is open with the right title and body. The body, the same on every forge, is
 //! built by [`review`].
 
+pub mod api;
+pub mod github;
 pub mod local;
 pub mod review;
 
 use serde::{Deserialize, Serialize};
 
+pub use github::GitHub;
 pub use local::LocalForge;
+
+/// The host and the `owner/name` path of a repository URL
+/// (`https://host/owner/name.git`, `ssh://git@host/owner/name`, `git@host:owner/name.git`).
+pub fn repository_of(url: &str) -> Option<(String, String)> {
+    let (host, path) = if let Some((_, rest)) = url.split_once("://") {
+        let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+        rest.split_once('/')?
+    } else {
+        let (userhost, path) = url.split_once(':')?;
+        (
+            userhost
+                .rsplit_once('@')
+                .map(|(_, h)| h)
+                .unwrap_or(userhost),
+            path,
+        )
+    };
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let path = path.trim_matches('/').trim_end_matches(".git").to_string();
+    (!host.is_empty() && path.contains('/')).then_some((host, path))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +59,18 @@ pub struct PullRequest {
     pub state: PrState,
     #[serde(default)]
     pub comments: Vec<Comment>,
+    /// The forge's own id, where it has one besides the number (GitHub's node id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub reviewers: Vec<String>,
+    #[serde(default)]
+    pub draft: bool,
+    /// Auto-merge was requested.
+    #[serde(default)]
+    pub auto_merge: bool,
 }
 
 /// The pull request reconcile wants open.
@@ -44,6 +80,13 @@ pub struct PrRequest {
     pub base: String,
     pub title: String,
     pub body: String,
+    /// Set on a new pull request.
+    pub labels: Vec<String>,
+    /// Asked to review a new pull request.
+    pub reviewers: Vec<String>,
+    pub draft: bool,
+    /// Merge by itself once required checks pass.
+    pub auto_merge: bool,
 }
 
 /// What `ensure_pull_request` did.
@@ -60,6 +103,30 @@ pub enum ForgeError {
     Failed { forge: String, message: String },
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_are_read_from_their_urls() {
+        let gh = Some(("github.com".to_string(), "acme/wandb-config".to_string()));
+        assert_eq!(
+            repository_of("https://github.com/acme/wandb-config.git"),
+            gh
+        );
+        assert_eq!(repository_of("git@github.com:acme/wandb-config.git"), gh);
+        assert_eq!(repository_of("ssh://git@github.com/acme/wandb-config"), gh);
+        assert_eq!(
+            repository_of("https://gitlab.example.com/group/sub/project"),
+            Some((
+                "gitlab.example.com".to_string(),
+                "group/sub/project".to_string()
+            ))
+        );
+        assert_eq!(repository_of("/srv/git/config"), None);
+    }
+}
+
 pub trait Forge: Send + Sync {
     /// The forge as shown in messages (`local`, `github`, …).
     fn name(&self) -> &str;
@@ -71,4 +138,8 @@ pub trait Forge: Send + Sync {
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError>;
     /// Comments on a pull request.
     fn comment(&self, pr: &PullRequest, body: &str) -> Result<(), ForgeError>;
+    /// The comments of a pull request.
+    fn comments(&self, pr: &PullRequest) -> Result<Vec<Comment>, ForgeError> {
+        Ok(pr.comments.clone())
+    }
 }

@@ -1,0 +1,306 @@
+//! A careful client for forge REST APIs: bounded retries, rate limits honoured,
+//! pagination followed.
+//!
+//! - `429` and `403` rate-limit answers wait for `Retry-After` or
+//!   `x-ratelimit-reset` (GitHub's secondary limits say so in a `403`), never
+//!   longer than `max_wait`; a longer wait is an error saying until when.
+//! - 5xx and connection errors back off exponentially, a bounded number of times.
+//! - `next` links of the `Link` header are followed for lists.
+//! - The token travels only in the `Authorization` header; errors show the
+//!   method and path, never the token.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::Method;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::Value;
+
+use super::ForgeError;
+
+/// How an API authenticates.
+#[derive(Clone)]
+pub enum ApiAuth {
+    /// `Authorization: Bearer <token>` (GitHub, Gitea with `token`).
+    Bearer(String),
+    /// `Authorization: token <token>` (Gitea).
+    Token(String),
+    /// `PRIVATE-TOKEN: <token>` (GitLab personal and project tokens).
+    PrivateToken(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    /// The longest hydrant waits for a rate limit or a `Retry-After`.
+    pub max_wait: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> ApiOptions {
+        ApiOptions {
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(500),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters a daemon can export as metrics.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    pub calls: AtomicU64,
+    pub rate_limit_waits: AtomicU64,
+}
+
+pub struct Api {
+    forge: String,
+    base: String,
+    auth: ApiAuth,
+    client: Client,
+    options: ApiOptions,
+    pub stats: ApiStats,
+}
+
+/// An answer: status and JSON body (`Null` when there is none).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    next: Option<String>,
+}
+
+fn epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The `next` URL of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
+}
+
+impl Api {
+    pub fn new(
+        forge: &str,
+        base: &str,
+        auth: ApiAuth,
+        options: ApiOptions,
+    ) -> Result<Api, ForgeError> {
+        let client = Client::builder()
+            .timeout(options.timeout)
+            .user_agent(concat!("hydrant/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ForgeError::Failed {
+                forge: forge.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Api {
+            forge: forge.to_string(),
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+            client,
+            options,
+            stats: ApiStats::default(),
+        })
+    }
+
+    fn fail(&self, message: String) -> ForgeError {
+        ForgeError::Failed {
+            forge: self.forge.clone(),
+            message,
+        }
+    }
+
+    fn authorised(&self, req: RequestBuilder) -> RequestBuilder {
+        let req = req.header("Accept", "application/json");
+        match &self.auth {
+            ApiAuth::Bearer(t) => req.bearer_auth(t),
+            ApiAuth::Token(t) => req.header("Authorization", format!("token {t}")),
+            ApiAuth::PrivateToken(t) => req.header("PRIVATE-TOKEN", t),
+        }
+    }
+
+    /// How long a rate-limited answer asks to wait, if it is one.
+    fn rate_limit_wait(
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &str,
+    ) -> Option<Duration> {
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+        let retry_after = header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let reset = header("x-ratelimit-reset")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|at| Duration::from_secs(at.saturating_sub(epoch()).max(1)));
+        match status {
+            429 => Some(retry_after.or(reset).unwrap_or(Duration::from_secs(60))),
+            403 if header("x-ratelimit-remaining") == Some("0") => {
+                Some(retry_after.or(reset).unwrap_or(Duration::from_secs(60)))
+            }
+            403 if body.to_ascii_lowercase().contains("rate limit") => {
+                Some(retry_after.or(reset).unwrap_or(Duration::from_secs(60)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sends a request (with retries) and returns the answer, whatever its status.
+    pub fn send(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ForgeError> {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        };
+        let shown = format!("{method} {}", url.strip_prefix(&self.base).unwrap_or(&url));
+        let mut attempt = 0;
+        loop {
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let mut req = self.authorised(self.client.request(method.clone(), &url));
+            if let Some(b) = body {
+                req = req
+                    .header("Content-Type", "application/json")
+                    .body(serde_json::to_vec(b).unwrap_or_default());
+            }
+            let (wait, problem) = match req.send() {
+                Err(e) => (
+                    None,
+                    format!(
+                        "{shown}: {}",
+                        if e.is_timeout() {
+                            "timed out".to_string()
+                        } else {
+                            "connection failed".to_string()
+                        }
+                    ),
+                ),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let text = resp.text().unwrap_or_default();
+                    if let Some(wait) = Self::rate_limit_wait(status, &headers, &text) {
+                        if wait > self.options.max_wait {
+                            return Err(self.fail(format!(
+                                "{shown}: rate limited for {}s, longer than the {}s hydrant waits; the next cycle tries again",
+                                wait.as_secs(),
+                                self.options.max_wait.as_secs()
+                            )));
+                        }
+                        self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
+                        (Some(wait), format!("{shown}: rate limited ({status})"))
+                    } else if status >= 500 {
+                        (None, format!("{shown}: the server answered {status}"))
+                    } else {
+                        let body = if text.trim().is_empty() {
+                            Value::Null
+                        } else {
+                            serde_json::from_str(&text).unwrap_or(Value::String(text))
+                        };
+                        let next = headers
+                            .get("link")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(next_link);
+                        return Ok(Answer { status, body, next });
+                    }
+                }
+            };
+            if attempt >= self.options.retries {
+                return Err(self.fail(problem));
+            }
+            let delay = wait
+                .unwrap_or(self.options.backoff * 2u32.saturating_pow(attempt))
+                .min(self.options.max_wait);
+            tracing::warn!(forge = %self.forge, attempt = attempt + 1, wait_ms = delay.as_millis() as u64, reason = %problem, "forge API call failed; retrying");
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    /// Like [`send`](Self::send), but any status outside 2xx is an error.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ForgeError> {
+        let answer = self.send(method.clone(), path, body)?;
+        if (200..300).contains(&answer.status) {
+            return Ok(answer.body);
+        }
+        let message = answer
+            .body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let hint = match answer.status {
+            401 => " (the token was rejected: check it, and that it has not expired)",
+            403 => " (the token lacks a permission this needs)",
+            404 => " (no such repository or pull request, or the token cannot see it)",
+            _ => "",
+        };
+        Err(self.fail(format!(
+            "{method} {path}: {} {message}{hint}",
+            answer.status
+        )))
+    }
+
+    /// Every item of a paginated list, following `Link: <…>; rel="next"`.
+    pub fn list(&self, path: &str) -> Result<Vec<Value>, ForgeError> {
+        let mut items = Vec::new();
+        let mut next = Some(path.to_string());
+        let mut pages = 0;
+        while let Some(url) = next {
+            pages += 1;
+            if pages > 1000 {
+                return Err(self.fail(format!("GET {path}: more than 1000 pages")));
+            }
+            let answer = self.send(Method::GET, &url, None)?;
+            if !(200..300).contains(&answer.status) {
+                return Err(self.fail(format!("GET {path}: {}", answer.status)));
+            }
+            match answer.body {
+                Value::Array(a) => items.extend(a),
+                other => return Err(self.fail(format!("GET {path}: expected a list, got {other}"))),
+            }
+            next = answer.next;
+        }
+        Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_are_found() {
+        let h = "<https://api.example.com/x?page=2>; rel=\"next\", <https://api.example.com/x?page=5>; rel=\"last\"";
+        assert_eq!(
+            next_link(h).as_deref(),
+            Some("https://api.example.com/x?page=2")
+        );
+        assert_eq!(next_link("<https://a/x?page=1>; rel=\"prev\""), None);
+    }
+}
