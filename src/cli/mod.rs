@@ -48,7 +48,7 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Render every environment from the base branch and deliver each change as
     /// a commit on `hydrant/<env>` with one pull request.
-    Reconcile(reconcile::ReconcileArgs),
+    Reconcile(Box<reconcile::ReconcileArgs>),
     /// Show the unified diff between a fresh render and `rendered/<env>/`.
     Diff(diff::DiffArgs),
     /// Release channels: show the spec in use, or mirror specs for air-gapped installs.
@@ -188,7 +188,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Validate(args) => validate::run(args),
-        Command::Reconcile(args) => reconcile::run(args),
+        Command::Reconcile(args) => reconcile::run(*args),
         Command::Diff(args) => diff::run(args),
         Command::Channel(args) => channel::run(args),
     };

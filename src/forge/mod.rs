@@ -103,6 +103,23 @@ pub enum ForgeError {
     Failed { forge: String, message: String },
 }
 
+pub trait Forge: Send + Sync {
+    /// The forge as shown in messages (`local`, `github`, …).
+    fn name(&self) -> &str;
+    /// The open pull request from `head` into `base`, if any.
+    fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError>;
+    /// Opens the pull request, or updates the open one in place; never a second one.
+    fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError>;
+    /// Closes a pull request with a comment saying why.
+    fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError>;
+    /// Comments on a pull request.
+    fn comment(&self, pr: &PullRequest, body: &str) -> Result<(), ForgeError>;
+    /// The comments of a pull request.
+    fn comments(&self, pr: &PullRequest) -> Result<Vec<Comment>, ForgeError> {
+        Ok(pr.comments.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,22 +141,5 @@ mod tests {
             ))
         );
         assert_eq!(repository_of("/srv/git/config"), None);
-    }
-}
-
-pub trait Forge: Send + Sync {
-    /// The forge as shown in messages (`local`, `github`, …).
-    fn name(&self) -> &str;
-    /// The open pull request from `head` into `base`, if any.
-    fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError>;
-    /// Opens the pull request, or updates the open one in place; never a second one.
-    fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError>;
-    /// Closes a pull request with a comment saying why.
-    fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError>;
-    /// Comments on a pull request.
-    fn comment(&self, pr: &PullRequest, body: &str) -> Result<(), ForgeError>;
-    /// The comments of a pull request.
-    fn comments(&self, pr: &PullRequest) -> Result<Vec<Comment>, ForgeError> {
-        Ok(pr.comments.clone())
     }
 }
