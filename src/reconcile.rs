@@ -183,7 +183,9 @@ pub fn run_cycle(
             };
             match step.reconcile(&env, &result) {
                 Ok(outcome) => break outcome,
-                Err(GitError::PushRejected { message, .. }) if attempt < PUSH_ATTEMPTS => {
+                Err(StepError::Git(GitError::PushRejected { message, .. }))
+                    if attempt < PUSH_ATTEMPTS =>
+                {
                     tracing::warn!(env = %env, attempt, reason = %message, "push lost a race; fetching and rendering again");
                     attempt += 1;
                     let again = ws
@@ -218,8 +220,13 @@ struct Step<'a> {
     author: &'a Signature<'static>,
 }
 
-fn forge_error(e: crate::forge::ForgeError) -> GitError {
-    GitError::Other(e.to_string())
+/// What can stop one environment's delivery.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Forge(#[from] crate::forge::ForgeError),
 }
 
 fn rendered_version(files: &BTreeMap<String, String>) -> Option<String> {
@@ -250,7 +257,7 @@ impl Step<'_> {
         self.ws.subtree(parent_tree, &dir) == self.ws.subtree(base_tree, &dir)
     }
 
-    fn reconcile(&self, env: &str, result: &EnvResult) -> Result<Outcome, GitError> {
+    fn reconcile(&self, env: &str, result: &EnvResult) -> Result<Outcome, StepError> {
         let rendered: &Rendered = match result {
             Ok(r) => r,
             Err(problems) => return Ok(Outcome::failed(env, problems_text(problems))),
@@ -265,10 +272,7 @@ impl Step<'_> {
             from: rendered_version(&old_files),
             to: Some(rendered.metadata.channel.version.clone()),
         };
-        let open = self
-            .forge
-            .find_open(&branch, base_branch)
-            .map_err(forge_error)?;
+        let open = self.forge.find_open(&branch, base_branch)?;
         let tip = self.ws.tip(env)?;
         let dry = self.opts.dry_run;
 
@@ -291,9 +295,7 @@ impl Step<'_> {
                     "Closed by hydrant: `rendered/{env}/` is already up to date on `{base_branch}` ({}), so this pull request is no longer needed.",
                     Workspace::short(base)
                 );
-                self.forge
-                    .close_pull_request(&pr, &comment)
-                    .map_err(forge_error)?;
+                self.forge.close_pull_request(&pr, &comment)?;
                 if let Some(t) = ours {
                     self.ws.push(env, None, Some(t.commit))?;
                 }
@@ -318,14 +320,14 @@ impl Step<'_> {
                     number: pr.number,
                     url: pr.url.clone(),
                 });
-                let comments = self.forge.comments(pr).map_err(forge_error)?;
+                let comments = self.forge.comments(pr)?;
                 let told = comments.iter().any(|c| c.body.contains(HUMAN_MARKER));
                 if !told && !dry {
                     let body = format!(
                         "{HUMAN_MARKER}\nhydrant found a commit on `{branch}` that it did not make (by {}), so it will not overwrite it and leaves this pull request alone. To let hydrant take over again, close this pull request and delete the branch.",
                         t.author
                     );
-                    self.forge.comment(pr, &body).map_err(forge_error)?;
+                    self.forge.comment(pr, &body)?;
                 }
             }
             return Ok(outcome);
@@ -393,10 +395,7 @@ impl Step<'_> {
             ));
             return Ok(outcome);
         }
-        let (pr, ensured) = self
-            .forge
-            .ensure_pull_request(&request)
-            .map_err(forge_error)?;
+        let (pr, ensured) = self.forge.ensure_pull_request(&request)?;
         outcome.pull_request = Some(PrRef {
             number: pr.number,
             url: pr.url,

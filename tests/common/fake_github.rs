@@ -1,0 +1,405 @@
+//! A stateful fake of GitHub's REST API on 127.0.0.1, for the calls hydrant
+//! makes: pull requests (paginated with `Link`, `422` on a duplicate),
+//! comments, labels, reviewers, GraphQL auto-merge, token auth, and rate
+//! limits and faults on demand.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy)]
+pub enum GhFault {
+    /// `403` with `x-ratelimit-remaining: 0` and a reset one second ahead.
+    PrimaryLimit,
+    /// `403` "secondary rate limit" with `Retry-After: 1`.
+    SecondaryLimit,
+    /// `429` with `Retry-After: 1`.
+    TooMany,
+    ServerError,
+    /// The next `POST …/pulls` is carried out, but its answer never arrives.
+    LoseCreateAnswer,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pr {
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub head: String,
+    pub base: String,
+    pub open: bool,
+    pub labels: Vec<String>,
+    pub reviewers: Vec<String>,
+    pub draft: bool,
+    pub auto_merge: bool,
+    pub comments: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    pulls: Vec<Pr>,
+    faults: VecDeque<GhFault>,
+    /// Write requests (POST, PATCH) that reached the API.
+    writes: usize,
+    requests: usize,
+}
+
+#[derive(Clone)]
+pub struct FakeGitHub {
+    pub port: u16,
+    token: String,
+    owner_repo: String,
+    state: Arc<Mutex<State>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl FakeGitHub {
+    /// Serves `owner/repo`, with `noise` unrelated open pull requests so that
+    /// finding hydrant's needs more than one page.
+    pub fn start(token: &str, owner_repo: &str, noise: usize) -> FakeGitHub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gh = FakeGitHub {
+            port: listener.local_addr().unwrap().port(),
+            token: token.to_string(),
+            owner_repo: owner_repo.to_string(),
+            state: Arc::new(Mutex::new(State::default())),
+        };
+        {
+            let mut st = gh.state.lock().unwrap();
+            for i in 0..noise {
+                st.pulls.push(Pr {
+                    number: i as u64 + 1,
+                    title: format!("Unrelated change {i}"),
+                    body: String::new(),
+                    head: format!("feature/{i}"),
+                    base: "main".into(),
+                    open: true,
+                    labels: vec![],
+                    reviewers: vec![],
+                    draft: false,
+                    auto_merge: false,
+                    comments: vec![],
+                });
+            }
+        }
+        let g = gh.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    let _ = g.serve(stream);
+                });
+            }
+        });
+        gh
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn fail(&self, faults: &[GhFault]) {
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .extend(faults.iter().copied());
+    }
+
+    /// hydrant's pull requests (those from `hydrant/*`).
+    pub fn hydrant_pulls(&self) -> Vec<Pr> {
+        self.state
+            .lock()
+            .unwrap()
+            .pulls
+            .iter()
+            .filter(|p| p.head.starts_with("hydrant/"))
+            .cloned()
+            .collect()
+    }
+
+    pub fn writes(&self) -> usize {
+        self.state.lock().unwrap().writes
+    }
+
+    fn json_pr(&self, p: &Pr) -> Value {
+        json!({
+            "number": p.number,
+            "node_id": format!("PR_{}", p.number),
+            "html_url": format!("{}/{}/pull/{}", self.url(), self.owner_repo, p.number),
+            "title": p.title,
+            "body": p.body,
+            "state": if p.open { "open" } else { "closed" },
+            "draft": p.draft,
+            "head": {"ref": p.head, "label": format!("acme:{}", p.head), "repo": {"full_name": self.owner_repo}},
+            "base": {"ref": p.base},
+            "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+            "requested_reviewers": p.reviewers.iter().map(|r| json!({"login": r})).collect::<Vec<_>>(),
+            "auto_merge": if p.auto_merge { json!({"merge_method": "squash"}) } else { Value::Null },
+        })
+    }
+
+    fn serve(&self, stream: TcpStream) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut stream = stream;
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let (mut auth, mut length) = (None, 0usize);
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "authorization" => auth = Some(v.trim().to_string()),
+                    "content-length" => length = v.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let mut respond = |status: u16, headers: &str, body: &Value| -> std::io::Result<()> {
+            let text = if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            };
+            write!(
+                stream,
+                "HTTP/1.1 {status} X\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            )
+        };
+        let authorised = matches!(auth.as_deref(), Some(a) if a == format!("Bearer {}", self.token) || a == format!("token {}", self.token));
+        if !authorised {
+            return respond(401, "", &json!({"message": "Bad credentials"}));
+        }
+        let fault = {
+            let mut st = self.state.lock().unwrap();
+            st.requests += 1;
+            let is_create = method == "POST" && target.ends_with("/pulls");
+            match st.faults.front() {
+                Some(GhFault::LoseCreateAnswer) if !is_create => None,
+                _ => st.faults.pop_front(),
+            }
+        };
+        match fault {
+            Some(GhFault::PrimaryLimit) => {
+                let reset = now() + 1;
+                return respond(
+                    403,
+                    &format!("x-ratelimit-remaining: 0\r\nx-ratelimit-reset: {reset}\r\n"),
+                    &json!({"message": "API rate limit exceeded"}),
+                );
+            }
+            Some(GhFault::SecondaryLimit) => {
+                return respond(
+                    403,
+                    "Retry-After: 1\r\n",
+                    &json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}),
+                );
+            }
+            Some(GhFault::TooMany) => {
+                return respond(
+                    429,
+                    "Retry-After: 1\r\n",
+                    &json!({"message": "Too many requests"}),
+                );
+            }
+            Some(GhFault::ServerError) => {
+                return respond(502, "", &json!({"message": "Server Error"}));
+            }
+            _ => {}
+        }
+        let lose_answer = matches!(fault, Some(GhFault::LoseCreateAnswer));
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(String::from)
+        };
+        let repo_prefix = format!("/repos/{}", self.owner_repo);
+        let Some(rest) = path.strip_prefix(&repo_prefix).or(if path == "/graphql" {
+            Some("/graphql")
+        } else {
+            None
+        }) else {
+            return respond(404, "", &json!({"message": "Not Found"}));
+        };
+        let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        let mut st = self.state.lock().unwrap();
+        if method != "GET" {
+            st.writes += 1;
+        }
+        match (method.as_str(), segments.as_slice()) {
+            ("GET", ["pulls"]) => {
+                let per_page: usize = param("per_page")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(30)
+                    .min(100);
+                let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+                let base = param("base");
+                let want_open = param("state").as_deref() != Some("closed");
+                let all: Vec<&Pr> = st
+                    .pulls
+                    .iter()
+                    .filter(|p| p.open == want_open && base.as_deref().is_none_or(|b| b == p.base))
+                    .collect();
+                let items: Vec<Value> = all
+                    .iter()
+                    .skip((page - 1) * per_page)
+                    .take(per_page)
+                    .map(|p| self.json_pr(p))
+                    .collect();
+                let link = if page * per_page < all.len() {
+                    let next = format!(
+                        "{}{path}?state=open&base={}&per_page={per_page}&page={}",
+                        self.url(),
+                        base.unwrap_or_default(),
+                        page + 1
+                    );
+                    format!("Link: <{next}>; rel=\"next\"\r\n")
+                } else {
+                    String::new()
+                };
+                respond(200, &link, &Value::Array(items))
+            }
+            ("POST", ["pulls"]) => {
+                let head = input["head"].as_str().unwrap_or("").to_string();
+                if st.pulls.iter().any(|p| p.open && p.head == head) {
+                    return respond(
+                        422,
+                        "",
+                        &json!({"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for acme:{head}.")}]}),
+                    );
+                }
+                let number = st.pulls.iter().map(|p| p.number).max().unwrap_or(0) + 1;
+                let pr = Pr {
+                    number,
+                    title: input["title"].as_str().unwrap_or("").into(),
+                    body: input["body"].as_str().unwrap_or("").into(),
+                    head,
+                    base: input["base"].as_str().unwrap_or("").into(),
+                    open: true,
+                    labels: vec![],
+                    reviewers: vec![],
+                    draft: input["draft"].as_bool().unwrap_or(false),
+                    auto_merge: false,
+                    comments: vec![],
+                };
+                let v = self.json_pr(&pr);
+                st.pulls.push(pr);
+                if lose_answer {
+                    return Ok(());
+                }
+                respond(201, "", &v)
+            }
+            ("PATCH", ["pulls", n]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                let Some(p) = st.pulls.iter_mut().find(|p| p.number == n) else {
+                    return respond(404, "", &json!({"message": "Not Found"}));
+                };
+                if let Some(t) = input["title"].as_str() {
+                    p.title = t.into();
+                }
+                if let Some(b) = input["body"].as_str() {
+                    p.body = b.into();
+                }
+                if input["state"] == "closed" {
+                    p.open = false;
+                }
+                let v = self.json_pr(p);
+                respond(200, "", &v)
+            }
+            ("POST", ["issues", n, "comments"]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                if let Some(p) = st.pulls.iter_mut().find(|p| p.number == n) {
+                    p.comments.push(input["body"].as_str().unwrap_or("").into());
+                }
+                respond(201, "", &json!({"id": 1, "body": input["body"]}))
+            }
+            ("GET", ["issues", n, "comments"]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                let list: Vec<Value> = st
+                    .pulls
+                    .iter()
+                    .find(|p| p.number == n)
+                    .map(|p| p.comments.iter().map(|c| json!({"body": c})).collect())
+                    .unwrap_or_default();
+                respond(200, "", &Value::Array(list))
+            }
+            ("POST", ["issues", n, "labels"]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                if let Some(p) = st.pulls.iter_mut().find(|p| p.number == n) {
+                    p.labels.extend(
+                        input["labels"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|l| l.as_str().map(String::from)),
+                    );
+                }
+                respond(200, "", &json!([]))
+            }
+            ("POST", ["pulls", n, "requested_reviewers"]) => {
+                let n: u64 = n.parse().unwrap_or(0);
+                if let Some(p) = st.pulls.iter_mut().find(|p| p.number == n) {
+                    p.reviewers.extend(
+                        input["reviewers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|l| l.as_str().map(String::from)),
+                    );
+                }
+                respond(201, "", &json!({}))
+            }
+            ("POST", ["graphql"]) => {
+                let id = input["variables"]["id"].as_str().unwrap_or("");
+                let n: u64 = id.trim_start_matches("PR_").parse().unwrap_or(0);
+                match st.pulls.iter_mut().find(|p| p.number == n) {
+                    Some(p)
+                        if input["query"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("enablePullRequestAutoMerge") =>
+                    {
+                        p.auto_merge = true;
+                        respond(
+                            200,
+                            "",
+                            &json!({"data": {"enablePullRequestAutoMerge": {"clientMutationId": null}}}),
+                        )
+                    }
+                    _ => respond(
+                        200,
+                        "",
+                        &json!({"errors": [{"message": "Could not resolve to a node"}]}),
+                    ),
+                }
+            }
+            _ => respond(404, "", &json!({"message": "Not Found"})),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Reconcile against a stateful fake of GitHub on 127.0.0.1, with the git
+//! remote served over smart HTTP using the same token.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Run;
+use common::fake_github::{FakeGitHub, GhFault};
+use common::git::{HttpGit, Remote, git};
+use serde_json::Value;
+
+const TOKEN: &str = "ghp_testtoken0123456789abcdef";
+
+struct Setup {
+    remote: Remote,
+    git: HttpGit,
+    gh: FakeGitHub,
+    dirs: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let remote = Remote::new();
+        let git = HttpGit::start(remote.root.path(), TOKEN);
+        Setup {
+            remote,
+            git,
+            gh: FakeGitHub::start(TOKEN, "acme/wandb-config", 120),
+            dirs: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn reconcile_with(&self, token: &str, extra: &[&str]) -> Run {
+        let work = self.dirs.path().join("work");
+        let url = self.git.url("remote.git");
+        let gh = self.gh.url();
+        let mut args = vec![
+            "reconcile",
+            "--once",
+            "--repo",
+            &url,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--forge",
+            "github",
+            "--github-api-url",
+            &gh,
+            "--forge-repository",
+            "acme/wandb-config",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = common::hydrant()
+            .args(&args)
+            .env("HYDRANT_GITHUB_TOKEN", token)
+            .env("HYDRANT_FORGE_BACKOFF_MS", "20")
+            .current_dir(self.dirs.path())
+            .output()
+            .unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        assert!(
+            !run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN),
+            "the token leaked"
+        );
+        run
+    }
+
+    fn reconcile(&self) -> Run {
+        self.reconcile_with(TOKEN, &[])
+    }
+}
+
+fn actions(run: &Run) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", run.stdout, run.stderr));
+    v["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["env"].as_str().unwrap().to_string(),
+                o["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn settings(remote: &Remote) {
+    let staging = remote.read_main("environments/staging/environment.yaml");
+    remote.commit_to_main(
+        "environments/staging/environment.yaml",
+        &format!("{staging}\npullRequest:\n  autoMerge: true\n  labels: [hydrant, staging]\n"),
+        "staging auto-merges",
+    );
+    let prod = remote.read_main("environments/prod/environment.yaml");
+    remote.commit_to_main(
+        "environments/prod/environment.yaml",
+        &format!(
+            "{prod}\npullRequest:\n  reviewers: [platform-lead]\n  labels: [hydrant, production]\n"
+        ),
+        "prod waits for review",
+    );
+}
+
+#[test]
+fn one_pull_request_per_changed_environment_with_per_environment_settings() {
+    let s = Setup::new();
+    settings(&s.remote);
+    let run = s.reconcile();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let a = actions(&run);
+    assert!(
+        a.contains(&("staging".into(), "opened".into()))
+            && a.contains(&("prod".into(), "opened".into())),
+        "{a:?}"
+    );
+    let pulls = s.gh.hydrant_pulls();
+    assert_eq!(pulls.len(), 2, "{pulls:?}");
+    let staging = pulls.iter().find(|p| p.head == "hydrant/staging").unwrap();
+    let prod = pulls.iter().find(|p| p.head == "hydrant/prod").unwrap();
+    assert!(
+        staging.auto_merge && !prod.auto_merge,
+        "auto-merge only where configured"
+    );
+    assert_eq!(staging.labels, vec!["hydrant", "staging"]);
+    assert_eq!(prod.reviewers, vec!["platform-lead"]);
+    assert_eq!(prod.title, "hydrant(prod): stable 0.62.1 → 0.63.0");
+    assert!(
+        s.remote.branch("hydrant/prod").is_some(),
+        "pushed over smart HTTP with the same token"
+    );
+}
+
+#[test]
+fn a_second_run_sends_no_write_and_a_restart_opens_no_duplicate() {
+    let s = Setup::new();
+    assert_eq!(s.reconcile().code, 0);
+    let writes = s.gh.writes();
+    let run = s.reconcile();
+    assert!(
+        actions(&run).iter().all(|(_, a)| a == "unchanged"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        s.gh.writes(),
+        writes,
+        "an update that changes nothing sends no write request"
+    );
+    std::fs::remove_dir_all(s.dirs.path().join("work")).unwrap();
+    assert_eq!(s.reconcile().code, 0);
+    assert_eq!(s.gh.hydrant_pulls().len(), 2);
+}
+
+#[test]
+fn a_lost_answer_to_the_create_call_opens_no_duplicate() {
+    let s = Setup::new();
+    s.gh.fail(&[GhFault::LoseCreateAnswer]);
+    let run = s.reconcile();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let pulls = s.gh.hydrant_pulls();
+    assert_eq!(pulls.len(), 2, "{pulls:?}");
+    for head in ["hydrant/staging", "hydrant/prod"] {
+        assert_eq!(pulls.iter().filter(|p| p.head == head).count(), 1, "{head}");
+    }
+}
+
+#[test]
+fn a_new_version_updates_in_place_and_a_superseded_pull_request_is_closed() {
+    let s = Setup::new();
+    assert_eq!(s.reconcile().code, 0);
+    let spec = s
+        .remote
+        .read_main("channels/stable.yaml")
+        .replace("0.63.0", "0.63.1");
+    s.remote
+        .commit_to_main("channels/stable.yaml", &spec, "stable 0.63.1");
+    let a = actions(&s.reconcile());
+    assert!(a.contains(&("prod".into(), "updated".into())), "{a:?}");
+    let prod =
+        s.gh.hydrant_pulls()
+            .into_iter()
+            .find(|p| p.head == "hydrant/prod")
+            .unwrap();
+    assert_eq!(prod.title, "hydrant(prod): stable 0.62.1 → 0.63.1");
+    // Someone lands prod's change on main by other means.
+    let w = s.remote.work();
+    git(&w, &["fetch", "-q", "origin"]);
+    git(&w, &["checkout", "-q", "main"]);
+    git(&w, &["pull", "-q", "--ff-only", "origin", "main"]);
+    git(
+        &w,
+        &[
+            "checkout",
+            "-q",
+            "origin/hydrant/prod",
+            "--",
+            "rendered/prod",
+        ],
+    );
+    git(&w, &["commit", "-q", "-m", "Apply prod by hand"]);
+    git(&w, &["push", "-q", "origin", "main"]);
+    let a = actions(&s.reconcile());
+    assert!(a.contains(&("prod".into(), "closed".into())), "{a:?}");
+    let prod =
+        s.gh.hydrant_pulls()
+            .into_iter()
+            .find(|p| p.head == "hydrant/prod")
+            .unwrap();
+    assert!(
+        !prod.open
+            && prod
+                .comments
+                .iter()
+                .any(|c| c.contains("already up to date")),
+        "{prod:?}"
+    );
+    assert!(s.remote.branch("hydrant/prod").is_none(), "branch deleted");
+}
+
+#[test]
+fn rate_limits_are_waited_out_within_bounds() {
+    let s = Setup::new();
+    s.gh.fail(&[
+        GhFault::PrimaryLimit,
+        GhFault::SecondaryLimit,
+        GhFault::TooMany,
+    ]);
+    let start = Instant::now();
+    let run = s.reconcile();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "waited {:?}",
+        start.elapsed()
+    );
+    assert!(run.stderr.contains("rate limited"), "{}", run.stderr);
+    // A 5xx is retried with backoff.
+    let s = Setup::new();
+    s.gh.fail(&[GhFault::ServerError, GhFault::ServerError]);
+    assert_eq!(s.reconcile().code, 0);
+    // A limit longer than hydrant waits fails the call clearly, and quickly.
+    let s = Setup::new();
+    s.gh.fail(&[GhFault::TooMany]);
+    let start = Instant::now();
+    let run = s.reconcile_with(TOKEN, &["--forge-max-wait", "0"]);
+    assert_eq!(run.code, 1);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        run.stdout.contains("longer than the 0s hydrant waits"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_rejected_token_is_reported_without_the_token() {
+    let s = Setup::new();
+    let run = s.reconcile_with("ghp_wrong", &["--git-token-file", "/dev/null"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("401")
+            || run.stderr.contains("401")
+            || run.stdout.contains("authentication"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(!run.stdout.contains("ghp_wrong") && !run.stderr.contains("ghp_wrong"));
+}
