@@ -172,10 +172,11 @@ fn diff_fields(
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
                 index.push(k.clone());
-                let s = if shown.is_empty() {
-                    yaml::display_path(std::slice::from_ref(k))
+                let key = yaml::display_path(std::slice::from_ref(k));
+                let s = if shown.is_empty() || key.starts_with('[') {
+                    format!("{shown}{key}")
                 } else {
-                    format!("{shown}.{}", yaml::display_path(std::slice::from_ref(k)))
+                    format!("{shown}.{key}")
                 };
                 diff_fields(a.get(k), b.get(k), &s, index, out);
                 index.pop();
@@ -244,25 +245,28 @@ fn set_by(c: &Change<'_>, m: &Manifest, index: &[String]) -> (String, bool) {
         .find(|(field, _)| field.as_slice() == index)
         .map(|(_, keys)| keys.as_slice())
         .unwrap_or(&[]);
-    let Some(key) = keys.first() else {
+    if keys.is_empty() {
         return (format!("template `templates/{}`", m.template), false);
-    };
+    }
     let secret = keys
         .iter()
         .any(|k| k.last().is_some_and(|last| is_secret_key(last)));
-    let shown = match key.first().map(String::as_str) {
-        Some("values") => {
-            let path = &key[1..];
-            match c.provenance.origin(path) {
-                Some(origin) => format!("`{}`: {origin}", yaml::display_path(path)),
-                None => format!("`{}`", yaml::display_path(path)),
+    let shown: Vec<String> = keys
+        .iter()
+        .map(|key| match key.first().map(String::as_str) {
+            Some("values") => {
+                let path = &key[1..];
+                match c.provenance.origin(path) {
+                    Some(origin) => format!("`{}`: {origin}", yaml::display_path(path)),
+                    None => format!("`{}`", yaml::display_path(path)),
+                }
             }
-        }
-        Some("channel") => "release channel version".to_string(),
-        Some("env") => format!("`environments/{}/environment.yaml`", c.env),
-        _ => format!("`{}`", key.join(".")),
-    };
-    (shown, secret)
+            Some("channel") => "release channel version".to_string(),
+            Some("env") => format!("`environments/{}/environment.yaml`", c.env),
+            _ => format!("`{}`", key.join(".")),
+        })
+        .collect();
+    (shown.join("; "), secret)
 }
 
 /// The pull request body.
@@ -316,7 +320,13 @@ pub fn body(c: &Change<'_>) -> String {
             r.removed.len(),
             r.removed
                 .iter()
-                .map(|f| format!("`{f}`"))
+                .map(|f| format!(
+                    "`{}`",
+                    old_values
+                        .get(f)
+                        .map(|v| object_id(v, f))
+                        .unwrap_or_else(|| f.to_string())
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -419,9 +429,8 @@ pub fn body(c: &Change<'_>) -> String {
         let mut changes = Vec::new();
         diff_fields(Some(old), Some(&m.value), "", &mut Vec::new(), &mut changes);
         for ch in changes {
-            if ch.shown == "metadata.labels[\"app.kubernetes.io/version\"]"
-                || ch.shown.ends_with(".labels[\"app.kubernetes.io/version\"]")
-            {
+            // The version label follows the channel version, shown above.
+            if ch.shown.ends_with("labels[\"app.kubernetes.io/version\"]") {
                 continue;
             }
             let (who, secret_key) = set_by(c, m, &ch.index);
