@@ -5,6 +5,7 @@
 //! do no IO; [`channel`], [`repo`] and [`output`] are the edges; [`project`]
 //! composes them and [`cli`] drives it.
 
+pub mod auth;
 pub mod channel;
 pub mod cli;
 pub mod config;

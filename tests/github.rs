@@ -275,3 +275,82 @@ fn a_rejected_token_is_reported_without_the_token() {
     );
     assert!(!run.stdout.contains("ghp_wrong") && !run.stderr.contains("ghp_wrong"));
 }
+
+#[test]
+fn github_app_auth_renews_an_expired_installation_token() {
+    let remote = Remote::new();
+    let gh = FakeGitHub::start(TOKEN, "acme/wandb-config", 5);
+    let dirs = tempfile::tempdir().unwrap();
+    let key = dirs.path().join("app.pem");
+    let public = dirs.path().join("app.pub");
+    let openssl = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        )
+    };
+    openssl(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
+    openssl(&[
+        "rsa",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    // Installation tokens expire after a few requests, so one run needs several.
+    gh.enable_app("123", &std::fs::read_to_string(&public).unwrap(), 6);
+    let checker = gh.clone();
+    let git = HttpGit::start_with(
+        remote.root.path(),
+        std::sync::Arc::new(move |t: &str| checker.accepts(t)),
+    );
+    let url = git.url("remote.git");
+    let out = common::hydrant()
+        .args([
+            "reconcile",
+            "--once",
+            "--repo",
+            &url,
+            "--work-dir",
+            dirs.path().join("w").to_str().unwrap(),
+            "--forge",
+            "github",
+            "--github-api-url",
+            &gh.url(),
+            "--forge-repository",
+            "acme/wandb-config",
+            "--output",
+            "json",
+            "--github-app-id",
+            "123",
+            "--github-app-key-file",
+            key.to_str().unwrap(),
+        ])
+        .current_dir(dirs.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(gh.hydrant_pulls().len(), 2);
+    assert!(
+        remote.branch("hydrant/prod").is_some(),
+        "pushed with the installation token"
+    );
+    assert!(
+        gh.app_tokens_issued() >= 2,
+        "the expired token was renewed ({} issued)",
+        gh.app_tokens_issued()
+    );
+    assert!(
+        !stdout.contains("ghs_installation") && !stderr.contains("ghs_installation"),
+        "no token in the output"
+    );
+}

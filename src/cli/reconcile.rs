@@ -7,6 +7,10 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::{ChannelArgs, OutputFormat};
+use std::sync::Arc;
+
+use crate::auth::{Token, fixed};
+use crate::forge::github_app::AppToken;
 use crate::forge::{Forge, GitHub, LocalForge};
 use crate::git::{Credentials, Workspace, default_work_dir};
 use crate::reconcile::{self, Action, Options, Outcome};
@@ -52,6 +56,21 @@ pub struct ReconcileArgs {
     /// authenticates the git push when no git token is given.
     #[arg(long, env = "HYDRANT_GITHUB_TOKEN_FILE", value_name = "FILE")]
     pub github_token_file: Option<PathBuf>,
+    /// Authenticate to GitHub as this GitHub App (with `--github-app-key-file`)
+    /// instead of with a token; its installation token also pushes.
+    #[arg(long, env = "HYDRANT_GITHUB_APP_ID", value_name = "ID")]
+    pub github_app_id: Option<String>,
+    /// The GitHub App's private key (PEM).
+    #[arg(
+        long,
+        env = "HYDRANT_GITHUB_APP_KEY_FILE",
+        value_name = "FILE",
+        requires = "github_app_id"
+    )]
+    pub github_app_key_file: Option<PathBuf>,
+    /// The App's installation [default: the one covering the repository].
+    #[arg(long, env = "HYDRANT_GITHUB_INSTALLATION_ID", value_name = "ID")]
+    pub github_installation_id: Option<u64>,
     /// The repository on the forge as `owner/name` [default: from `--repo`].
     #[arg(long, env = "HYDRANT_FORGE_REPOSITORY", value_name = "OWNER/NAME")]
     pub forge_repository: Option<String>,
@@ -111,10 +130,50 @@ fn secret(file: &Option<PathBuf>, var: &str, what: &str) -> anyhow::Result<Optio
     Ok(std::env::var(var).ok().filter(|t| !t.is_empty()))
 }
 
+/// `owner/name` on the forge: `--forge-repository`, else from `--repo`.
+fn repository_path(args: &ReconcileArgs) -> Option<String> {
+    args.forge_repository
+        .clone()
+        .or_else(|| crate::forge::repository_of(&args.repo).map(|(_, p)| p))
+}
+
+/// GitHub credentials: an App's renewing installation token, or a fixed token.
+fn github_token(args: &ReconcileArgs) -> anyhow::Result<Option<Token>> {
+    if let Some(app_id) = &args.github_app_id {
+        let key_file = args
+            .github_app_key_file
+            .as_ref()
+            .context("`--github-app-id` needs `--github-app-key-file`")?;
+        let pem = std::fs::read(key_file)
+            .with_context(|| format!("cannot read the GitHub App key `{}`", key_file.display()))?;
+        let path = repository_path(args)
+            .context("cannot tell the GitHub repository; pass `--forge-repository OWNER/NAME`")?;
+        let (owner, name) = path
+            .split_once('/')
+            .context("`--forge-repository` is OWNER/NAME")?;
+        let app = AppToken::new(
+            app_id,
+            &pem,
+            &args.github_api_url,
+            owner,
+            name,
+            args.github_installation_id,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
+        return Ok(Some(Arc::new(app)));
+    }
+    Ok(secret(
+        &args.github_token_file,
+        "HYDRANT_GITHUB_TOKEN",
+        "GitHub token",
+    )?
+    .map(fixed))
+}
+
 fn forge(
     args: &ReconcileArgs,
     work_dir: &std::path::Path,
-    github_token: Option<String>,
+    github_token: Option<Token>,
 ) -> anyhow::Result<Box<dyn Forge>> {
     let repository = crate::forge::repository_of(&args.repo);
     let kind = match args.forge {
@@ -139,11 +198,7 @@ fn forge(
             let token = github_token.context(
                 "GitHub needs a token: set `HYDRANT_GITHUB_TOKEN` or pass `--github-token-file`",
             )?;
-            let path = args
-                .forge_repository
-                .clone()
-                .or_else(|| repository.map(|(_, p)| p))
-                .context("cannot tell the GitHub repository from `--repo`; pass `--forge-repository OWNER/NAME`")?;
+            let path = repository_path(args).context("cannot tell the GitHub repository from `--repo`; pass `--forge-repository OWNER/NAME`")?;
             let (owner, name) = path
                 .split_once('/')
                 .context("`--forge-repository` is OWNER/NAME")?;
@@ -199,14 +254,10 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         .work_dir
         .clone()
         .unwrap_or_else(|| default_work_dir(&args.repo));
-    let github_token = secret(
-        &args.github_token_file,
-        "HYDRANT_GITHUB_TOKEN",
-        "GitHub token",
-    )?;
+    let github_token = github_token(&args)?;
     let git_token = secret(&args.git_token_file, "HYDRANT_GIT_TOKEN", "git token")?;
     let creds = Credentials {
-        token: git_token.or_else(|| github_token.clone()),
+        token: git_token.map(fixed).or_else(|| github_token.clone()),
         username: args.git_username.clone(),
         ssh_key: args.ssh_key.clone(),
     };

@@ -17,16 +17,17 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::Value;
 
 use super::ForgeError;
+use crate::auth::Token;
 
 /// How an API authenticates.
 #[derive(Clone)]
 pub enum ApiAuth {
-    /// `Authorization: Bearer <token>` (GitHub, Gitea with `token`).
-    Bearer(String),
-    /// `Authorization: token <token>` (Gitea).
-    Token(String),
+    /// `Authorization: Bearer <token>` (GitHub, GitLab OAuth).
+    Bearer(Token),
+    /// `Authorization: token <token>` (Gitea, Forgejo).
+    Token(Token),
     /// `PRIVATE-TOKEN: <token>` (GitLab personal and project tokens).
-    PrivateToken(String),
+    PrivateToken(Token),
 }
 
 #[derive(Debug, Clone)]
@@ -128,13 +129,23 @@ impl Api {
         }
     }
 
-    fn authorised(&self, req: RequestBuilder) -> RequestBuilder {
-        let req = req.header("Accept", "application/json");
+    fn source(&self) -> &Token {
         match &self.auth {
-            ApiAuth::Bearer(t) => req.bearer_auth(t),
-            ApiAuth::Token(t) => req.header("Authorization", format!("token {t}")),
-            ApiAuth::PrivateToken(t) => req.header("PRIVATE-TOKEN", t),
+            ApiAuth::Bearer(t) | ApiAuth::Token(t) | ApiAuth::PrivateToken(t) => t,
         }
+    }
+
+    fn authorised(&self, req: RequestBuilder) -> Result<RequestBuilder, ForgeError> {
+        let req = req.header("Accept", "application/json");
+        let token = self
+            .source()
+            .token()
+            .map_err(|e| self.fail(format!("cannot get a token: {e}")))?;
+        Ok(match &self.auth {
+            ApiAuth::Bearer(_) => req.bearer_auth(token),
+            ApiAuth::Token(_) => req.header("Authorization", format!("token {token}")),
+            ApiAuth::PrivateToken(_) => req.header("PRIVATE-TOKEN", token),
+        })
     }
 
     /// How long a rate-limited answer asks to wait, if it is one.
@@ -176,9 +187,10 @@ impl Api {
         };
         let shown = format!("{method} {}", url.strip_prefix(&self.base).unwrap_or(&url));
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let mut req = self.authorised(self.client.request(method.clone(), &url));
+            let mut req = self.authorised(self.client.request(method.clone(), &url))?;
             if let Some(b) = body {
                 req = req
                     .header("Content-Type", "application/json")
@@ -196,6 +208,15 @@ impl Api {
                         }
                     ),
                 ),
+                Ok(resp)
+                    if resp.status().as_u16() == 401 && self.source().renewable() && !renewed =>
+                {
+                    // An expired installation token: renew it once and try again.
+                    tracing::info!(forge = %self.forge, "the token was refused; renewing it");
+                    self.source().refused();
+                    renewed = true;
+                    continue;
+                }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();

@@ -27,7 +27,7 @@ impl GitHub {
         api_url: &str,
         owner: &str,
         repo: &str,
-        token: String,
+        token: crate::auth::Token,
         options: ApiOptions,
     ) -> Result<GitHub, ForgeError> {
         Ok(GitHub {

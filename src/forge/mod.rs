@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod github;
+pub mod github_app;
 pub mod local;
 pub mod review;
 

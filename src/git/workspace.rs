@@ -18,7 +18,7 @@ use crate::tree::MemTree;
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// HTTPS token, sent as the password of `username`.
-    pub token: Option<String>,
+    pub token: Option<crate::auth::Token>,
     pub username: String,
     /// SSH private key for `ssh://` remotes.
     pub ssh_key: Option<PathBuf>,
@@ -182,13 +182,20 @@ impl Workspace {
         let creds = &self.creds;
         cb.credentials(move |_url, username, allowed| {
             attempts.set(attempts.get() + 1);
-            if attempts.get() > 1 {
+            // A renewable token (a GitHub App's) gets one more try, renewed.
+            let renewable = creds.token.as_ref().is_some_and(|t| t.renewable());
+            if attempts.get() > 1 + u32::from(renewable) {
                 return Err(git2::Error::from_str("the remote refused the credentials"));
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
-                && let Some(token) = &creds.token {
-                    return Cred::userpass_plaintext(&creds.username, token);
+                && let Some(source) = &creds.token
+            {
+                if attempts.get() > 1 {
+                    source.refused();
                 }
+                let token = source.token().map_err(|e| git2::Error::from_str(&e))?;
+                return Cred::userpass_plaintext(&creds.username, &token);
+            }
             if allowed.contains(CredentialType::SSH_KEY) {
                 if let Some(key) = &creds.ssh_key {
                     return Cred::ssh_key(username.unwrap_or("git"), None, key, None);

@@ -42,7 +42,19 @@ pub struct Pr {
 }
 
 #[derive(Default)]
+struct App {
+    id: String,
+    public_pem: String,
+    /// Installation tokens still valid, with the requests each has served.
+    valid: Vec<(String, usize)>,
+    issued: usize,
+    /// A token stops working after this many requests (as if it expired).
+    lifetime: usize,
+}
+
+#[derive(Default)]
 struct State {
+    app: Option<App>,
     pulls: Vec<Pr>,
     faults: VecDeque<GhFault>,
     /// Write requests (POST, PATCH) that reached the API.
@@ -63,6 +75,26 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch.
+fn rfc3339(t: u64) -> String {
+    let (days, rem) = ((t / 86_400) as i64, t % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 impl FakeGitHub {
@@ -108,6 +140,65 @@ impl FakeGitHub {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Accepts GitHub App `app_id` (JWTs signed by the key whose public half is
+    /// `public_pem`); its installation tokens expire after `lifetime` requests.
+    pub fn enable_app(&self, app_id: &str, public_pem: &str, lifetime: usize) {
+        self.state.lock().unwrap().app = Some(App {
+            id: app_id.into(),
+            public_pem: public_pem.into(),
+            lifetime,
+            ..Default::default()
+        });
+    }
+
+    pub fn app_tokens_issued(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .app
+            .as_ref()
+            .map(|a| a.issued)
+            .unwrap_or(0)
+    }
+
+    /// Whether a token is accepted now (the fixed token, or a live App token);
+    /// counts a use of an App token.
+    pub fn accepts(&self, token: &str) -> bool {
+        if token == self.token {
+            return true;
+        }
+        let mut st = self.state.lock().unwrap();
+        let Some(app) = st.app.as_mut() else {
+            return false;
+        };
+        let lifetime = app.lifetime;
+        match app.valid.iter_mut().position(|(t, _)| t == token) {
+            Some(i) => {
+                app.valid[i].1 += 1;
+                if app.valid[i].1 > lifetime {
+                    app.valid.remove(i);
+                    return false;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn check_jwt(&self, auth: Option<&str>) -> bool {
+        let st = self.state.lock().unwrap();
+        let Some(app) = st.app.as_ref() else {
+            return false;
+        };
+        let Some(jwt) = auth.and_then(|a| a.strip_prefix("Bearer ")) else {
+            return false;
+        };
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(app.public_pem.as_bytes()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_issuer(&[&app.id]);
+        jsonwebtoken::decode::<Value>(jwt, &key, &validation).is_ok()
     }
 
     pub fn fail(&self, faults: &[GhFault]) {
@@ -190,7 +281,33 @@ impl FakeGitHub {
                 text.len()
             )
         };
-        let authorised = matches!(auth.as_deref(), Some(a) if a == format!("Bearer {}", self.token) || a == format!("token {}", self.token));
+        if target.starts_with("/app/installations/") || target.ends_with("/installation") {
+            if !self.check_jwt(auth.as_deref()) {
+                return respond(
+                    401,
+                    "",
+                    &json!({"message": "A JSON web token could not be decoded"}),
+                );
+            }
+            if method == "GET" {
+                return respond(200, "", &json!({"id": 42}));
+            }
+            let mut st = self.state.lock().unwrap();
+            let app = st.app.as_mut().unwrap();
+            app.issued += 1;
+            let token = format!("ghs_installation_{}", app.issued);
+            app.valid.push((token.clone(), 0));
+            return respond(
+                201,
+                "",
+                &json!({"token": token, "expires_at": rfc3339(now() + 3600)}),
+            );
+        }
+        let presented = auth.as_deref().and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("token "))
+        });
+        let authorised = presented.is_some_and(|t| self.accepts(t));
         if !authorised {
             return respond(401, "", &json!({"message": "Bad credentials"}));
         }

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use super::{copy_dir, project_root};
 
@@ -123,16 +124,21 @@ pub struct HttpGit {
 
 impl HttpGit {
     pub fn start(root: &Path, token: &str) -> HttpGit {
+        let token = token.to_string();
+        HttpGit::start_with(root, Arc::new(move |t: &str| t == token))
+    }
+
+    /// Accepts whichever tokens `accepts` says (user `x-access-token`).
+    pub fn start_with(root: &Path, accepts: Arc<dyn Fn(&str) -> bool + Send + Sync>) -> HttpGit {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let root = root.to_path_buf();
-        let expected = format!("Basic {}", b64(&format!("x-access-token:{token}")));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let root = root.clone();
-                let expected = expected.clone();
+                let accepts = accepts.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(stream, &root, &expected);
+                    let _ = serve(stream, &root, accepts.as_ref());
                 });
             }
         });
@@ -163,7 +169,29 @@ pub fn b64(s: &str) -> String {
     out
 }
 
-fn serve(stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result<()> {
+fn basic_token(header: Option<&str>) -> Option<String> {
+    let encoded = header?.strip_prefix("Basic ")?;
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in encoded.bytes().filter(|c| *c != b'=') {
+        bits = bits << 6 | T.iter().position(|t| *t == c)? as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    text.strip_prefix("x-access-token:").map(String::from)
+}
+
+fn serve(
+    stream: TcpStream,
+    root: &Path,
+    accepts: &(dyn Fn(&str) -> bool + Send + Sync),
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
     let mut request_line = String::new();
@@ -207,7 +235,7 @@ fn serve(stream: TcpStream, root: &Path, expected_auth: &str) -> std::io::Result
             body.extend_from_slice(&chunk[..size]);
         }
     }
-    if header("authorization").as_deref() != Some(expected_auth) {
+    if !basic_token(header("authorization").as_deref()).is_some_and(|t| accepts(&t)) {
         let msg = "authentication required";
         write!(
             stream,
