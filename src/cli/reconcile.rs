@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::auth::{Token, fixed};
 use crate::forge::github_app::AppToken;
-use crate::forge::{Forge, GitHub, LocalForge};
+use crate::forge::{Forge, GitHub, GitLab, Gitea, LocalForge};
 use crate::git::{Credentials, Workspace, default_work_dir};
 use crate::reconcile::{self, Action, Options, Outcome};
 
@@ -23,6 +23,10 @@ pub enum ForgeKind {
     Local,
     /// GitHub or GitHub Enterprise (`--github-api-url`).
     Github,
+    /// GitLab merge requests (GitLab.com or self-managed).
+    Gitlab,
+    /// Gitea or Forgejo pull requests.
+    Gitea,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +60,21 @@ pub struct ReconcileArgs {
     /// authenticates the git push when no git token is given.
     #[arg(long, env = "HYDRANT_GITHUB_TOKEN_FILE", value_name = "FILE")]
     pub github_token_file: Option<PathBuf>,
+    /// The GitLab server [default: from `--repo`, else `https://gitlab.com`].
+    #[arg(long, env = "HYDRANT_GITLAB_URL")]
+    pub gitlab_url: Option<String>,
+    /// A file holding the GitLab token (or set `HYDRANT_GITLAB_TOKEN`).
+    #[arg(long, env = "HYDRANT_GITLAB_TOKEN_FILE", value_name = "FILE")]
+    pub gitlab_token_file: Option<PathBuf>,
+    /// Send the GitLab token as an OAuth bearer token instead of `PRIVATE-TOKEN`.
+    #[arg(long, env = "HYDRANT_GITLAB_OAUTH")]
+    pub gitlab_oauth: bool,
+    /// The Gitea or Forgejo server [default: from `--repo`].
+    #[arg(long, env = "HYDRANT_GITEA_URL")]
+    pub gitea_url: Option<String>,
+    /// A file holding the Gitea token (or set `HYDRANT_GITEA_TOKEN`).
+    #[arg(long, env = "HYDRANT_GITEA_TOKEN_FILE", value_name = "FILE")]
+    pub gitea_token_file: Option<PathBuf>,
     /// Authenticate to GitHub as this GitHub App (with `--github-app-key-file`)
     /// instead of with a token; its installation token also pushes.
     #[arg(long, env = "HYDRANT_GITHUB_APP_ID", value_name = "ID")]
@@ -170,51 +189,103 @@ fn github_token(args: &ReconcileArgs) -> anyhow::Result<Option<Token>> {
     .map(fixed))
 }
 
-fn forge(
-    args: &ReconcileArgs,
-    work_dir: &std::path::Path,
-    github_token: Option<Token>,
-) -> anyhow::Result<Box<dyn Forge>> {
-    let repository = crate::forge::repository_of(&args.repo);
-    let kind = match args.forge {
-        ForgeKind::Auto => match repository.as_ref().map(|(host, _)| host.as_str()) {
+/// Which forge: `--forge`, or told by the repository URL's host.
+fn forge_kind(args: &ReconcileArgs) -> anyhow::Result<ForgeKind> {
+    if args.forge != ForgeKind::Auto {
+        return Ok(args.forge);
+    }
+    Ok(
+        match crate::forge::repository_of(&args.repo)
+            .as_ref()
+            .map(|(host, _)| host.as_str())
+        {
             None => ForgeKind::Local,
             Some("github.com") => ForgeKind::Github,
+            Some("gitlab.com") => ForgeKind::Gitlab,
+            Some("codeberg.org") => ForgeKind::Gitea,
             Some(host) => anyhow::bail!(
-                "cannot tell which forge `{host}` is; pass `--forge github` (with `--github-api-url` for GitHub Enterprise) or `--forge local`"
+                "cannot tell which forge `{host}` is; pass `--forge github`, `gitlab`, `gitea` or `local`"
             ),
         },
-        other => other,
+    )
+}
+
+/// The forge's token, which also pushes when no git token is given.
+fn forge_token(args: &ReconcileArgs, kind: ForgeKind) -> anyhow::Result<Option<Token>> {
+    Ok(match kind {
+        ForgeKind::Github => github_token(args)?,
+        ForgeKind::Gitlab => secret(
+            &args.gitlab_token_file,
+            "HYDRANT_GITLAB_TOKEN",
+            "GitLab token",
+        )?
+        .map(fixed),
+        ForgeKind::Gitea => {
+            secret(&args.gitea_token_file, "HYDRANT_GITEA_TOKEN", "Gitea token")?.map(fixed)
+        }
+        ForgeKind::Auto | ForgeKind::Local => None,
+    })
+}
+
+fn forge(
+    args: &ReconcileArgs,
+    kind: ForgeKind,
+    work_dir: &std::path::Path,
+    token: Option<Token>,
+) -> anyhow::Result<Box<dyn Forge>> {
+    if matches!(kind, ForgeKind::Auto | ForgeKind::Local) {
+        let dir = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| work_dir.join("local-forge"));
+        return Ok(Box::new(LocalForge::open(&dir)?));
+    }
+    let name = format!("{kind:?}").to_lowercase();
+    let token = token.with_context(|| {
+        let var = format!("HYDRANT_{}_TOKEN", name.to_uppercase());
+        format!("{name} needs a token: set `{var}` or pass `--{name}-token-file`")
+    })?;
+    let path = repository_path(args).context(
+        "cannot tell the repository from `--repo`; pass `--forge-repository OWNER/NAME`",
+    )?;
+    let options = crate::forge::api::ApiOptions {
+        max_wait: Duration::from_secs(args.forge_max_wait),
+        backoff: Duration::from_millis(args.forge_backoff_ms),
+        ..Default::default()
+    };
+    let server = |flag: &Option<String>, default: Option<&str>| -> anyhow::Result<String> {
+        flag.clone()
+            .or_else(|| crate::forge::server_of(&args.repo))
+            .or(default.map(String::from))
+            .with_context(|| {
+                format!("cannot tell the {name} server from `--repo`; pass `--{name}-url`")
+            })
     };
     Ok(match kind {
-        ForgeKind::Auto | ForgeKind::Local => {
-            let dir = args
-                .state_dir
-                .clone()
-                .unwrap_or_else(|| work_dir.join("local-forge"));
-            Box::new(LocalForge::open(&dir)?)
-        }
         ForgeKind::Github => {
-            let token = github_token.context(
-                "GitHub needs a token: set `HYDRANT_GITHUB_TOKEN` or pass `--github-token-file`",
-            )?;
-            let path = repository_path(args).context("cannot tell the GitHub repository from `--repo`; pass `--forge-repository OWNER/NAME`")?;
-            let (owner, name) = path
+            let (owner, repo) = path
                 .split_once('/')
                 .context("`--forge-repository` is OWNER/NAME")?;
-            let options = crate::forge::api::ApiOptions {
-                max_wait: Duration::from_secs(args.forge_max_wait),
-                backoff: Duration::from_millis(args.forge_backoff_ms),
-                ..Default::default()
-            };
             Box::new(GitHub::new(
                 &args.github_api_url,
                 owner,
-                name,
+                repo,
                 token,
                 options,
             )?)
         }
+        ForgeKind::Gitlab => {
+            let url = server(&args.gitlab_url, Some("https://gitlab.com"))?;
+            Box::new(GitLab::new(&url, &path, token, args.gitlab_oauth, options)?)
+        }
+        ForgeKind::Gitea => {
+            let url = server(&args.gitea_url, None)?;
+            let (owner, repo) = path
+                .split_once('/')
+                .context("`--forge-repository` is OWNER/NAME")?;
+            Box::new(Gitea::new(&url, owner, repo, token, options)?)
+        }
+        ForgeKind::Auto | ForgeKind::Local => unreachable!("handled above"),
     })
 }
 
@@ -254,10 +325,11 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         .work_dir
         .clone()
         .unwrap_or_else(|| default_work_dir(&args.repo));
-    let github_token = github_token(&args)?;
+    let kind = forge_kind(&args)?;
+    let forge_token = forge_token(&args, kind)?;
     let git_token = secret(&args.git_token_file, "HYDRANT_GIT_TOKEN", "git token")?;
     let creds = Credentials {
-        token: git_token.map(fixed).or_else(|| github_token.clone()),
+        token: git_token.map(fixed).or_else(|| forge_token.clone()),
         username: args.git_username.clone(),
         ssh_key: args.ssh_key.clone(),
     };
@@ -267,7 +339,7 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         creds,
         Duration::from_secs(args.lock_timeout),
     )?;
-    let forge = forge(&args, &work_dir, github_token)?;
+    let forge = forge(&args, kind, &work_dir, forge_token)?;
     let opts = Options {
         base: args.base.clone(),
         envs: args.envs.clone(),

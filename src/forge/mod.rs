@@ -6,14 +6,18 @@
 //! built by [`review`].
 
 pub mod api;
+pub mod gitea;
 pub mod github;
 pub mod github_app;
+pub mod gitlab;
 pub mod local;
 pub mod review;
 
 use serde::{Deserialize, Serialize};
 
+pub use gitea::Gitea;
 pub use github::GitHub;
+pub use gitlab::GitLab;
 pub use local::LocalForge;
 
 /// The host and the `owner/name` path of a repository URL
@@ -35,6 +39,17 @@ pub fn repository_of(url: &str) -> Option<(String, String)> {
     let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
     let path = path.trim_matches('/').trim_end_matches(".git").to_string();
     (!host.is_empty() && path.contains('/')).then_some((host, path))
+}
+
+/// `scheme://host[:port]` of an http(s) repository URL: where its forge's web and API live.
+pub fn server_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest.split('/').next()?;
+    let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+    Some(format!("{scheme}://{host}"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
