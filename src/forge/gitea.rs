@@ -116,52 +116,46 @@ impl Forge for Gitea {
     }
 
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError> {
-        let existing = match self.find_open(&req.head, &req.base)? {
-            Some(pr) => pr,
-            None => {
-                let body = json!({"title": req.title, "head": req.head, "base": req.base, "body": req.body});
-                let answer = self
-                    .api
-                    .send(Method::POST, &self.path("/pulls"), Some(&body))?;
-                match answer.status {
-                    200 | 201 => {
-                        let pr = Self::parse(&answer.body);
-                        self.decorate(&pr, req)?;
-                        return Ok((pr, Ensured::Created));
-                    }
-                    // Created by an attempt whose answer was lost: look it up.
-                    409 | 422 => {
-                        self.find_open(&req.head, &req.base)?
-                            .ok_or_else(|| ForgeError::Failed {
-                                forge: "gitea".to_string(),
-                                message: format!(
-                                    "Gitea says a pull request from `{}` exists, but none is open",
-                                    req.head
-                                ),
-                            })?
-                    }
-                    status => {
-                        return Err(ForgeError::Failed {
-                            forge: "gitea".to_string(),
-                            message: format!(
-                                "POST {}: {status} {}",
-                                self.path("/pulls"),
-                                answer.body["message"].as_str().unwrap_or("")
-                            ),
-                        });
-                    }
+        let create = || {
+            let body =
+                json!({"title": req.title, "head": req.head, "base": req.base, "body": req.body});
+            let answer = self
+                .api
+                .send(Method::POST, &self.path("/pulls"), Some(&body))?;
+            match answer.status {
+                200 | 201 => {
+                    let pr = Self::parse(&answer.body);
+                    self.decorate(&pr, req)?;
+                    Ok(Some(pr))
                 }
+                409 | 422 => Ok(None),
+                status => Err(ForgeError::Failed {
+                    forge: "gitea".to_string(),
+                    message: format!(
+                        "POST {}: {status} {}",
+                        self.path("/pulls"),
+                        answer.body["message"].as_str().unwrap_or("")
+                    ),
+                }),
             }
         };
-        if existing.title == req.title && existing.body == req.body {
-            return Ok((existing, Ensured::Unchanged));
-        }
-        let v = self.api.call(
-            Method::PATCH,
-            &self.path(&format!("/pulls/{}", existing.number)),
-            Some(&json!({"title": req.title, "body": req.body})),
-        )?;
-        Ok((Self::parse(&v), Ensured::Updated))
+        let update = |pr: &PullRequest| {
+            let body = json!({"title": req.title, "body": req.body});
+            let v = self.api.call(
+                Method::PATCH,
+                &self.path(&format!("/pulls/{}", pr.number)),
+                Some(&body),
+            )?;
+            Ok(Self::parse(&v))
+        };
+        super::ensure(
+            "gitea",
+            req,
+            &req.title,
+            || self.find_open(&req.head, &req.base),
+            create,
+            update,
+        )
     }
 
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError> {

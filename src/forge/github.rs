@@ -131,53 +131,45 @@ impl Forge for GitHub {
     }
 
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError> {
-        let existing = match self.find_open(&req.head, &req.base)? {
-            Some(pr) => Some(pr),
-            None => {
-                let body = json!({"title": req.title, "head": req.head, "base": req.base, "body": req.body, "draft": req.draft});
-                let answer = self
-                    .api
-                    .send(Method::POST, &self.path("/pulls"), Some(&body))?;
-                match answer.status {
-                    201 | 200 => {
-                        let pr = self.parse(&answer.body);
-                        self.decorate(&pr, req)?;
-                        return Ok((pr, Ensured::Created));
-                    }
-                    // Created by an earlier attempt whose answer was lost, or by
-                    // another replica: look it up, never open a second one.
-                    422 if answer.body.to_string().contains("already exists") => {
-                        self.find_open(&req.head, &req.base)?
-                    }
-                    status => {
-                        return Err(ForgeError::Failed {
-                            forge: "github".to_string(),
-                            message: format!(
-                                "POST {}: {status} {}",
-                                self.path("/pulls"),
-                                answer.body["message"].as_str().unwrap_or("")
-                            ),
-                        });
-                    }
+        let create = || {
+            let body = json!({"title": req.title, "head": req.head, "base": req.base, "body": req.body, "draft": req.draft});
+            let answer = self
+                .api
+                .send(Method::POST, &self.path("/pulls"), Some(&body))?;
+            match answer.status {
+                200 | 201 => {
+                    let pr = self.parse(&answer.body);
+                    self.decorate(&pr, req)?;
+                    Ok(Some(pr))
                 }
+                422 if answer.body.to_string().contains("already exists") => Ok(None),
+                status => Err(ForgeError::Failed {
+                    forge: "github".to_string(),
+                    message: format!(
+                        "POST {}: {status} {}",
+                        self.path("/pulls"),
+                        answer.body["message"].as_str().unwrap_or("")
+                    ),
+                }),
             }
         };
-        let pr = existing.ok_or_else(|| ForgeError::Failed {
-            forge: "github".to_string(),
-            message: format!(
-                "GitHub says a pull request from `{}` exists, but none is open",
-                req.head
-            ),
-        })?;
-        if pr.title == req.title && pr.body == req.body {
-            return Ok((pr, Ensured::Unchanged));
-        }
-        let v = self.api.call(
-            Method::PATCH,
-            &self.path(&format!("/pulls/{}", pr.number)),
-            Some(&json!({"title": req.title, "body": req.body})),
-        )?;
-        Ok((self.parse(&v), Ensured::Updated))
+        let update = |pr: &PullRequest| {
+            let body = json!({"title": req.title, "body": req.body});
+            let v = self.api.call(
+                Method::PATCH,
+                &self.path(&format!("/pulls/{}", pr.number)),
+                Some(&body),
+            )?;
+            Ok(self.parse(&v))
+        };
+        super::ensure(
+            "github",
+            req,
+            &req.title,
+            || self.find_open(&req.head, &req.base),
+            create,
+            update,
+        )
     }
 
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError> {

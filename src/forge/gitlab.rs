@@ -122,78 +122,68 @@ impl Forge for GitLab {
     }
 
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError> {
-        let existing = match self.find_open(&req.head, &req.base)? {
-            Some(mr) => mr,
-            None => {
-                let body = json!({
-                    "source_branch": req.head,
-                    "target_branch": req.base,
-                    "title": if req.draft { format!("Draft: {}", req.title) } else { req.title.clone() },
-                    "description": req.body,
-                    "labels": req.labels.join(","),
-                    "reviewer_ids": self.user_ids(&req.reviewers)?,
-                    "remove_source_branch": true,
-                });
-                let answer =
-                    self.api
-                        .send(Method::POST, &self.path("/merge_requests"), Some(&body))?;
-                match answer.status {
-                    200 | 201 => {
-                        let mr = Self::parse(&answer.body);
-                        if req.auto_merge {
-                            let merge =
-                                json!({"merge_when_pipeline_succeeds": true, "squash": true});
-                            if let Err(e) = self.api.call(
-                                Method::PUT,
-                                &self.path(&format!("/merge_requests/{}/merge", mr.number)),
-                                Some(&merge),
-                            ) {
-                                tracing::warn!(mr = mr.number, error = %e, "GitLab refused merge when the pipeline succeeds");
-                            }
-                        }
-                        let mr = PullRequest {
-                            auto_merge: req.auto_merge,
-                            ..mr
-                        };
-                        return Ok((mr, Ensured::Created));
-                    }
-                    // "Another open merge request already exists for this source branch"
-                    409 => self.find_open(&req.head, &req.base)?.ok_or_else(|| {
-                        ForgeError::Failed {
-                            forge: "gitlab".to_string(),
-                            message: format!(
-                                "GitLab says a merge request from `{}` exists, but none is open",
-                                req.head
-                            ),
-                        }
-                    })?,
-                    status => {
-                        return Err(ForgeError::Failed {
-                            forge: "gitlab".to_string(),
-                            message: format!(
-                                "POST {}: {status} {}",
-                                self.path("/merge_requests"),
-                                answer.body["message"]
-                            ),
-                        });
-                    }
-                }
-            }
-        };
-        let title = if existing.draft {
+        let title = if req.draft {
             format!("Draft: {}", req.title)
         } else {
             req.title.clone()
         };
-        if existing.title == title && existing.body == req.body {
-            return Ok((existing, Ensured::Unchanged));
-        }
-        let v = self.api.call(
-            Method::PUT,
-            &self.path(&format!("/merge_requests/{}", existing.number)),
-            Some(&json!({"title": title, "description": req.body})),
-        )?;
-        Ok((Self::parse(&v), Ensured::Updated))
+        let create = || {
+            let body = json!({
+                "source_branch": req.head,
+                "target_branch": req.base,
+                "title": title,
+                "description": req.body,
+                "labels": req.labels.join(","),
+                "reviewer_ids": self.user_ids(&req.reviewers)?,
+                "remove_source_branch": true,
+            });
+            let answer = self
+                .api
+                .send(Method::POST, &self.path("/merge_requests"), Some(&body))?;
+            match answer.status {
+                200 | 201 => {
+                    let mr = Self::parse(&answer.body);
+                    if req.auto_merge {
+                        let merge = json!({"merge_when_pipeline_succeeds": true, "squash": true});
+                        let path = self.path(&format!("/merge_requests/{}/merge", mr.number));
+                        if let Err(e) = self.api.call(Method::PUT, &path, Some(&merge)) {
+                            tracing::warn!(mr = mr.number, error = %e, "GitLab refused merge when the pipeline succeeds");
+                        }
+                    }
+                    Ok(Some(PullRequest {
+                        auto_merge: req.auto_merge,
+                        ..mr
+                    }))
+                }
+                // "Another open merge request already exists for this source branch"
+                409 => Ok(None),
+                status => Err(ForgeError::Failed {
+                    forge: "gitlab".to_string(),
+                    message: format!(
+                        "POST {}: {status} {}",
+                        self.path("/merge_requests"),
+                        answer.body["message"]
+                    ),
+                }),
+            }
+        };
+        let update = |mr: &PullRequest| {
+            let body = json!({"title": title, "description": req.body});
+            let v = self.api.call(
+                Method::PUT,
+                &self.path(&format!("/merge_requests/{}", mr.number)),
+                Some(&body),
+            )?;
+            Ok(Self::parse(&v))
+        };
+        super::ensure(
+            "gitlab",
+            req,
+            &title,
+            || self.find_open(&req.head, &req.base),
+            create,
+            update,
+        )
     }
 
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError> {

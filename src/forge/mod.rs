@@ -119,6 +119,40 @@ pub enum ForgeError {
     Failed { forge: String, message: String },
 }
 
+/// The one way every hosted forge makes sure a pull request is open: find the
+/// open one, or create it; when the forge answers that one exists (an earlier
+/// answer was lost, or another replica was faster), look it up instead of
+/// failing or opening a second; update title and body only when they differ.
+///
+/// `create` returns `None` for "already exists"; `title` is the title the
+/// forge should show (GitLab marks drafts in it).
+pub(crate) fn ensure(
+    forge: &str,
+    req: &PrRequest,
+    title: &str,
+    find: impl Fn() -> Result<Option<PullRequest>, ForgeError>,
+    create: impl FnOnce() -> Result<Option<PullRequest>, ForgeError>,
+    update: impl FnOnce(&PullRequest) -> Result<PullRequest, ForgeError>,
+) -> Result<(PullRequest, Ensured), ForgeError> {
+    let existing = match find()? {
+        Some(pr) => pr,
+        None => match create()? {
+            Some(pr) => return Ok((pr, Ensured::Created)),
+            None => find()?.ok_or_else(|| ForgeError::Failed {
+                forge: forge.to_string(),
+                message: format!(
+                    "{forge} says a pull request from `{}` exists, but none is open",
+                    req.head
+                ),
+            })?,
+        },
+    };
+    if existing.title == title && existing.body == req.body {
+        return Ok((existing, Ensured::Unchanged));
+    }
+    Ok((update(&existing)?, Ensured::Updated))
+}
+
 pub trait Forge: Send + Sync {
     /// The forge as shown in messages (`local`, `github`, …).
     fn name(&self) -> &str;
