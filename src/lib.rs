@@ -9,6 +9,7 @@ pub mod auth;
 pub mod channel;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod forge;
 pub mod git;
 pub mod manifest;

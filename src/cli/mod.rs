@@ -7,8 +7,9 @@
 mod channel;
 mod diff;
 mod explain;
-mod reconcile;
+pub(crate) mod reconcile;
 mod render;
+mod run;
 mod validate;
 
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Release channels: show the spec in use, or mirror specs for air-gapped installs.
     Channel(channel::ChannelCommand),
+    /// Run as a daemon: reconcile on a schedule and on webhooks, serving
+    /// health, readiness and metrics.
+    Run(Box<run::RunArgs>),
 }
 
 /// Where the config repository is.
@@ -191,6 +195,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Reconcile(args) => reconcile::run(*args),
         Command::Diff(args) => diff::run(args),
         Command::Channel(args) => channel::run(args),
+        Command::Run(args) => run::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -320,13 +320,14 @@ fn print_text(outcomes: &[Outcome]) {
     }
 }
 
-pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+/// The work directory, forge and options a cycle needs, from the flags.
+pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Workspace, Box<dyn Forge>, Options)> {
     let work_dir = args
         .work_dir
         .clone()
         .unwrap_or_else(|| default_work_dir(&args.repo));
-    let kind = forge_kind(&args)?;
-    let forge_token = forge_token(&args, kind)?;
+    let kind = forge_kind(args)?;
+    let forge_token = forge_token(args, kind)?;
     let git_token = secret(&args.git_token_file, "HYDRANT_GIT_TOKEN", "git token")?;
     let creds = Credentials {
         token: git_token.map(fixed).or_else(|| forge_token.clone()),
@@ -339,7 +340,7 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         creds,
         Duration::from_secs(args.lock_timeout),
     )?;
-    let forge = forge(&args, kind, &work_dir, forge_token)?;
+    let forge = forge(args, kind, &work_dir, forge_token)?;
     let opts = Options {
         base: args.base.clone(),
         envs: args.envs.clone(),
@@ -348,6 +349,11 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         author_name: args.author_name.clone(),
         author_email: args.author_email.clone(),
     };
+    Ok((ws, forge, opts))
+}
+
+pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let (ws, forge, opts) = prepare(&args)?;
     let outcomes = match reconcile::run_cycle(&ws, forge.as_ref(), &opts) {
         Ok(o) => o,
         Err(e) if args.output == OutputFormat::Json => {

@@ -1,0 +1,163 @@
+//! Prometheus metrics of the daemon, in the text exposition format.
+//! Label sets are bounded: environments and fixed outcome names only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::CycleResult;
+use crate::reconcile::Action;
+
+const BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    cycles_ok: u64,
+    cycles_failed: u64,
+    duration_buckets: [u64; BUCKETS.len()],
+    duration_sum: f64,
+    duration_count: u64,
+    /// Environment → last action.
+    last_action: BTreeMap<String, Action>,
+    /// Environment → seconds since the epoch of its last success.
+    last_success: BTreeMap<String, u64>,
+    pull_requests: BTreeMap<&'static str, u64>,
+    pub(super) last_finished: Option<Instant>,
+    pub(super) last_ok: bool,
+}
+
+fn epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn record(&mut self, result: &CycleResult, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.duration_buckets[i] += 1;
+            }
+        }
+        self.duration_sum += secs;
+        self.duration_count += 1;
+        self.last_finished = Some(Instant::now());
+        match result {
+            Err(_) => {
+                self.cycles_failed += 1;
+                self.last_ok = false;
+            }
+            Ok(outcomes) => {
+                let ok = outcomes.iter().all(|o| o.error.is_none());
+                if ok {
+                    self.cycles_ok += 1
+                } else {
+                    self.cycles_failed += 1
+                }
+                self.last_ok = ok;
+                for o in outcomes {
+                    self.last_action.insert(o.env.clone(), o.action);
+                    if o.action != Action::Failed {
+                        self.last_success.insert(o.env.clone(), epoch());
+                    }
+                    let pr = match o.action {
+                        Action::Opened => Some("opened"),
+                        Action::Updated => Some("updated"),
+                        Action::Closed => Some("closed"),
+                        _ => None,
+                    };
+                    if let Some(pr) = pr {
+                        *self.pull_requests.entry(pr).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_cycles_total Reconcile cycles by outcome.\n# TYPE hydrant_cycles_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "hydrant_cycles_total{{outcome=\"ok\"}} {}",
+            self.cycles_ok
+        );
+        let _ = writeln!(
+            out,
+            "hydrant_cycles_total{{outcome=\"failed\"}} {}",
+            self.cycles_failed
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_cycle_duration_seconds How long reconcile cycles take.\n# TYPE hydrant_cycle_duration_seconds histogram"
+        );
+        for (b, n) in BUCKETS.iter().zip(self.duration_buckets) {
+            let _ = writeln!(
+                out,
+                "hydrant_cycle_duration_seconds_bucket{{le=\"{b}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "hydrant_cycle_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            self.duration_count
+        );
+        let _ = writeln!(
+            out,
+            "hydrant_cycle_duration_seconds_sum {}",
+            self.duration_sum
+        );
+        let _ = writeln!(
+            out,
+            "hydrant_cycle_duration_seconds_count {}",
+            self.duration_count
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_environment_last_action The last action per environment (1 for the current one).\n# TYPE hydrant_environment_last_action gauge"
+        );
+        for (env, action) in &self.last_action {
+            let _ = writeln!(
+                out,
+                "hydrant_environment_last_action{{environment=\"{}\",action=\"{action}\"}} 1",
+                escape(env)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_environment_last_success_timestamp_seconds When each environment last reconciled without error.\n# TYPE hydrant_environment_last_success_timestamp_seconds gauge"
+        );
+        for (env, at) in &self.last_success {
+            let _ = writeln!(
+                out,
+                "hydrant_environment_last_success_timestamp_seconds{{environment=\"{}\"}} {at}",
+                escape(env)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_pull_requests_total Pull requests opened, updated and closed.\n# TYPE hydrant_pull_requests_total counter"
+        );
+        for action in ["opened", "updated", "closed"] {
+            let _ = writeln!(
+                out,
+                "hydrant_pull_requests_total{{action=\"{action}\"}} {}",
+                self.pull_requests.get(action).copied().unwrap_or(0)
+            );
+        }
+        out
+    }
+}

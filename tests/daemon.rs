@@ -1,0 +1,361 @@
+//! `hydrant run` as a real process: schedule, webhooks, health, readiness,
+//! metrics and graceful shutdown, against a bare remote, a channel served on
+//! 127.0.0.1 and the local forge.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::channel_server::{ChannelServer, Fault};
+use common::git::Remote;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+
+const LICENSE: &str = "daemon-test-license";
+const SECRET: &str = "webhook-secret-xyz";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 client: (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn spec_json(rel: &str, version: Option<&str>) -> String {
+    let text = std::fs::read_to_string(common::project_root().join(rel)).unwrap();
+    let node = hydrant::yaml::parse_single(&text).unwrap().unwrap();
+    let mut v = hydrant::yaml::to_value(&node, &mut |_, _| {}).unwrap();
+    if let Some(version) = version {
+        v["metadata"]["version"] = Value::String(version.into());
+    }
+    v.to_string()
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    remote: Remote,
+    channel: ChannelServer,
+    dirs: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(interval: &str, channel_url: Option<&str>) -> Daemon {
+        let remote = Remote::new();
+        let channel = ChannelServer::start(LICENSE);
+        channel.set_latest("stable", &spec_json("channels/stable.yaml", None));
+        channel.set_latest("canary", &spec_json("channels/canary.yaml", None));
+        let dirs = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = channel_url
+            .map(String::from)
+            .unwrap_or_else(|| channel.url());
+        let child = common::hydrant()
+            .args([
+                "run",
+                "--repo",
+                &remote.url(),
+                "--interval",
+                interval,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--work-dir",
+                dirs.path().join("w").to_str().unwrap(),
+                "--state-dir",
+                dirs.path().join("s").to_str().unwrap(),
+                "--channel",
+                &url,
+                "--channel-cache-dir",
+                dirs.path().join("c").to_str().unwrap(),
+                "--channel-retries",
+                "0",
+                "--log-level",
+                "info",
+            ])
+            .env("HYDRANT_LICENSE", LICENSE)
+            .env("HYDRANT_GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("HYDRANT_TRIGGER_TOKEN", "trigger-token")
+            .current_dir(dirs.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            port,
+            remote,
+            channel,
+            dirs,
+        };
+        d.wait_for(Duration::from_secs(20), "the daemon to serve", || {
+            http(d.port, "GET", "/healthz", &[], "").is_some_and(|(s, _)| s == 200)
+        });
+        d
+    }
+
+    fn wait_for(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if ok() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let (_, text) = http(self.port, "GET", "/metrics", &[], "").unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn pulls(&self) -> Vec<Value> {
+        std::fs::read_dir(self.dirs.path().join("s/pulls"))
+            .map(|e| {
+                e.flatten()
+                    .map(|f| {
+                        serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn stop(mut self) -> (i32, String) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn a_new_channel_version_produces_a_pull_request_within_two_intervals_and_metrics_count_it() {
+    let d = Daemon::start("2s", None);
+    d.wait_for(Duration::from_secs(30), "the first cycle", || {
+        http(d.port, "GET", "/readyz", &[], "").is_some_and(|(s, _)| s == 200)
+    });
+    assert_eq!(d.pulls().len(), 2);
+    d.channel
+        .set_latest("stable", &spec_json("channels/stable.yaml", Some("0.63.1")));
+    let took = d.wait_for(Duration::from_secs(15), "the PR to follow 0.63.1", || {
+        d.pulls()
+            .iter()
+            .any(|p| p["title"].as_str().unwrap_or("").ends_with("0.63.1"))
+    });
+    assert!(
+        took <= Duration::from_secs(5),
+        "took {took:?} with a 2s interval"
+    );
+    let (_, text) = http(d.port, "GET", "/metrics", &[], "").unwrap();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "not a number in {line}");
+        assert!(name.starts_with("hydrant_"), "{line}");
+    }
+    assert!(
+        d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        d.metric("hydrant_pull_requests_total{action=\"opened\"}") >= 2.0,
+        "{text}"
+    );
+    assert!(
+        d.metric("hydrant_pull_requests_total{action=\"updated\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("hydrant_environment_last_action{environment=\"prod\""),
+        "{text}"
+    );
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_signed_push_webhook_triggers_a_cycle_at_once_and_an_unsigned_one_is_refused() {
+    let d = Daemon::start("1h", None);
+    d.wait_for(Duration::from_secs(30), "the first cycle", || {
+        d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 1.0
+    });
+    let body = r#"{"ref": "refs/heads/main"}"#;
+    let (status, _) = http(
+        d.port,
+        "POST",
+        "/hooks/github",
+        &[("X-GitHub-Event", "push".into())],
+        body,
+    )
+    .unwrap();
+    assert_eq!(status, 401, "no signature");
+    let (status, _) = http(
+        d.port,
+        "POST",
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push".into()),
+            ("X-Hub-Signature-256", "sha256=00".into()),
+        ],
+        body,
+    )
+    .unwrap();
+    assert_eq!(status, 401, "bad signature");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        d.metric("hydrant_cycles_total{outcome=\"ok\"}"),
+        1.0,
+        "a refused webhook triggers nothing"
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let (status, _) = http(
+        d.port,
+        "POST",
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push".into()),
+            ("X-Hub-Signature-256", sig),
+        ],
+        body,
+    )
+    .unwrap();
+    assert_eq!(status, 202);
+    d.wait_for(Duration::from_secs(10), "the triggered cycle", || {
+        d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 2.0
+    });
+    let (status, _) = http(
+        d.port,
+        "POST",
+        "/trigger",
+        &[("Authorization", "Bearer wrong".into())],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = http(
+        d.port,
+        "POST",
+        "/trigger",
+        &[("Authorization", "Bearer trigger-token".into())],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 202);
+    d.wait_for(Duration::from_secs(10), "the manual cycle", || {
+        d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 3.0
+    });
+    let _ = d.remote.branches();
+    assert_eq!(d.stop().0, 0);
+}
+
+#[test]
+fn readyz_turns_unready_when_cycles_fail() {
+    let d = Daemon::start("1s", Some("http://127.0.0.1:9"));
+    d.wait_for(Duration::from_secs(30), "a failed cycle", || {
+        d.metric("hydrant_cycles_total{outcome=\"failed\"}") >= 1.0
+    });
+    let (status, body) = http(d.port, "GET", "/readyz", &[], "").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("failed"), "{body}");
+    assert_eq!(
+        http(d.port, "GET", "/healthz", &[], "").unwrap().0,
+        200,
+        "alive all the same"
+    );
+    assert_eq!(d.stop().0, 0);
+}
+
+#[test]
+fn sigterm_during_a_cycle_lets_it_finish_and_exits_zero() {
+    let d = Daemon::start("1h", None);
+    d.wait_for(Duration::from_secs(30), "the first cycle", || {
+        d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 1.0
+    });
+    // The next cycle hangs on the channel for 2 s; SIGTERM arrives meanwhile.
+    d.channel
+        .set_latest("stable", &spec_json("channels/stable.yaml", Some("0.63.2")));
+    d.channel.fail(&[
+        Fault::Hang(Duration::from_millis(1500)),
+        Fault::Hang(Duration::from_millis(1500)),
+    ]);
+    let (status, _) = http(
+        d.port,
+        "POST",
+        "/trigger",
+        &[("Authorization", "Bearer trigger-token".into())],
+        "",
+    )
+    .unwrap();
+    assert_eq!(status, 202);
+    std::thread::sleep(Duration::from_millis(500));
+    let pulls_dir = d.dirs.path().join("s");
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let stopping = stderr
+        .find("finishing the cycle in flight")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        stderr[stopping..].contains("cycle finished"),
+        "the cycle in flight completed after the signal: {stderr}"
+    );
+    let _ = pulls_dir;
+}
