@@ -199,6 +199,10 @@ fn a_new_channel_version_produces_a_pull_request_within_two_intervals_and_metric
         took <= Duration::from_secs(5),
         "took {took:?} with a 2s interval"
     );
+    // The pull request is written before the cycle that wrote it is counted.
+    d.wait_for(Duration::from_secs(10), "the cycle to be counted", || {
+        d.metric("hydrant_pull_requests_total{action=\"updated\"}") >= 1.0
+    });
     let (_, text) = http(d.port, "GET", "/metrics", &[], "").unwrap();
     for line in text
         .lines()
@@ -346,7 +350,7 @@ fn sigterm_during_a_cycle_lets_it_finish_and_exits_zero() {
     )
     .unwrap();
     assert_eq!(status, 202);
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(800));
     let pulls_dir = d.dirs.path().join("s");
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
