@@ -6,6 +6,7 @@
 //! composes them and [`cli`] drives it.
 
 pub mod auth;
+pub mod backoff;
 pub mod channel;
 pub mod cli;
 pub mod config;

@@ -67,11 +67,7 @@ impl Env {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
+        let run = Run::from(out);
         assert!(
             !run.stdout.contains(LICENSE) && !run.stderr.contains(LICENSE),
             "the license leaked:\n{}\n{}",

@@ -351,7 +351,6 @@ fn sigterm_during_a_cycle_lets_it_finish_and_exits_zero() {
     .unwrap();
     assert_eq!(status, 202);
     std::thread::sleep(Duration::from_millis(800));
-    let pulls_dir = d.dirs.path().join("s");
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
     let stopping = stderr
@@ -361,5 +360,4 @@ fn sigterm_during_a_cycle_lets_it_finish_and_exits_zero() {
         stderr[stopping..].contains("cycle finished"),
         "the cycle in flight completed after the signal: {stderr}"
     );
-    let _ = pulls_dir;
 }

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::Run;
 use common::fake_github::{FakeGitHub, GhFault};
-use common::git::{HttpGit, Remote, git};
-use serde_json::Value;
+use common::git::{HttpGit, Remote};
 
 const TOKEN: &str = "ghp_testtoken0123456789abcdef";
 
@@ -59,11 +58,7 @@ impl Setup {
             .current_dir(self.dirs.path())
             .output()
             .unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
+        let run = Run::from(out);
         assert!(
             !run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN),
             "the token leaked"
@@ -74,22 +69,6 @@ impl Setup {
     fn reconcile(&self) -> Run {
         self.reconcile_with(TOKEN, &[])
     }
-}
-
-fn actions(run: &Run) -> Vec<(String, String)> {
-    let v: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", run.stdout, run.stderr));
-    v["environments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["env"].as_str().unwrap().to_string(),
-                o["action"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 fn settings(remote: &Remote) {
@@ -115,7 +94,7 @@ fn one_pull_request_per_changed_environment_with_per_environment_settings() {
     settings(&s.remote);
     let run = s.reconcile();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let a = actions(&run);
+    let a = run.actions();
     assert!(
         a.contains(&("staging".into(), "opened".into()))
             && a.contains(&("prod".into(), "opened".into())),
@@ -145,7 +124,7 @@ fn a_second_run_sends_no_write_and_a_restart_opens_no_duplicate() {
     let writes = s.gh.writes();
     let run = s.reconcile();
     assert!(
-        actions(&run).iter().all(|(_, a)| a == "unchanged"),
+        run.actions().iter().all(|(_, a)| a == "unchanged"),
         "{}",
         run.stdout
     );
@@ -182,7 +161,7 @@ fn a_new_version_updates_in_place_and_a_superseded_pull_request_is_closed() {
         .replace("0.63.0", "0.63.1");
     s.remote
         .commit_to_main("channels/stable.yaml", &spec, "stable 0.63.1");
-    let a = actions(&s.reconcile());
+    let a = s.reconcile().actions();
     assert!(a.contains(&("prod".into(), "updated".into())), "{a:?}");
     let prod =
         s.gh.hydrant_pulls()
@@ -191,23 +170,8 @@ fn a_new_version_updates_in_place_and_a_superseded_pull_request_is_closed() {
             .unwrap();
     assert_eq!(prod.title, "hydrant(prod): stable 0.62.1 → 0.63.1");
     // Someone lands prod's change on main by other means.
-    let w = s.remote.work();
-    git(&w, &["fetch", "-q", "origin"]);
-    git(&w, &["checkout", "-q", "main"]);
-    git(&w, &["pull", "-q", "--ff-only", "origin", "main"]);
-    git(
-        &w,
-        &[
-            "checkout",
-            "-q",
-            "origin/hydrant/prod",
-            "--",
-            "rendered/prod",
-        ],
-    );
-    git(&w, &["commit", "-q", "-m", "Apply prod by hand"]);
-    git(&w, &["push", "-q", "origin", "main"]);
-    let a = actions(&s.reconcile());
+    s.remote.land_by_hand("prod");
+    let a = s.reconcile().actions();
     assert!(a.contains(&("prod".into(), "closed".into())), "{a:?}");
     let prod =
         s.gh.hydrant_pulls()

@@ -6,7 +6,6 @@ mod common;
 use common::Run;
 use common::fake_forges::{Dialect, FakeForge};
 use common::git::{HttpGit, Remote};
-use serde_json::Value;
 
 const TOKEN: &str = "glpat-or-gitea-token-0123456789";
 
@@ -62,33 +61,13 @@ impl Setup {
             .current_dir(self.dirs.path())
             .output()
             .unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(out.stdout).unwrap(),
-            stderr: String::from_utf8(out.stderr).unwrap(),
-        };
+        let run = Run::from(out);
         assert!(
             !run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN),
             "the token leaked"
         );
         run
     }
-}
-
-fn actions(run: &Run) -> Vec<(String, String)> {
-    let v: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", run.stdout, run.stderr));
-    v["environments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["env"].as_str().unwrap().into(),
-                o["action"].as_str().unwrap().into(),
-            )
-        })
-        .collect()
 }
 
 fn cycle(dialect: Dialect) {
@@ -102,7 +81,7 @@ fn cycle(dialect: Dialect) {
     s.forge.too_many(1);
     let run = s.reconcile();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let a = actions(&run);
+    let a = run.actions();
     assert!(
         a.contains(&("staging".into(), "opened".into()))
             && a.contains(&("prod".into(), "opened".into())),
@@ -127,7 +106,7 @@ fn cycle(dialect: Dialect) {
     assert_eq!(prod.title, "hydrant(prod): stable 0.62.1 → 0.63.0");
     // Same inputs: nothing written; after a restart: no duplicate.
     let writes = s.forge.writes();
-    let a = actions(&s.reconcile());
+    let a = s.reconcile().actions();
     assert!(a.iter().all(|(_, x)| x == "unchanged"), "{a:?}");
     assert_eq!(s.forge.writes(), writes);
     std::fs::remove_dir_all(s.dirs.path().join("work")).unwrap();
@@ -140,7 +119,7 @@ fn cycle(dialect: Dialect) {
         .replace("0.63.0", "0.63.1");
     s.remote
         .commit_to_main("channels/stable.yaml", &spec, "stable 0.63.1");
-    let a = actions(&s.reconcile());
+    let a = s.reconcile().actions();
     assert!(a.contains(&("prod".into(), "updated".into())), "{a:?}");
     let prod = s
         .forge
@@ -151,24 +130,8 @@ fn cycle(dialect: Dialect) {
     assert_eq!(prod.title, "hydrant(prod): stable 0.62.1 → 0.63.1");
     assert_eq!(s.forge.hydrant_changes().len(), 2);
     // prod's change lands on main by other means: the change is closed with a note.
-    let w = s.remote.work();
-    for args in [
-        &["fetch", "-q", "origin"][..],
-        &["checkout", "-q", "main"],
-        &["pull", "-q", "--ff-only", "origin", "main"],
-        &[
-            "checkout",
-            "-q",
-            "origin/hydrant/prod",
-            "--",
-            "rendered/prod",
-        ],
-        &["commit", "-q", "-m", "Apply prod by hand"],
-        &["push", "-q", "origin", "main"],
-    ] {
-        common::git::git(&w, args);
-    }
-    let a = actions(&s.reconcile());
+    s.remote.land_by_hand("prod");
+    let a = s.reconcile().actions();
     assert!(a.contains(&("prod".into(), "closed".into())), "{a:?}");
     let prod = s
         .forge

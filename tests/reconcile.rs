@@ -212,22 +212,7 @@ fn a_change_merged_to_base_by_hand_closes_the_unneeded_pull_request() {
     let s = Setup::new();
     s.reconcile(&[]).ok();
     // A person merges prod's rendered change into main by other means.
-    let w = s.remote.work();
-    git(&w, &["fetch", "-q", "origin"]);
-    git(&w, &["checkout", "-q", "main"]);
-    git(&w, &["pull", "-q", "--ff-only", "origin", "main"]);
-    git(
-        &w,
-        &[
-            "checkout",
-            "-q",
-            "origin/hydrant/prod",
-            "--",
-            "rendered/prod",
-        ],
-    );
-    git(&w, &["commit", "-q", "-m", "Apply prod by hand"]);
-    git(&w, &["push", "-q", "origin", "main"]);
+    s.remote.land_by_hand("prod");
     let o = outcomes(&s.reconcile(&[]).ok());
     assert_eq!(action(&o, "prod"), "closed", "{o:?}");
     assert_eq!(action(&o, "staging"), "unchanged");

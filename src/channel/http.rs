@@ -17,7 +17,7 @@
 //! Secrets (license, token) travel only in headers: never in a URL, a log
 //! line, an error or the cache.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
@@ -120,21 +120,6 @@ pub fn age(secs: u64) -> String {
         s if s < 86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
         s => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
     }
-}
-
-/// A small, good-enough jitter source (no need for cryptographic randomness).
-fn jitter(max: Duration) -> Duration {
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0) as u64
-        ^ (std::process::id() as u64).rotate_left(17);
-    let mut x = seed | 1;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    let millis = max.as_millis() as u64;
-    Duration::from_millis(if millis == 0 { 0 } else { x % millis })
 }
 
 /// A spec's text with its `ETag` and `Last-Modified`.
@@ -471,9 +456,14 @@ impl Source for HttpSource {
                     if attempt >= self.options.retries {
                         break message;
                     }
-                    let backoff = self.options.backoff * 2u32.saturating_pow(attempt);
                     let delay = wait
-                        .unwrap_or(backoff + jitter(backoff))
+                        .unwrap_or_else(|| {
+                            crate::backoff::delay(
+                                self.options.backoff,
+                                attempt,
+                                self.options.max_wait,
+                            )
+                        })
                         .min(self.options.max_wait);
                     tracing::warn!(url = %url, attempt = attempt + 1, wait_ms = delay.as_millis() as u64, reason = %message, "channel fetch failed; retrying");
                     std::thread::sleep(delay);
@@ -515,16 +505,6 @@ pub fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
         .join("hydrant")
         .join("channels")
-}
-
-/// Reads a secret from a file (trimmed), for `--license-file` and friends.
-pub fn read_secret(path: &Path) -> Result<String, ChannelError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|source| ChannelError::Io {
-            path: path.display().to_string(),
-            source,
-        })
 }
 
 #[cfg(test)]

@@ -112,12 +112,6 @@ impl ChannelArgs {
     /// The settings a [`crate::project::Project`] needs to reach channels.
     pub fn settings(&self) -> anyhow::Result<crate::project::ChannelSettings> {
         use crate::channel::{Auth, HttpOptions, http};
-        let secret = |file: &Option<PathBuf>, var: &str| -> anyhow::Result<Option<String>> {
-            if let Some(path) = file {
-                return Ok(Some(http::read_secret(path)?));
-            }
-            Ok(std::env::var(var).ok().filter(|v| !v.is_empty()))
-        };
         let mut http = HttpOptions::new(
             self.channel_cache_dir
                 .clone()
@@ -137,7 +131,7 @@ impl ChannelArgs {
         http.retries = self.channel_retries;
         http.backoff = std::time::Duration::from_millis(self.channel_backoff_ms);
         if let Some(path) = &self.channel_public_key {
-            let text = http::read_secret(path)?;
+            let text = read_file(path)?;
             let verifier = crate::channel::Verifier::parse(&text)
                 .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
             http.verifier = Some(verifier);
@@ -171,6 +165,23 @@ pub enum OutputFormat {
     #[default]
     Text,
     Json,
+}
+
+/// A file's text, trimmed (keys, tokens, licenses).
+pub fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    Ok(text.trim().to_string())
+}
+
+/// A secret from its `--…-file` flag, else from its environment variable.
+/// Secrets are never flags of their own: they would show in `ps`.
+pub fn secret(file: &Option<PathBuf>, var: &str) -> anyhow::Result<Option<String>> {
+    match file {
+        Some(path) => read_file(path).map(Some),
+        None => Ok(std::env::var(var).ok().filter(|v| !v.is_empty())),
+    }
 }
 
 /// Sets up logging to stderr.

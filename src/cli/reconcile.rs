@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::{ChannelArgs, OutputFormat};
+use super::{ChannelArgs, OutputFormat, secret};
 use std::sync::Arc;
 
 use crate::auth::{Token, fixed};
@@ -139,16 +139,6 @@ pub struct ReconcileArgs {
     pub lock_timeout: u64,
 }
 
-/// A secret from a file, else from an environment variable.
-fn secret(file: &Option<PathBuf>, var: &str, what: &str) -> anyhow::Result<Option<String>> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the {what} file `{}`", path.display()))?;
-        return Ok(Some(text.trim().to_string()));
-    }
-    Ok(std::env::var(var).ok().filter(|t| !t.is_empty()))
-}
-
 /// `owner/name` on the forge: `--forge-repository`, else from `--repo`.
 fn repository_path(args: &ReconcileArgs) -> Option<String> {
     args.forge_repository
@@ -181,12 +171,7 @@ fn github_token(args: &ReconcileArgs) -> anyhow::Result<Option<Token>> {
         .map_err(|e| anyhow::anyhow!(e))?;
         return Ok(Some(Arc::new(app)));
     }
-    Ok(secret(
-        &args.github_token_file,
-        "HYDRANT_GITHUB_TOKEN",
-        "GitHub token",
-    )?
-    .map(fixed))
+    Ok(secret(&args.github_token_file, "HYDRANT_GITHUB_TOKEN")?.map(fixed))
 }
 
 /// Which forge: `--forge`, or told by the repository URL's host.
@@ -214,15 +199,8 @@ fn forge_kind(args: &ReconcileArgs) -> anyhow::Result<ForgeKind> {
 fn forge_token(args: &ReconcileArgs, kind: ForgeKind) -> anyhow::Result<Option<Token>> {
     Ok(match kind {
         ForgeKind::Github => github_token(args)?,
-        ForgeKind::Gitlab => secret(
-            &args.gitlab_token_file,
-            "HYDRANT_GITLAB_TOKEN",
-            "GitLab token",
-        )?
-        .map(fixed),
-        ForgeKind::Gitea => {
-            secret(&args.gitea_token_file, "HYDRANT_GITEA_TOKEN", "Gitea token")?.map(fixed)
-        }
+        ForgeKind::Gitlab => secret(&args.gitlab_token_file, "HYDRANT_GITLAB_TOKEN")?.map(fixed),
+        ForgeKind::Gitea => secret(&args.gitea_token_file, "HYDRANT_GITEA_TOKEN")?.map(fixed),
         ForgeKind::Auto | ForgeKind::Local => None,
     })
 }
@@ -328,7 +306,7 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Workspace, Box<dyn Forge
         .unwrap_or_else(|| default_work_dir(&args.repo));
     let kind = forge_kind(args)?;
     let forge_token = forge_token(args, kind)?;
-    let git_token = secret(&args.git_token_file, "HYDRANT_GIT_TOKEN", "git token")?;
+    let git_token = secret(&args.git_token_file, "HYDRANT_GIT_TOKEN")?;
     let creds = Credentials {
         token: git_token.map(fixed).or_else(|| forge_token.clone()),
         username: args.git_username.clone(),

@@ -3,10 +3,10 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::reconcile::{ReconcileArgs, prepare};
+use super::secret;
 use crate::daemon::{self, DaemonOptions};
 use crate::reconcile;
 
@@ -51,15 +51,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(n * 3600),
         _ => return Err(format!("`{text}`: use ms, s, m or h")),
     })
-}
-
-fn secret(file: &Option<std::path::PathBuf>, var: &str) -> anyhow::Result<Option<String>> {
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
-        return Ok(Some(text.trim().to_string()));
-    }
-    Ok(std::env::var(var).ok().filter(|v| !v.is_empty()))
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

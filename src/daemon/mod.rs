@@ -17,7 +17,7 @@ mod metrics;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -49,7 +49,6 @@ pub struct Shared {
     pub metrics: Mutex<Metrics>,
     trigger: Notify,
     stopping: AtomicBool,
-    started: Instant,
 }
 
 impl Shared {
@@ -81,29 +80,13 @@ impl Shared {
     }
 }
 
-fn jitter(max: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0) as u64;
-    let millis = max.as_millis() as u64;
-    Duration::from_millis(if millis == 0 {
-        0
-    } else {
-        nanos.wrapping_mul(2_654_435_761) % millis
-    })
-}
-
 /// The wait before the next scheduled cycle: the interval plus up to 10%
-/// jitter, or after failures an exponential backoff (capped at the interval).
+/// jitter, or after failures an exponential backoff from 5 s (capped at the interval).
 fn next_delay(interval: Duration, failures: u32) -> Duration {
-    if failures == 0 {
-        return interval + jitter(interval / 10);
+    match failures {
+        0 => interval + crate::backoff::jitter(interval / 10),
+        n => crate::backoff::delay(Duration::from_secs(5), n - 1, interval),
     }
-    let backoff = Duration::from_secs(5)
-        .saturating_mul(2u32.saturating_pow(failures - 1))
-        .min(interval);
-    backoff + jitter(backoff / 2)
 }
 
 /// Runs the daemon until a signal stops it.
@@ -127,7 +110,6 @@ async fn serve(
         metrics: Mutex::new(Metrics::default()),
         trigger: Notify::new(),
         stopping: AtomicBool::new(false),
-        started: Instant::now(),
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -159,7 +141,6 @@ async fn serve(
             std::process::exit(1);
         }
     }
-    let _ = shared.started;
     Ok(())
 }
 
@@ -223,7 +204,10 @@ mod tests {
             let d = next_delay(i, 0);
             assert!(d >= i && d <= i + i / 10, "{d:?}");
         }
-        assert!(next_delay(i, 1) < Duration::from_secs(8));
+        assert!(
+            next_delay(i, 1) >= Duration::from_secs(5)
+                && next_delay(i, 1) <= Duration::from_secs(10)
+        );
         assert!(next_delay(i, 3) >= Duration::from_secs(20));
         assert!(
             next_delay(i, 30) <= i + i / 2,

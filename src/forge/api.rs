@@ -251,7 +251,9 @@ impl Api {
                 return Err(self.fail(problem));
             }
             let delay = wait
-                .unwrap_or(self.options.backoff * 2u32.saturating_pow(attempt))
+                .unwrap_or_else(|| {
+                    crate::backoff::delay(self.options.backoff, attempt, self.options.max_wait)
+                })
                 .min(self.options.max_wait);
             tracing::warn!(forge = %self.forge, attempt = attempt + 1, wait_ms = delay.as_millis() as u64, reason = %problem, "forge API call failed; retrying");
             std::thread::sleep(delay);

@@ -54,7 +54,6 @@ pub struct Tip {
 
 pub struct Workspace {
     repo: Repository,
-    dir: PathBuf,
     /// The remote as shown to people: a URL without credentials, or a path.
     url: String,
     creds: Credentials,
@@ -162,7 +161,6 @@ impl Workspace {
         }
         Ok(Workspace {
             repo,
-            dir: dir.to_path_buf(),
             url,
             creds,
             _lock: lock,
@@ -171,10 +169,6 @@ impl Workspace {
 
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn callbacks<'a>(&'a self, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {

@@ -89,6 +89,19 @@ impl Remote {
         git(&w, &["push", "-q", "origin", "main"]);
     }
 
+    /// A person lands `hydrant/<env>`'s rendered files on `main` by other means
+    /// (not by merging hydrant's pull request).
+    pub fn land_by_hand(&self, env: &str) {
+        let w = self.work();
+        git(&w, &["fetch", "-q", "origin"]);
+        git(&w, &["checkout", "-q", "main"]);
+        git(&w, &["pull", "-q", "--ff-only", "origin", "main"]);
+        let (branch, dir) = (format!("origin/hydrant/{env}"), format!("rendered/{env}"));
+        git(&w, &["checkout", "-q", &branch, "--", &dir]);
+        git(&w, &["commit", "-q", "-m", &format!("Apply {env} by hand")]);
+        git(&w, &["push", "-q", "origin", "main"]);
+    }
+
     pub fn read_main(&self, path: &str) -> String {
         git(&self.bare(), &["show", &format!("main:{path}")])
     }

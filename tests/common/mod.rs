@@ -76,7 +76,40 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<Output> for Run {
+    fn from(
+        Output {
+            status,
+            stdout,
+            stderr,
+        }: Output,
+    ) -> Run {
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+}
+
 impl Run {
+    /// `(environment, action)` of a `reconcile --output json` run.
+    pub fn actions(&self) -> Vec<(String, String)> {
+        let v: Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{e}\n{}\n{}", self.stdout, self.stderr));
+        v["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["env"].as_str().unwrap().to_string(),
+                    o["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub fn ok(self) -> Run {
         assert_eq!(
             self.code, 0,
@@ -98,16 +131,12 @@ pub fn hydrant() -> Command {
 }
 
 pub fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = hydrant().args(args).current_dir(dir).output().unwrap();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    }
+    hydrant()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+        .into()
 }
 
 /// Parses a YAML stream into values with hydrant's own reader.
