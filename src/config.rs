@@ -16,9 +16,11 @@ pub const SETTINGS_FILE: &str = "hydrant.yaml";
 /// Where channel specs are read from when nothing else says.
 pub const DEFAULT_CHANNEL_SOURCE: &str = "channels";
 
-/// `hydrant.yaml`.
+/// What the repository itself reads from `hydrant.yaml`. The file also holds
+/// command-line settings (see [`parse_flat`]); the command line checks every
+/// key, so unknown keys are not refused here.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct SettingsFile {
     /// Where channel specs come from: a directory or file, relative to the repository.
     pub channel_source: Option<String>,
@@ -152,6 +154,64 @@ pub fn parse_required<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, 
     })
 }
 
+/// One top-level key of a settings file, as text, with its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatSetting {
+    pub key: String,
+    /// One value for a scalar, one per item for a list.
+    pub values: Vec<String>,
+    pub line: usize,
+}
+
+/// Reads a settings file whose top-level keys each hold a scalar or a list of
+/// scalars: the form of command-line settings in `hydrant.yaml`.
+pub fn parse_flat(file: &str, text: &str) -> Result<Vec<FlatSetting>, ConfigError> {
+    let error = |line: Option<usize>, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let Some(node) = yaml::parse_single(text)
+        .map_err(|e| error(Some(e.line), format!("invalid YAML: {}", e.message)))?
+    else {
+        return Ok(Vec::new());
+    };
+    let yaml::NodeKind::Map(entries) = &node.kind else {
+        return Err(error(
+            Some(node.line),
+            "expected a mapping of settings, such as `interval: 5m`".to_string(),
+        ));
+    };
+    let scalar = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let v =
+            yaml::to_value(value, &mut |_, _| {}).map_err(|e| error(Some(e.line), e.message))?;
+        let values = match &v {
+            serde_json::Value::Array(items) => items.iter().map(scalar).collect(),
+            other => scalar(other).map(|s| vec![s]),
+        };
+        let values = values.ok_or_else(|| {
+            error(
+                Some(value.line),
+                format!("`{key}`: expected a value or a list of values"),
+            )
+        })?;
+        out.push(FlatSetting {
+            key: key.clone(),
+            values,
+            line: value.line,
+        });
+    }
+    out.sort_by_key(|s| s.line);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +269,38 @@ mod tests {
         );
         let parsed: SettingsFile = parse("hydrant.yaml", "# nothing yet\n").unwrap();
         assert_eq!(parsed, SettingsFile::default());
+    }
+
+    #[test]
+    fn flat_settings_keep_their_lines_and_read_lists() {
+        let got = parse_flat(
+            "hydrant.yaml",
+            "# daemon\ninterval: 5m\nenv: [dev, prod]\ndryRun: true\nforgeMaxWait: 30\n",
+        )
+        .unwrap();
+        let flat: Vec<(&str, Vec<&str>, usize)> = got
+            .iter()
+            .map(|s| {
+                (
+                    s.key.as_str(),
+                    s.values.iter().map(String::as_str).collect(),
+                    s.line,
+                )
+            })
+            .collect();
+        assert_eq!(
+            flat,
+            vec![
+                ("interval", vec!["5m"], 2),
+                ("env", vec!["dev", "prod"], 3),
+                ("dryRun", vec!["true"], 4),
+                ("forgeMaxWait", vec!["30"], 5),
+            ]
+        );
+        let err = parse_flat("hydrant.yaml", "interval: 5m\nforge:\n  kind: github\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.to_string().contains("`forge`"), "{err}");
+        assert!(parse_flat("hydrant.yaml", "- a\n").is_err());
+        assert_eq!(parse_flat("hydrant.yaml", "").unwrap(), vec![]);
     }
 }

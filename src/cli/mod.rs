@@ -5,17 +5,19 @@
 //! an environment, 2 a usage error or an unexpected failure.
 
 mod channel;
+mod config;
 mod diff;
 mod explain;
 pub(crate) mod reconcile;
 mod render;
 mod run;
+pub mod settings;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::pipeline::Problem;
 
@@ -36,6 +38,26 @@ pub struct GlobalArgs {
     /// Log level (error, warn, info, debug, trace); `RUST_LOG` overrides it.
     #[arg(long, global = true, env = "HYDRANT_LOG_LEVEL", default_value = "warn")]
     pub log_level: String,
+    /// Log lines as text for people, or as JSON objects for log pipelines.
+    #[arg(
+        long,
+        global = true,
+        env = "HYDRANT_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: LogFormat,
+    /// The settings file [default: `hydrant.yaml` in `--repo` when it is a
+    /// directory]. Flags and `HYDRANT_*` variables win over it.
+    #[arg(long, global = true, env = "HYDRANT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +79,9 @@ pub enum Command {
     /// Run as a daemon: reconcile on a schedule and on webhooks, serving
     /// health, readiness and metrics.
     Run(Box<run::RunArgs>),
+    /// Settings: `hydrant config show` lists each one, its value and where the
+    /// value came from (flag, env, file or default).
+    Config(config::ConfigCommand),
 }
 
 /// Where the config repository is.
@@ -189,16 +214,63 @@ pub fn init_logging(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&global.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match global.log_format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+}
+
+/// The process: reads the settings file, parses the command line over it,
+/// sets up logging and runs the command.
+pub fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = match settings::load(&args) {
+        Ok(file) => file,
+        Err(e) => {
+            report_error(&e);
+            return ExitCode::from(2);
+        }
+    };
+    let mut command = Cli::command();
+    if let Some(f) = &file {
+        if let Err(e) = settings::check(&command, f) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        command = settings::apply(command, f);
+    }
+    let parsed = command
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            if let Some(note) = settings::blame(&e, file.as_ref()) {
+                eprintln!("{note}");
+            }
+            e.exit()
+        }
+    };
+    init_logging(&cli.global);
+    run(cli, &matches, file.as_ref())
 }
 
 /// Runs a command and returns the process exit code.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(
+    cli: Cli,
+    matches: &clap::ArgMatches,
+    file: Option<&settings::SettingsFile>,
+) -> ExitCode {
     let result = match cli.command {
         Command::Render(args) => render::run(args),
         Command::Explain(args) => explain::run(args),
@@ -207,6 +279,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff(args) => diff::run(args),
         Command::Channel(args) => channel::run(args),
         Command::Run(args) => run::run(*args),
+        Command::Config(args) => config::run(args, matches, file),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,356 @@
+//! The settings file: `hydrant.yaml` at the config repository's root, or the
+//! file `--config` names.
+//!
+//! Every long flag of every command can be set there under the camelCase of
+//! its name (`--shutdown-timeout 2m` is `shutdownTimeout: 2m`; a list flag
+//! takes a YAML list). The file's values become the flags' defaults, so clap
+//! still resolves the flag first and its `HYDRANT_*` twin second: the
+//! precedence is flag > env > file > default, and `hydrant config show` tells
+//! where each value came from. A relative path in the file (a flag whose
+//! value is a FILE or DIR) is relative to the file's directory.
+//!
+//! Secrets never go in the file: only the paths of the files holding them.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{Arg, Command};
+
+use crate::config::{self, ConfigError, FlatSetting};
+
+/// Keys of `hydrant.yaml` the repository reads itself, not a flag.
+const REPOSITORY_KEYS: &[&str] = &["channelSource"];
+/// Flags that are not settings.
+const NOT_SETTINGS: &[&str] = &["help", "version", "config"];
+
+/// A settings file as read.
+#[derive(Debug, Clone)]
+pub struct SettingsFile {
+    pub path: PathBuf,
+    pub settings: Vec<FlatSetting>,
+}
+
+impl SettingsFile {
+    pub fn get(&self, key: &str) -> Option<&FlatSetting> {
+        self.settings.iter().find(|s| s.key == key)
+    }
+}
+
+/// `shutdown-timeout` → `shutdownTimeout`.
+pub fn camel(long: &str) -> String {
+    let mut out = String::with_capacity(long.len());
+    let mut upper = false;
+    for c in long.chars() {
+        if c == '-' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The value of `--name VALUE` or `--name=VALUE` on the command line.
+fn flag_value(args: &[OsString], name: &str) -> Option<String> {
+    let long = format!("--{name}");
+    let with_eq = format!("--{name}=");
+    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            return None;
+        }
+        if arg == long {
+            return it.next().map(|v| v.into_owned());
+        }
+        if let Some(v) = arg.strip_prefix(&with_eq) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// Where the settings file is: `--config` or `HYDRANT_CONFIG` (which must
+/// exist), else `hydrant.yaml` in `--repo` when that is a local directory.
+fn locate(args: &[OsString]) -> Option<(PathBuf, bool)> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(path) = flag_value(args, "config").or_else(|| env("HYDRANT_CONFIG")) {
+        return Some((PathBuf::from(path), true));
+    }
+    let repo = flag_value(args, "repo")
+        .or_else(|| env("HYDRANT_REPO"))
+        .unwrap_or_else(|| ".".to_string());
+    if repo.contains("://") {
+        return None;
+    }
+    let path = Path::new(&repo).join(config::SETTINGS_FILE);
+    path.is_file().then_some((path, false))
+}
+
+/// Reads the settings file, if there is one.
+pub fn load(args: &[OsString]) -> anyhow::Result<Option<SettingsFile>> {
+    let Some((path, explicit)) = locate(args) else {
+        return Ok(None);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read the settings file `{}`: {e}", path.display()),
+    };
+    let settings = config::parse_flat(&path.display().to_string(), &text)?;
+    Ok(Some(SettingsFile { path, settings }))
+}
+
+/// The keys an argument answers to in the file.
+fn keys_of(arg: &Arg) -> Vec<String> {
+    let mut names: Vec<&str> = arg.get_long().into_iter().collect();
+    names.extend(arg.get_all_aliases().unwrap_or_default());
+    names
+        .into_iter()
+        .filter(|n| !NOT_SETTINGS.contains(n))
+        .map(camel)
+        .collect()
+}
+
+/// Every key the file may hold: the flags of every command, and the
+/// repository's own keys.
+fn known_keys(cmd: &Command, into: &mut BTreeSet<String>) {
+    for arg in cmd.get_arguments() {
+        into.extend(keys_of(arg));
+    }
+    for sub in cmd.get_subcommands() {
+        known_keys(sub, into);
+    }
+}
+
+/// The closest known key to a misspelt one.
+fn closest<'a>(key: &str, known: &'a BTreeSet<String>) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(key, k), k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+/// Refuses keys that are no setting, naming the file, line and key.
+pub fn check(cmd: &Command, file: &SettingsFile) -> Result<(), ConfigError> {
+    let mut known: BTreeSet<String> = REPOSITORY_KEYS.iter().map(|k| k.to_string()).collect();
+    known_keys(cmd, &mut known);
+    for s in &file.settings {
+        if !known.contains(&s.key) {
+            let hint = match closest(&s.key, &known) {
+                Some(k) => format!("; did you mean `{k}`?"),
+                None => String::new(),
+            };
+            return Err(ConfigError {
+                file: file.path.display().to_string(),
+                line: Some(s.line),
+                message: format!(
+                    "`{}` is not a setting{hint} (settings are the camelCase names of `hydrant` flags; secrets go in files named by `…File` settings)",
+                    s.key
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether an argument's values are paths.
+fn takes_path(arg: &Arg) -> bool {
+    arg.get_value_names()
+        .is_some_and(|names| names.iter().any(|n| matches!(n.as_str(), "FILE" | "DIR")))
+}
+
+/// Makes the file's values the defaults of the flags they name, in every command.
+pub fn apply(cmd: Command, file: &SettingsFile) -> Command {
+    let base = file.path.parent().unwrap_or(Path::new(""));
+    cmd.mut_args(|arg| {
+        let Some(setting) = keys_of(&arg).iter().find_map(|k| file.get(k)) else {
+            return arg;
+        };
+        let values: Vec<String> = if takes_path(&arg) {
+            setting
+                .values
+                .iter()
+                .map(|v| base.join(v).display().to_string())
+                .collect()
+        } else {
+            setting.values.clone()
+        };
+        // A value from the file fulfils a required flag.
+        arg.default_values(values)
+            .required(false)
+            .required_unless_present(clap::builder::Resettable::<clap::Id>::Reset)
+    })
+    .mut_subcommands(|sub| apply(sub, file))
+}
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Flag,
+    Env,
+    File,
+    Default,
+    Unset,
+}
+
+/// One setting as `hydrant config show` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Resolved {
+    pub key: String,
+    pub flag: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    pub values: Vec<String>,
+    pub source: Source,
+    /// The line of the settings file, when the value came from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
+/// The settings of `cmd` as `matches` resolved them.
+pub fn resolve(
+    cmd: &Command,
+    matches: &clap::ArgMatches,
+    file: Option<&SettingsFile>,
+) -> Vec<Resolved> {
+    use clap::parser::ValueSource;
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let (Some(long), Some(key)) = (arg.get_long(), keys_of(arg).into_iter().next()) else {
+            continue;
+        };
+        let id = arg.get_id().as_str();
+        let values: Vec<String> = matches
+            .get_raw(id)
+            .map(|vs| vs.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let from_file = file.and_then(|f| keys_of(arg).iter().find_map(|k| f.get(k)));
+        let source = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => Source::Flag,
+            Some(ValueSource::EnvVariable) => Source::Env,
+            Some(ValueSource::DefaultValue) if from_file.is_some() => Source::File,
+            Some(_) => Source::Default,
+            None => Source::Unset,
+        };
+        out.push(Resolved {
+            line: from_file.filter(|_| source == Source::File).map(|s| s.line),
+            key,
+            flag: format!("--{long}"),
+            env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+            values,
+            source,
+        });
+    }
+    out
+}
+
+/// A note for a clap error caused by a value from the settings file.
+pub fn blame(error: &clap::Error, file: Option<&SettingsFile>) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(bad)) = error.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    let setting = file?.settings.iter().find(|s| s.values.contains(bad))?;
+    Some(format!(
+        "note: `{}: {bad}` comes from `{}`, line {}",
+        setting.key,
+        file?.path.display(),
+        setting.line
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    fn file(text: &str) -> SettingsFile {
+        SettingsFile {
+            path: PathBuf::from("/etc/hydrant/hydrant.yaml"),
+            settings: config::parse_flat("hydrant.yaml", text).unwrap(),
+        }
+    }
+
+    #[test]
+    fn keys_are_camel_case_flag_names() {
+        assert_eq!(camel("shutdown-timeout"), "shutdownTimeout");
+        assert_eq!(camel("github-app-key-file"), "githubAppKeyFile");
+        assert_eq!(camel("interval"), "interval");
+    }
+
+    #[test]
+    fn the_config_flag_is_found_in_either_spelling() {
+        assert_eq!(
+            flag_value(&args(&["hydrant", "run", "--config", "a.yaml"]), "config"),
+            Some("a.yaml".into())
+        );
+        assert_eq!(
+            flag_value(&args(&["hydrant", "--config=b.yaml", "run"]), "config"),
+            Some("b.yaml".into())
+        );
+        assert_eq!(
+            flag_value(&args(&["hydrant", "run", "--", "--config", "x"]), "config"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_line_and_a_suggestion() {
+        let cmd = super::super::Cli::command();
+        let err = check(&cmd, &file("interval: 5m\nshutdownTimout: 1m\n")).unwrap_err();
+        assert_eq!(err.line, Some(2));
+        let text = err.to_string();
+        assert!(text.contains("did you mean `shutdownTimeout`"), "{text}");
+        check(
+            &cmd,
+            &file("interval: 5m\nchannelSource: mirror\nlogFormat: json\n"),
+        )
+        .unwrap();
+        let err = check(&cmd, &file("githubToken: ghp_secret\n")).unwrap_err();
+        assert!(!err.to_string().contains("ghp_secret"), "{err}");
+    }
+
+    #[test]
+    fn file_values_sit_between_env_and_default() {
+        let f = file(
+            "interval: 7m\nlisten: 0.0.0.0:9000\nenv: [dev, prod]\nlicenseFile: secrets/license\n",
+        );
+        let cmd = apply(super::super::Cli::command(), &f);
+        let m = cmd
+            .try_get_matches_from(["hydrant", "config", "show", "--listen", "127.0.0.1:1"])
+            .unwrap();
+        let (_, m) = m.subcommand().unwrap();
+        let (_, m) = m.subcommand().unwrap();
+        let cmd = super::super::Cli::command();
+        let show = cmd
+            .find_subcommand("config")
+            .and_then(|c| c.find_subcommand("show"))
+            .unwrap();
+        let got = resolve(show, m, Some(&f));
+        let find = |k: &str| got.iter().find(|r| r.key == k).unwrap();
+        assert_eq!(find("interval").values, vec!["7m"]);
+        assert_eq!(find("interval").source, Source::File);
+        assert_eq!(find("interval").line, Some(1));
+        assert_eq!(find("listen").values, vec!["127.0.0.1:1"]);
+        assert_eq!(find("listen").source, Source::Flag);
+        assert_eq!(find("env").values, vec!["dev", "prod"]);
+        assert_eq!(
+            find("licenseFile").values,
+            vec!["/etc/hydrant/secrets/license"],
+            "paths are relative to the file"
+        );
+        assert_eq!(find("shutdownTimeout").source, Source::Default);
+        assert_eq!(find("workDir").source, Source::Unset);
+    }
+}
