@@ -5,13 +5,15 @@
 //! environments follow it. Each environment succeeds or fails on its own: a
 //! broken override in one never stops the others.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use crate::channel::{ChannelError, ChannelSpec, FileSource, HttpOptions, HttpSource, Source};
+use crate::channel::{
+    ChannelError, ChannelSpec, Fetch, FileSource, HttpOptions, HttpSource, Source,
+};
 use crate::config::Settings;
 use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
@@ -38,6 +40,52 @@ pub struct Project {
     engine: Engine,
     source: Box<dyn Source>,
     environments: Vec<String>,
+    /// Every channel fetch made, until taken.
+    fetches: Mutex<Vec<ChannelFetch>>,
+}
+
+/// A channel and an optional pinned release of it.
+pub type ChannelKey = (String, Option<String>);
+
+/// One fetch of a channel spec: how it went, and what it found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelFetch {
+    pub key: ChannelKey,
+    /// `200` (downloaded), `304` (the cache is current), `stale` (the last
+    /// good spec, the channel being unreachable), `file`, or `error`.
+    pub result: &'static str,
+    /// The spec's version; `None` on error.
+    pub version: Option<String>,
+    /// The spec's version and the digest of its bytes; `None` on error.
+    pub fingerprint: Option<String>,
+}
+
+impl ChannelFetch {
+    fn of(key: &ChannelKey, spec: &Result<ChannelSpec, ChannelError>) -> ChannelFetch {
+        use sha2::{Digest, Sha256};
+        let (result, fingerprint) = match spec {
+            Err(_) => ("error", None),
+            Ok(spec) => (
+                match spec.fetch {
+                    Fetch::File => "file",
+                    Fetch::Network => "200",
+                    Fetch::NotModified => "304",
+                    Fetch::StaleCache { .. } => "stale",
+                },
+                Some(format!(
+                    "{}@{}",
+                    spec.version,
+                    &hex::encode(Sha256::digest(spec.raw.as_bytes()))[..16]
+                )),
+            ),
+        };
+        ChannelFetch {
+            key: key.clone(),
+            result,
+            version: spec.as_ref().ok().map(|s| s.version.clone()),
+            fingerprint,
+        }
+    }
 }
 
 /// The outcome of one environment.
@@ -131,6 +179,7 @@ impl Project {
             engine,
             source,
             environments,
+            fetches: Mutex::new(Vec::new()),
         })
     }
 
@@ -189,17 +238,51 @@ impl Project {
     fn fetch_channels(
         &self,
         loaded: &[Result<EnvironmentFiles, RepoError>],
-    ) -> HashMap<(String, Option<String>), Result<ChannelSpec, ChannelError>> {
-        let mut wanted: Vec<(String, Option<String>)> = loaded.iter().flatten().map(key).collect();
+    ) -> HashMap<ChannelKey, Result<ChannelSpec, ChannelError>> {
+        let mut wanted: Vec<ChannelKey> = loaded.iter().flatten().map(key).collect();
         wanted.sort();
         wanted.dedup();
         wanted
             .into_par_iter()
             .map(|k| {
-                let spec = self.source.fetch(&k.0, k.1.as_deref());
+                let spec = self.fetch(&k);
                 (k, spec)
             })
             .collect()
+    }
+
+    /// Fetches a spec and logs the fetch.
+    fn fetch(&self, k: &ChannelKey) -> Result<ChannelSpec, ChannelError> {
+        let spec = self.source.fetch(&k.0, k.1.as_deref());
+        if let Ok(mut log) = self.fetches.lock() {
+            log.push(ChannelFetch::of(k, &spec));
+        }
+        spec
+    }
+
+    /// The channel fetches made since the last call.
+    pub fn take_fetches(&self) -> Vec<ChannelFetch> {
+        self.fetches
+            .lock()
+            .map(|mut log| std::mem::take(&mut *log))
+            .unwrap_or_default()
+    }
+
+    /// Fetches every channel (and pinned release) the environments follow,
+    /// each with the environments that follow it: what a poll for new channel
+    /// releases looks at.
+    pub fn probe_channels(&self) -> Result<Vec<(ChannelFetch, Vec<String>)>, RepoError> {
+        let mut users: BTreeMap<ChannelKey, Vec<String>> = BTreeMap::new();
+        for name in &self.environments {
+            users
+                .entry(key(&self.repo.environment(name)?))
+                .or_default()
+                .push(name.clone());
+        }
+        Ok(users
+            .into_par_iter()
+            .map(|(k, envs)| (ChannelFetch::of(&k, &self.fetch(&k)), envs))
+            .collect())
     }
 
     /// The channel source, as shown to people.
@@ -213,7 +296,7 @@ impl Project {
         channel: &str,
         release: Option<&str>,
     ) -> Result<ChannelSpec, ChannelError> {
-        self.source.fetch(channel, release)
+        self.fetch(&(channel.to_string(), release.map(String::from)))
     }
 
     /// Every (channel, pinned release) the environments use, sorted.

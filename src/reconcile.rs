@@ -26,7 +26,7 @@ use crate::forge::{Ensured, Forge, PrRequest, review};
 use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
 use crate::pipeline::{Problem, Rendered};
-use crate::project::{ChannelSettings, EnvResult, Project, ProjectError};
+use crate::project::{ChannelFetch, ChannelSettings, EnvResult, Project, ProjectError};
 
 /// How many times a push that lost a race is tried again.
 pub const PUSH_ATTEMPTS: usize = 3;
@@ -153,25 +153,142 @@ fn load(
     Ok(Project::from_tree(Arc::new(tree), &shown, channel)?)
 }
 
-/// Runs one cycle over the selected environments.
-pub fn run_cycle(
+/// The environments `opts` names, or all.
+fn selected(project: &Project, opts: &Options) -> Result<Vec<String>, CycleError> {
+    if opts.envs.is_empty() {
+        Ok(project.environments().to_vec())
+    } else {
+        Ok(project
+            .select(&opts.envs, false)
+            .map_err(ProjectError::from)?)
+    }
+}
+
+/// Where one environment stands: `hydrant status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvStatus {
+    pub env: String,
+    pub channel: Option<String>,
+    /// The pinned release, if any.
+    pub release: Option<String>,
+    /// The version the channel (or the pinned release) offers now.
+    pub available: Option<String>,
+    /// The version in `rendered/<env>/` on the base branch.
+    pub rendered: Option<String>,
+    pub pull_request: Option<PrStatus>,
+    pub error: Option<String>,
+}
+
+/// An environment's open pull request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrStatus {
+    pub number: u64,
+    pub url: String,
+    pub opened_at: Option<String>,
+    pub age_secs: Option<u64>,
+    pub draft: bool,
+    /// Open, not a draft, and not set to merge by itself.
+    pub waits_for_review: bool,
+}
+
+/// Seconds since an RFC 3339 time (0 when a forge's clock runs ahead).
+fn age_of(at: &str) -> Option<u64> {
+    let at: jiff::Timestamp = at.parse().ok()?;
+    let secs = jiff::Timestamp::now().as_second() - at.as_second();
+    Some(u64::try_from(secs).unwrap_or(0))
+}
+
+/// Where each selected environment stands: the version its channel offers,
+/// the version rendered on the base branch, and its open pull request.
+/// Changes nothing.
+pub fn status(
     ws: &Workspace,
     forge: &dyn Forge,
     opts: &Options,
-) -> Result<Vec<Outcome>, CycleError> {
+) -> Result<Vec<EnvStatus>, CycleError> {
+    let fetched = ws.fetch(opts.base.as_deref())?;
+    let project = load(ws, &fetched, &opts.channel)?;
+    let envs = selected(&project, opts)?;
+    let mut offered = BTreeMap::new();
+    for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {
+        for env in users {
+            offered.insert(env, fetch.clone());
+        }
+    }
+    let mut out = Vec::with_capacity(envs.len());
+    for env in envs {
+        let fetch = offered.get(&env);
+        let mut status = EnvStatus {
+            channel: fetch.map(|f| f.key.0.clone()),
+            release: fetch.and_then(|f| f.key.1.clone()),
+            available: fetch.and_then(|f| f.version.clone()),
+            rendered: None,
+            pull_request: None,
+            error: fetch.filter(|f| f.version.is_none()).map(|_| {
+                format!(
+                    "the channel could not be fetched; `hydrant channel show --env {env}` tells why"
+                )
+            }),
+            env,
+        };
+        let branch = git::branch_name(&status.env);
+        let found = ws
+            .rendered_files(fetched.base_commit, &status.env)
+            .map_err(StepError::from)
+            .and_then(|files| {
+                Ok((
+                    rendered_version(&files),
+                    forge.find_open(&branch, &fetched.base_branch)?,
+                ))
+            });
+        match found {
+            Ok((rendered, pr)) => {
+                status.rendered = rendered;
+                status.pull_request = pr.map(|pr| PrStatus {
+                    age_secs: pr.created_at.as_deref().and_then(age_of),
+                    waits_for_review: !pr.draft && !pr.auto_merge,
+                    number: pr.number,
+                    url: pr.url,
+                    opened_at: pr.created_at,
+                    draft: pr.draft,
+                });
+            }
+            Err(e) => status.error = Some(e.to_string()),
+        }
+        out.push(status);
+    }
+    Ok(out)
+}
+
+/// What one cycle did.
+pub struct Cycle {
+    pub outcomes: Vec<Outcome>,
+    /// Every channel fetch the cycle made.
+    pub fetches: Vec<ChannelFetch>,
+    /// The repository as the cycle read it from the base branch.
+    pub project: Project,
+}
+
+/// Runs one cycle over the selected environments.
+pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cycle, CycleError> {
     let mut fetched = ws.fetch(opts.base.as_deref())?;
     let mut project = load(ws, &fetched, &opts.channel)?;
-    let envs = if opts.envs.is_empty() {
-        project.environments().to_vec()
-    } else {
-        project
-            .select(&opts.envs, false)
-            .map_err(ProjectError::from)?
-    };
+    let envs = selected(&project, opts)?;
     let rendered = project.render(&envs);
+    let mut fetches = project.take_fetches();
     let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;
     let mut outcomes = Vec::with_capacity(envs.len());
     for (env, mut result) in rendered {
+        let span = match &result {
+            Ok(r) => tracing::info_span!(
+                "environment",
+                environment = %env,
+                channel = %r.metadata.channel.name,
+                version = %r.metadata.channel.version
+            ),
+            Err(_) => tracing::info_span!("environment", environment = %env),
+        };
+        let _entered = span.enter();
         let mut attempt = 1;
         let outcome = loop {
             let step = Step {
@@ -200,6 +317,7 @@ pub fn run_cycle(
                             fetched = f;
                             project = p;
                             result = project.render(std::slice::from_ref(&env)).remove(0).1;
+                            fetches.extend(project.take_fetches());
                         }
                         Err(e) => break Outcome::failed(&env, e.to_string()),
                     }
@@ -207,9 +325,17 @@ pub fn run_cycle(
                 Err(e) => break Outcome::failed(&env, e.to_string()),
             }
         };
+        match &outcome.error {
+            Some(error) => tracing::warn!(action = %outcome.action, %error, "environment failed"),
+            None => tracing::info!(action = %outcome.action, "environment reconciled"),
+        }
         outcomes.push(outcome);
     }
-    Ok(outcomes)
+    Ok(Cycle {
+        outcomes,
+        fetches,
+        project,
+    })
 }
 
 struct Step<'a> {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
@@ -75,6 +76,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(interval: &str, channel_url: Option<&str>) -> Daemon {
+        Daemon::start_with(interval, channel_url, &[])
+    }
+
+    fn start_with(interval: &str, channel_url: Option<&str>, extra: &[&str]) -> Daemon {
         let remote = Remote::new();
         let channel = ChannelServer::start(LICENSE);
         channel.set_latest("stable", &spec_json("channels/stable.yaml", None));
@@ -106,12 +111,13 @@ impl Daemon {
                 "--log-level",
                 "info",
             ])
+            .args(extra)
             .env("HYDRANT_LICENSE", LICENSE)
             .env("HYDRANT_GITHUB_WEBHOOK_SECRET", SECRET)
             .env("HYDRANT_TRIGGER_TOKEN", "trigger-token")
             .current_dir(dirs.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(dirs.path().join("stderr.log")).unwrap())
             .spawn()
             .unwrap();
         let d = Daemon {
@@ -164,14 +170,38 @@ impl Daemon {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status.code().unwrap_or(-1), err)
+        (status.code().unwrap_or(-1), self.stderr())
+    }
+
+    /// What the daemon logged so far.
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dirs.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The environments reconciled in each cycle, from JSON logs: cycle
+    /// number → (the cycle's scope, environment → version).
+    fn cycles(&self) -> BTreeMap<u64, (String, BTreeMap<String, String>)> {
+        let mut cycles: BTreeMap<u64, (String, BTreeMap<String, String>)> = BTreeMap::new();
+        for line in self.stderr().lines() {
+            let Ok(event) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if event["fields"]["message"] != "environment reconciled" {
+                continue;
+            }
+            let spans = event["spans"].as_array().cloned().unwrap_or_default();
+            let span = |name: &str| spans.iter().find(|s| s["name"] == name).cloned();
+            let (Some(cycle), Some(env)) = (span("cycle"), span("environment")) else {
+                panic!("an environment event outside its spans: {line}");
+            };
+            let entry = cycles.entry(cycle["cycle"].as_u64().unwrap()).or_default();
+            entry.0 = cycle["scope"].as_str().unwrap_or("").to_string();
+            entry.1.insert(
+                env["environment"].as_str().unwrap().to_string(),
+                env["version"].as_str().unwrap_or("").to_string(),
+            );
+        }
+        cycles
     }
 }
 
@@ -360,4 +390,69 @@ fn sigterm_during_a_cycle_lets_it_finish_and_exits_zero() {
         stderr[stopping..].contains("cycle finished"),
         "the cycle in flight completed after the signal: {stderr}"
     );
+}
+
+#[test]
+fn a_channel_poll_reconciles_only_the_environments_that_follow_the_channel() {
+    // Cycles every hour: only the poll can notice the new release in time.
+    let d = Daemon::start_with(
+        "1h",
+        None,
+        &["--channel-poll-interval", "300ms", "--log-format", "json"],
+    );
+    d.wait_for(Duration::from_secs(30), "the first cycle", || {
+        http(d.port, "GET", "/readyz", &[], "").is_some_and(|(s, _)| s == 200)
+    });
+    d.wait_for(Duration::from_secs(10), "a poll answered 304", || {
+        d.metric("hydrant_channel_fetches_total{channel=\"stable\",result=\"304\"}") >= 1.0
+    });
+    d.channel
+        .set_latest("stable", &spec_json("channels/stable.yaml", Some("0.63.1")));
+    d.wait_for(Duration::from_secs(20), "the PRs to follow 0.63.1", || {
+        d.pulls()
+            .iter()
+            .filter(|p| p["title"].as_str().unwrap_or("").ends_with("0.63.1"))
+            .count()
+            == 2
+    });
+    let cycles = d.cycles();
+    let (_, (scope, envs)) = cycles
+        .iter()
+        .find(|(_, (_, envs))| envs.get("prod").is_some_and(|v| v == "0.63.1"))
+        .unwrap_or_else(|| panic!("no cycle rendered prod at 0.63.1: {cycles:?}"));
+    assert_eq!(
+        envs.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["prod", "staging"]),
+        "dev follows canary, which did not change: {cycles:?}"
+    );
+    assert!(
+        scope.contains("prod") && scope.contains("staging"),
+        "{scope}"
+    );
+    let first = cycles.values().next().unwrap();
+    assert_eq!(first.1.len(), 3, "the first cycle covers every environment");
+
+    // POST /trigger?env= covers the environments named, and only known ones.
+    let auth = [("Authorization", "Bearer trigger-token".to_string())];
+    let (status, body) = http(d.port, "POST", "/trigger?env=nope", &auth, "").unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("nope"), "{body}");
+    let count = cycles.len();
+    let (status, _) = http(d.port, "POST", "/trigger?env=dev", &auth, "").unwrap();
+    assert_eq!(status, 202);
+    d.wait_for(Duration::from_secs(20), "the triggered cycle", || {
+        d.cycles().len() > count
+    });
+    let cycles = d.cycles();
+    let last = cycles.values().last().unwrap();
+    assert_eq!(last.1.keys().collect::<Vec<_>>(), vec!["dev"], "{cycles:?}");
+    let (_, text) = http(d.port, "GET", "/metrics", &[], "").unwrap();
+    assert!(text.contains("hydrant_forge_api_calls_total 0"), "{text}");
+    assert!(
+        d.metric("hydrant_channel_fetches_total{channel=\"stable\",result=\"200\"}") >= 2.0,
+        "{text}"
+    );
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains(LICENSE));
 }

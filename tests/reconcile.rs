@@ -519,3 +519,55 @@ fn an_unrelated_change_to_the_base_branch_pushes_nothing() {
     );
     assert_eq!(pulls, s.pulls());
 }
+
+#[test]
+fn status_shows_what_is_available_what_is_rendered_and_the_open_pull_requests() {
+    let s = Setup::new();
+    let status = |s: &Setup| -> Vec<Value> {
+        let (work, state) = (s.work(), s.state());
+        let run = run_in(
+            s.dirs.path(),
+            &[
+                "status",
+                "--repo",
+                &s.remote.url(),
+                "--work-dir",
+                work.to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+        )
+        .ok();
+        outcomes(&run)
+    };
+    let before = status(&s);
+    assert!(
+        before.iter().all(|e| e["pull_request"].is_null()),
+        "{before:?}"
+    );
+    s.reconcile(&[]).ok();
+    let envs = status(&s);
+    let prod = envs.iter().find(|e| e["env"] == "prod").unwrap();
+    assert_eq!(prod["channel"], "stable");
+    assert_eq!(prod["available"], "0.63.0");
+    assert_eq!(prod["rendered"], "0.62.1");
+    let pr = &prod["pull_request"];
+    let opened = s.pulls();
+    let prod_pr = opened.iter().find(|p| p["head"] == "hydrant/prod").unwrap();
+    assert_eq!(pr["number"], prod_pr["number"]);
+    assert_eq!(pr["waits_for_review"], true);
+    assert!(pr["age_secs"].as_u64().is_some_and(|a| a < 600), "{pr}");
+    let dev = envs.iter().find(|e| e["env"] == "dev").unwrap();
+    assert_eq!(dev["available"], dev["rendered"]);
+    assert!(dev["pull_request"].is_null());
+
+    // Once merged, prod is rendered at what is available and has no PR.
+    s.remote.land_by_hand("prod");
+    s.reconcile(&[]).ok();
+    let envs = status(&s);
+    let prod = envs.iter().find(|e| e["env"] == "prod").unwrap();
+    assert_eq!(prod["rendered"], "0.63.0", "{prod}");
+    assert!(prod["pull_request"].is_null(), "{prod}");
+}

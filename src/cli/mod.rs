@@ -12,6 +12,7 @@ pub(crate) mod reconcile;
 mod render;
 mod run;
 pub mod settings;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -79,6 +80,10 @@ pub enum Command {
     /// Run as a daemon: reconcile on a schedule and on webhooks, serving
     /// health, readiness and metrics.
     Run(Box<run::RunArgs>),
+    /// Per environment: the version its channel offers, the version rendered
+    /// on the base branch, and its open pull request (age, waiting for review).
+    /// Takes the flags of `reconcile`; changes nothing.
+    Status(Box<reconcile::ReconcileArgs>),
     /// Settings: `hydrant config show` lists each one, its value and where the
     /// value came from (flag, env, file or default).
     Config(config::ConfigCommand),
@@ -279,6 +284,7 @@ pub fn run(
         Command::Diff(args) => diff::run(args),
         Command::Channel(args) => channel::run(args),
         Command::Run(args) => run::run(*args),
+        Command::Status(args) => status::run(*args),
         Command::Config(args) => config::run(args, matches, file),
     };
     match result {

@@ -333,7 +333,7 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Workspace, Box<dyn Forge
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (ws, forge, opts) = prepare(&args)?;
     let outcomes = match reconcile::run_cycle(&ws, forge.as_ref(), &opts) {
-        Ok(o) => o,
+        Ok(cycle) => cycle.outcomes,
         Err(e) if args.output == OutputFormat::Json => {
             println!(
                 "{}",

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::Shared;
+use super::{Scope, Shared};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -44,11 +44,21 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn trigger(State(s): State<Arc<Shared>>, headers: HeaderMap) -> (StatusCode, &'static str) {
+#[derive(Debug, serde::Deserialize)]
+struct TriggerQuery {
+    /// Environments, separated by commas; all when absent.
+    env: Option<String>,
+}
+
+async fn trigger(
+    State(s): State<Arc<Shared>>,
+    Query(query): Query<TriggerQuery>,
+    headers: HeaderMap,
+) -> (StatusCode, String) {
     let Some(token) = s.options.trigger_token.as_deref() else {
         return (
             StatusCode::NOT_FOUND,
-            "triggers are off: set HYDRANT_TRIGGER_TOKEN\n",
+            "triggers are off: set HYDRANT_TRIGGER_TOKEN\n".to_string(),
         );
     };
     let presented = headers
@@ -58,11 +68,31 @@ async fn trigger(State(s): State<Arc<Shared>>, headers: HeaderMap) -> (StatusCod
     if !presented.is_some_and(|p| same(p.as_bytes(), token.as_bytes())) {
         return (
             StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required\n",
+            "a valid bearer token is required\n".to_string(),
         );
     }
-    s.trigger("POST /trigger");
-    (StatusCode::ACCEPTED, "cycle requested\n")
+    let scope = match query.env.as_deref() {
+        None | Some("") => Scope::All,
+        Some(list) => {
+            let names: std::collections::BTreeSet<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect();
+            // Only names the cycles have seen: an unknown one is a typo, and
+            // it must not grow the metrics' label set.
+            if let Some(unknown) = names.iter().find(|n| !s.knows(n)) {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("unknown environment `{unknown}`\n"),
+                );
+            }
+            Scope::Envs(names)
+        }
+    };
+    s.trigger("POST /trigger", scope);
+    (StatusCode::ACCEPTED, "cycle requested\n".to_string())
 }
 
 /// Whether a push event names the base branch (every branch when none is set).
@@ -116,7 +146,7 @@ async fn github(
             "ignored: not a push to the base branch\n",
         );
     }
-    s.trigger("GitHub push webhook");
+    s.trigger("GitHub push webhook", Scope::All);
     (StatusCode::ACCEPTED, "cycle requested\n")
 }
 
@@ -144,6 +174,6 @@ async fn gitlab(
             "ignored: not a push to the base branch\n",
         );
     }
-    s.trigger("GitLab push webhook");
+    s.trigger("GitLab push webhook", Scope::All);
     (StatusCode::ACCEPTED, "cycle requested\n")
 }

@@ -1,5 +1,5 @@
 //! Prometheus metrics of the daemon, in the text exposition format.
-//! Label sets are bounded: environments and fixed outcome names only.
+//! Label sets are bounded: environments, channels and fixed outcome names only.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -22,6 +22,10 @@ pub struct Metrics {
     /// Environment → seconds since the epoch of its last success.
     last_success: BTreeMap<String, u64>,
     pull_requests: BTreeMap<&'static str, u64>,
+    /// (channel, result) → fetches.
+    channel_fetches: BTreeMap<(String, &'static str), u64>,
+    forge_calls: u64,
+    forge_rate_limit_waits: u64,
     pub(super) last_finished: Option<Instant>,
     pub(super) last_ok: bool,
 }
@@ -41,6 +45,20 @@ fn escape(label: &str) -> String {
 }
 
 impl Metrics {
+    /// Whether a cycle has reported this environment.
+    pub fn knows(&self, env: &str) -> bool {
+        self.last_action.contains_key(env)
+    }
+
+    pub fn record_fetches(&mut self, fetches: &[(String, &'static str)]) {
+        for (channel, result) in fetches {
+            *self
+                .channel_fetches
+                .entry((channel.clone(), result))
+                .or_default() += 1;
+        }
+    }
+
     pub fn record(&mut self, result: &CycleResult, took: Duration) {
         let secs = took.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {
@@ -56,7 +74,13 @@ impl Metrics {
                 self.cycles_failed += 1;
                 self.last_ok = false;
             }
-            Ok(outcomes) => {
+            Ok(report) => {
+                self.record_fetches(&report.channel_fetches);
+                self.forge_calls = self.forge_calls.max(report.forge_calls);
+                self.forge_rate_limit_waits = self
+                    .forge_rate_limit_waits
+                    .max(report.forge_rate_limit_waits);
+                let outcomes = &report.outcomes;
                 let ok = outcomes.iter().all(|o| o.error.is_none());
                 if ok {
                     self.cycles_ok += 1
@@ -158,6 +182,27 @@ impl Metrics {
                 self.pull_requests.get(action).copied().unwrap_or(0)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_channel_fetches_total Channel spec fetches by channel and result (200, 304, stale, file, error).\n# TYPE hydrant_channel_fetches_total counter"
+        );
+        for ((channel, result), n) in &self.channel_fetches {
+            let _ = writeln!(
+                out,
+                "hydrant_channel_fetches_total{{channel=\"{}\",result=\"{result}\"}} {n}",
+                escape(channel)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_forge_api_calls_total Calls to the hosting service's API.\n# TYPE hydrant_forge_api_calls_total counter\nhydrant_forge_api_calls_total {}",
+            self.forge_calls
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_forge_rate_limit_waits_total Waits for the hosting service's rate limit.\n# TYPE hydrant_forge_rate_limit_waits_total counter\nhydrant_forge_rate_limit_waits_total {}",
+            self.forge_rate_limit_waits
+        );
         out
     }
 }

@@ -8,12 +8,18 @@
 //! stops taking triggers, lets the cycle in flight finish (bounded by the
 //! shutdown timeout) and exits 0; a second signal exits at once.
 //!
-//! The daemon knows nothing of git or forges: it drives a cycle function that
-//! the caller builds, and records what each cycle reports.
+//! A cycle covers a [`Scope`]: every environment (the timer, webhooks), or
+//! some (`POST /trigger?env=NAME`, or a channel poll that found a new release
+//! of the channels those environments follow). Requests made during a cycle
+//! merge into the one that follows.
+//!
+//! The daemon knows nothing of git or forges: it drives a cycle function and a
+//! channel poll function that the caller builds, and records what they report.
 
 mod http;
 mod metrics;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,14 +31,61 @@ pub use metrics::Metrics;
 
 use crate::reconcile::Outcome;
 
-/// What one cycle reports: the environments' outcomes, or why it could not run.
-pub type CycleResult = Result<Vec<Outcome>, String>;
+/// Which environments a cycle covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Envs(BTreeSet<String>),
+}
+
+impl Scope {
+    /// The scope covering both.
+    pub fn merge(self, other: Scope) -> Scope {
+        match (self, other) {
+            (Scope::Envs(mut a), Scope::Envs(b)) => {
+                a.extend(b);
+                Scope::Envs(a)
+            }
+            _ => Scope::All,
+        }
+    }
+}
+
+/// What one cycle did.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    pub outcomes: Vec<Outcome>,
+    /// Channel fetches: the channel, and `200`, `304`, `stale`, `file` or `error`.
+    pub channel_fetches: Vec<(String, &'static str)>,
+    /// The forge's API calls and rate-limit waits since the daemon started.
+    pub forge_calls: u64,
+    pub forge_rate_limit_waits: u64,
+}
+
+/// What one cycle reports, or why it could not run.
+pub type CycleResult = Result<CycleReport, String>;
+
+/// What a channel poll found: its fetches, and the environments whose channel
+/// published something new.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    pub channel_fetches: Vec<(String, &'static str)>,
+    pub changed: BTreeSet<String>,
+}
+
+/// The work the daemon drives.
+pub struct Jobs {
+    pub cycle: Box<dyn Fn(&Scope) -> CycleResult + Send + Sync>,
+    pub poll: Box<dyn Fn() -> Result<PollReport, String> + Send + Sync>,
+}
 
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {
     pub interval: Duration,
     pub listen: SocketAddr,
     pub shutdown_timeout: Duration,
+    /// How often channels are polled for a new release; `None`: only in cycles.
+    pub channel_poll: Option<Duration>,
     /// Bearer token for `POST /trigger`; without one the endpoint is off.
     pub trigger_token: Option<String>,
     /// Secret of GitHub push webhooks (`X-Hub-Signature-256`).
@@ -48,18 +101,40 @@ pub struct Shared {
     pub options: DaemonOptions,
     pub metrics: Mutex<Metrics>,
     trigger: Notify,
+    /// What the next cycle covers, when one was asked for.
+    pending: Mutex<Option<Scope>>,
     stopping: AtomicBool,
 }
 
 impl Shared {
     /// Asks for a cycle as soon as possible; several requests during a cycle
-    /// make exactly one more.
-    pub fn trigger(&self, why: &str) {
+    /// make exactly one more, covering them all.
+    pub fn trigger(&self, why: &str, scope: Scope) {
         if self.stopping.load(Ordering::SeqCst) {
             return;
         }
-        tracing::info!(reason = why, "cycle requested");
+        tracing::info!(reason = why, scope = ?scope, "cycle requested");
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = Some(match pending.take() {
+                Some(p) => p.merge(scope),
+                None => scope,
+            });
+        }
         self.trigger.notify_one();
+    }
+
+    /// Takes what the next cycle covers: what was asked for, or everything.
+    fn next_scope(&self, timer: bool) -> Scope {
+        let asked = self.pending.lock().ok().and_then(|mut p| p.take());
+        match asked {
+            Some(scope) if !timer => scope,
+            _ => Scope::All,
+        }
+    }
+
+    /// Whether the daemon knows this environment (from its cycles).
+    pub fn knows(&self, env: &str) -> bool {
+        self.metrics.lock().is_ok_and(|m| m.knows(env))
     }
 
     /// Ready when the last cycle succeeded and finished within three intervals.
@@ -90,25 +165,20 @@ fn next_delay(interval: Duration, failures: u32) -> Duration {
 }
 
 /// Runs the daemon until a signal stops it.
-pub fn run(
-    options: DaemonOptions,
-    cycle: impl Fn() -> CycleResult + Send + Sync + 'static,
-) -> anyhow::Result<()> {
+pub fn run(options: DaemonOptions, jobs: Jobs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .build()?;
-    runtime.block_on(serve(options, Arc::new(cycle)))
+    runtime.block_on(serve(options, Arc::new(jobs)))
 }
 
-async fn serve(
-    options: DaemonOptions,
-    cycle: Arc<dyn Fn() -> CycleResult + Send + Sync>,
-) -> anyhow::Result<()> {
+async fn serve(options: DaemonOptions, jobs: Arc<Jobs>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         options: options.clone(),
         metrics: Mutex::new(Metrics::default()),
         trigger: Notify::new(),
+        pending: Mutex::new(None),
         stopping: AtomicBool::new(false),
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -123,9 +193,13 @@ async fn serve(
         }
     });
 
+    if let Some(every) = options.channel_poll {
+        let (shared, jobs) = (shared.clone(), jobs.clone());
+        tokio::spawn(async move { poll(shared, jobs, every).await });
+    }
     let scheduler = {
         let shared = shared.clone();
-        tokio::spawn(async move { schedule(shared, cycle).await })
+        tokio::spawn(async move { schedule(shared, jobs).await })
     };
     wait_for_signal().await;
     tracing::info!("stopping: no more triggers; finishing the cycle in flight");
@@ -157,26 +231,61 @@ async fn wait_for_signal() {
     }
 }
 
-async fn schedule(shared: Arc<Shared>, cycle: Arc<dyn Fn() -> CycleResult + Send + Sync>) {
+/// Polls the channels every `every`; a new release triggers a cycle of the
+/// environments that follow the channel.
+async fn poll(shared: Arc<Shared>, jobs: Arc<Jobs>, every: Duration) {
+    loop {
+        tokio::time::sleep(every + crate::backoff::jitter(every / 10)).await;
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let j = jobs.clone();
+        let found = tokio::task::spawn_blocking(move || (j.poll)())
+            .await
+            .unwrap_or_else(|e| Err(format!("the channel poll panicked: {e}")));
+        match found {
+            Ok(report) => {
+                if let Ok(mut m) = shared.metrics.lock() {
+                    m.record_fetches(&report.channel_fetches);
+                }
+                if !report.changed.is_empty() {
+                    shared.trigger(
+                        "a channel published a new release",
+                        Scope::Envs(report.changed),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "channel poll failed"),
+        }
+    }
+}
+
+async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
     let mut failures = 0u32;
+    let mut scope = Scope::All;
+    let mut number = 0u64;
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
+        number += 1;
         let started = Instant::now();
-        let c = cycle.clone();
-        let result = tokio::task::spawn_blocking(move || c())
+        let span = tracing::info_span!("cycle", cycle = number, scope = ?scope);
+        let j = jobs.clone();
+        let s = scope.clone();
+        let result = tokio::task::spawn_blocking(move || span.in_scope(|| (j.cycle)(&s)))
             .await
             .unwrap_or_else(|e| Err(format!("the cycle panicked: {e}")));
-        let ok = matches!(&result, Ok(outcomes) if outcomes.iter().all(|o| o.error.is_none()));
+        let ok = matches!(&result, Ok(r) if r.outcomes.iter().all(|o| o.error.is_none()));
         match &result {
-            Ok(outcomes) => tracing::info!(
-                environments = outcomes.len(),
+            Ok(r) => tracing::info!(
+                cycle = number,
+                environments = r.outcomes.len(),
                 ok,
                 seconds = started.elapsed().as_secs_f64(),
                 "cycle finished"
             ),
-            Err(e) => tracing::error!(error = %e, "cycle failed"),
+            Err(e) => tracing::error!(cycle = number, error = %e, "cycle failed"),
         }
         if let Ok(mut m) = shared.metrics.lock() {
             m.record(&result, started.elapsed());
@@ -186,16 +295,28 @@ async fn schedule(shared: Arc<Shared>, cycle: Arc<dyn Fn() -> CycleResult + Send
             return;
         }
         let delay = next_delay(shared.options.interval, failures);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shared.trigger.notified() => {}
-        }
+        let timer = tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = shared.trigger.notified() => false,
+        };
+        scope = shared.next_scope(timer);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn envs(names: &[&str]) -> Scope {
+        Scope::Envs(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn scopes_merge_into_what_covers_both() {
+        assert_eq!(envs(&["a"]).merge(envs(&["b", "a"])), envs(&["a", "b"]));
+        assert_eq!(envs(&["a"]).merge(Scope::All), Scope::All);
+        assert_eq!(Scope::All.merge(envs(&["a"])), Scope::All);
+    }
 
     #[test]
     fn delays_jitter_around_the_interval_and_back_off_after_failures() {

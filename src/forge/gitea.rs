@@ -58,6 +58,7 @@ impl Gitea {
             reviewers: Vec::new(),
             draft: false,
             auto_merge: false,
+            created_at: v["created_at"].as_str().map(String::from),
         }
     }
 
@@ -103,6 +104,10 @@ impl Gitea {
 }
 
 impl Forge for Gitea {
+    fn api_stats(&self) -> Option<&crate::forge::api::ApiStats> {
+        Some(&self.api.stats)
+    }
+
     fn name(&self) -> &str {
         "gitea"
     }

@@ -71,6 +71,7 @@ impl GitHub {
                 .collect(),
             draft: v["draft"].as_bool().unwrap_or(false),
             auto_merge: !v["auto_merge"].is_null(),
+            created_at: v["created_at"].as_str().map(String::from),
         }
     }
 
@@ -110,6 +111,10 @@ impl GitHub {
 }
 
 impl Forge for GitHub {
+    fn api_stats(&self) -> Option<&crate::forge::api::ApiStats> {
+        Some(&self.api.stats)
+    }
+
     fn name(&self) -> &str {
         "github"
     }

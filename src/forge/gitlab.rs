@@ -80,6 +80,7 @@ impl GitLab {
                 .collect(),
             draft: v["draft"].as_bool().unwrap_or(false),
             auto_merge: v["merge_when_pipeline_succeeds"].as_bool().unwrap_or(false),
+            created_at: v["created_at"].as_str().map(String::from),
         }
     }
 
@@ -105,6 +106,10 @@ impl GitLab {
 }
 
 impl Forge for GitLab {
+    fn api_stats(&self) -> Option<&crate::forge::api::ApiStats> {
+        Some(&self.api.stats)
+    }
+
     fn name(&self) -> &str {
         "gitlab"
     }

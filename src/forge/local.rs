@@ -144,6 +144,9 @@ impl Forge for LocalForge {
             reviewers: req.reviewers.clone(),
             draft: req.draft,
             auto_merge: req.auto_merge,
+            created_at: jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+                .ok()
+                .map(|t| t.to_string()),
         };
         self.save(&pr)?;
         pulls.insert(number, pr.clone());

@@ -87,6 +87,9 @@ pub struct PullRequest {
     /// Auto-merge was requested.
     #[serde(default)]
     pub auto_merge: bool,
+    /// When it was opened (RFC 3339), where the forge says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 /// The pull request reconcile wants open.
@@ -167,6 +170,11 @@ pub trait Forge: Send + Sync {
     /// The comments of a pull request.
     fn comments(&self, pr: &PullRequest) -> Result<Vec<Comment>, ForgeError> {
         Ok(pr.comments.clone())
+    }
+    /// The hosting service's API calls and rate-limit waits so far; `None`
+    /// for a forge without an API.
+    fn api_stats(&self) -> Option<&api::ApiStats> {
+        None
     }
 }
 

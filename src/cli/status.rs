@@ -1,0 +1,131 @@
+//! `hydrant status`: per environment, the version its channel offers, the
+//! version rendered on the base branch, and its open pull request.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use super::OutputFormat;
+use super::reconcile::{ReconcileArgs, prepare};
+use crate::reconcile::{self, EnvStatus};
+
+/// `3d`, `5h`, `12m`, `40s`.
+fn age(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn line(s: &EnvStatus) -> [String; 5] {
+    let channel = match (&s.channel, &s.release) {
+        (Some(c), Some(r)) => format!("{c}@{r}"),
+        (Some(c), None) => c.clone(),
+        _ => "-".to_string(),
+    };
+    let available = s.available.clone().unwrap_or_else(|| "-".to_string());
+    let rendered = s.rendered.clone().unwrap_or_else(|| "-".to_string());
+    let pr = match &s.pull_request {
+        None if s.available.is_some() && s.available == s.rendered => "up to date".to_string(),
+        None => "-".to_string(),
+        Some(pr) => {
+            let mut text = format!("#{}", pr.number);
+            if let Some(a) = pr.age_secs {
+                text.push_str(&format!(" opened {} ago", age(a)));
+            }
+            text.push_str(if pr.draft {
+                ", draft"
+            } else if pr.waits_for_review {
+                ", waits for review"
+            } else {
+                ", merges when checks pass"
+            });
+            format!("{text}  {}", pr.url)
+        }
+    };
+    [s.env.clone(), channel, available, rendered, pr]
+}
+
+pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let (ws, forge, opts) = prepare(&args)?;
+    let statuses = reconcile::status(&ws, forge.as_ref(), &opts)?;
+    if args.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "environments": statuses }))?
+        );
+    } else {
+        let mut rows = vec![
+            [
+                "ENVIRONMENT",
+                "CHANNEL",
+                "AVAILABLE",
+                "RENDERED",
+                "PULL REQUEST",
+            ]
+            .map(String::from),
+        ];
+        rows.extend(statuses.iter().map(line));
+        let widths: Vec<usize> = (0..4)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        for r in &rows {
+            let mut text = String::new();
+            for (cell, w) in r.iter().zip(&widths) {
+                text.push_str(&format!("{cell:w$}  "));
+            }
+            text.push_str(&r[4]);
+            println!("{}", text.trim_end());
+        }
+        for s in statuses.iter().filter(|s| s.error.is_some()) {
+            eprintln!("error: {}: {}", s.env, s.error.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(if statuses.iter().any(|s| s.error.is_some()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::PrStatus;
+
+    #[test]
+    fn a_row_says_what_waits() {
+        let mut s = EnvStatus {
+            env: "prod".into(),
+            channel: Some("stable".into()),
+            release: None,
+            available: Some("0.63.0".into()),
+            rendered: Some("0.62.1".into()),
+            pull_request: Some(PrStatus {
+                number: 7,
+                url: "https://example.test/7".into(),
+                opened_at: None,
+                age_secs: Some(7_300),
+                draft: false,
+                waits_for_review: true,
+            }),
+            error: None,
+        };
+        assert_eq!(
+            line(&s),
+            [
+                "prod",
+                "stable",
+                "0.63.0",
+                "0.62.1",
+                "#7 opened 2h ago, waits for review  https://example.test/7"
+            ]
+            .map(String::from)
+        );
+        s.pull_request = None;
+        s.rendered = Some("0.63.0".into());
+        assert_eq!(line(&s)[4], "up to date");
+    }
+}
