@@ -122,7 +122,7 @@ pub fn build(
         return Err(problems);
     }
     let inputs = inputs(engine, channel, env);
-    let metadata = Metadata {
+    let mut metadata = Metadata {
         environment: env.name.clone(),
         namespace: env.config.namespace.clone(),
         channel: ChannelInfo {
@@ -134,8 +134,9 @@ pub fn build(
         inputs,
         renderer: layout::RENDERER,
         resources: manifests.len(),
+        outputs: String::new(),
     };
-    let files = layout::files(&manifests, &metadata);
+    let files = layout::files(&manifests, &mut metadata);
     Ok(Rendered {
         env: env.name.clone(),
         manifests,

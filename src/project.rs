@@ -91,6 +91,14 @@ impl ChannelFetch {
 /// The outcome of one environment.
 pub type EnvResult = Result<Rendered, Vec<Problem>>;
 
+/// An environment rendered, or found current without rendering.
+#[derive(Debug)]
+pub enum Render {
+    Fresh(Box<Rendered>),
+    /// Its inputs are those its recorded render was made from.
+    Current,
+}
+
 /// How to reach channels: the source (`--channel`, else hydrant.yaml) and the
 /// HTTP settings used when it is a URL.
 #[derive(Debug, Clone)]
@@ -213,6 +221,43 @@ impl Project {
         names: &[String],
         each: impl Fn(&str, EnvResult) -> R + Sync,
     ) -> Vec<R> {
+        self.run_each(
+            names,
+            |_, _| false,
+            |name, result| {
+                each(
+                    name,
+                    result.map(|r| match r {
+                        Render::Fresh(r) => *r,
+                        Render::Current => unreachable!("nothing is skipped"),
+                    }),
+                )
+            },
+        )
+    }
+
+    /// Renders the environments whose inputs have changed. An environment
+    /// whose inputs digest to what `recorded` says (the digest in its
+    /// `hydrant.metadata` on the base branch) is [`Render::Current`]: rendered
+    /// again, it would give the same files, so it is not.
+    pub fn render_changed(
+        &self,
+        names: &[String],
+        recorded: impl Fn(&str) -> Option<String> + Sync,
+    ) -> Vec<(String, Result<Render, Vec<Problem>>)> {
+        self.run_each(
+            names,
+            |name, digest| recorded(name).is_some_and(|r| r == digest),
+            |name, result| (name.to_string(), result),
+        )
+    }
+
+    fn run_each<R: Send>(
+        &self,
+        names: &[String],
+        current: impl Fn(&str, &str) -> bool + Sync,
+        each: impl Fn(&str, Result<Render, Vec<Problem>>) -> R + Sync,
+    ) -> Vec<R> {
         let loaded: Vec<Result<EnvironmentFiles, RepoError>> =
             names.par_iter().map(|n| self.repo.environment(n)).collect();
         let channels = self.fetch_channels(&loaded);
@@ -226,7 +271,15 @@ impl Project {
                         Err(e) => Err(vec![channel_problem(e, env)]),
                         Ok(spec) => match downgrade_problem(spec, env) {
                             Some(p) => Err(vec![p]),
-                            None => pipeline::build(&self.engine, spec, env),
+                            None if current(
+                                name,
+                                &pipeline::inputs(&self.engine, spec, env).digest(),
+                            ) =>
+                            {
+                                Ok(Render::Current)
+                            }
+                            None => pipeline::build(&self.engine, spec, env)
+                                .map(|r| Render::Fresh(Box::new(r))),
                         },
                     },
                 };

@@ -17,16 +17,16 @@
 //! The cycle is idempotent: run twice with the same inputs, the second run
 //! changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::forge::{Ensured, Forge, PrRequest, review};
+use crate::forge::{Ensured, Forge, PrRequest, PullRequest, review};
 use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
 use crate::pipeline::{Problem, Rendered};
-use crate::project::{ChannelFetch, ChannelSettings, EnvResult, Project, ProjectError};
+use crate::project::{ChannelFetch, ChannelSettings, Project, ProjectError, Render};
 
 /// How many times a push that lost a race is tried again.
 pub const PUSH_ATTEMPTS: usize = 3;
@@ -153,6 +153,34 @@ fn load(
     Ok(Project::from_tree(Arc::new(tree), &shown, channel)?)
 }
 
+/// Each environment's `hydrant.metadata` on the base branch, where it has
+/// one and the files beside it are still those it lists: a hand edit of
+/// `rendered/<env>/` makes hydrant render the environment again and repair it.
+fn recorded_metadata(
+    ws: &Workspace,
+    fetched: &Fetched,
+    envs: &[String],
+) -> Result<HashMap<String, Metadata>, CycleError> {
+    let mut out = HashMap::with_capacity(envs.len());
+    for env in envs {
+        let dir = format!("rendered/{env}");
+        let Some(text) = ws.file_at(fetched.base_commit, &format!("{dir}/{}", layout::METADATA))?
+        else {
+            continue;
+        };
+        let Ok(meta) = serde_json::from_str::<Metadata>(&text) else {
+            continue;
+        };
+        let entries = ws.entries_at(fetched.base_commit, &dir)?;
+        let on_base =
+            layout::outputs_digest(entries.iter().map(|(n, id)| (n.as_str(), id.clone())));
+        if !meta.outputs.is_empty() && on_base == meta.outputs {
+            out.insert(env.clone(), meta);
+        }
+    }
+    Ok(out)
+}
+
 /// The environments `opts` names, or all.
 fn selected(project: &Project, opts: &Options) -> Result<Vec<String>, CycleError> {
     if opts.envs.is_empty() {
@@ -274,19 +302,25 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
     let mut fetched = ws.fetch(opts.base.as_deref())?;
     let mut project = load(ws, &fetched, &opts.channel)?;
     let envs = selected(&project, opts)?;
-    let rendered = project.render(&envs);
+    let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
+    let rendered = project.render_changed(&envs, |env| recorded.get(env).map(|m| m.digest.clone()));
     let mut fetches = project.take_fetches();
     let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;
     let mut outcomes = Vec::with_capacity(envs.len());
     for (env, mut result) in rendered {
-        let span = match &result {
-            Ok(r) => tracing::info_span!(
+        let channel = match &result {
+            Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
+            Ok(Render::Current) => recorded.get(&env).map(|m| &m.channel),
+            Err(_) => None,
+        };
+        let span = match channel {
+            Some(c) => tracing::info_span!(
                 "environment",
                 environment = %env,
-                channel = %r.metadata.channel.name,
-                version = %r.metadata.channel.version
+                channel = %c.name,
+                version = %c.version
             ),
-            Err(_) => tracing::info_span!("environment", environment = %env),
+            None => tracing::info_span!("environment", environment = %env),
         };
         let _entered = span.enter();
         let mut attempt = 1;
@@ -297,6 +331,7 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
                 opts,
                 fetched: &fetched,
                 author: &author,
+                recorded: &recorded,
             };
             match step.reconcile(&env, &result) {
                 Ok(outcome) => break outcome,
@@ -316,8 +351,17 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
                         Ok((f, p)) => {
                             fetched = f;
                             project = p;
-                            result = project.render(std::slice::from_ref(&env)).remove(0).1;
+                            result = project
+                                .render(std::slice::from_ref(&env))
+                                .remove(0)
+                                .1
+                                .map(|r| Render::Fresh(Box::new(r)));
                             fetches.extend(project.take_fetches());
+                            recorded.extend(recorded_metadata(
+                                ws,
+                                &fetched,
+                                std::slice::from_ref(&env),
+                            )?);
                         }
                         Err(e) => break Outcome::failed(&env, e.to_string()),
                     }
@@ -344,6 +388,8 @@ struct Step<'a> {
     opts: &'a Options,
     fetched: &'a Fetched,
     author: &'a Signature<'static>,
+    /// Each environment's `hydrant.metadata` on the base branch.
+    recorded: &'a HashMap<String, Metadata>,
 }
 
 /// What can stop one environment's delivery.
@@ -383,9 +429,80 @@ impl Step<'_> {
         self.ws.subtree(parent_tree, &dir) == self.ws.subtree(base_tree, &dir)
     }
 
-    fn reconcile(&self, env: &str, result: &EnvResult) -> Result<Outcome, StepError> {
+    /// An environment whose recorded render is current: nothing to render or
+    /// push. Without a `hydrant/<env>` branch there is no pull request to
+    /// close either (a forge closes a pull request whose branch is deleted),
+    /// so a settled environment costs no forge call.
+    fn current(&self, env: &str, recorded: Option<&Metadata>) -> Result<Outcome, StepError> {
+        let mut outcome = Outcome::new(env, Action::Unchanged);
+        if let Some(m) = recorded {
+            outcome.channel = Some(m.channel.name.clone());
+            outcome.version = VersionChange {
+                from: Some(m.channel.version.clone()),
+                to: Some(m.channel.version.clone()),
+            };
+        }
+        tracing::info!("inputs unchanged since the recorded render: not rendered again");
+        let Some(tip) = self.ws.tip(env)? else {
+            return Ok(outcome);
+        };
+        let open = self
+            .forge
+            .find_open(&git::branch_name(env), &self.fetched.base_branch)?;
+        self.settle(env, outcome, open, Some(&tip))
+    }
+
+    /// The base already holds the render: close the pull request, if one is
+    /// open, and delete hydrant's branch.
+    fn settle(
+        &self,
+        env: &str,
+        mut outcome: Outcome,
+        open: Option<PullRequest>,
+        tip: Option<&git::Tip>,
+    ) -> Result<Outcome, StepError> {
+        let base = self.fetched.base_commit;
+        let base_branch = &self.fetched.base_branch;
+        let dry = self.opts.dry_run;
+        let ours = tip.filter(|t| t.is_hydrant);
+        if let Some(pr) = open {
+            outcome.pull_request = Some(PrRef {
+                number: pr.number,
+                url: pr.url.clone(),
+            });
+            outcome.action = Action::Closed;
+            if dry {
+                outcome.note = Some(format!(
+                    "dry run: would close PR #{} (already up to date on {base_branch})",
+                    pr.number
+                ));
+                return Ok(outcome);
+            }
+            let comment = format!(
+                "Closed by hydrant: `rendered/{env}/` is already up to date on `{base_branch}` ({}), so this pull request is no longer needed.",
+                Workspace::short(base)
+            );
+            self.forge.close_pull_request(&pr, &comment)?;
+            if let Some(t) = ours {
+                self.ws.push(env, None, Some(t.commit))?;
+            }
+        } else if let Some(t) = ours {
+            // A leftover branch with no pull request: nothing needs it.
+            if !dry {
+                self.ws.push(env, None, Some(t.commit))?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn reconcile(
+        &self,
+        env: &str,
+        result: &Result<Render, Vec<Problem>>,
+    ) -> Result<Outcome, StepError> {
         let rendered: &Rendered = match result {
-            Ok(r) => r,
+            Ok(Render::Fresh(r)) => r,
+            Ok(Render::Current) => return self.current(env, self.recorded.get(env)),
             Err(problems) => return Ok(Outcome::failed(env, problems_text(problems))),
         };
         let base = self.fetched.base_commit;
@@ -403,35 +520,7 @@ impl Step<'_> {
         let dry = self.opts.dry_run;
 
         if old_files == rendered.files {
-            let ours = tip.as_ref().filter(|t| t.is_hydrant);
-            if let Some(pr) = open {
-                outcome.pull_request = Some(PrRef {
-                    number: pr.number,
-                    url: pr.url.clone(),
-                });
-                outcome.action = Action::Closed;
-                if dry {
-                    outcome.note = Some(format!(
-                        "dry run: would close PR #{} (already up to date on {base_branch})",
-                        pr.number
-                    ));
-                    return Ok(outcome);
-                }
-                let comment = format!(
-                    "Closed by hydrant: `rendered/{env}/` is already up to date on `{base_branch}` ({}), so this pull request is no longer needed.",
-                    Workspace::short(base)
-                );
-                self.forge.close_pull_request(&pr, &comment)?;
-                if let Some(t) = ours {
-                    self.ws.push(env, None, Some(t.commit))?;
-                }
-            } else if let Some(t) = ours {
-                // A leftover branch with no pull request: nothing needs it.
-                if !dry {
-                    self.ws.push(env, None, Some(t.commit))?;
-                }
-            }
-            return Ok(outcome);
+            return self.settle(env, outcome, open, tip.as_ref());
         }
 
         if let Some(t) = tip.as_ref().filter(|t| !t.is_hydrant) {

@@ -571,3 +571,42 @@ fn status_shows_what_is_available_what_is_rendered_and_the_open_pull_requests() 
     assert_eq!(prod["rendered"], "0.63.0", "{prod}");
     assert!(prod["pull_request"].is_null(), "{prod}");
 }
+
+#[test]
+fn an_unchanged_environment_is_not_rendered_again_but_a_hand_edit_of_its_output_is_repaired() {
+    let s = Setup::new();
+    let first = s.reconcile(&["--log-level", "info"]).ok();
+    // dev's inputs are those its committed render was made from.
+    assert_eq!(
+        first.stderr.matches("not rendered again").count(),
+        1,
+        "{}",
+        first.stderr
+    );
+    s.remote.land_by_hand("prod");
+    s.remote.land_by_hand("staging");
+    let second = s.reconcile(&["--log-level", "info"]).ok();
+    let o = outcomes(&second);
+    assert!(o.iter().all(|x| x["action"] != "opened"), "{o:?}");
+    assert_eq!(
+        second.stderr.matches("not rendered again").count(),
+        3,
+        "every environment is current: {}",
+        second.stderr
+    );
+    // A person edits a rendered file on main: hydrant renders prod again and
+    // opens a pull request that puts it back.
+    let path = "rendered/prod/deployment-wandb-app.yaml";
+    let edited = s
+        .remote
+        .read_main(path)
+        .replace("replicas: 4", "replicas: 9");
+    s.remote.commit_to_main(path, &edited, "Scale prod by hand");
+    let third = s.reconcile(&["--log-level", "info"]).ok();
+    let o = outcomes(&third);
+    assert_eq!(action(&o, "prod"), "opened", "{o:?}");
+    assert_eq!(action(&o, "staging"), "unchanged", "{o:?}");
+    assert_eq!(third.stderr.matches("not rendered again").count(), 2);
+    let branch_file = git(&s.remote.bare(), &["show", &format!("hydrant/prod:{path}")]);
+    assert!(branch_file.contains("replicas: 4"), "{branch_file}");
+}

@@ -322,6 +322,40 @@ impl Workspace {
         }
     }
 
+    /// A file of a commit, if it is there.
+    pub fn file_at(&self, commit: Oid, path: &str) -> Result<Option<String>, GitError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        match entry.to_object(&self.repo)?.into_blob() {
+            Ok(blob) => Ok(Some(String::from_utf8_lossy(blob.content()).into_owned())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The entries of a directory of a commit: each name with its object id
+    /// (a sub-directory's id is prefixed `tree:`). Reads no file.
+    pub fn entries_at(&self, commit: Oid, dir: &str) -> Result<Vec<(String, String)>, GitError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let Ok(entry) = tree.get_path(Path::new(dir)) else {
+            return Ok(Vec::new());
+        };
+        let Ok(dir) = entry.to_object(&self.repo)?.into_tree() else {
+            return Ok(Vec::new());
+        };
+        Ok(dir
+            .iter()
+            .map(|e| {
+                let id = match e.kind() {
+                    Some(ObjectType::Blob) => e.id().to_string(),
+                    _ => format!("tree:{}", e.id()),
+                };
+                (e.name().unwrap_or("").to_string(), id)
+            })
+            .collect())
+    }
+
     /// The files of `rendered/<env>/` in a commit, by name (empty when absent).
     pub fn rendered_files(
         &self,
@@ -470,11 +504,25 @@ impl Workspace {
             self.push_local(&branch, commit, expected)
                 .map_err(|e| rejected(e.message().to_string()))?;
         } else {
-            self.push_remote(env, &branch, commit)
-                .map_err(|e| match e {
-                    PushFailure::Rejected(message) => rejected(message),
-                    PushFailure::Git(e, attempts) => self.classify(e, &attempts),
-                })?;
+            // A renewable token can expire between the requests of one push,
+            // which libgit2 does not retry: renew it and push once more.
+            let renewable = self.creds.token.as_ref().filter(|t| t.renewable());
+            let mut tries = 1 + u32::from(renewable.is_some());
+            loop {
+                tries -= 1;
+                match self.push_remote(env, &branch, commit) {
+                    Ok(()) => break,
+                    Err(PushFailure::Rejected(message)) => return Err(rejected(message)),
+                    Err(PushFailure::Git(e, attempts)) => match self.classify(e, &attempts) {
+                        GitError::Auth { .. } if tries > 0 => {
+                            if let Some(t) = renewable {
+                                t.refused();
+                            }
+                        }
+                        other => return Err(other),
+                    },
+                }
+            }
         }
         // Keep the remote-tracking ref in step with what was pushed.
         let tracking = format!("refs/remotes/origin/{branch}");

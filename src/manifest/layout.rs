@@ -29,6 +29,11 @@ pub struct Metadata {
     pub digest: String,
     pub renderer: u32,
     pub resources: usize,
+    /// The digest of the other files as git stores them ([`outputs_digest`]):
+    /// lets hydrant see that `rendered/<env>/` on a branch is what it wrote,
+    /// without reading the files.
+    #[serde(default)]
+    pub outputs: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -59,6 +64,31 @@ pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// The id git gives a file's content (its blob id, in hex).
+pub fn git_blob_id(content: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(format!("blob {}\0", content.len()).as_bytes());
+    h.update(content);
+    hex::encode(h.finalize())
+}
+
+/// A digest over the names and git blob ids of an environment's files other
+/// than `hydrant.metadata`. Computed from a render, or from a git tree's
+/// entries without reading a blob.
+pub fn outputs_digest<'a>(entries: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    let mut listed: Vec<(&str, String)> = entries
+        .into_iter()
+        .filter(|(name, _)| *name != METADATA)
+        .collect();
+    listed.sort();
+    let text: String = listed
+        .iter()
+        .map(|(name, id)| format!("{name} {id}\n"))
+        .collect();
+    sha256(text.as_bytes())
+}
+
 /// The file name of each manifest: `<kind>-<name>.yaml`, lowercase, with the
 /// namespace added where two objects would otherwise share a name.
 pub fn file_names(manifests: &[Manifest]) -> Vec<String> {
@@ -84,8 +114,8 @@ pub fn file_names(manifests: &[Manifest]) -> Vec<String> {
         .collect()
 }
 
-/// Every file of `rendered/<env>/`, by name.
-pub fn files(manifests: &[Manifest], metadata: &Metadata) -> BTreeMap<String, String> {
+/// Every file of `rendered/<env>/`, by name; sets `metadata.outputs`.
+pub fn files(manifests: &[Manifest], metadata: &mut Metadata) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
     for (m, name) in manifests.iter().zip(file_names(manifests)) {
         let mut text = format!("# Source: templates/{}\n", m.template);
@@ -104,9 +134,14 @@ pub fn files(manifests: &[Manifest], metadata: &Metadata) -> BTreeMap<String, St
     if files.is_empty() {
         kustomization = kustomization.replace("resources:\n", "resources: []\n");
     }
+    files.insert(KUSTOMIZATION.to_string(), kustomization);
+    metadata.outputs = outputs_digest(
+        files
+            .iter()
+            .map(|(name, text)| (name.as_str(), git_blob_id(text.as_bytes()))),
+    );
     let mut meta = serde_json::to_string_pretty(metadata).unwrap_or_default();
     meta.push('\n');
-    files.insert(KUSTOMIZATION.to_string(), kustomization);
     files.insert(METADATA.to_string(), meta);
     files
 }
@@ -154,6 +189,7 @@ mod tests {
             inputs,
             renderer: RENDERER,
             resources: 2,
+            outputs: String::new(),
         }
     }
 
@@ -161,7 +197,7 @@ mod tests {
     fn files_are_named_by_kind_and_name_and_listed_in_the_kustomization() {
         let files = files(
             &[m("Widget", "Alpha", None), m("Gadget", "b", None)],
-            &metadata(),
+            &mut metadata(),
         );
         let names: Vec<_> = files.keys().cloned().collect();
         assert_eq!(
@@ -184,7 +220,7 @@ mod tests {
     fn same_names_in_two_namespaces_get_the_namespace_in_the_file_name() {
         let files = files(
             &[m("Widget", "a", Some("x")), m("Widget", "a", Some("y"))],
-            &metadata(),
+            &mut metadata(),
         );
         assert!(
             files.contains_key("widget-x-a.yaml") && files.contains_key("widget-y-a.yaml"),
@@ -195,9 +231,37 @@ mod tests {
 
     #[test]
     fn the_metadata_is_json_without_timestamps() {
-        let files = files(&[], &metadata());
+        let mut meta = metadata();
+        let files = files(&[], &mut meta);
         let parsed: Metadata = serde_json::from_str(&files["hydrant.metadata"]).unwrap();
-        assert_eq!(parsed, metadata());
+        assert_eq!(parsed, meta);
         assert!(files["kustomization.yaml"].contains("resources: []"));
+    }
+
+    #[test]
+    fn blob_ids_are_git_s_and_the_outputs_digest_covers_every_other_file() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            git_blob_id(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        let mut meta = metadata();
+        let files = files(&[m("Widget", "a", None)], &mut meta);
+        let ids = |files: &BTreeMap<String, String>| -> Vec<(String, String)> {
+            files
+                .iter()
+                .map(|(n, t)| (n.clone(), git_blob_id(t.as_bytes())))
+                .collect()
+        };
+        let digest = |ids: &[(String, String)]| {
+            outputs_digest(ids.iter().map(|(n, i)| (n.as_str(), i.clone())))
+        };
+        assert_eq!(digest(&ids(&files)), meta.outputs);
+        let mut edited = files.clone();
+        edited.insert("widget-a.yaml".into(), "edited by hand\n".into());
+        assert_ne!(digest(&ids(&edited)), meta.outputs);
+        let mut extra = files.clone();
+        extra.insert("stray.yaml".into(), "x\n".into());
+        assert_ne!(digest(&ids(&extra)), meta.outputs);
     }
 }
