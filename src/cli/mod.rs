@@ -11,6 +11,7 @@ pub(crate) mod reconcile;
 mod render;
 mod run;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Run as a daemon: reconcile on a schedule and on webhooks, serving
     /// health, readiness and metrics.
     Run(Box<run::RunArgs>),
+    /// Render environments into the working tree's `rendered/`, then re-render
+    /// the ones a change affects as templates, overrides or channel specs are edited.
+    Watch(watch::WatchArgs),
 }
 
 /// Where the config repository is.
@@ -207,6 +211,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Diff(args) => diff::run(args),
         Command::Channel(args) => channel::run(args),
         Command::Run(args) => run::run(*args),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(code) => code,
