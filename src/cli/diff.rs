@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -30,16 +31,8 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let tree = DiskTree::new(&args.repo.repo)?;
     let dir = format!("rendered/{env}");
-    let mut current = BTreeMap::new();
-    for (name, kind) in tree.list(&dir)? {
-        if kind == Kind::File
-            && let Some(text) = tree.read(&format!("{dir}/{name}"))?
-        {
-            current.insert(name, text);
-        }
-    }
+    let current = rendered_files(&args.repo.repo, &env)?;
     let names: std::collections::BTreeSet<&String> =
         current.keys().chain(rendered.files.keys()).collect();
     let mut differs = false;
@@ -67,4 +60,20 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The files of `rendered/<env>/` in the working tree at `repo`, by name (none
+/// when the directory does not exist).
+pub(super) fn rendered_files(repo: &Path, env: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let tree = DiskTree::new(repo)?;
+    let dir = format!("rendered/{env}");
+    let mut files = BTreeMap::new();
+    for (name, kind) in tree.list(&dir)? {
+        if kind == Kind::File
+            && let Some(text) = tree.read(&format!("{dir}/{name}"))?
+        {
+            files.insert(name, text);
+        }
+    }
+    Ok(files)
 }

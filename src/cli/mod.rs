@@ -14,6 +14,7 @@ mod run;
 pub mod settings;
 mod status;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Settings: `hydrant config show` lists each one, its value and where the
     /// value came from (flag, env, file or default).
     Config(config::ConfigCommand),
+    /// Render environments into the working tree's `rendered/`, then re-render
+    /// the ones a change affects as templates, overrides or channel specs are edited.
+    Watch(watch::WatchArgs),
 }
 
 /// Where the config repository is.
@@ -286,6 +290,7 @@ pub fn run(
         Command::Run(args) => run::run(*args),
         Command::Status(args) => status::run(*args),
         Command::Config(args) => config::run(args, matches, file),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(code) => code,

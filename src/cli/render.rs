@@ -1,5 +1,5 @@
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -8,7 +8,7 @@ use clap::Args;
 use super::{EnvSelection, RepoArgs, report_problems};
 use crate::manifest::layout;
 use crate::output;
-use crate::pipeline::Problem;
+use crate::pipeline::{Problem, Rendered};
 use crate::project::Project;
 
 #[derive(Debug, Args)]
@@ -44,13 +44,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
                 let target = dir.join(env);
                 output::replace_dir(&target, &rendered.files)
                     .with_context(|| format!("cannot write `{}`", target.display()))?;
-                Ok(Ok(format!(
-                    "rendered {env}: {} resources, {} {} → {}",
-                    rendered.manifests.len(),
-                    rendered.metadata.channel.name,
-                    rendered.metadata.channel.version,
-                    target.display()
-                )))
+                Ok(Ok(rendered_line(env, &rendered, &target)))
             },
         );
         let mut failed = 0;
@@ -87,4 +81,15 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rendered <env>: <n> resources, <channel> <version> → <target>`
+pub(super) fn rendered_line(env: &str, rendered: &Rendered, target: &Path) -> String {
+    format!(
+        "rendered {env}: {} resources, {} {} → {}",
+        rendered.manifests.len(),
+        rendered.metadata.channel.name,
+        rendered.metadata.channel.version,
+        target.display()
+    )
 }

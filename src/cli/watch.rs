@@ -1,0 +1,840 @@
+//! `hydrant watch`: keeps the working tree's `rendered/<env>/` in step with
+//! its inputs while someone edits overrides or templates locally.
+//!
+//! It renders the selected environments once, then watches `templates/`,
+//! `environments/`, `hydrant.yaml` and the channel source when it is on disk,
+//! and re-renders only the environments a change can affect ([`affected`]),
+//! printing what changed per file ([`summary`]). Both are pure; the rest is the
+//! IO around them. It never watches `rendered/` (its own writes) and skips
+//! editor temp files. A broken edit is reported and nothing is written for
+//! that environment; the watch goes on. It does not touch git. Ctrl-C or
+//! SIGTERM stops it with exit code 0.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
+use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache};
+
+use super::diff::rendered_files;
+use super::render::rendered_line;
+use super::{RepoArgs, report_error, report_problems};
+use crate::config::{self, Settings, SettingsFile};
+use crate::output;
+use crate::pipeline::Problem;
+use crate::project::{ChannelSettings, EnvResult, Project};
+use crate::repo::valid_environment_name;
+
+/// Events closer together than this are one change (an editor's save is
+/// often a write, a rename and a chmod).
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// An environment to keep rendered; repeat for several [default: every one].
+    #[arg(long = "env", env = "HYDRANT_ENV", value_delimiter = ',')]
+    pub envs: Vec<String>,
+}
+
+/// The environments a change can alter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Affected {
+    /// Every environment: templates, settings, or a change that cannot be placed.
+    pub all: bool,
+    pub envs: BTreeSet<String>,
+}
+
+impl Affected {
+    pub fn all() -> Affected {
+        Affected {
+            all: true,
+            envs: BTreeSet::new(),
+        }
+    }
+
+    fn env(name: &str) -> Affected {
+        Affected {
+            all: false,
+            envs: BTreeSet::from([name.to_string()]),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.envs.is_empty()
+    }
+
+    pub fn add(&mut self, other: Affected) {
+        self.all |= other.all;
+        self.envs.extend(other.envs);
+    }
+
+    /// The environments of `known` (in its order) that are affected.
+    pub fn pick(&self, known: &[String]) -> Vec<String> {
+        known
+            .iter()
+            .filter(|e| self.all || self.envs.contains(*e))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Where the channel specs are on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelPath {
+    /// `<channel>.yaml` and `<channel>/releases/<id>.yaml` below it.
+    Dir(PathBuf),
+    /// One spec, served for every channel.
+    File(PathBuf),
+}
+
+/// What a change is classified against, learnt from the repository before it.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// The repository, canonical (event paths start with it).
+    pub root: PathBuf,
+    /// The channel source, when it is on disk.
+    pub channel: Option<ChannelPath>,
+    /// The channel each environment follows (`None` when its
+    /// `environment.yaml` does not say); `None` as a whole before the
+    /// repository first opened.
+    pub env_channels: Option<BTreeMap<String, Option<String>>>,
+}
+
+/// The environments a change of `path` can affect. Pure: it looks at the
+/// path only, never at the disk.
+pub fn affected(layout: &Layout, path: &Path) -> Affected {
+    if let Some(rel) = relative(&layout.root, path) {
+        if ignored(&rel) {
+            return Affected::default();
+        }
+        match rel
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            // The repository itself moved or changed: unsure.
+            [] | ["templates", ..] => return Affected::all(),
+            [name] if *name == config::SETTINGS_FILE => return Affected::all(),
+            ["rendered", ..] => return Affected::default(),
+            ["environments", rest @ ..] => return environment_change(rest),
+            _ => {}
+        }
+    }
+    match &layout.channel {
+        Some(ChannelPath::File(file)) if path == file => Affected::all(),
+        Some(ChannelPath::Dir(dir)) => match relative(dir, path) {
+            Some(rel) if !ignored(&rel) => channel_change(layout, &rel),
+            _ => Affected::default(),
+        },
+        _ => Affected::default(),
+    }
+}
+
+/// `environments/<rest>`: one environment's directory affects that
+/// environment; anything else there (the directory itself, shared files) all.
+fn environment_change(rest: &[&str]) -> Affected {
+    match rest {
+        [name, ..] if valid_environment_name(name) => Affected::env(name),
+        _ => Affected::all(),
+    }
+}
+
+/// `<channel>.yaml` (`.yml`, `.json`, `.sig`) or `<channel>/releases/…` below
+/// the channel directory: the environments on that channel, and any whose
+/// channel is not known.
+fn channel_change(layout: &Layout, rel: &[String]) -> Affected {
+    let (Some(first), Some(envs)) = (rel.first(), &layout.env_channels) else {
+        return Affected::all();
+    };
+    let name = first.strip_suffix(".sig").unwrap_or(first);
+    let name = ["yaml", "yml", "json"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(&format!(".{ext}")))
+        .unwrap_or(name);
+    let mut hit = Affected::default();
+    for (env, channel) in envs {
+        if channel.as_deref().is_none_or(|c| c == name) {
+            hit.envs.insert(env.clone());
+        }
+    }
+    hit
+}
+
+/// The components of `path` below `base`, if it is below (or is) `base`.
+fn relative(base: &Path, path: &Path) -> Option<Vec<String>> {
+    let rel = path.strip_prefix(base).ok()?;
+    Some(
+        rel.components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Hidden files and directories, and editors' backup and swap files.
+fn ignored(rel: &[String]) -> bool {
+    rel.iter().any(|c| c.starts_with('.'))
+        || rel.last().is_some_and(|name| {
+            name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".tmp")
+        })
+}
+
+/// Where the channel source is, when it is not a URL: `--channel` is
+/// relative to the working directory, `channelSource` of hydrant.yaml (and
+/// the default, `channels`) to the repository.
+pub fn channel_location(source: &str, from_flag: bool, root: &Path, cwd: &Path) -> Option<PathBuf> {
+    if source.contains("://") {
+        return None;
+    }
+    Some(if from_flag { cwd } else { root }.join(source))
+}
+
+/// What to watch: the repository's top level (for `hydrant.yaml`, and
+/// `templates/` or `environments/` appearing), `templates/` and
+/// `environments/` throughout, and the channel source. Never `rendered/`.
+pub fn watch_targets(root: &Path, channel: Option<&ChannelPath>) -> Vec<(PathBuf, RecursiveMode)> {
+    let mut targets = vec![
+        (root.to_path_buf(), RecursiveMode::NonRecursive),
+        (root.join("templates"), RecursiveMode::Recursive),
+        (root.join("environments"), RecursiveMode::Recursive),
+    ];
+    let covered = |p: &Path| {
+        targets
+            .iter()
+            .any(|(t, mode)| p == t || (*mode == RecursiveMode::Recursive && p.starts_with(t)))
+    };
+    let extra = match channel {
+        // A directory holding the repository would take `rendered/` in.
+        Some(ChannelPath::Dir(dir)) if !root.starts_with(dir) && !covered(dir) => {
+            Some((dir.clone(), RecursiveMode::Recursive))
+        }
+        // Editors replace a file by renaming another over it: watch its directory.
+        Some(ChannelPath::File(file)) => file
+            .parent()
+            .filter(|dir| !covered(dir))
+            .map(|dir| (dir.to_path_buf(), RecursiveMode::NonRecursive)),
+        _ => None,
+    };
+    targets.extend(extra);
+    targets
+}
+
+/// Whether an event is a change: opening and reading a file (hydrant reads
+/// its inputs on every render) is not, closing it after a write is.
+pub fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Other => false,
+        _ => true,
+    }
+}
+
+/// What changed between `old` and `new`, the files of `dir`
+/// (`rendered/<env>`): a line per file, or one saying nothing did.
+pub fn summary(
+    dir: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let mut lines = Vec::new();
+    for name in names {
+        match (old.get(name), new.get(name)) {
+            (None, Some(_)) => lines.push(format!("+ {dir}/{name}")),
+            (Some(_), None) => lines.push(format!("− {dir}/{name}")),
+            (Some(a), Some(b)) if a != b => {
+                let (added, removed) = line_counts(a, b);
+                lines.push(format!("~ {dir}/{name} (+{added} −{removed} lines)"));
+            }
+            _ => {}
+        }
+    }
+    if lines.is_empty() {
+        lines.push(format!("{dir}/ unchanged"));
+    }
+    lines
+}
+
+/// Lines added and removed from `old` to `new`.
+fn line_counts(old: &str, new: &str) -> (usize, usize) {
+    use similar::ChangeTag;
+    let diff = similar::TextDiff::from_lines(old, new);
+    diff.iter_all_changes()
+        .fold((0, 0), |(added, removed), change| match change.tag() {
+            ChangeTag::Insert => (added + 1, removed),
+            ChangeTag::Delete => (added, removed + 1),
+            ChangeTag::Equal => (added, removed),
+        })
+}
+
+enum Message {
+    Changed(DebounceEventResult),
+    Stop,
+}
+
+pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let root = std::fs::canonicalize(&args.repo.repo)
+        .with_context(|| format!("cannot watch `{}`", args.repo.repo.display()))?;
+    let (tx, rx) = mpsc::channel();
+    stop_on_signal(tx.clone())?;
+    let debouncer = notify_debouncer_full::new_debouncer(DEBOUNCE, None, move |result| {
+        let _ = tx.send(Message::Changed(result));
+    })
+    .context("cannot watch files")?;
+    let mut session = Session {
+        repo: args.repo.repo.clone(),
+        channel: args.repo.channel.settings()?,
+        envs: args.envs,
+        layout: Layout {
+            root,
+            ..Layout::default()
+        },
+        debouncer,
+        watched: BTreeSet::new(),
+    };
+    session.locate_channel();
+    session.watch(&BTreeSet::new());
+    // What waits for the repository to open, and the changes behind it.
+    let mut pending = Affected::all();
+    let mut causes = BTreeSet::new();
+    if let Some(project) = session.open() {
+        project.select(&session.envs, session.envs.is_empty())?;
+        session.render(&project, &std::mem::take(&mut pending), None);
+    }
+    session.say(&format!(
+        "watching {} for changes; Ctrl-C stops",
+        session.describe_targets()
+    ));
+    while let Ok(Message::Changed(first)) = rx.recv() {
+        let mut batch = Batch::default();
+        batch.add(first);
+        // Whatever else is queued already joins this pass.
+        for message in rx.try_iter() {
+            match message {
+                Message::Changed(result) => batch.add(result),
+                Message::Stop => return Ok(ExitCode::SUCCESS),
+            }
+        }
+        // Only reads (hydrant's own among them): nothing to do.
+        if batch.paths.is_empty() && !batch.unsure {
+            continue;
+        }
+        session.locate_channel();
+        session.watch(&batch.paths);
+        let mut hit = Affected {
+            all: batch.unsure,
+            ..Affected::default()
+        };
+        for path in batch.paths {
+            let change = affected(&session.layout, &path);
+            if !change.is_empty() {
+                hit.add(change);
+                causes.insert(path);
+            }
+        }
+        if hit.is_empty() {
+            continue;
+        }
+        pending.add(hit);
+        if let Some(project) = session.open() {
+            let todo = std::mem::take(&mut pending);
+            session.render(&project, &todo, Some(&std::mem::take(&mut causes)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The changed paths of one pass.
+#[derive(Default)]
+struct Batch {
+    paths: BTreeSet<PathBuf>,
+    /// The watcher lost track (an error, or events dropped): re-render everything.
+    unsure: bool,
+}
+
+impl Batch {
+    fn add(&mut self, result: DebounceEventResult) {
+        match result {
+            Ok(events) => {
+                for event in events {
+                    self.unsure |= event.need_rescan();
+                    if is_change(&event.kind) {
+                        self.paths.extend(event.event.paths);
+                    }
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("warning: watching files: {e}");
+                }
+                self.unsure = true;
+            }
+        }
+    }
+}
+
+struct Session {
+    /// `--repo` as given (relative to the working directory, like `--channel`).
+    repo: PathBuf,
+    channel: ChannelSettings,
+    /// `--env`; empty for every environment.
+    envs: Vec<String>,
+    layout: Layout,
+    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl Session {
+    /// Opens the repository afresh and learns its layout; reports why not.
+    fn open(&mut self) -> Option<Project> {
+        let project = match Project::open(&self.repo, &self.channel) {
+            Ok(p) => p,
+            Err(e) => {
+                report_error(&anyhow::Error::new(e).context(format!(
+                    "cannot open `{}`; still watching",
+                    self.repo.display()
+                )));
+                return None;
+            }
+        };
+        let channels = project
+            .environments()
+            .iter()
+            .map(|env| {
+                let channel = project.environment_channel(env).ok().map(|(c, _)| c);
+                (env.clone(), channel)
+            })
+            .collect();
+        self.layout.env_channels = Some(channels);
+        Some(project)
+    }
+
+    /// Finds the channel source from `--channel` or hydrant.yaml (kept as it
+    /// was while hydrant.yaml does not parse).
+    fn locate_channel(&mut self) {
+        let root = &self.layout.root;
+        let file = match std::fs::read_to_string(root.join(config::SETTINGS_FILE)) {
+            Ok(text) => match config::parse::<SettingsFile>(config::SETTINGS_FILE, &text) {
+                Ok(file) => file,
+                Err(_) => return,
+            },
+            Err(_) => SettingsFile::default(),
+        };
+        let flag = self.channel.source.clone();
+        let from_flag = flag.is_some();
+        let source = Settings::resolve(flag, &file).channel_source;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        self.layout.channel = channel_location(&source, from_flag, root, &cwd).map(|path| {
+            let path = std::fs::canonicalize(&path).unwrap_or(path);
+            if path.is_file() {
+                ChannelPath::File(path)
+            } else {
+                ChannelPath::Dir(path)
+            }
+        });
+    }
+
+    /// Watches every target that exists, again for any that `changed` names
+    /// (a directory replaced is a new directory to the watcher).
+    fn watch(&mut self, changed: &BTreeSet<PathBuf>) {
+        let watcher = &mut self.debouncer;
+        let targets = watch_targets(&self.layout.root, self.layout.channel.as_ref());
+        for (path, mode) in &targets {
+            if self.watched.contains(path) && !changed.contains(path) && path.exists() {
+                continue;
+            }
+            if self.watched.remove(path) {
+                let _ = watcher.unwatch(path);
+            }
+            if path.exists() {
+                match watcher.watch(path, *mode) {
+                    Ok(()) => {
+                        self.watched.insert(path.clone());
+                    }
+                    Err(e) => eprintln!("warning: cannot watch `{}`: {e}", path.display()),
+                }
+            }
+        }
+        let stale: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|w| !targets.iter().any(|(t, _)| t == *w))
+            .cloned()
+            .collect();
+        for path in stale {
+            let _ = watcher.unwatch(&path);
+            self.watched.remove(&path);
+        }
+    }
+
+    /// Re-renders the selected environments `todo` names, writing each that
+    /// changed, and prints a summary per environment.
+    fn render(&self, project: &Project, todo: &Affected, cause: Option<&BTreeSet<PathBuf>>) {
+        let known = project.environments();
+        let selected: Vec<String> = if self.envs.is_empty() {
+            known.to_vec()
+        } else {
+            for gone in self.envs.iter().filter(|e| !known.contains(e)) {
+                eprintln!("warning: environment `{gone}` is gone; not rendering it");
+            }
+            self.envs
+                .iter()
+                .filter(|e| known.contains(e))
+                .cloned()
+                .collect()
+        };
+        let envs = todo.pick(&selected);
+        if envs.is_empty() {
+            return;
+        }
+        if let Some(paths) = cause.filter(|p| !p.is_empty()) {
+            self.say(&format!(
+                "changed {}: re-rendering {}",
+                self.describe_paths(paths),
+                envs.join(", ")
+            ));
+        }
+        let root = &self.layout.root;
+        let outcomes = project.render_each(&envs, |env, result| write_env(root, env, result));
+        for (env, outcome) in envs.iter().zip(outcomes) {
+            match outcome {
+                Ok(Ok(lines)) => self.say(&lines.join("\n")),
+                Ok(Err(problems)) => report_problems(env, &problems),
+                Err(e) => report_error(&e),
+            }
+        }
+    }
+
+    /// A line (or lines) on stdout, flushed at once.
+    fn say(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    fn describe_targets(&self) -> String {
+        let mut shown = vec![
+            "templates/".to_string(),
+            "environments/".to_string(),
+            config::SETTINGS_FILE.to_string(),
+        ];
+        match &self.layout.channel {
+            Some(ChannelPath::Dir(dir)) => shown.push(format!("{}/", self.show(dir))),
+            Some(ChannelPath::File(file)) => shown.push(self.show(file)),
+            None => {}
+        }
+        shown.join(", ")
+    }
+
+    /// The first few of `paths`, relative to the repository where inside it.
+    fn describe_paths(&self, paths: &BTreeSet<PathBuf>) -> String {
+        const SHOWN: usize = 3;
+        let mut text: Vec<String> = paths.iter().take(SHOWN).map(|p| self.show(p)).collect();
+        if paths.len() > SHOWN {
+            text.push(format!("and {} more", paths.len() - SHOWN));
+        }
+        text.join(", ")
+    }
+
+    fn show(&self, path: &Path) -> String {
+        match path.strip_prefix(&self.layout.root) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+            _ => path.display().to_string(),
+        }
+    }
+}
+
+/// Writes one environment's render to `rendered/<env>/` when it changed, and
+/// returns its summary lines; an environment that failed writes nothing.
+fn write_env(
+    root: &Path,
+    env: &str,
+    result: EnvResult,
+) -> anyhow::Result<Result<Vec<String>, Vec<Problem>>> {
+    let rendered = match result {
+        Ok(r) => r,
+        Err(problems) => return Ok(Err(problems)),
+    };
+    let shown = format!("rendered/{env}");
+    let current = rendered_files(root, env)?;
+    let mut lines = vec![rendered_line(env, &rendered, Path::new(&shown))];
+    lines.extend(
+        summary(&shown, &current, &rendered.files)
+            .into_iter()
+            .map(|line| format!("  {line}")),
+    );
+    if current != rendered.files {
+        let target = root.join("rendered").join(env);
+        output::replace_dir(&target, &rendered.files)
+            .with_context(|| format!("cannot write `{}`", target.display()))?;
+    }
+    Ok(Ok(lines))
+}
+
+/// Sends [`Message::Stop`] on the first SIGINT or SIGTERM; a second one
+/// exits at once. The handlers are in place when this returns.
+fn stop_on_signal(tx: mpsc::Sender<Message>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut interrupt, mut terminate) = {
+        let _context = runtime.enter();
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
+    std::thread::Builder::new()
+        .name("hydrant-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                for _ in 0..2 {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    let _ = tx.send(Message::Stop);
+                }
+            });
+            std::process::exit(1);
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        let root = PathBuf::from("/repo");
+        Layout {
+            channel: Some(ChannelPath::Dir(root.join("channels"))),
+            env_channels: Some(BTreeMap::from([
+                ("dev".to_string(), Some("canary".to_string())),
+                ("staging".to_string(), Some("stable".to_string())),
+                ("prod".to_string(), Some("stable".to_string())),
+            ])),
+            root,
+        }
+    }
+
+    fn envs(a: &Affected) -> Vec<&str> {
+        assert!(!a.all, "{a:?} is every environment");
+        a.envs.iter().map(String::as_str).collect()
+    }
+
+    fn of(path: &str) -> Affected {
+        affected(&layout(), Path::new(path))
+    }
+
+    #[test]
+    fn a_change_in_one_environment_affects_only_that_environment() {
+        assert_eq!(envs(&of("/repo/environments/dev/values.yaml")), ["dev"]);
+        assert_eq!(envs(&of("/repo/environments/prod/pinned.yaml")), ["prod"]);
+        assert_eq!(envs(&of("/repo/environments/staging")), ["staging"]);
+    }
+
+    #[test]
+    fn templates_settings_and_the_environments_layout_affect_every_environment() {
+        for path in [
+            "/repo/templates/app.yaml.hbs",
+            "/repo/templates/_partials/labels.hbs",
+            "/repo/templates",
+            "/repo/hydrant.yaml",
+            "/repo/environments",
+            "/repo/environments/common.yaml",
+            "/repo",
+        ] {
+            assert!(of(path).all, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_channel_spec_affects_the_environments_on_that_channel() {
+        assert_eq!(envs(&of("/repo/channels/stable.yaml")), ["prod", "staging"]);
+        assert_eq!(envs(&of("/repo/channels/canary.json")), ["dev"]);
+        assert_eq!(envs(&of("/repo/channels/canary.yaml.sig")), ["dev"]);
+        assert_eq!(
+            envs(&of("/repo/channels/stable/releases/0.62.1.yaml")),
+            ["prod", "staging"]
+        );
+        assert!(of("/repo/channels/beta.yaml").is_empty());
+        assert!(of("/repo/channels").all, "the directory itself");
+    }
+
+    #[test]
+    fn an_environment_whose_channel_is_unknown_is_affected_by_any_channel() {
+        let mut l = layout();
+        l.env_channels
+            .as_mut()
+            .unwrap()
+            .insert("qa".to_string(), None);
+        let a = affected(&l, Path::new("/repo/channels/stable.yaml"));
+        assert_eq!(envs(&a), ["prod", "qa", "staging"]);
+        l.env_channels = None;
+        assert!(affected(&l, Path::new("/repo/channels/stable.yaml")).all);
+    }
+
+    #[test]
+    fn a_channel_source_outside_the_repository_is_classified_too() {
+        let mut l = layout();
+        l.channel = Some(ChannelPath::Dir(PathBuf::from("/mirror")));
+        assert_eq!(
+            envs(&affected(&l, Path::new("/mirror/canary.yaml"))),
+            ["dev"]
+        );
+        l.channel = Some(ChannelPath::File(PathBuf::from("/specs/one.yaml")));
+        assert!(affected(&l, Path::new("/specs/one.yaml")).all);
+        assert!(affected(&l, Path::new("/specs/other.yaml")).is_empty());
+    }
+
+    #[test]
+    fn hydrants_own_output_editor_files_and_other_files_affect_nothing() {
+        for path in [
+            "/repo/rendered/dev/deployment-wandb-app.yaml",
+            "/repo/rendered",
+            "/repo/environments/dev/.values.yaml.swp",
+            "/repo/environments/dev/values.yaml~",
+            "/repo/environments/dev/values.yaml.swp",
+            "/repo/templates/app.yaml.hbs.tmp",
+            "/repo/templates/.#app.yaml.hbs",
+            "/repo/.git/index",
+            "/repo/README.md",
+            "/elsewhere/values.yaml",
+        ] {
+            assert!(of(path).is_empty(), "{path}: {:?}", of(path));
+        }
+    }
+
+    #[test]
+    fn reading_a_file_is_not_a_change_but_writing_one_is() {
+        use notify_debouncer_full::notify::event::{CreateKind, ModifyKind};
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(is_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Any)));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+    }
+
+    #[test]
+    fn affected_environments_are_picked_in_the_order_given() {
+        let known = ["dev", "prod", "staging"].map(String::from);
+        let mut a = Affected::env("staging");
+        a.add(Affected::env("dev"));
+        assert_eq!(a.pick(&known), ["dev", "staging"]);
+        a.add(Affected::all());
+        assert_eq!(a.pick(&known), known);
+        assert!(Affected::default().pick(&known).is_empty());
+    }
+
+    #[test]
+    fn the_channel_source_is_found_relative_to_where_it_was_named() {
+        let (root, cwd) = (Path::new("/repo"), Path::new("/home/me"));
+        assert_eq!(
+            channel_location("channels", false, root, cwd),
+            Some(PathBuf::from("/repo/channels"))
+        );
+        assert_eq!(
+            channel_location("mirror", true, root, cwd),
+            Some(PathBuf::from("/home/me/mirror"))
+        );
+        assert_eq!(
+            channel_location("/srv/specs", true, root, cwd),
+            Some(PathBuf::from("/srv/specs"))
+        );
+        assert_eq!(
+            channel_location("https://deploy.example.com", true, root, cwd),
+            None
+        );
+    }
+
+    #[test]
+    fn rendered_is_never_watched() {
+        let root = Path::new("/repo");
+        let targets = watch_targets(root, Some(&ChannelPath::Dir(root.join("channels"))));
+        let paths: Vec<&Path> = targets.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/repo",
+                "/repo/templates",
+                "/repo/environments",
+                "/repo/channels"
+            ]
+            .map(Path::new)
+        );
+        assert_eq!(
+            targets[0].1,
+            RecursiveMode::NonRecursive,
+            "the top level only"
+        );
+        // A channel directory holding the repository would take rendered/ in.
+        let around = watch_targets(root, Some(&ChannelPath::Dir(PathBuf::from("/"))));
+        assert_eq!(around.len(), 3);
+        // A single spec file is watched through its directory, once.
+        let file = watch_targets(root, Some(&ChannelPath::File(root.join("spec.yaml"))));
+        assert_eq!(file.len(), 3);
+        let file = watch_targets(root, Some(&ChannelPath::File("/srv/spec.yaml".into())));
+        assert_eq!(
+            file.last().unwrap(),
+            &(PathBuf::from("/srv"), RecursiveMode::NonRecursive)
+        );
+    }
+
+    fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_summary_counts_lines_per_changed_file_and_marks_added_and_removed_files() {
+        let old = files(&[
+            ("a.yaml", "x: 1\ny: 2\nz: 3\n"),
+            ("gone.yaml", "g: 1\n"),
+            ("same.yaml", "s: 1\n"),
+        ]);
+        let new = files(&[
+            ("a.yaml", "x: 1\ny: 20\nz: 3\nw: 4\n"),
+            ("new.yaml", "n: 1\n"),
+            ("same.yaml", "s: 1\n"),
+        ]);
+        assert_eq!(
+            summary("rendered/dev", &old, &new),
+            [
+                "~ rendered/dev/a.yaml (+2 −1 lines)",
+                "− rendered/dev/gone.yaml",
+                "+ rendered/dev/new.yaml",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_summary_says_when_nothing_changed() {
+        let same = files(&[("a.yaml", "x: 1\n")]);
+        assert_eq!(
+            summary("rendered/dev", &same, &same),
+            ["rendered/dev/ unchanged"]
+        );
+    }
+}
