@@ -2,14 +2,40 @@
 //!
 //! The files are written into a fresh sibling directory, which then takes the
 //! place of `<out>/<env>/`: a reader never sees a half-written environment, and
-//! files of resources that are gone do not linger.
+//! files of resources that are gone do not linger. A directory that already
+//! holds exactly the files is left alone: re-rendering unchanged inputs writes
+//! nothing.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+/// Whether `dir` holds exactly `files` (and nothing else).
+fn holds_exactly(dir: &Path, files: &BTreeMap<String, String>) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut count = 0;
+    for entry in entries {
+        let Ok(entry) = entry else { return false };
+        count += 1;
+        let name = entry.file_name();
+        let Some(want) = name.to_str().and_then(|n| files.get(n)) else {
+            return false;
+        };
+        match std::fs::read(entry.path()) {
+            Ok(have) if have == want.as_bytes() => {}
+            _ => return false,
+        }
+    }
+    count == files.len()
+}
+
 /// Replaces `dir` with exactly `files`.
 pub fn replace_dir(dir: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
+    if holds_exactly(dir, files) {
+        return Ok(());
+    }
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
     let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
@@ -75,6 +101,23 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, vec!["dev"]);
+    }
+
+    #[test]
+    fn an_unchanged_directory_is_not_written_again() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("dev");
+        let mut files = BTreeMap::new();
+        files.insert("a.yaml".to_string(), "a: 1\n".to_string());
+        replace_dir(&target, &files).unwrap();
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let before = inode(&target);
+        replace_dir(&target, &files).unwrap();
+        assert_eq!(inode(&target), before, "left alone");
+        std::fs::write(target.join("stray.yaml"), "x").unwrap();
+        replace_dir(&target, &files).unwrap();
+        assert_ne!(inode(&target), before, "a stray file makes it differ");
+        assert!(!target.join("stray.yaml").exists());
     }
 
     #[test]

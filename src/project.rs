@@ -338,6 +338,19 @@ impl Project {
             .collect())
     }
 
+    /// What rendering `env` reads: its channel spec and its files (for
+    /// benchmarks and tools that drive [`pipeline::build`] themselves).
+    pub fn inputs_of(&self, env: &str) -> Result<(ChannelSpec, EnvironmentFiles), ProjectError> {
+        let files = self.repo.environment(env)?;
+        let spec = self.fetch(&key(&files))?;
+        Ok((spec, files))
+    }
+
+    /// The compiled templates.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The channel source, as shown to people.
     pub fn channel_source(&self) -> String {
         self.source.describe()

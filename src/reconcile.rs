@@ -299,7 +299,13 @@ pub struct Cycle {
 
 /// Runs one cycle over the selected environments.
 pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cycle, CycleError> {
+    let started = std::time::Instant::now();
     let mut fetched = ws.fetch(opts.base.as_deref())?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        base = %Workspace::short(fetched.base_commit),
+        "fetched"
+    );
     let mut project = load(ws, &fetched, &opts.channel)?;
     let envs = selected(&project, opts)?;
     let mut recorded = recorded_metadata(ws, &fetched, &envs)?;

@@ -492,13 +492,17 @@ impl Workspace {
             url: self.url.clone(),
             message,
         };
-        let current = self.remote_value(&branch)?;
-        if current != expected {
-            return Err(rejected(format!(
-                "the branch moved on the remote (expected {}, found {})",
-                short(expected),
-                short(current)
-            )));
+        // A local path is pushed with a compare-and-swap on the ref itself;
+        // a network remote is checked just before the push (a lease).
+        if !self.is_local_path() {
+            let current = self.remote_value(&branch)?;
+            if current != expected {
+                return Err(rejected(format!(
+                    "the branch moved on the remote (expected {}, found {})",
+                    short(expected),
+                    short(current)
+                )));
+            }
         }
         if self.is_local_path() {
             self.push_local(&branch, commit, expected)
