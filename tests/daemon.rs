@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::channel_server::{ChannelServer, Fault};
+use common::channel_server::{ChannelServer, Fault, bundled_spec as spec_json};
 use common::git::Remote;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -56,16 +56,6 @@ fn http(
     Some((status, body))
 }
 
-fn spec_json(rel: &str, version: Option<&str>) -> String {
-    let text = std::fs::read_to_string(common::project_root().join(rel)).unwrap();
-    let node = hydrant::yaml::parse_single(&text).unwrap().unwrap();
-    let mut v = hydrant::yaml::to_value(&node, &mut |_, _| {}).unwrap();
-    if let Some(version) = version {
-        v["metadata"]["version"] = Value::String(version.into());
-    }
-    v.to_string()
-}
-
 struct Daemon {
     child: Child,
     port: u16,
@@ -108,9 +98,12 @@ impl Daemon {
                 dirs.path().join("c").to_str().unwrap(),
                 "--channel-retries",
                 "0",
-                "--log-level",
-                "info",
             ])
+            .args(if extra.contains(&"--log-level") {
+                &[][..]
+            } else {
+                &["--log-level", "info"][..]
+            })
             .args(extra)
             .env("HYDRANT_LICENSE", LICENSE)
             .env("HYDRANT_GITHUB_WEBHOOK_SECRET", SECRET)
@@ -266,7 +259,8 @@ fn a_new_channel_version_produces_a_pull_request_within_two_intervals_and_metric
 
 #[test]
 fn a_signed_push_webhook_triggers_a_cycle_at_once_and_an_unsigned_one_is_refused() {
-    let d = Daemon::start("1h", None);
+    // Trace logs, to show that no secret reaches them.
+    let d = Daemon::start_with("1h", None, &["--log-level", "trace"]);
     d.wait_for(Duration::from_secs(30), "the first cycle", || {
         d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 1.0
     });
@@ -338,7 +332,15 @@ fn a_signed_push_webhook_triggers_a_cycle_at_once_and_an_unsigned_one_is_refused
         d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 3.0
     });
     let _ = d.remote.branches();
-    assert_eq!(d.stop().0, 0);
+    let (_, metrics) = http(d.port, "GET", "/metrics", &[], "").unwrap();
+    let (code, log) = d.stop();
+    assert_eq!(code, 0);
+    assert!(log.lines().count() > 20, "trace logs were written");
+    for (place, text) in [("the logs", &log), ("/metrics", &metrics)] {
+        for secret in [SECRET, "trigger-token", LICENSE] {
+            assert!(!text.contains(secret), "a secret is in {place}");
+        }
+    }
 }
 
 #[test]

@@ -397,3 +397,64 @@ fn diff_shows_how_a_fresh_render_differs_from_rendered() {
         "without --exit-code a difference is not an error"
     );
 }
+
+#[test]
+fn a_billion_laughs_or_a_bottomless_nesting_in_a_layer_is_refused() {
+    let ex = Example::new();
+    let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        laughs.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    ex.append(
+        "environments/dev/values.yaml",
+        &format!("\nbomb:\n  {}", laughs.replace('\n', "\n  ")),
+    );
+    assert_fails(&ex, "dev", &["environments/dev/values.yaml", "nodes"]);
+
+    let ex = Example::new();
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    ex.append(
+        "environments/staging/values.yaml",
+        &format!("\ndeep: {deep}\n"),
+    );
+    assert_fails(&ex, "staging", &["environments/staging/values.yaml"]);
+}
+
+#[test]
+fn names_that_try_to_leave_their_directory_are_refused_and_nothing_is_written_outside() {
+    let ex = Example::new();
+    let out = tempfile::tempdir().unwrap();
+    for bad in ["../escape", "/etc", "dev/../../x", ".."] {
+        let run = ex.run(&[
+            "render",
+            "--env",
+            bad,
+            "--out",
+            out.path().to_str().unwrap(),
+        ]);
+        assert_ne!(run.code, 0, "{bad:?} was accepted");
+        assert!(
+            run.stderr.contains("environment"),
+            "{bad:?}: {}",
+            run.stderr
+        );
+    }
+    // A resource name built from a value that tries a path.
+    ex.write(
+        "environments/dev/pinned.yaml",
+        "app:\n  serviceAccount:\n    create: true\n    name: ../../../tmp/x\n",
+    );
+    assert_fails(&ex, "dev", &["../../../tmp/x", "DNS"]);
+    let mut written: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert!(
+        written.is_empty(),
+        "nothing outside rendered/<env>/: {written:?}"
+    );
+}

@@ -248,3 +248,15 @@ impl ChannelServer {
         }
     }
 }
+
+/// A bundled channel spec (`channels/<…>.yaml`) as the JSON a deploy server
+/// serves, optionally with another version.
+pub fn bundled_spec(rel: &str, version: Option<&str>) -> String {
+    let text = std::fs::read_to_string(super::project_root().join(rel)).unwrap();
+    let node = hydrant::yaml::parse_single(&text).unwrap().unwrap();
+    let mut v = hydrant::yaml::to_value(&node, &mut |_, _| {}).unwrap();
+    if let Some(version) = version {
+        v["metadata"]["version"] = serde_json::Value::String(version.into());
+    }
+    v.to_string()
+}

@@ -153,6 +153,13 @@ impl FakeGitHub {
         });
     }
 
+    /// Every installation token handed out so far.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        (1..=self.app_tokens_issued())
+            .map(|n| format!("ghs_installation_{n}"))
+            .collect()
+    }
+
     pub fn app_tokens_issued(&self) -> usize {
         self.state
             .lock()
