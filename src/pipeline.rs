@@ -86,6 +86,15 @@ pub fn build(
         "channel": {"name": channel.channel, "version": channel.version},
         "chart": channel.chart.clone().unwrap_or(Value::Null),
     });
+    // The value layers and channel specs are checked where they are read;
+    // this covers everything else the templates see.
+    if let Some((path, c)) = crate::render::safe::find_reserved_in(&data) {
+        return Err(vec![Problem::new(format!(
+            "`{}` holds the reserved character U+{:04X}, which hydrant keeps for itself",
+            crate::yaml::display_path(&path),
+            c as u32
+        ))]);
+    }
     data["values"] = merged.values.clone();
     let docs = engine.render(data).map_err(|e| {
         let hint = match &e {

@@ -183,6 +183,23 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
     };
     let values = Layer::from_value(LayerKind::Channel, origin, values, lines, values_line)
         .map_err(|e| invalid(e.to_string()))?;
+    // `metadata` and `chart` reach the templates too: they may no more hold
+    // hydrant's reserved characters than the values may.
+    for (name, part) in [
+        ("metadata", Some(&Value::Object(metadata.clone()))),
+        ("chart", top.get("chart")),
+    ] {
+        if let Some((path, c)) = part.and_then(crate::render::safe::find_reserved_in) {
+            let key = std::iter::once(name.to_string())
+                .chain(path)
+                .collect::<Vec<_>>();
+            return Err(invalid(format!(
+                "key `{}` holds the reserved character U+{:04X}, which hydrant keeps for itself",
+                yaml::display_path(&key),
+                c as u32
+            )));
+        }
+    }
     Ok(ChannelSpec {
         channel: channel.to_string(),
         version,
@@ -199,6 +216,17 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_characters_in_chart_or_metadata_are_refused() {
+        for spec in [
+            "metadata: {version: 1.0.0}\nchart: {name: \"\\uE002x\\n  injected: y\"}\nvalues: {}\n",
+            "metadata: {version: 1.0.0, note: \"\\uE000\"}\nvalues: {}\n",
+        ] {
+            let err = parse_spec("stable", "channels/stable.yaml", spec).unwrap_err();
+            assert!(err.to_string().contains("reserved character"), "{err}");
+        }
+    }
 
     #[test]
     fn a_spec_parses_with_lines_for_its_values() {

@@ -31,6 +31,31 @@ pub fn find_reserved(s: &str) -> Option<char> {
     s.chars().find(|c| ('\u{E000}'..='\u{E00F}').contains(c))
 }
 
+/// The first reserved character anywhere in a value, keys included, with the
+/// path to it.
+pub fn find_reserved_in(v: &Value) -> Option<(Vec<String>, char)> {
+    match v {
+        Value::String(s) => find_reserved(s).map(|c| (Vec::new(), c)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            find_reserved_in(item).map(|(mut path, c)| {
+                path.insert(0, i.to_string());
+                (path, c)
+            })
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let found = match find_reserved(k) {
+                Some(c) => Some((Vec::new(), c)),
+                None => find_reserved_in(item),
+            };
+            found.map(|(mut path, c)| {
+                path.insert(0, k.clone());
+                (path, c)
+            })
+        }),
+        _ => None,
+    }
+}
+
 /// Writes a value as a sentinel, with the key it was read from when known
 /// (`global.host`), so a rendered field can be traced back to its layer.
 pub fn encode_into(out: &mut String, value: &Value, key: Option<&[String]>) {
