@@ -72,7 +72,18 @@ fn write_map(out: &mut String, map: &Map<String, Value>, indent: usize, inline_f
         if i > 0 || !inline_first {
             pad(out, indent);
         }
-        write_string(out, key, indent, true);
+        let mut written = String::new();
+        write_string(&mut written, key, indent, true);
+        // YAML allows an implicit key of at most 1024 characters; a longer one
+        // is written as an explicit `? key` / `: value` pair.
+        if written.chars().count() > 1000 {
+            out.push_str("? ");
+            out.push_str(&written);
+            out.push('\n');
+            pad(out, indent);
+        } else {
+            out.push_str(&written);
+        }
         out.push(':');
         write_child(out, value, indent + 2);
     }
@@ -313,6 +324,18 @@ mod tests {
     fn nested_lists_and_maps_round_trip() {
         let v = json!({"a": [{"name": "x", "v": [1, [2, 3], {}]}, [], "s"], "b": {"c": {"d": null, "e": false, "f": 1.5}}});
         assert_eq!(round_trip(&v), v, "{}", to_document(&v));
+    }
+
+    #[test]
+    fn a_key_too_long_for_an_implicit_key_round_trips() {
+        let long = "k".repeat(3000);
+        for v in [
+            json!({ long.clone(): "v", "short": 1 }),
+            json!({ "outer": { long.clone(): { "inner": [1, 2] } } }),
+            json!([{ long.clone(): null }]),
+        ] {
+            assert_eq!(round_trip(&v), v);
+        }
     }
 
     #[test]

@@ -60,8 +60,9 @@ fn parse_int(text: &str) -> Option<Number> {
     }
     let magnitude = u64::from_str_radix(digits, radix).ok()?;
     if neg {
-        let v = i64::try_from(magnitude).ok()?;
-        Some(Number::from(-v))
+        // i64::MIN's magnitude is one more than i64::MAX.
+        let v = 0i64.checked_sub_unsigned(magnitude)?;
+        Some(Number::from(v))
     } else {
         Some(Number::from(magnitude))
     }
@@ -231,6 +232,8 @@ mod tests {
     fn core_schema_numbers_booleans_and_null_resolve() {
         assert_eq!(resolve_plain("42"), json!(42));
         assert_eq!(resolve_plain("-7"), json!(-7));
+        assert_eq!(resolve_plain("-9223372036854775808"), json!(i64::MIN));
+        assert_eq!(resolve_plain("18446744073709551615"), json!(u64::MAX));
         assert_eq!(resolve_plain("0x1F"), json!(31));
         assert_eq!(resolve_plain("0o17"), json!(15));
         assert_eq!(resolve_plain("1.5"), json!(1.5));
