@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::channel_server::{ChannelServer, Fault, bundled_spec as spec_json};
 use common::git::Remote;
+use common::prometheus;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
@@ -227,16 +228,21 @@ fn a_new_channel_version_produces_a_pull_request_within_two_intervals_and_metric
         d.metric("hydrant_pull_requests_total{action=\"updated\"}") >= 1.0
     });
     let (_, text) = http(d.port, "GET", "/metrics", &[], "").unwrap();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample: {line}"));
-        assert!(value.parse::<f64>().is_ok(), "not a number in {line}");
-        assert!(name.starts_with("hydrant_"), "{line}");
-    }
+    let samples = prometheus::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(
+        samples.iter().all(|s| s.name.starts_with("hydrant_")),
+        "{text}"
+    );
+    let cycles = ["ok", "failed"]
+        .iter()
+        .map(|o| prometheus::value(&samples, "hydrant_cycles_total", &[("outcome", o)]).unwrap())
+        .sum::<f64>();
+    let counted = prometheus::value(&samples, "hydrant_cycle_duration_seconds_count", &[]);
+    assert_eq!(
+        Some(cycles),
+        counted,
+        "every cycle is in the duration histogram"
+    );
     assert!(
         d.metric("hydrant_cycles_total{outcome=\"ok\"}") >= 2.0,
         "{text}"
@@ -457,4 +463,26 @@ fn a_channel_poll_reconciles_only_the_environments_that_follow_the_channel() {
     let (code, err) = d.stop();
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains(LICENSE));
+}
+
+#[test]
+fn the_metrics_reader_refuses_what_a_scraper_would_refuse() {
+    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"q\\\"\\n\"} 1\n\
+                # HELP h H.\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n";
+    let samples = prometheus::parse(good).unwrap();
+    assert_eq!(
+        prometheus::value(&samples, "a_total", &[("x", "q\"\n")]),
+        Some(1.0)
+    );
+    for bad in [
+        "a_total 1\n",                             // no family
+        "# HELP a A.\n# TYPE a counter\na 1\n",    // counter without _total
+        "# HELP a A.\n# TYPE a gauge\na{x=q} 1\n", // unquoted label
+        "# HELP a A.\n# TYPE a gauge\na 1\na 2\n", // repeated sample
+        "# HELP a A.\n# TYPE a gauge\na one\n",    // not a number
+        "# HELP h H.\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 3\nh_count 1\n",
+        "# HELP h H.\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 1\n",
+    ] {
+        assert!(prometheus::parse(bad).is_err(), "accepted: {bad}");
+    }
 }

@@ -119,7 +119,15 @@ fn apply(
                 provenance.forget(path);
             }
             (Value::Object(patch_map), Some(Value::Object(acc_map))) => {
+                let was_empty = acc_map.is_empty();
                 apply(acc_map, provenance, path, patch_map, layer);
+                if !acc_map.is_empty() {
+                    // No longer an empty map: its keys have their own origins.
+                    provenance.0.remove(path.as_slice());
+                } else if !was_empty {
+                    // This layer deleted every key: the empty map is its doing.
+                    provenance.record(path, &Value::Object(Map::new()), layer);
+                }
             }
             _ => {
                 provenance.forget(path);

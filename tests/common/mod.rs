@@ -7,6 +7,7 @@ pub mod channel_server;
 pub mod fake_forges;
 pub mod fake_github;
 pub mod git;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
