@@ -298,7 +298,7 @@ mod tests {
             ]
         );
         let err = parse_flat("hydrant.yaml", "interval: 5m\nforge:\n  kind: github\n").unwrap_err();
-        assert_eq!(err.line, Some(3), "{err}");
+        assert_eq!(err.line, Some(2), "the line of `forge:`: {err}");
         assert!(err.to_string().contains("`forge`"), "{err}");
         assert!(parse_flat("hydrant.yaml", "- a\n").is_err());
         assert_eq!(parse_flat("hydrant.yaml", "").unwrap(), vec![]);

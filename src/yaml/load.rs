@@ -251,7 +251,14 @@ impl Builder {
                     *pending = Some((key, node.line, node.col));
                     Ok(())
                 }
-                Some((key, _, _)) => {
+                Some((key, line, col)) => {
+                    // A map value is placed at its key, the line people read
+                    // as where the map is set (a block map starts a line below).
+                    let mut node = node;
+                    if matches!(node.kind, NodeKind::Map(_)) {
+                        node.line = line;
+                        node.col = col;
+                    }
                     if let NodeKind::Map(entries) = &mut map.kind {
                         entries.push((key, node));
                     }

@@ -115,7 +115,9 @@ pub fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result
 
 /// Converts a loaded node to a JSON value with the core schema, calling
 /// `on_leaf(path, line)` for every leaf: a scalar, a list (lists are replaced
-/// whole by higher layers, so a list is one leaf) or an empty map.
+/// whole by higher layers, so a list is one leaf) or an empty map; and for
+/// every key holding a map, with the key's line, so that a map a higher layer
+/// empties with `null`s can still be traced to a line.
 pub fn to_value(node: &Node, on_leaf: &mut dyn FnMut(&KeyPath, usize)) -> Result<Value, YamlError> {
     let mut path = Vec::new();
     convert(node, &mut path, on_leaf)
@@ -148,7 +150,7 @@ fn convert(
             Ok(Value::Array(out))
         }
         NodeKind::Map(entries) => {
-            if entries.is_empty() {
+            if entries.is_empty() || !path.is_empty() {
                 on_leaf(path, node.line);
             }
             let mut out = Map::new();
@@ -271,6 +273,7 @@ mod tests {
         assert_eq!(
             leaves,
             vec![
+                ("a".to_string(), 1),
                 ("a.b".to_string(), 2),
                 ("a.c".to_string(), 3),
                 ("a.d".to_string(), 4)
