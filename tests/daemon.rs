@@ -5,12 +5,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::channel_server::{ChannelServer, Fault, bundled_spec as spec_json};
+use common::daemon::{free_port, http, metric, stop, wait_for};
 use common::git::Remote;
 use common::prometheus;
 use hmac::{Hmac, Mac};
@@ -18,44 +17,6 @@ use serde_json::Value;
 
 const LICENSE: &str = "daemon-test-license";
 const SECRET: &str = "webhook-secret-xyz";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A minimal HTTP/1.1 client: (status, body).
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &str,
-) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
 
 struct Daemon {
     child: Child,
@@ -127,30 +88,20 @@ impl Daemon {
         d
     }
 
-    fn wait_for(&self, limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if ok() {
-                return start.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("timed out waiting for {what}");
+    fn wait_for(&self, limit: Duration, what: &str, ok: impl FnMut() -> bool) -> Duration {
+        wait_for(limit, what, ok)
     }
 
     fn metric(&self, name: &str) -> f64 {
-        let (_, text) = http(self.port, "GET", "/metrics", &[], "").unwrap();
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        metric(self.port, name)
     }
 
     fn pulls(&self) -> Vec<Value> {
         std::fs::read_dir(self.dirs.path().join("s/pulls"))
             .map(|e| {
+                // Not the temporary files of a write in progress.
                 e.flatten()
+                    .filter(|f| f.path().extension().is_some_and(|x| x == "json"))
                     .map(|f| {
                         serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap()
                     })
@@ -160,11 +111,7 @@ impl Daemon {
     }
 
     fn stop(mut self) -> (i32, String) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().unwrap();
-        (status.code().unwrap_or(-1), self.stderr())
+        (stop(&mut self.child), self.stderr())
     }
 
     /// What the daemon logged so far.

@@ -245,34 +245,9 @@ fn github_app_auth_renews_an_expired_installation_token() {
     let remote = Remote::new();
     let gh = FakeGitHub::start(TOKEN, "acme/wandb-config", 5);
     let dirs = tempfile::tempdir().unwrap();
-    let key = dirs.path().join("app.pem");
-    let public = dirs.path().join("app.pub");
-    let openssl = |args: &[&str]| {
-        assert!(
-            std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .unwrap()
-                .status
-                .success()
-        )
-    };
-    openssl(&["genrsa", "-out", key.to_str().unwrap(), "2048"]);
-    openssl(&[
-        "rsa",
-        "-in",
-        key.to_str().unwrap(),
-        "-pubout",
-        "-out",
-        public.to_str().unwrap(),
-    ]);
     // Installation tokens expire after a few requests, so one run needs several.
-    gh.enable_app("123", &std::fs::read_to_string(&public).unwrap(), 6);
-    let checker = gh.clone();
-    let git = HttpGit::start_with(
-        remote.root.path(),
-        std::sync::Arc::new(move |t: &str| checker.accepts(t)),
-    );
+    let key = gh.enable_app_with_new_key("123", dirs.path(), 6);
+    let git = gh.git_server(remote.root.path());
     let url = git.url("remote.git");
     let out = common::hydrant()
         .args([

@@ -121,9 +121,63 @@ fn lock(dir: &Path, timeout: Duration) -> Result<File, GitError> {
     }
 }
 
+/// Removes the `.lock` files that a run killed while it updated a ref (or
+/// the config) left in the clone below `dir`: git refuses to update a locked
+/// ref, so one left behind would fail every later run. Only the holder of the
+/// work directory's lock calls this, so no other run is writing them.
+fn remove_stale_locks(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let (path, name) = (entry.path(), entry.file_name());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if name != "objects" {
+                remove_stale_locks(&path);
+            }
+        } else if name.to_string_lossy().ends_with(".lock") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::warn!(path = %path.display(), "removed a lock file left by a run that was stopped")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a lock file left by a run that was stopped")
+                }
+            }
+        }
+    }
+}
+
+/// How long a ref lock may stand before it is taken for one that a killed
+/// process left: git holds one for milliseconds while it moves the ref.
+const STALE_LOCK: Duration = Duration::from_secs(2);
+
+/// Removes a ref's lock in a repository on this machine once it is stale.
+/// Left by a process killed while it moved the ref (a hydrant run stopped
+/// mid-push, say), it would refuse every later push of the branch; a live
+/// one goes away while this waits.
+fn clear_stale_lock(lock: &Path) {
+    let started = Instant::now();
+    while started.elapsed() <= STALE_LOCK {
+        let Ok(modified) = std::fs::metadata(lock).and_then(|m| m.modified()) else {
+            return;
+        };
+        if modified.elapsed().is_ok_and(|age| age >= STALE_LOCK) {
+            match std::fs::remove_file(lock) {
+                Ok(()) => {
+                    tracing::warn!(path = %lock.display(), "removed a stale ref lock from the remote")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %lock.display(), error = %e, "cannot remove a stale ref lock from the remote")
+                }
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Workspace {
     /// Opens (or creates) the bare clone of `repo` in `dir`. A corrupt clone is
-    /// thrown away and made anew: it only caches the remote.
+    /// thrown away and made anew: it only caches the remote. Lock files a
+    /// killed run left in it are removed.
     pub fn open(
         dir: &Path,
         repo: &str,
@@ -137,6 +191,7 @@ impl Workspace {
         let lock = lock(dir, lock_timeout)?;
         let url = remote_url(repo)?;
         let git_dir = dir.join("repo.git");
+        remove_stale_locks(&git_dir);
         let opened = Repository::open_bare(&git_dir).and_then(|r| {
             // A clone whose objects cannot be read is as good as none.
             r.odb()?;
@@ -496,6 +551,9 @@ impl Workspace {
             url: self.url.clone(),
             message,
         };
+        if let Some(git_dir) = self.local_git_dir() {
+            clear_stale_lock(&git_dir.join(format!("refs/heads/{branch}.lock")));
+        }
         // A local path is pushed with a compare-and-swap on the ref itself;
         // a network remote is checked just before the push (a lease).
         if !self.is_local_path() {
@@ -552,6 +610,15 @@ impl Workspace {
     /// A remote given as a plain path (not a URL).
     fn is_local_path(&self) -> bool {
         !self.url.contains("://") && Path::new(&self.url).exists()
+    }
+
+    /// The git directory of a remote on this machine (a path or a `file://` URL).
+    fn local_git_dir(&self) -> Option<PathBuf> {
+        let path = self.url.strip_prefix("file://").unwrap_or(&self.url);
+        if path.contains("://") || !Path::new(path).exists() {
+            return None;
+        }
+        Repository::open(path).ok().map(|r| r.path().to_path_buf())
     }
 
     /// Pushes to a repository on this machine by writing the new objects into

@@ -153,6 +153,41 @@ impl FakeGitHub {
         });
     }
 
+    /// Makes an RSA key pair in `dir` (with `openssl`) and accepts GitHub App
+    /// `app_id` signing with it, as [`FakeGitHub::enable_app`] says; returns
+    /// the private key's file.
+    pub fn enable_app_with_new_key(
+        &self,
+        app_id: &str,
+        dir: &std::path::Path,
+        lifetime: usize,
+    ) -> std::path::PathBuf {
+        let (key, public) = (dir.join("app.pem"), dir.join("app.pub"));
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let (k, p) = (key.to_str().unwrap(), public.to_str().unwrap());
+        openssl(&["genrsa", "-out", k, "2048"]);
+        openssl(&["rsa", "-in", k, "-pubout", "-out", p]);
+        self.enable_app(app_id, &std::fs::read_to_string(&public).unwrap(), lifetime);
+        key
+    }
+
+    /// A git server over smart HTTP for the repositories below `root` that
+    /// takes the tokens this GitHub accepts.
+    pub fn git_server(&self, root: &std::path::Path) -> super::git::HttpGit {
+        let checker = self.clone();
+        super::git::HttpGit::start_with(root, Arc::new(move |t: &str| checker.accepts(t)))
+    }
+
     /// Every installation token handed out so far.
     pub fn issued_tokens(&self) -> Vec<String> {
         (1..=self.app_tokens_issued())

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod channel_server;
+pub mod daemon;
 pub mod fake_forges;
 pub mod fake_github;
 pub mod git;
