@@ -138,16 +138,51 @@ fn a_second_run_sends_no_write_and_a_restart_opens_no_duplicate() {
     assert_eq!(s.gh.hydrant_pulls().len(), 2);
 }
 
+/// Issue 8: GitHub opened the pull request but its answer was lost or cut
+/// short. Labels, reviewers and auto-merge take calls of their own after it:
+/// they must not be lost with the answer.
 #[test]
-fn a_lost_answer_to_the_create_call_opens_no_duplicate() {
-    let s = Setup::new();
-    s.gh.fail(&[GhFault::LoseCreateAnswer]);
-    let run = s.reconcile();
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    let pulls = s.gh.hydrant_pulls();
-    assert_eq!(pulls.len(), 2, "{pulls:?}");
-    for head in ["hydrant/staging", "hydrant/prod"] {
-        assert_eq!(pulls.iter().filter(|p| p.head == head).count(), 1, "{head}");
+fn a_lost_or_cut_answer_to_the_create_call_opens_no_duplicate_and_loses_no_setting() {
+    for fault in [GhFault::LoseCreateAnswer, GhFault::CutCreateAnswer] {
+        let s = Setup::new();
+        settings(&s.remote);
+        s.gh.fail(&[fault]);
+        let run = s.reconcile();
+        assert_eq!(run.code, 0, "{fault:?}: {}\n{}", run.stdout, run.stderr);
+        let pulls = s.gh.hydrant_pulls();
+        assert_eq!(pulls.len(), 2, "{fault:?}: {pulls:?}");
+        let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        for (env, labels) in [
+            ("staging", ["hydrant", "staging"]),
+            ("prod", ["hydrant", "production"]),
+        ] {
+            let head = format!("hydrant/{env}");
+            let pr = pulls.iter().find(|p| p.head == head).unwrap();
+            assert_eq!(
+                pulls.iter().filter(|p| p.head == head).count(),
+                1,
+                "{fault:?}: {head}"
+            );
+            assert_eq!(pr.labels, labels, "{fault:?}: {env}");
+            assert!(
+                !pr.body.contains("hydrant:settings-pending"),
+                "{fault:?}: {env}"
+            );
+            let reported = summary["environments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["env"] == env)
+                .unwrap();
+            assert_eq!(
+                reported["pull_request"]["number"], pr.number,
+                "{fault:?}: {env}"
+            );
+        }
+        let staging = pulls.iter().find(|p| p.head == "hydrant/staging").unwrap();
+        let prod = pulls.iter().find(|p| p.head == "hydrant/prod").unwrap();
+        assert!(staging.auto_merge, "{fault:?}");
+        assert_eq!(prod.reviewers, ["platform-lead"], "{fault:?}");
     }
 }
 

@@ -100,6 +100,9 @@ pub struct ReconcileArgs {
     /// The first wait before retrying a failed forge call, in milliseconds.
     #[arg(long, env = "HYDRANT_FORGE_BACKOFF_MS", default_value_t = 500)]
     pub forge_backoff_ms: u64,
+    /// Total timeout of one forge API request, in seconds.
+    #[arg(long, env = "HYDRANT_FORGE_TIMEOUT", default_value_t = 30)]
+    pub forge_timeout: u64,
     /// The local forge's state directory [default: `<work-dir>/local-forge`].
     #[arg(long, env = "HYDRANT_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -121,6 +124,10 @@ pub struct ReconcileArgs {
     /// The user name sent with the token.
     #[arg(long, env = "HYDRANT_GIT_USERNAME", default_value = "x-access-token")]
     pub git_username: String,
+    /// How long the git remote may stay silent, connecting or in the middle
+    /// of a fetch or push, before the operation fails, in seconds.
+    #[arg(long, env = "HYDRANT_GIT_TIMEOUT", default_value_t = 60)]
+    pub git_timeout: u64,
     /// SSH private key for `ssh://` remotes.
     #[arg(long, env = "HYDRANT_SSH_KEY", value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
@@ -229,6 +236,7 @@ fn forge(
     let options = crate::forge::api::ApiOptions {
         max_wait: Duration::from_secs(args.forge_max_wait),
         backoff: Duration::from_millis(args.forge_backoff_ms),
+        timeout: Duration::from_secs(args.forge_timeout.max(1)),
         ..Default::default()
     };
     let server = |flag: &Option<String>, default: Option<&str>| -> anyhow::Result<String> {
@@ -300,6 +308,7 @@ fn print_text(outcomes: &[Outcome]) {
 
 /// The work directory, forge and options a cycle needs, from the flags.
 pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Workspace, Box<dyn Forge>, Options)> {
+    crate::git::set_timeout(Duration::from_secs(args.git_timeout.max(1)));
     let work_dir = args
         .work_dir
         .clone()

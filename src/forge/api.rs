@@ -220,8 +220,17 @@ impl Api {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
-                    let text = resp.text().unwrap_or_default();
-                    if let Some(wait) = Self::rate_limit_wait(status, &headers, &text) {
+                    // An answer cut short is no answer, never an empty success.
+                    let text = resp.text().ok();
+                    let wait = text
+                        .as_deref()
+                        .and_then(|t| Self::rate_limit_wait(status, &headers, t));
+                    if text.is_none() {
+                        (
+                            None,
+                            format!("{shown}: the answer was cut short ({status})"),
+                        )
+                    } else if let Some(wait) = wait {
                         if wait > self.options.max_wait {
                             return Err(self.fail(format!(
                                 "{shown}: rate limited for {}s, longer than the {}s hydrant waits; the next cycle tries again",
@@ -234,6 +243,7 @@ impl Api {
                     } else if status >= 500 {
                         (None, format!("{shown}: the server answered {status}"))
                     } else {
+                        let text = text.unwrap_or_default();
                         let body = if text.trim().is_empty() {
                             Value::Null
                         } else {

@@ -122,17 +122,12 @@ impl Forge for Gitea {
 
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError> {
         let create = || {
-            let body =
-                json!({"title": req.title, "head": req.head, "base": req.base, "body": req.body});
+            let body = json!({"title": req.title, "head": req.head, "base": req.base, "body": super::opening_body(req)});
             let answer = self
                 .api
                 .send(Method::POST, &self.path("/pulls"), Some(&body))?;
             match answer.status {
-                200 | 201 => {
-                    let pr = Self::parse(&answer.body);
-                    self.decorate(&pr, req)?;
-                    Ok(Some(pr))
-                }
+                200 | 201 => Ok(Some(Self::parse(&answer.body))),
                 409 | 422 => Ok(None),
                 status => Err(ForgeError::Failed {
                     forge: "gitea".to_string(),
@@ -159,6 +154,7 @@ impl Forge for Gitea {
             &req.title,
             || self.find_open(&req.head, &req.base),
             create,
+            |pr| self.decorate(pr, req),
             update,
         )
     }

@@ -137,16 +137,12 @@ impl Forge for GitHub {
 
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError> {
         let create = || {
-            let body = json!({"title": req.title, "head": req.head, "base": req.base, "body": req.body, "draft": req.draft});
+            let body = json!({"title": req.title, "head": req.head, "base": req.base, "body": super::opening_body(req), "draft": req.draft});
             let answer = self
                 .api
                 .send(Method::POST, &self.path("/pulls"), Some(&body))?;
             match answer.status {
-                200 | 201 => {
-                    let pr = self.parse(&answer.body);
-                    self.decorate(&pr, req)?;
-                    Ok(Some(pr))
-                }
+                200 | 201 => Ok(Some(self.parse(&answer.body))),
                 422 if answer.body.to_string().contains("already exists") => Ok(None),
                 status => Err(ForgeError::Failed {
                     forge: "github".to_string(),
@@ -173,6 +169,7 @@ impl Forge for GitHub {
             &req.title,
             || self.find_open(&req.head, &req.base),
             create,
+            |pr| self.decorate(pr, req),
             update,
         )
     }

@@ -187,6 +187,8 @@ impl Forge for GitLab {
             &title,
             || self.find_open(&req.head, &req.base),
             create,
+            // Labels and reviewers travel with the opening call.
+            |_| Ok(()),
             update,
         )
     }

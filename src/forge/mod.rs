@@ -122,10 +122,29 @@ pub enum ForgeError {
     Failed { forge: String, message: String },
 }
 
+/// Ends the description of a pull request whose labels, reviewers and
+/// auto-merge are not set yet. On GitHub and Gitea they take calls after the
+/// one that opens the pull request; should one of them fail, or the answer to
+/// the opening call be lost, the next [`ensure`] that finds the pull request
+/// sets them and drops the marker. Settings are never applied twice to a pull
+/// request: a person may remove a label or turn auto-merge off for good.
+pub(crate) const SETTINGS_PENDING: &str = "\n\n<!-- hydrant:settings-pending -->";
+
+/// The description a new pull request is opened with: marked as waiting for
+/// its settings when it has any to set after opening.
+pub(crate) fn opening_body(req: &PrRequest) -> String {
+    let pending = !req.labels.is_empty() || !req.reviewers.is_empty() || req.auto_merge;
+    match pending {
+        true => format!("{}{SETTINGS_PENDING}", req.body),
+        false => req.body.clone(),
+    }
+}
+
 /// The one way every hosted forge makes sure a pull request is open: find the
 /// open one, or create it; when the forge answers that one exists (an earlier
 /// answer was lost, or another replica was faster), look it up instead of
-/// failing or opening a second; update title and body only when they differ.
+/// failing or opening a second; set the settings of one still marked
+/// [`SETTINGS_PENDING`]; update title and body only when they differ.
 ///
 /// `create` returns `None` for "already exists"; `title` is the title the
 /// forge should show (GitLab marks drafts in it).
@@ -135,25 +154,42 @@ pub(crate) fn ensure(
     title: &str,
     find: impl Fn() -> Result<Option<PullRequest>, ForgeError>,
     create: impl FnOnce() -> Result<Option<PullRequest>, ForgeError>,
+    decorate: impl FnOnce(&PullRequest) -> Result<(), ForgeError>,
     update: impl FnOnce(&PullRequest) -> Result<PullRequest, ForgeError>,
 ) -> Result<(PullRequest, Ensured), ForgeError> {
-    let existing = match find()? {
-        Some(pr) => pr,
+    let (existing, created) = match find()? {
+        Some(pr) => (pr, false),
         None => match create()? {
-            Some(pr) => return Ok((pr, Ensured::Created)),
-            None => find()?.ok_or_else(|| ForgeError::Failed {
-                forge: forge.to_string(),
-                message: format!(
-                    "{forge} says a pull request from `{}` exists, but none is open",
-                    req.head
-                ),
-            })?,
+            Some(pr) => (pr, true),
+            None => (
+                find()?.ok_or_else(|| ForgeError::Failed {
+                    forge: forge.to_string(),
+                    message: format!(
+                        "{forge} says a pull request from `{}` exists, but none is open",
+                        req.head
+                    ),
+                })?,
+                false,
+            ),
         },
     };
-    if existing.title == title && existing.body == req.body {
-        return Ok((existing, Ensured::Unchanged));
+    if existing.body.ends_with(SETTINGS_PENDING) {
+        decorate(&existing)?;
     }
-    Ok((update(&existing)?, Ensured::Updated))
+    if existing.title == title && existing.body == req.body {
+        let ensured = if created {
+            Ensured::Created
+        } else {
+            Ensured::Unchanged
+        };
+        return Ok((existing, ensured));
+    }
+    let ensured = if created {
+        Ensured::Created
+    } else {
+        Ensured::Updated
+    };
+    Ok((update(&existing)?, ensured))
 }
 
 pub trait Forge: Send + Sync {

@@ -16,6 +16,23 @@ mod workspace;
 pub use git2::{Oid, Signature};
 pub use workspace::{Credentials, Fetched, Tip, Workspace, default_work_dir};
 
+/// How long a remote may stay silent (connecting, or between two reads or
+/// writes of a fetch or push) before the operation fails. libgit2 waits
+/// forever by default, so a remote that accepts a connection and never
+/// answers would stall every cycle that follows.
+///
+/// Call it before any git operation: libgit2's global options are not
+/// guarded against a concurrent fetch or push.
+pub fn set_timeout(timeout: std::time::Duration) {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: called once while setting up a command, before any thread
+    // fetches or pushes; a failure leaves libgit2's default.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}
+
 /// The branch hydrant owns for an environment.
 pub fn branch_name(env: &str) -> String {
     format!("hydrant/{env}")

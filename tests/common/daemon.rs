@@ -48,12 +48,15 @@ pub fn http(
 
 /// A sample of the daemon's `/metrics` (0 when it is absent or nothing answers).
 pub fn metric(port: u16, name: &str) -> f64 {
-    let Some((_, text)) = http(port, "GET", "/metrics", &[], "") else {
-        return 0.0;
-    };
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
+    http(port, "GET", "/metrics", &[], "").map_or(0.0, |(_, text)| sample(&text, name))
+}
+
+/// The value of the sample `name` (with its labels, as written) of the
+/// Prometheus text, 0 when absent.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }

@@ -24,6 +24,9 @@ pub enum GhFault {
     ServerError,
     /// The next `POST …/pulls` is carried out, but its answer never arrives.
     LoseCreateAnswer,
+    /// The next `POST …/pulls` is carried out, but its answer stops halfway
+    /// through the body.
+    CutCreateAnswer,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,20 @@ fn rfc3339(t: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Adds the names of a JSON list that `to` does not hold yet.
+fn add_new(to: &mut Vec<String>, names: &Value) {
+    for name in names
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if !to.iter().any(|n| n == name) {
+            to.push(name.to_string());
+        }
+    }
 }
 
 impl FakeGitHub {
@@ -358,7 +375,7 @@ impl FakeGitHub {
             st.requests += 1;
             let is_create = method == "POST" && target.ends_with("/pulls");
             match st.faults.front() {
-                Some(GhFault::LoseCreateAnswer) if !is_create => None,
+                Some(GhFault::LoseCreateAnswer | GhFault::CutCreateAnswer) if !is_create => None,
                 _ => st.faults.pop_front(),
             }
         };
@@ -391,6 +408,7 @@ impl FakeGitHub {
             _ => {}
         }
         let lose_answer = matches!(fault, Some(GhFault::LoseCreateAnswer));
+        let cut_answer = matches!(fault, Some(GhFault::CutCreateAnswer));
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let param = |name: &str| {
             query
@@ -472,6 +490,16 @@ impl FakeGitHub {
                 if lose_answer {
                     return Ok(());
                 }
+                if cut_answer {
+                    let text = v.to_string();
+                    write!(
+                        stream,
+                        "HTTP/1.1 201 X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                        text.len(),
+                        &text[..text.len() / 2]
+                    )?;
+                    return stream.flush();
+                }
                 respond(201, "", &v)
             }
             ("PATCH", ["pulls", n]) => {
@@ -511,26 +539,15 @@ impl FakeGitHub {
             ("POST", ["issues", n, "labels"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
                 if let Some(p) = st.pulls.iter_mut().find(|p| p.number == n) {
-                    p.labels.extend(
-                        input["labels"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|l| l.as_str().map(String::from)),
-                    );
+                    // Like GitHub, a label already there is not added again.
+                    add_new(&mut p.labels, &input["labels"]);
                 }
                 respond(200, "", &json!([]))
             }
             ("POST", ["pulls", n, "requested_reviewers"]) => {
                 let n: u64 = n.parse().unwrap_or(0);
                 if let Some(p) = st.pulls.iter_mut().find(|p| p.number == n) {
-                    p.reviewers.extend(
-                        input["reviewers"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|l| l.as_str().map(String::from)),
-                    );
+                    add_new(&mut p.reviewers, &input["reviewers"]);
                 }
                 respond(201, "", &json!({}))
             }

@@ -7,6 +7,7 @@ pub mod channel_server;
 pub mod daemon;
 pub mod fake_forges;
 pub mod fake_github;
+pub mod flaky;
 pub mod git;
 pub mod prometheus;
 
