@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod forge;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod git;
 pub mod manifest;
 pub mod output;

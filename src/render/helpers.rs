@@ -57,6 +57,49 @@ pub const HELPERS: [(&str, Kind); 12] = [
 
 pub struct Hydrant(pub Kind);
 
+/// Called at the start and the end of every template and inline partial (see
+/// `guard_depth`): they count how deep partials include one another on this
+/// thread, so that a partial including itself is an error, not a stack overflow.
+pub const ENTER_HELPER: &str = "__hydrant_enter";
+pub const LEAVE_HELPER: &str = "__hydrant_leave";
+/// How deep templates may include one another.
+pub const MAX_INCLUDE_DEPTH: usize = 32;
+
+thread_local! {
+    static INCLUDE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Starts counting afresh: a render that failed midway never left its partials.
+pub fn reset_include_depth() {
+    INCLUDE_DEPTH.set(0);
+}
+
+/// [`ENTER_HELPER`] (`true`) or [`LEAVE_HELPER`]; writes nothing.
+pub struct IncludeDepth(pub bool);
+
+impl HelperDef for IncludeDepth {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        _: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        _: &mut dyn Output,
+    ) -> HelperResult {
+        let depth = INCLUDE_DEPTH.get();
+        if !self.0 {
+            INCLUDE_DEPTH.set(depth.saturating_sub(1));
+        } else if depth >= MAX_INCLUDE_DEPTH {
+            return Err(fail(format!(
+                "partials include one another more than {MAX_INCLUDE_DEPTH} levels deep: does a partial include itself?"
+            )));
+        } else {
+            INCLUDE_DEPTH.set(depth + 1);
+        }
+        Ok(())
+    }
+}
+
 fn fail(message: String) -> RenderError {
     RenderErrorReason::Other(message).into()
 }

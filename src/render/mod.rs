@@ -92,6 +92,11 @@ impl Engine {
         for (name, kind) in helpers::HELPERS {
             registry.register_helper(name, Box::new(helpers::Hydrant(kind)));
         }
+        registry.register_helper(helpers::ENTER_HELPER, Box::new(helpers::IncludeDepth(true)));
+        registry.register_helper(
+            helpers::LEAVE_HELPER,
+            Box::new(helpers::IncludeDepth(false)),
+        );
         let mut files: Vec<&TemplateFile> = files.iter().collect();
         files.sort_by(|a, b| a.name.cmp(&b.name));
         let mut errors = Vec::new();
@@ -117,6 +122,7 @@ impl Engine {
             match Template::compile_with_name(&file.text, file.name.clone()) {
                 Ok(mut template) => {
                     rewrite_values(&mut template.elements);
+                    guard_depth(&mut template);
                     registry.register_template(&register_as, template);
                     if is_manifest {
                         templates.push(file.name.clone());
@@ -152,6 +158,7 @@ impl Engine {
         // values once per template.
         let context = handlebars::Context::from(data);
         for name in &self.templates {
+            helpers::reset_include_depth();
             let text = self
                 .registry
                 .render_with_context(name, &context)
@@ -214,6 +221,53 @@ fn rewrite_values(elements: &mut [TemplateElement]) {
             TemplateElement::PartialBlock(dt) | TemplateElement::DecoratorBlock(dt) => {
                 if let Some(t) = dt.template.as_mut() {
                     rewrite_values(&mut t.elements);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Makes `template`, and every inline partial in it, count how deep templates
+/// include one another while it renders (see [`helpers::IncludeDepth`]). Every
+/// cycle of inclusions passes through a template or an inline partial, so the
+/// count bounds the recursion whatever names the partials are called by.
+fn guard_depth(template: &mut Template) {
+    let call = |name: &str| {
+        Template::compile(&format!("{{{{{name}}}}}"))
+            .ok()
+            .and_then(|t| t.elements.into_iter().next())
+    };
+    if let (Some(enter), Some(leave)) = (call(helpers::ENTER_HELPER), call(helpers::LEAVE_HELPER)) {
+        // Each element has its position in `mapping`, for errors' lines.
+        let first = template.mapping.first().cloned();
+        let last = template.mapping.last().cloned();
+        if let (Some(first), Some(last)) = (first, last) {
+            template.elements.insert(0, enter);
+            template.mapping.insert(0, first);
+            template.elements.push(leave);
+            template.mapping.push(last);
+        }
+    }
+    guard_inline_partials(&mut template.elements);
+}
+
+fn guard_inline_partials(elements: &mut [TemplateElement]) {
+    for element in elements {
+        match element {
+            TemplateElement::HelperBlock(ht) => {
+                for t in ht.template.iter_mut().chain(ht.inverse.iter_mut()) {
+                    guard_inline_partials(&mut t.elements);
+                }
+            }
+            TemplateElement::DecoratorBlock(dt) => {
+                if let Some(t) = dt.template.as_mut() {
+                    guard_depth(t);
+                }
+            }
+            TemplateElement::PartialBlock(dt) => {
+                if let Some(t) = dt.template.as_mut() {
+                    guard_inline_partials(&mut t.elements);
                 }
             }
             _ => {}

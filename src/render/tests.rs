@@ -394,3 +394,52 @@ fn the_digest_changes_with_any_template() {
     assert_ne!(a.digest(), b.digest());
     assert_eq!(a.digest(), engine(&[("t.yaml.hbs", "a: 1\n")]).digest());
 }
+
+/// Issue 8 (found by the `template` fuzz target): a partial that includes
+/// itself, directly, through another partial, through `include` or as an
+/// inline partial, recursed until the stack overflowed and killed the process.
+#[test]
+fn issue_8_a_partial_including_itself_is_an_error_not_a_stack_overflow() {
+    let cases: [&[(&str, &str)]; 4] = [
+        &[
+            ("t.yaml.hbs", "a: {{> loop}}\n"),
+            ("_partials/loop.hbs", "x{{> loop}}"),
+        ],
+        &[
+            ("t.yaml.hbs", "a: {{> ping}}\n"),
+            ("_partials/ping.hbs", "{{> pong}}"),
+            ("_partials/pong.hbs", "{{> ping}}"),
+        ],
+        &[
+            ("t.yaml.hbs", "a: {{include \"loop\"}}\n"),
+            ("_partials/loop.hbs", "{{include \"loop\"}}"),
+        ],
+        &[(
+            "t.yaml.hbs",
+            "{{#*inline \"me\"}}{{> me}}{{/inline}}a: {{> me}}\n",
+        )],
+    ];
+    for templates in cases {
+        let engine = engine(templates);
+        // The default stack of a thread (2 MiB), as rayon's workers have.
+        let result = std::thread::spawn(move || engine.render(json!({"values": {}})))
+            .join()
+            .expect("the render panicked");
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("include one another more than 32 levels"),
+            "{err}"
+        );
+    }
+    // Partials nested less deeply than that still render.
+    let nested = engine(&[
+        ("t.yaml.hbs", "a: {{> one}}\n"),
+        ("_partials/one.hbs", "{{> two}}"),
+        (
+            "_partials/two.hbs",
+            "{{#*inline \"three\"}}x{{/inline}}{{> three}}",
+        ),
+    ]);
+    let docs = nested.render(json!({"values": {}})).unwrap();
+    assert_eq!(docs[0].value, json!({"a": "x"}));
+}

@@ -61,11 +61,16 @@ impl YamlError {
 /// Parses every document of a YAML stream. An empty document (nothing but
 /// comments) yields no node.
 pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
+    let rewritten = surrogate_pairs_as_yaml(src);
+    let src = rewritten.as_deref().unwrap_or(src);
+    // The parser places an error at the end of a last line without a line
+    // break on the line after it, which the file does not have.
+    let last_line = 1 + src.replace("\r\n", "\n").matches(['\n', '\r']).count();
     let mut builder = Builder::default();
     for event in Parser::new_from_str(src) {
         let (event, span) = event.map_err(|e| {
             YamlError::at(
-                e.marker().line(),
+                e.marker().line().min(last_line),
                 e.marker().col() + 1,
                 e.info().to_string(),
             )
@@ -73,6 +78,53 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
         builder.push(event, span)?;
     }
     Ok(builder.documents)
+}
+
+/// JSON writes a character beyond U+FFFF as two `\\uXXXX` escapes (a UTF-16
+/// surrogate pair, as deploy servers that escape all non-ASCII text do), which
+/// YAML refuses. In a text that is JSON, each pair is rewritten as the one
+/// `\\UXXXXXXXX` escape YAML reads, so the text means what JSON says it means.
+fn surrogate_pairs_as_yaml(src: &str) -> Option<String> {
+    if !src.contains("\\u") || serde_json::from_str::<serde::de::IgnoredAny>(src).is_err() {
+        return None;
+    }
+    let hex = |at: usize| {
+        src.get(at..at + 4)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+    };
+    let bytes = src.as_bytes();
+    let (mut out, mut copied, mut i, mut in_string) = (String::new(), 0, 0, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => in_string = !in_string,
+            b'\\' if in_string => {
+                if bytes.get(i + 1) == Some(&b'u') {
+                    if let (
+                        Some(hi @ 0xD800..=0xDBFF),
+                        Some(b'\\'),
+                        Some(b'u'),
+                        Some(lo @ 0xDC00..=0xDFFF),
+                    ) = (hex(i + 2), bytes.get(i + 6), bytes.get(i + 7), hex(i + 8))
+                    {
+                        out.push_str(&src[copied..i]);
+                        let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                        out.push_str(&format!("\\U{c:08X}"));
+                        copied = i + 12;
+                    }
+                    i += 5;
+                } else {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&src[copied..]);
+    Some(out)
 }
 
 /// Parses a stream that must hold at most one document (an empty stream is `None`).
@@ -363,5 +415,35 @@ mod tests {
             parse_documents("---\na: 1\n---\n# empty\n").unwrap().len(),
             1
         );
+    }
+
+    /// Issue 8 (found by the `channel_spec` fuzz target): a JSON spec with a
+    /// character beyond U+FFFF escaped as JSON does it, a surrogate pair, was
+    /// refused as invalid.
+    #[test]
+    fn issue_8_json_surrogate_pair_escapes_read_as_their_character() {
+        let doc = parse_single(r#"{"note": "ship \ud83d\ude80 \u00e9", "k\ud83d\ude00": 1}"#)
+            .unwrap()
+            .unwrap();
+        let value = crate::yaml::to_value(&doc, &mut |_, _| {}).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"note": "ship \u{1F680} \u{e9}", "k\u{1F600}": 1})
+        );
+        // Outside JSON, and outside JSON strings, the text is left as written.
+        let doc = parse_single("note: \\ud83d\\ude80\n").unwrap().unwrap();
+        let value = crate::yaml::to_value(&doc, &mut |_, _| {}).unwrap();
+        assert_eq!(value, serde_json::json!({"note": "\\ud83d\\ude80"}));
+    }
+
+    /// Issue 8 (found by the `yaml_values` and `settings_file` fuzz targets):
+    /// an error at the end of a file without a final line break named the line
+    /// after the last one.
+    #[test]
+    fn issue_8_an_error_at_the_end_names_a_line_of_the_file() {
+        for src in ["a: 1\nb: [x", "a:\n  b: c\n  e"] {
+            let err = parse_documents(src).unwrap_err();
+            assert!(err.line <= src.lines().count(), "{src:?}: {err}");
+        }
     }
 }
