@@ -63,10 +63,14 @@ impl YamlError {
 pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
     let rewritten = surrogate_pairs_as_yaml(src);
     let src = rewritten.as_deref().unwrap_or(src);
-    // The parser places an error at the end of a last line without a line
-    // break on the line after it, which the file does not have.
+    // The parser places what it finds at the end of a last line without a
+    // line break (an error, an empty value) on the line after it, which the
+    // file does not have.
     let last_line = 1 + src.replace("\r\n", "\n").matches(['\n', '\r']).count();
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        last_line,
+        ..Builder::default()
+    };
     for event in Parser::new_from_str(src) {
         let (event, span) = event.map_err(|e| {
             YamlError::at(
@@ -155,6 +159,8 @@ struct Builder {
     anchors: HashMap<usize, Node>,
     documents: Vec<Node>,
     nodes: usize,
+    /// The input's last line.
+    last_line: usize,
 }
 
 fn tag_name(tag: Option<std::borrow::Cow<'_, saphyr_parser::Tag>>) -> Option<String> {
@@ -163,7 +169,7 @@ fn tag_name(tag: Option<std::borrow::Cow<'_, saphyr_parser::Tag>>) -> Option<Str
 
 impl Builder {
     fn push(&mut self, event: Event<'_>, span: Span) -> Result<(), YamlError> {
-        let (line, col) = (span.start.line(), span.start.col() + 1);
+        let (line, col) = (span.start.line().min(self.last_line), span.start.col() + 1);
         let is_seq = matches!(event, Event::SequenceStart(..));
         match event {
             Event::Nothing | Event::StreamStart | Event::StreamEnd => Ok(()),
@@ -437,13 +443,19 @@ mod tests {
     }
 
     /// Issue 8 (found by the `yaml_values` and `settings_file` fuzz targets):
-    /// an error at the end of a file without a final line break named the line
-    /// after the last one.
+    /// an error or an empty value at the end of a file without a final line
+    /// break was placed on the line after the last one.
     #[test]
     fn issue_8_an_error_at_the_end_names_a_line_of_the_file() {
-        for src in ["a: 1\nb: [x", "a:\n  b: c\n  e"] {
+        for src in ["a: 1\nb: [x", "a:\n  b: c\n  e", "#a\n?\n? "] {
             let err = parse_documents(src).unwrap_err();
             assert!(err.line <= src.lines().count(), "{src:?}: {err}");
         }
+        // An empty value there too.
+        let doc = parse_single("a: 1\nb:").unwrap().unwrap();
+        let NodeKind::Map(entries) = &doc.kind else {
+            panic!()
+        };
+        assert_eq!(entries[1].1.line, 2);
     }
 }
