@@ -176,20 +176,14 @@ pub(crate) fn ensure(
     if existing.body.ends_with(SETTINGS_PENDING) {
         decorate(&existing)?;
     }
-    if existing.title == title && existing.body == req.body {
-        let ensured = if created {
-            Ensured::Created
-        } else {
-            Ensured::Unchanged
-        };
-        return Ok((existing, ensured));
-    }
-    let ensured = if created {
-        Ensured::Created
-    } else {
-        Ensured::Updated
+    let same = existing.title == title && existing.body == req.body;
+    let pr = if same { existing } else { update(&existing)? };
+    let ensured = match (created, same) {
+        (true, _) => Ensured::Created,
+        (false, true) => Ensured::Unchanged,
+        (false, false) => Ensured::Updated,
     };
-    Ok((update(&existing)?, ensured))
+    Ok((pr, ensured))
 }
 
 pub trait Forge: Send + Sync {

@@ -60,6 +60,9 @@ pub struct Workspace {
     /// A remote on this machine, opened at its first push and kept for the
     /// cycle's other pushes.
     local_remote: std::cell::OnceCell<Repository>,
+    /// The git directory of a remote on this machine (a path or a `file://`
+    /// URL), found once: where a killed push may have left a ref lock.
+    local_git_dir: Option<PathBuf>,
     _lock: File,
 }
 
@@ -79,6 +82,15 @@ fn remote_url(repo: &str) -> Result<String, GitError> {
             message: e.to_string(),
         })?;
     Ok(path.display().to_string())
+}
+
+/// The git directory of a remote on this machine (a path or a `file://` URL).
+fn local_git_dir(url: &str) -> Option<PathBuf> {
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    if path.contains("://") || !Path::new(path).exists() {
+        return None;
+    }
+    Repository::open(path).ok().map(|r| r.path().to_path_buf())
 }
 
 /// Takes the work directory's lock, waiting up to `timeout` for another run.
@@ -218,6 +230,7 @@ impl Workspace {
             }
         }
         Ok(Workspace {
+            local_git_dir: local_git_dir(&url),
             repo,
             url,
             creds,
@@ -551,7 +564,7 @@ impl Workspace {
             url: self.url.clone(),
             message,
         };
-        if let Some(git_dir) = self.local_git_dir() {
+        if let Some(git_dir) = &self.local_git_dir {
             clear_stale_lock(&git_dir.join(format!("refs/heads/{branch}.lock")));
         }
         // A local path is pushed with a compare-and-swap on the ref itself;
@@ -610,15 +623,6 @@ impl Workspace {
     /// A remote given as a plain path (not a URL).
     fn is_local_path(&self) -> bool {
         !self.url.contains("://") && Path::new(&self.url).exists()
-    }
-
-    /// The git directory of a remote on this machine (a path or a `file://` URL).
-    fn local_git_dir(&self) -> Option<PathBuf> {
-        let path = self.url.strip_prefix("file://").unwrap_or(&self.url);
-        if path.contains("://") || !Path::new(path).exists() {
-            return None;
-        }
-        Repository::open(path).ok().map(|r| r.path().to_path_buf())
     }
 
     /// Pushes to a repository on this machine by writing the new objects into
