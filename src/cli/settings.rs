@@ -70,6 +70,7 @@ const REPOSITORY_SETTINGS: &[&str] = &[
 /// purpose (a unit test checks each flag is in exactly one list): credential
 /// files, URLs, CA and key files, directories, and the identities a
 /// credential acts as.
+#[cfg(test)]
 const OPERATOR_SETTINGS: &[&str] = &[
     "caFile",
     "channel",

@@ -825,4 +825,144 @@ mod tests {
         let body = body(&c);
         assert!(!body.contains("hunter"), "{body}");
     }
+
+    /// Strings a pull request author or a hostile channel can put into values,
+    /// names, images or versions.
+    const HOSTILE: &[&str] = &[
+        "a|b",
+        "x`y",
+        "```",
+        "`lead",
+        "trail`",
+        "a\n| injected | row |",
+        "a\r\n## Approved by security",
+        "<!-- hide the rest",
+        "</details><script>alert(1)</script>",
+        "[click here](https://evil.example)",
+        "** bold ** _it_ ~~s~~ &amp; \\|",
+        " spaced ",
+        "",
+    ];
+
+    /// The `|` of a line that are not escaped by a backslash.
+    fn unescaped_pipes(line: &str) -> usize {
+        let b = line.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    }
+
+    #[test]
+    fn untrusted_text_cannot_leave_its_markdown_context() {
+        for h in HOSTILE {
+            for (name, out) in [
+                ("code", code(h)),
+                ("code_cell", code_cell(h)),
+                ("cell_text", cell_text(h)),
+            ] {
+                assert!(!out.contains(['\n', '\r']), "{name}({h:?}) = {out:?}");
+            }
+            let span = code(h);
+            if !h.is_empty() {
+                let fence = span.len() - span.trim_start_matches('`').len();
+                let inner = &span[fence..span.len() - fence];
+                assert!(
+                    span.ends_with(&"`".repeat(fence)) && longest_run(inner, '`') < fence,
+                    "{h:?} -> {span}"
+                );
+            }
+            assert_eq!(unescaped_pipes(&code_cell(h)), 0, "{h:?}");
+            let text = cell_text(h);
+            assert_eq!(unescaped_pipes(&text), 0, "{h:?}");
+            assert!(!text.contains(['<', '>']), "{h:?} -> {text}");
+            let block = code_block("diff", &format!("{h}\n```\n````\n"));
+            let fence: String = block.chars().take_while(|c| *c == '`').collect();
+            assert!(fence.len() > 4, "{block}");
+            assert!(block.ends_with(&format!("\n{fence}\n")), "{block}");
+            assert_eq!(block.matches(&fence).count(), 2, "{block}");
+        }
+    }
+
+    #[test]
+    fn hostile_values_names_and_versions_cannot_forge_the_description() {
+        let evil = "wandb/local:1`\n| forged | row | x | y |\n<!-- hidden";
+        let old_m = manifest(deployment("wandb/local:0.62.1", 3), vec![]);
+        let mut new_v = deployment(evil, 3);
+        new_v["spec"]["template"]["spec"]["containers"][0]["name"] = json!("app|x`");
+        let new_m = manifest(new_v, vec![]);
+        let old_files: BTreeMap<String, String> = [(
+            "deployment-app.yaml".to_string(),
+            format!("{}```\n</details>\n", yaml::to_document(&old_m.value)),
+        )]
+        .into();
+        let new_files: BTreeMap<String, String> = [(
+            "deployment-app.yaml".to_string(),
+            yaml::to_document(&new_m.value),
+        )]
+        .into();
+        let prov = Provenance::default();
+        let manifests = [new_m];
+        let c = Change {
+            env: "dev",
+            namespace: "ns|<!--",
+            channel: "stable`\n## forged",
+            from_version: Some("1.0.0"),
+            to_version: "1.0.1",
+            base: "main",
+            source_commit: "abc",
+            old_files: &old_files,
+            new_files: &new_files,
+            manifests: &manifests,
+            provenance: &prov,
+        };
+        let body = body(&c);
+        let lines: Vec<&str> = body.lines().collect();
+        // Only hydrant's own headings, and every table row keeps its columns.
+        let headings: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            headings,
+            [
+                headings[0],
+                "### Images",
+                "### Resources",
+                "### Changed values",
+                "### Reproduce locally"
+            ],
+            "{body}"
+        );
+        // Every row of a table has as many cells as its header.
+        let mut header = None;
+        for line in &lines {
+            match (line.starts_with('|'), header) {
+                (true, None) => header = Some(unescaped_pipes(line)),
+                (true, Some(n)) => assert_eq!(unescaped_pipes(line), n, "{line}\n{body}"),
+                (false, _) => header = None,
+            }
+        }
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("| `Deployment/app`"))
+                .count(),
+            2,
+            "{body}"
+        );
+        assert!(!body.contains("\n| forged"), "{body}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with('<')
+                && *l != "<details>"
+                && !l.starts_with("<summary>")
+                && *l != "</details>"),
+            "{body}"
+        );
+        // The diff's fence is longer than the backticks inside it.
+        assert!(body.contains("````diff\n"), "{body}");
+        assert!(body.trim_end().ends_with("</details>"), "{body}");
+        assert!(!title(&c).contains('\n'));
+        assert!(!commit_message(&c).contains("\n## forged"));
+    }
 }
