@@ -185,6 +185,9 @@ fn issue_13_a_credential_file_must_be_one_line_and_is_never_shown() {
     assert!(server.log().is_empty(), "{:?}", server.log());
 }
 
+/// Arguments, environment variables, and what the refusal must name.
+type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 #[test]
 fn issue_13_credentials_inside_urls_are_refused_without_echoing_them() {
     let server = server();
@@ -193,7 +196,7 @@ fn issue_13_credentials_inside_urls_are_refused_without_echoing_them() {
     let work = dirs.path().join("work");
     let channel = format!("http://license:s3cr3t-pw@127.0.0.1:{}", server.port);
     let repo = "https://hydrant:s3cr3t-pw@127.0.0.1:1/acme/config.git";
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec!["validate", "--all", "--channel", &channel],
             vec![],
