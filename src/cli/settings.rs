@@ -375,7 +375,7 @@ pub fn resolve(
 
 /// A setting's value that may not be used, and where it came from.
 #[derive(Debug, thiserror::Error)]
-#[error("`--{flag}` (from {origin})")]
+#[error("the value of `--{flag}` (from {origin}) is refused")]
 pub struct ValueError {
     pub flag: String,
     pub origin: String,
