@@ -367,3 +367,70 @@ fn issue_13_a_release_pin_that_is_not_a_release_id_is_refused_and_nothing_is_pus
         remote.branches()
     );
 }
+
+#[test]
+fn issue_13_a_hostile_value_cannot_forge_or_hide_the_pull_request_description() {
+    let remote = Remote::new();
+    let pinned = remote.read_main("environments/dev/pinned.yaml");
+    remote.commit_to_main(
+        "environments/dev/pinned.yaml",
+        &format!(
+            "{pinned}\napp:\n  image:\n    tag: \"1`\\n| forged | row | x | y |\\n<!-- the rest is hidden\\n```\\n</details>\"\n"
+        ),
+        "a hostile image tag",
+    );
+    let dirs = tempfile::tempdir().unwrap();
+    let state = dirs.path().join("s");
+    let run = common::run_in(
+        dirs.path(),
+        &[
+            "reconcile",
+            "--once",
+            "--repo",
+            &remote.url(),
+            "--env",
+            "dev",
+            "--work-dir",
+            dirs.path().join("w").to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let pr: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("pulls/1.json")).unwrap())
+            .unwrap();
+    let body = pr["body"].as_str().unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    // No line of the description is the hostile text's: no forged row, no
+    // comment opened outside a code block, and every section still there.
+    assert!(!lines.iter().any(|l| l.starts_with("| forged")), "{body}");
+    assert!(!lines.iter().any(|l| l.starts_with("<!--")), "{body}");
+    for heading in [
+        "### Images",
+        "### Resources",
+        "### Changed values",
+        "### Reproduce locally",
+    ] {
+        assert!(lines.contains(&heading), "{heading}\n{body}");
+    }
+    // Every row of a table has as many cells as its header.
+    let pipes = |l: &str| {
+        let b = l.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    };
+    let mut header = None;
+    for line in &lines {
+        match (line.starts_with('|'), header) {
+            (true, None) => header = Some(pipes(line)),
+            (true, Some(n)) => assert_eq!(pipes(line), n, "{line}\n{body}"),
+            (false, _) => header = None,
+        }
+    }
+    // The diff's fence outlasts the backticks of the value.
+    assert!(body.contains("\n````diff\n"), "{body}");
+    assert!(body.trim_end().ends_with("</details>"), "{body}");
+    assert!(!pr["title"].as_str().unwrap().contains('\n'));
+}
