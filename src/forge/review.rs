@@ -892,7 +892,11 @@ mod tests {
         let new_m = manifest(new_v, vec![]);
         let old_files: BTreeMap<String, String> = [(
             "deployment-app.yaml".to_string(),
-            format!("{}```\n</details>\n", yaml::to_document(&old_m.value)),
+            format!(
+                "{}```\n</details>{}",
+                yaml::to_document(&old_m.value),
+                crate::forge::SETTINGS_PENDING
+            ),
         )]
         .into();
         let new_files: BTreeMap<String, String> = [(
@@ -962,6 +966,8 @@ mod tests {
         // The diff's fence is longer than the backticks inside it.
         assert!(body.contains("````diff\n"), "{body}");
         assert!(body.trim_end().ends_with("</details>"), "{body}");
+        // hydrant's own marker, which it looks for at the end, cannot come from content.
+        assert!(!body.ends_with(crate::forge::SETTINGS_PENDING), "{body}");
         assert!(!title(&c).contains('\n'));
         assert!(!commit_message(&c).contains("\n## forged"));
     }
