@@ -214,6 +214,7 @@ pub fn settings_file(data: &[u8]) {
     let file = settings::SettingsFile {
         path: PathBuf::from("/etc/hydrant/hydrant.yaml"),
         settings: flat,
+        operator: true,
     };
     static COMMAND: OnceLock<clap::Command> = OnceLock::new();
     let command = COMMAND.get_or_init(cli::Cli::command).clone();
