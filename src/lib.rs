@@ -16,6 +16,7 @@ pub mod forge;
 pub mod fuzzing;
 pub mod git;
 pub mod manifest;
+pub(crate) mod outbound;
 pub mod output;
 pub mod pipeline;
 pub mod project;
