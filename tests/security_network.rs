@@ -515,7 +515,7 @@ fn a_connection_that_never_finishes_its_request_headers_is_closed() {
     let mut buf = [0u8; 256];
     let read = s.read(&mut buf);
     assert!(
-        matches!(read, Ok(_)),
+        read.is_ok(),
         "the half-sent request was still open after 20 s: {read:?}"
     );
     assert!(
@@ -554,7 +554,7 @@ fn push(d: &Daemon, body: &str, delivery: &str, form: bool) -> u16 {
 }
 
 #[test]
-fn a_form_encoded_github_push_triggers_a_cycle_and_a_replayed_delivery_never_does() {
+fn a_form_encoded_github_push_triggers_a_cycle() {
     let remote = Remote::new();
     let d = Daemon::start(
         &remote,
@@ -569,9 +569,27 @@ fn a_form_encoded_github_push_triggers_a_cycle_and_a_replayed_delivery_never_doe
     wait_for(Duration::from_secs(20), "the pushed cycle", || {
         d.cycles() >= 2.0
     });
-    // The same delivery again, and the same signed body under a new id.
-    assert_eq!(push(&d, form, "delivery-1", true), 200);
-    assert_eq!(push(&d, form, "delivery-2", true), 200);
+}
+
+#[test]
+fn a_replayed_webhook_delivery_triggers_no_cycle() {
+    let remote = Remote::new();
+    let d = Daemon::start(
+        &remote,
+        &["--interval", "1h", "--channel-poll-interval", "0"],
+    );
+    wait_for(Duration::from_secs(30), "the first cycle", || {
+        d.cycles() >= 1.0
+    });
+    let first = r#"{"ref": "refs/heads/main", "after": "a1"}"#;
+    assert_eq!(push(&d, first, "delivery-1", false), 202);
+    wait_for(Duration::from_secs(20), "the pushed cycle", || {
+        d.cycles() >= 2.0
+    });
+    // The same delivery again, and the same signed body under a new id (the
+    // id is outside the signature).
+    assert_eq!(push(&d, first, "delivery-1", false), 200);
+    assert_eq!(push(&d, first, "delivery-2", false), 200);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         d.cycles(),
@@ -580,8 +598,8 @@ fn a_form_encoded_github_push_triggers_a_cycle_and_a_replayed_delivery_never_doe
         d.stderr()
     );
     // A new push is still heard.
-    let json = r#"{"ref": "refs/heads/main", "after": "b2"}"#;
-    assert_eq!(push(&d, json, "delivery-3", false), 202);
+    let next = r#"{"ref": "refs/heads/main", "after": "b2"}"#;
+    assert_eq!(push(&d, next, "delivery-3", false), 202);
     wait_for(Duration::from_secs(20), "the next pushed cycle", || {
         d.cycles() >= 3.0
     });

@@ -434,6 +434,53 @@ impl Api {
 mod tests {
     use super::*;
 
+    fn api(base: &str) -> Result<Api, ForgeError> {
+        let token = crate::auth::fixed("tok-0123456789-secret".to_string());
+        Api::new(
+            "github",
+            base,
+            ApiAuth::Bearer(token),
+            ApiOptions::default(),
+        )
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_api_origin() {
+        let api = api("https://api.example.com/").unwrap();
+        let inside = api.resolve(
+            &Method::GET,
+            "https://api.example.com/repos/a/b/pulls?page=2",
+        );
+        assert_eq!(
+            inside.unwrap(),
+            "https://api.example.com/repos/a/b/pulls?page=2"
+        );
+        for elsewhere in [
+            "https://evil.example.com/x",
+            "http://api.example.com/x",
+            "https://api.example.com:8443/x",
+        ] {
+            let refused = api
+                .resolve(&Method::GET, elsewhere)
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("another origin"), "{refused}");
+            assert!(!refused.contains("tok-0123456789-secret"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn an_api_url_with_credentials_or_a_query_is_refused_without_echoing_it() {
+        for url in [
+            "https://user:hunter2-secret@api.example.com",
+            "https://api.example.com/?access_token=hunter2-secret",
+        ] {
+            let refused = api(url).err().unwrap().to_string();
+            assert!(!refused.contains("hunter2-secret"), "{refused}");
+            assert!(refused.contains("https://api.example.com:443"), "{refused}");
+        }
+    }
+
     #[test]
     fn next_links_are_found() {
         let h = "<https://api.example.com/x?page=2>; rel=\"next\", <https://api.example.com/x?page=5>; rel=\"last\"";
