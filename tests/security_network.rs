@@ -530,6 +530,29 @@ fn a_connection_that_never_finishes_its_request_headers_is_closed() {
     );
 }
 
+#[test]
+fn a_request_whose_body_never_arrives_is_answered_and_closed() {
+    let remote = Remote::new();
+    let d = Daemon::start(&remote, &["--interval", "1h"]);
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    s.write_all(b"POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let read = s.read_to_string(&mut answer);
+    assert!(
+        read.is_ok(),
+        "the dripping request was still open after 30 s: {read:?}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 fn signed(body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());

@@ -3,7 +3,8 @@
 //! that carries them.
 //!
 //! A client must send its request headers within [`HEADER_TIMEOUT`]: a
-//! connection that never finishes them is closed. A webhook delivery is
+//! connection that never finishes them is closed; a request (its body
+//! included) that takes longer than [`REQUEST_TIMEOUT`] is answered `408`. A webhook delivery is
 //! handled once: a replay (the same delivery id, or the same signed body
 //! under another id) is answered `200` and triggers nothing.
 
@@ -23,6 +24,9 @@ use super::{Scope, Shared};
 
 /// How long a client may take to send its request headers.
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request may take, its body included.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How many recent webhook deliveries are remembered.
 const REMEMBERED_DELIVERIES: usize = 1024;
@@ -117,7 +121,25 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/trigger", post(trigger))
         .route("/hooks/github", post(github))
         .route("/hooks/gitlab", post(gitlab))
+        .layer(axum::middleware::from_fn(within_deadline))
         .with_state(shared)
+}
+
+/// Answers `408` to a request, its body included, that takes too long: a
+/// client dripping a webhook body cannot hold a connection.
+async fn within_deadline(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the request took too long to arrive\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> (StatusCode, String) {
