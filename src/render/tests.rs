@@ -443,3 +443,164 @@ fn issue_8_a_partial_including_itself_is_an_error_not_a_stack_overflow() {
     let docs = nested.render(json!({"values": {}})).unwrap();
     assert_eq!(docs[0].value, json!({"a": "x"}));
 }
+
+fn compile_errors(templates: &[(&str, &str)]) -> Vec<RenderError> {
+    let files: Vec<TemplateFile> = templates
+        .iter()
+        .map(|(n, t)| TemplateFile {
+            name: n.to_string(),
+            text: t.to_string(),
+        })
+        .collect();
+    Engine::new(&files).err().unwrap_or_default()
+}
+
+/// Issue 13, item 1: the raw-output check is made on the parsed template, so
+/// no spelling of `{{{x}}}` or `{{&x}}`, in no kind of block, gets through.
+#[test]
+fn raw_output_in_any_spelling_is_refused_at_compile_time() {
+    let spellings = [
+        "{{{values.x}}}",
+        "{{& values.x}}",
+        "{{&values.x}}",
+        "{{ &x }}",
+        "{{ {values.x} }}",
+        "{{~&values.x}}",
+        "{{~{values.x}~}}",
+        "{{\t&values.x}}",
+        "{{\n&values.x}}",
+        "{{\t{values.x}\t}}",
+        "{{& (lookup values \"x\")}}",
+        "{{{quote values.x}}}",
+    ];
+    let places = [
+        "a: 1\nb: RAW\n",
+        "a: 1\n{{#if values.y}}\nb: RAW\n{{/if}}\n",
+        "a: 1\n{{#if values.y}}\nc: 1\n{{else}}\nb: RAW\n{{/if}}\n",
+        "a: 1\n{{#each values.l}}\nb: RAW\n{{/each}}\n",
+        "a: 1\n{{#*inline \"p\"}}\nb: RAW\n{{/inline}}\n",
+        "a: 1\n{{#> missing}}\nb: RAW\n{{/missing}}\n",
+        "a: 1\n{{#with values}}{{#unless y}}\nb: RAW\n{{/unless}}{{/with}}\n",
+    ];
+    for raw in spellings {
+        for place in places {
+            let text = place.replace("RAW", raw);
+            let errs = compile_errors(&[("t.yaml.hbs", &text)]);
+            assert_eq!(errs.len(), 1, "not refused: {text:?}");
+            let msg = errs[0].to_string();
+            assert!(
+                msg.contains("raw output") && msg.contains("`t.yaml.hbs`, line "),
+                "{text:?}: {msg}"
+            );
+        }
+        // In a partial too.
+        let errs = compile_errors(&[
+            ("t.yaml.hbs", "a: {{> p}}\n"),
+            ("_partials/p.hbs", &format!("x{raw}")),
+        ]);
+        assert!(
+            errs.len() == 1 && errs[0].to_string().contains("_partials/p.hbs"),
+            "{raw}: {errs:?}"
+        );
+    }
+    // The line is the expression's line.
+    let errs = compile_errors(&[("t.yaml.hbs", "a: 1\n\n{{#if y}}\nb: {{ &x }}\n{{/if}}\n")]);
+    assert!(errs[0].to_string().contains("line 4"), "{errs:?}");
+}
+
+#[test]
+fn reserved_characters_in_a_template_are_refused_at_compile_time() {
+    for c in ['\u{E000}', '\u{E001}', '\u{E002}', '\u{E00F}'] {
+        let errs = compile_errors(&[("t.yaml.hbs", &format!("a: 1\nb: {c}x\n"))]);
+        assert!(
+            errs.len() == 1 && errs[0].to_string().contains("line 2"),
+            "{errs:?}"
+        );
+    }
+}
+
+/// Every kind of input a helper can receive, as template syntax, and its
+/// plain text.
+const INPUTS: [(&str, &str); 6] = [
+    ("values.s", "a: b"),
+    ("\"lit\"", "lit"),
+    ("(include \"p\" values)", "k: a: b\nn: 2"),
+    ("(toYaml values.m)", "k: \"a: b\""),
+    ("(lookup values \"s\")", "a: b"),
+    ("(quote values.s)", "\"a: b\""),
+];
+
+fn helper_engine(template: &str) -> Engine {
+    engine(&[
+        ("_partials/p.hbs", "k: {{s}}\nn: {{n}}"),
+        ("t.yaml.hbs", template),
+    ])
+}
+
+fn helper_data() -> Value {
+    json!({"values": {"s": "a: b", "n": 2, "m": {"k": "a: b"}}, "env": {"name": "dev"}})
+}
+
+/// Issue 13, item 1: hydrant's sentinels and trusted marks never leak into a
+/// manifest, whatever helper is applied to whatever input: each helper decodes
+/// what it receives and encodes what it makes.
+#[test]
+fn every_helper_over_every_kind_of_input_writes_no_reserved_character() {
+    use base64::Engine as _;
+    use sha2::Digest;
+    let transforms: [(&str, fn(&str) -> String); 8] = [
+        ("quote", |s| s.to_string()),
+        ("b64enc", |s| {
+            base64::engine::general_purpose::STANDARD.encode(s)
+        }),
+        ("sha256sum", |s| hex::encode(sha2::Sha256::digest(s))),
+        ("upper", str::to_uppercase),
+        ("lower", str::to_lowercase),
+        ("default \"fb\"", |s| s.to_string()),
+        ("required \"m\"", |s| s.to_string()),
+        ("toYaml", |s| s.to_string()),
+    ];
+    for (input, plain) in INPUTS {
+        for (helper, f) in transforms {
+            for nested in [false, true] {
+                let template = if nested {
+                    format!("out: {{{{quote ({helper} {input})}}}}\n")
+                } else {
+                    format!("out: {{{{{helper} {input}}}}}\n")
+                };
+                let trusted_input = input.starts_with("(include")
+                    || input.starts_with("(toYaml")
+                    || input.starts_with("(quote");
+                // `default` and `required` pass trusted structure on as it
+                // is: here it lands where YAML takes no map.
+                let structural = !nested
+                    && trusted_input
+                    && matches!(helper, "default \"fb\"" | "required \"m\"");
+                let docs = match helper_engine(&template).render(helper_data()) {
+                    Err(RenderError::Parse { .. }) if structural => continue,
+                    other => other.unwrap_or_else(|e| panic!("{template}: {e}")),
+                };
+                let v = &docs[0].value;
+                assert_eq!(safe::find_reserved_in(v), None, "{template}: {v}");
+                if helper == "toYaml" || structural {
+                    continue;
+                }
+                let expected = match (nested, helper) {
+                    (true, "quote") => format!("\"{}\"", f(plain)),
+                    _ => f(plain),
+                };
+                assert_eq!(v["out"], json!(expected), "{template}");
+            }
+        }
+        for template in [
+            format!("out:\n{{{{indent 2 {input}}}}}\n"),
+            format!("out: |-{{{{nindent 2 {input}}}}}\n"),
+            format!("out:{{{{nindent 2 {input}}}}}\n"),
+        ] {
+            let docs = helper_engine(&template)
+                .render(helper_data())
+                .unwrap_or_else(|e| panic!("{template}: {e}"));
+            assert_eq!(safe::find_reserved_in(&docs[0].value), None, "{template}");
+        }
+    }
+}
