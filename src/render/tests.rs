@@ -604,3 +604,68 @@ fn every_helper_over_every_kind_of_input_writes_no_reserved_character() {
         }
     }
 }
+
+/// Issue 13, item 7: every way a template can read a value goes through the
+/// credential guard: `lookup`, block parameters, `@root`, `with`, `each`.
+#[test]
+fn a_credential_is_refused_whatever_helper_reads_it() {
+    let values = json!({"password": "hunter2", "db": {"pwd": "hunter2"}, "auth": "hunter2"});
+    for t in [
+        "a: {{lookup values \"password\"}}\n",
+        "a: {{lookup values.db \"pwd\"}}\n",
+        "a: {{quote (lookup values \"password\")}}\n",
+        "a: {{b64enc (lookup values.db \"pwd\")}}\n",
+        "a: x{{lookup values \"auth\"}}\n",
+        "{{#with values}}a: {{lookup this \"password\"}}{{/with}}\n",
+        "{{#each values as |v k|}}{{#if (eq k \"password\")}}a: {{v}}{{/if}}{{/each}}\n",
+        "{{#each values as |v k|}}{{#if (eq k \"password\")}}a: {{upper v}}{{/if}}{{/each}}\n",
+        "{{#each values}}{{#if (eq @key \"password\")}}a: {{this}}{{/if}}{{/each}}\n",
+        "a: {{@root.values.password}}\n",
+        "{{#with values.db}}a: {{pwd}}{{/with}}\n",
+        "a:{{nindent 2 (toYaml (lookup values \"db\"))}}\n",
+        "a: {{include \"p\" values.db}}\n",
+    ] {
+        let e = engine(&[("_partials/p.hbs", "{{pwd}}"), ("t.yaml.hbs", t)]);
+        let result = e.render(json!({"values": values, "env": {"name": "dev"}}));
+        let err = match result {
+            Err(e) => e.to_string(),
+            Ok(docs) => panic!("{t}: written: {:?}", docs[0].value),
+        };
+        assert!(err.contains("credential"), "{t}: {err}");
+        assert!(!err.contains("hunter2"), "{t}: the error shows it: {err}");
+    }
+    // With the environment's permission, `lookup` reads it, inside partials too.
+    let e = engine(&[
+        ("_partials/p.hbs", "{{pwd}}"),
+        (
+            "t.yaml.hbs",
+            "a: {{lookup values \"password\"}}\nb: {{include \"p\" values.db}}\n",
+        ),
+    ]);
+    let docs = e
+        .render(json!({"values": values, "env": {"allowPlaintextSecrets": true}}))
+        .unwrap();
+    assert_eq!(docs[0].value, json!({"a": "hunter2", "b": "hunter2"}));
+}
+
+#[test]
+fn the_log_helper_is_refused() {
+    let err = render_one("a: 1{{log values.password}}\n", json!({"password": "x"})).unwrap_err();
+    assert!(err.to_string().contains("`log`"), "{err}");
+}
+
+/// Issue 13, item 7: a map key written from values is tracked like a value,
+/// so a Secret whose data keys come from values is seen.
+#[test]
+fn keys_written_from_values_are_tracked() {
+    let e = engine(&[(
+        "t.yaml.hbs",
+        "kind: Secret\nstringData:\n{{#each values.m}}\n  {{@key}}: fixed\n{{/each}}\n",
+    )]);
+    let docs = e.render(json!({"values": {"m": {"k": 1}}})).unwrap();
+    let paths: Vec<&Vec<String>> = docs[0].from_values.iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        vec![&vec!["stringData".to_string(), "k".to_string()]]
+    );
+}
