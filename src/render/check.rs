@@ -26,11 +26,18 @@ fn syntax(template: &str, line: usize, message: String) -> RenderError {
     }
 }
 
+/// How much parsing one template may cost: the number of its `{{` tags times
+/// its length in bytes. Handlebars finds the line of each tag by counting from
+/// the start of the text, so its parse time grows with this product (20,000
+/// expressions in one file took 35 s); partials are parsed on their own.
+pub const MAX_PARSE_COST: usize = 200_000_000;
+
 /// Checks a template's text before Handlebars parses it: no reserved
-/// character, and no nesting deeper than [`MAX_NESTING`]. The nesting is
-/// measured generously on the text (every `{{#`, `{{^`… opens, every `{{/`
-/// closes, and parentheses inside `{{ }}` nest), so that a deeper template
-/// never reaches the parser; the exact check is [`compiled`].
+/// character, no nesting deeper than [`MAX_NESTING`], and a bounded parse cost
+/// ([`MAX_PARSE_COST`]). The nesting is measured on the text the way the
+/// parser will see it (comments, raw blocks and escaped `\{{` hold no tags)
+/// so that a deeper template never reaches the parser; the exact check is
+/// [`compiled`].
 pub fn before_compile(template: &str, text: &str) -> Result<(), RenderError> {
     for (i, line) in text.lines().enumerate() {
         if let Some(c) = safe::find_reserved(line) {
@@ -44,47 +51,137 @@ pub fn before_compile(template: &str, text: &str) -> Result<(), RenderError> {
             ));
         }
     }
-    let bytes = text.as_bytes();
-    let (mut depth, mut line, mut parens, mut inside) = (0usize, 1usize, 0usize, false);
-    let mut i = 0;
-    while i < bytes.len() {
-        let rest = &bytes[i..];
-        if rest[0] == b'\n' {
-            line += 1;
+    let mut scan = Scan {
+        text: text.as_bytes(),
+        at: 0,
+        line: 1,
+    };
+    let (mut depth, mut tags) = (0usize, 0usize);
+    while let Some(start) = scan.next_tag() {
+        tags += 1;
+        if tags.saturating_mul(text.len()) > MAX_PARSE_COST {
+            return Err(syntax(
+                template,
+                scan.line,
+                format!(
+                    "the template is too large to parse in reasonable time ({} bytes with more than {tags} tags; at most {MAX_PARSE_COST} tags × bytes); split it into partials under templates/_partials/",
+                    text.len()
+                ),
+            ));
         }
+        let inner = &scan.text[start + 2..];
+        let skip = inner
+            .iter()
+            .take_while(|c| matches!(c, b'~' | b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
+        let rest = &inner[skip..];
         if rest.starts_with(b"{{") {
-            inside = true;
-            parens = 0;
-            let mut j = 2;
-            while rest
-                .get(j)
-                .is_some_and(|c| matches!(c, b'{' | b'~' | b' ' | b'\t' | b'\r' | b'\n'))
-            {
-                j += 1;
+            // `{{{{raw}}}} … {{{{/raw}}}}`: its content is text.
+            scan.skip_past(b"{{{{/");
+            scan.skip_past(b"}}");
+            continue;
+        }
+        if rest.starts_with(b"!--") {
+            scan.at = start + 2 + skip + 3;
+            loop {
+                scan.skip_past(b"--");
+                let after = &scan.text[scan.at..];
+                if after.is_empty() || after.starts_with(b"}}") || after.starts_with(b"~}}") {
+                    break;
+                }
             }
-            match rest.get(j) {
-                Some(b'#' | b'^') => depth += 1,
-                Some(b'/') => depth = depth.saturating_sub(1),
+            scan.skip_past(b"}}");
+            continue;
+        }
+        if rest.starts_with(b"!") {
+            scan.skip_past(b"}}");
+            continue;
+        }
+        let else_tag = rest.starts_with(b"^")
+            && rest[1..]
+                .iter()
+                .find(|c| !matches!(c, b'~' | b' ' | b'\t' | b'\r' | b'\n'))
+                == Some(&b'}');
+        let mut parens = 0usize;
+        match rest.first() {
+            Some(b'#') => depth += 1,
+            Some(b'^') if !else_tag => depth += 1,
+            Some(b'/') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        // The tag's own subexpressions, up to its end.
+        let mut max_parens = 0usize;
+        while let Some(&c) = scan.text.get(scan.at) {
+            if scan.text[scan.at..].starts_with(b"}}") {
+                scan.at += 2;
+                break;
+            }
+            match c {
+                b'(' => {
+                    parens += 1;
+                    max_parens = max_parens.max(parens);
+                }
+                b')' => parens = parens.saturating_sub(1),
+                b'\n' => scan.line += 1,
                 _ => {}
             }
-            i += 2;
-        } else if rest.starts_with(b"}}") {
-            inside = false;
-            i += 2;
-            continue;
-        } else {
-            if inside && rest[0] == b'(' {
-                parens += 1;
-            } else if inside && rest[0] == b')' {
-                parens = parens.saturating_sub(1);
-            }
-            i += 1;
+            scan.at += 1;
         }
-        if depth + parens > MAX_NESTING {
-            return Err(too_deep(template, line));
+        if depth + max_parens > MAX_NESTING {
+            return Err(too_deep(template, scan.line));
         }
     }
     Ok(())
+}
+
+/// A cursor over a template's text that finds its tags.
+struct Scan<'a> {
+    text: &'a [u8],
+    at: usize,
+    line: usize,
+}
+
+impl Scan<'_> {
+    /// Moves past the next `{{` that opens a tag (one escaped as `\{{` does
+    /// not) and returns where it starts.
+    fn next_tag(&mut self) -> Option<usize> {
+        while self.at + 1 < self.text.len() {
+            let c = self.text[self.at];
+            if c == b'\n' {
+                self.line += 1;
+            }
+            if c == b'{' && self.text[self.at + 1] == b'{' {
+                let slashes = self.text[..self.at]
+                    .iter()
+                    .rev()
+                    .take_while(|c| **c == b'\\')
+                    .count();
+                let start = self.at;
+                self.at += 2;
+                if slashes != 1 {
+                    return Some(start);
+                }
+                continue;
+            }
+            self.at += 1;
+        }
+        self.at = self.text.len();
+        None
+    }
+
+    /// Moves past the next `needle`, or to the end.
+    fn skip_past(&mut self, needle: &[u8]) {
+        while self.at < self.text.len() {
+            if self.text[self.at..].starts_with(needle) {
+                self.at += needle.len();
+                return;
+            }
+            if self.text[self.at] == b'\n' {
+                self.line += 1;
+            }
+            self.at += 1;
+        }
+    }
 }
 
 fn too_deep(template: &str, line: usize) -> RenderError {

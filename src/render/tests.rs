@@ -669,3 +669,118 @@ fn keys_written_from_values_are_tracked() {
         vec![&vec!["stringData".to_string(), "k".to_string()]]
     );
 }
+
+/// Issue 13, item 11: deeply nested blocks or subexpressions are refused with
+/// an error, not a stack overflow that aborts the process, however the
+/// nesting is spelled or hidden from a scan of the text.
+#[test]
+fn deep_nesting_is_refused_at_compile_time_not_a_stack_overflow() {
+    let n = 5000;
+    let cases = [
+        format!("{}a: 1\n{}", "{{#if x}}".repeat(n), "{{/if}}".repeat(n)),
+        format!(
+            "{}a: 1\n{}",
+            "{{~#each x~}}".repeat(n),
+            "{{/each}}".repeat(n)
+        ),
+        format!("{}a: 1\n{}", "{{#> p}}".repeat(n), "{{/p}}".repeat(n)),
+        format!("{}a: 1\n{}", "{{^x}}".repeat(n), "{{/x}}".repeat(n)),
+        format!(
+            "{}a: 1\n{}",
+            "{{#if x}}{{!-- {{/if}} --}}{{! {{/if}} }}\\{{/if}}".repeat(n),
+            "{{/if}}".repeat(n)
+        ),
+        format!(
+            "a: {{{{quote {}x{}}}}}\n",
+            "(lower ".repeat(n),
+            ")".repeat(n)
+        ),
+        format!(
+            "{}a: 1\n{}",
+            "{{#if x}}{{else}}".repeat(n),
+            "{{/if}}".repeat(n)
+        ),
+    ];
+    for text in cases {
+        let result = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                compile_errors(&[("t.yaml.hbs", &text)])
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .expect("compiling overflowed the stack");
+        assert!(
+            result.len() == 1 && result[0].contains("nest more than 64 levels"),
+            "{result:?}"
+        );
+    }
+    // 64 levels compile and render.
+    let text = format!("{}a: 1\n{}", "{{#if x}}".repeat(64), "{{/if}}".repeat(64));
+    let docs = engine(&[("t.yaml.hbs", &text)])
+        .render(json!({"x": true}))
+        .unwrap();
+    assert_eq!(docs[0].value, json!({"a": 1}));
+}
+
+/// Issue 13, item 11: Handlebars parses a template in time that grows with
+/// its tags times its length; a template past a bound is refused at once,
+/// with a hint, instead of taking minutes.
+#[test]
+fn a_template_too_costly_to_parse_is_refused_quickly() {
+    let mut t = String::from("a:\n");
+    for i in 0..20_000 {
+        t.push_str(&format!("  k{i}: {{{{values.x}}}}\n"));
+    }
+    let start = std::time::Instant::now();
+    let errs = compile_errors(&[("t.yaml.hbs", &t)]);
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    assert!(
+        errs.len() == 1 && errs[0].to_string().contains("split it into partials"),
+        "{errs:?}"
+    );
+}
+
+/// Issue 13, item 9: a chain of partials each including the next twice
+/// renders 2^n times; the render of an environment is bounded in helper calls
+/// and output, and fails naming the template.
+#[test]
+fn a_render_that_blows_up_is_stopped_by_its_budget() {
+    let n = 30;
+    let styles: [fn(usize) -> String; 2] = [
+        |i| format!("{{{{> p{i}}}}}"),
+        |i| format!("{{{{include \"p{i}\"}}}}"),
+    ];
+    for call in styles {
+        let mut files: Vec<(String, String)> = (0..n)
+            .map(|i| {
+                let next = call(i + 1);
+                (format!("_partials/p{i}.hbs"), format!("{next}{next}"))
+            })
+            .collect();
+        files.push((format!("_partials/p{n}.hbs"), "x".to_string()));
+        files.push(("t.yaml.hbs".to_string(), format!("a: {}\n", call(0))));
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let e = engine(&refs);
+        let start = std::time::Instant::now();
+        let err = e.render(json!({"values": {}})).unwrap_err().to_string();
+        assert!(
+            err.contains("`t.yaml.hbs`") || err.contains("`_partials/"),
+            "{err}"
+        );
+        assert!(
+            err.contains("helper calls and partial inclusions") || err.contains("MiB"),
+            "{err}"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    }
+    // A huge indentation is an error, not a capacity overflow.
+    let err = render_one("a: {{indent 18446744073709551615 \"x\"}}\n", json!({})).unwrap_err();
+    assert!(err.to_string().contains("at most 1024 spaces"), "{err}");
+}
