@@ -19,8 +19,8 @@
 //! (it would write values to hydrant's log).
 //!
 //! Each environment's render is bounded (see [`Budget`]): at most
-//! [`MAX_OUTPUT_BYTES`] of output and [`MAX_CALLS`] helper calls and partial
-//! inclusions, so a chain of partials each including the next twice fails with
+//! [`MAX_OUTPUT_BYTES`] of output, [`MAX_CALLS`] helper calls and
+//! [`MAX_PARTIALS`] templates and partials entered, so a chain of partials each including the next twice fails with
 //! an error instead of running for hours.
 
 use base64::Engine as _;
@@ -89,8 +89,11 @@ pub const LEAVE_HELPER: &str = "__hydrant_leave";
 pub const MAX_INCLUDE_DEPTH: usize = 32;
 /// How many bytes one environment's templates may write, all together.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
-/// How many helper calls and partial inclusions one environment's render may make.
+/// How many helper calls one environment's render may make.
 pub const MAX_CALLS: usize = 1_000_000;
+/// How many templates and partials one environment's render may enter (a
+/// partial costs more than a helper: Handlebars sets up a context for it).
+pub const MAX_PARTIALS: usize = 100_000;
 /// The most spaces `indent` and `nindent` write.
 pub const MAX_INDENT: usize = 1024;
 
@@ -99,13 +102,14 @@ pub const MAX_INDENT: usize = 1024;
 pub struct Budget {
     depth: usize,
     calls: usize,
+    partials: usize,
     bytes: usize,
     allow_plaintext: bool,
 }
 
 thread_local! {
     static BUDGET: std::cell::Cell<Budget> = const { std::cell::Cell::new(Budget {
-        depth: 0, calls: 0, bytes: 0, allow_plaintext: false,
+        depth: 0, calls: 0, partials: 0, bytes: 0, allow_plaintext: false,
     }) };
 }
 
@@ -120,14 +124,27 @@ pub fn start_render(allow_plaintext: bool) {
     });
 }
 
-/// Counts one helper call or partial inclusion.
+/// Counts one helper call.
 fn spend_call() -> Result<(), RenderError> {
     let mut b = BUDGET.get();
     b.calls += 1;
     BUDGET.set(b);
     if b.calls > MAX_CALLS {
         return Err(fail(format!(
-            "the templates make more than {MAX_CALLS} helper calls and partial inclusions for one environment; does a partial include another more than once in a chain?"
+            "the templates make more than {MAX_CALLS} helper calls for one environment; does a partial include another more than once in a chain?"
+        )));
+    }
+    Ok(())
+}
+
+/// Counts one template or partial entered.
+fn spend_partial() -> Result<(), RenderError> {
+    let mut b = BUDGET.get();
+    b.partials += 1;
+    BUDGET.set(b);
+    if b.partials > MAX_PARTIALS {
+        return Err(fail(format!(
+            "the templates include partials more than {MAX_PARTIALS} times for one environment; does a partial include another more than once in a chain?"
         )));
     }
     Ok(())
@@ -197,7 +214,7 @@ impl HelperDef for IncludeDepth {
         }
         BUDGET.set(b);
         if self.0 {
-            spend_call()?;
+            spend_partial()?;
         }
         Ok(())
     }

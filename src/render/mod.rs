@@ -157,8 +157,8 @@ impl Engine {
 
     /// Renders every manifest template with `data` as the root context.
     ///
-    /// The render of one environment is bounded: see [`helpers::MAX_OUTPUT_BYTES`]
-    /// and [`helpers::MAX_CALLS`].
+    /// The render of one environment is bounded: see [`helpers::MAX_OUTPUT_BYTES`],
+    /// [`helpers::MAX_CALLS`] and [`helpers::MAX_PARTIALS`].
     pub fn render(&self, data: Value) -> Result<Vec<RenderedDoc>, RenderError> {
         let mut docs = Vec::new();
         if let Some((path, _)) = safe::find_reserved_in(&data) {
@@ -181,10 +181,15 @@ impl Engine {
         let context = handlebars::Context::from(data);
         for name in &self.templates {
             let text = helpers::render_counted(&self.registry, name, &context).map_err(|e| {
+                let mut message = render_message(&e);
+                let template = e.template_name.clone().unwrap_or_else(|| name.clone());
+                if &template != name {
+                    message.push_str(&format!(" (while rendering `{name}`)"));
+                }
                 RenderError::Render {
-                    template: e.template_name.clone().unwrap_or_else(|| name.clone()),
+                    template,
                     line: e.line_no,
-                    message: render_message(&e),
+                    message,
                 }
             })?;
             docs.extend(parse_rendered(name, &text)?);
