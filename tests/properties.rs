@@ -1105,7 +1105,7 @@ fn expression() -> impl Strategy<Value = (String, bool)> {
     (input, helper, open, close, raw).prop_map(|(input, helper, open, close, raw)| {
         let call = match (helper, input.starts_with('(')) {
             ("", false) => input.to_string(),
-            ("", true) => format!("lookup values \"x\""),
+            ("", true) => "lookup values \"x\"".to_string(),
             (h, _) => format!("{h} {input}"),
         };
         let close = if raw.starts_with('{') {

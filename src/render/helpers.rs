@@ -614,9 +614,9 @@ impl HelperDef for Hydrant {
                 if let Kind::Lookup = self.0
                     && matches!(made.value, Value::Object(_) | Value::Array(_))
                 {
-                    return Err(fail(format!(
-                        "`lookup` read a map or list, which cannot be written as a single value; use `toYaml (lookup ...)`"
-                    )));
+                    return Err(fail(
+                        "`lookup` read a map or list, which cannot be written as a single value; use `toYaml (lookup ...)`".to_string(),
+                    ));
                 }
                 let mut text = String::new();
                 safe::encode_with_keys(&mut text, &made.value, &made.keys);

@@ -548,7 +548,8 @@ fn helper_data() -> Value {
 fn every_helper_over_every_kind_of_input_writes_no_reserved_character() {
     use base64::Engine as _;
     use sha2::Digest;
-    let transforms: [(&str, fn(&str) -> String); 8] = [
+    type Transform = fn(&str) -> String;
+    let transforms: [(&str, Transform); 8] = [
         ("quote", |s| s.to_string()),
         ("b64enc", |s| {
             base64::engine::general_purpose::STANDARD.encode(s)
