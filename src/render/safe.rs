@@ -13,9 +13,15 @@
 //!
 //! Helpers that produce YAML structure themselves (`toYaml`, `include`,
 //! `nindent`) return *trusted* text, marked with [`TRUSTED`]; whatever values
-//! such text contains are sentinels too. Value layers may not contain the
-//! reserved characters at all (see [`find_reserved`]), so no value can forge a
-//! sentinel or a trusted mark.
+//! such text contains are sentinels too. Value layers and templates may not
+//! contain the reserved characters at all (see [`find_reserved`]), so neither
+//! can forge a sentinel or a trusted mark.
+//!
+//! The scheme is closed under every helper: a helper given trusted text or
+//! sentinels takes their plain text ([`plain_text`], [`plain_value`]) with the
+//! keys of the values inside, and writes its result as a sentinel carrying
+//! those keys. A decoded value holding a reserved character is an error, so
+//! none ever reaches a manifest.
 
 use serde_json::Value;
 
