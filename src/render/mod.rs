@@ -96,6 +96,23 @@ impl Engine {
         for (name, why) in helpers::REFUSED {
             registry.register_helper(name, Box::new(helpers::Refused(why)));
         }
+        // Debug builds only (the tests'): a helper that panics, so tests can
+        // show that a bug in one environment's render fails that environment
+        // only. Release builds have no such helper.
+        #[cfg(debug_assertions)]
+        registry.register_helper(
+            "hydrantDebugPanic",
+            Box::new(
+                |_: &handlebars::Helper<'_>,
+                 _: &Handlebars<'_>,
+                 _: &handlebars::Context,
+                 _: &mut handlebars::RenderContext<'_, '_>,
+                 _: &mut dyn handlebars::Output|
+                 -> handlebars::HelperResult {
+                    panic!("hydrantDebugPanic was called")
+                },
+            ),
+        );
         registry.register_helper(helpers::ENTER_HELPER, Box::new(helpers::IncludeDepth(true)));
         registry.register_helper(
             helpers::LEAVE_HELPER,
