@@ -147,14 +147,12 @@ impl HttpSource {
             origin: base.to_string(),
             message,
         };
-        let parsed = reqwest::Url::parse(&base.replace(['{', '}'], ""))
+        crate::auth::check_url(base).map_err(|e| ChannelError::Invalid {
+            origin: crate::auth::redact_url(base),
+            message: e.to_string(),
+        })?;
+        reqwest::Url::parse(&base.replace(['{', '}'], ""))
             .map_err(|e| invalid(format!("not a URL: {e}")))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(invalid(
-                "put credentials in a file or environment variable, not in the channel URL"
-                    .to_string(),
-            ));
-        }
         let mut builder = Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
