@@ -222,7 +222,7 @@ pub fn recorded_version(files: &BTreeMap<String, String>) -> Option<String> {
 }
 
 /// Whether two renders of `rendered/<env>/` differ in more than `hydrant.metadata`.
-fn same_manifests(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
+pub(crate) fn same_manifests(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
     let manifests = |m: &BTreeMap<String, String>| {
         m.iter()
             .filter(|(name, _)| name.as_str() != METADATA)
