@@ -243,9 +243,9 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
             };
             match deliver(&cx, opts.dry_run, &env, &result, recorded.get(&env)) {
                 Ok(outcome) => break outcome,
-                Err(StepError::Apply(ApplyError::Git(GitError::PushRejected { message, .. })))
-                    if attempt < PUSH_ATTEMPTS =>
-                {
+                Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
+                    message, ..
+                }))) if attempt < PUSH_ATTEMPTS => {
                     tracing::warn!(attempt, reason = %message, "push lost a race; fetching and rendering again");
                     attempt += 1;
                     let again = ws
@@ -284,7 +284,9 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
             None if outcome.action != Action::Unchanged => {
                 tracing::info!(action = %outcome.action, reason = %outcome.reason, "environment delivered")
             }
-            None => tracing::debug!(action = %outcome.action, reason = %outcome.reason, "environment unchanged"),
+            None => {
+                tracing::debug!(action = %outcome.action, reason = %outcome.reason, "environment unchanged")
+            }
         }
         outcomes.push(outcome);
     }

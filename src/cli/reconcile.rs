@@ -351,7 +351,11 @@ fn print_plan(outcomes: &[Outcome]) {
             _ => String::new(),
         };
         let channel = o.channel.as_deref().unwrap_or("");
-        let mut line = format!("{:width$}  {:13}  {channel} {version}", o.env, o.decision.to_string());
+        let mut line = format!(
+            "{:width$}  {:13}  {channel} {version}",
+            o.env,
+            o.decision.to_string()
+        );
         if let Some(pr) = &o.pull_request {
             line.push_str(&format!("  PR #{}", pr.number));
         }

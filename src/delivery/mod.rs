@@ -172,7 +172,10 @@ pub fn propose(
         }
     };
     let from = plan::recorded_version(&observed.base_files);
-    let (channel, version) = (&rendered.metadata.channel.name, &rendered.metadata.channel.version);
+    let (channel, version) = (
+        &rendered.metadata.channel.name,
+        &rendered.metadata.channel.version,
+    );
     if plan::same_manifests(&observed.base_files, &rendered.files) {
         // The planner settles an environment whose manifests do not change:
         // it needs no pull request text.
