@@ -22,7 +22,10 @@ pub const DEFAULT_CHANNEL_SOURCE: &str = "channels";
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsFile {
-    /// Where channel specs come from: a directory or file, relative to the repository.
+    /// Where channel specs come from: a directory or file, relative to the
+    /// repository and inside it. Never a URL: the repository may not choose
+    /// where the operator's license or token is sent.
+    #[serde(default, deserialize_with = "path_in_repository")]
     pub channel_source: Option<String>,
 }
 
@@ -84,16 +87,81 @@ pub struct PullRequestSettings {
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Option::<serde_json::Value>::deserialize(d)? {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+    let id = match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Number(n)) => n.to_string(),
         Some(_) => {
             return Err(serde::de::Error::custom(
                 "expected a release id such as \"0.62.1\"",
             ));
         }
-    })
+    };
+    check_release_id(&id).map_err(serde::de::Error::custom)?;
+    Ok(Some(id))
+}
+
+fn path_in_repository<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(path) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    check_path_in_repository(&path).map_err(serde::de::Error::custom)?;
+    Ok(Some(path))
+}
+
+/// Checks that `path` is a relative path inside the repository: not a URL,
+/// not absolute, no `..` component, no control character.
+pub fn check_path_in_repository(path: &str) -> Result<(), String> {
+    let hint = "hint: give a path inside the repository, such as `channels`; a channel URL is the operator's, set with `--channel` or `HYDRANT_CHANNEL`";
+    let scheme = path.split_once(':').is_some_and(|(s, _)| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let problem = if path.trim().is_empty() {
+        "is empty"
+    } else if path.contains("://") || scheme {
+        "is a URL"
+    } else if path.starts_with(['/', '\\']) {
+        "is an absolute path"
+    } else if path.split(['/', '\\']).any(|part| part == "..") {
+        "leaves the repository (`..`)"
+    } else if path.chars().any(char::is_control) {
+        "holds a control character"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "`{}` {problem}; it must be a path inside the repository\n{hint}",
+        crate::auth::redact_url(path).escape_debug()
+    ))
+}
+
+/// A release id as pinned in `environment.yaml` or served as a channel's
+/// `metadata.version`: a strict token, since it goes into commit trailers,
+/// pull request titles, branch-free text and URLs.
+pub fn check_release_id(id: &str) -> Result<(), String> {
+    const MAX: usize = 128;
+    let ok = !id.is_empty()
+        && id.len() <= MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'_' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    let mut shown: String = id
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    if id.chars().count() > 40 {
+        shown.push('…');
+    }
+    Err(format!(
+        "release `{shown}` is not a release id: use 1 to {MAX} of the characters `0-9 A-Z a-z . + _ -`, such as `0.62.1`"
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -269,6 +337,57 @@ mod tests {
         );
         let parsed: SettingsFile = parse("hydrant.yaml", "# nothing yet\n").unwrap();
         assert_eq!(parsed, SettingsFile::default());
+    }
+
+    #[test]
+    fn channel_source_in_the_repository_must_stay_inside_it() {
+        for (text, problem) in [
+            ("channelSource: http://127.0.0.1:9/{channel}\n", "is a URL"),
+            ("channelSource: https://u:s3cret@evil.example\n", "is a URL"),
+            ("channelSource: file:///etc\n", "is a URL"),
+            ("channelSource: /etc/hydrant\n", "is an absolute path"),
+            (
+                "channelSource: channels/../../etc\n",
+                "leaves the repository",
+            ),
+            ("channelSource: ..\n", "leaves the repository"),
+            ("channelSource: \"\"\n", "is empty"),
+        ] {
+            let err = parse::<SettingsFile>("hydrant.yaml", text).unwrap_err();
+            let shown = err.to_string();
+            assert_eq!(err.line, Some(1), "{shown}");
+            assert!(
+                shown.contains("channelSource") && shown.contains(problem),
+                "{text}: {shown}"
+            );
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        for fine in ["channels", "vendor/channels/stable.yaml", "./mirror"] {
+            let file: SettingsFile =
+                parse("hydrant.yaml", &format!("channelSource: {fine}\n")).unwrap();
+            assert_eq!(file.channel_source.as_deref(), Some(fine));
+        }
+    }
+
+    #[test]
+    fn a_release_pin_that_is_not_a_strict_token_is_refused() {
+        for pin in [
+            "\"1.0.0\\nHydrant-Environment: prod\"",
+            "\"../../etc\"",
+            "\"1.0 0\"",
+            "\"a/b\"",
+            "\"\"",
+        ] {
+            let text = format!("channel: stable\nnamespace: x\nrelease: {pin}\n");
+            let err = parse_required::<EnvironmentConfig>("e.yaml", &text).unwrap_err();
+            assert_eq!(err.line, Some(3), "{err}");
+            assert!(err.to_string().contains("not a release id"), "{err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+        for fine in ["0.62.1", "1.0.0-rc.1+build_7", "0.62"] {
+            let text = format!("channel: stable\nnamespace: x\nrelease: {fine}\n");
+            parse_required::<EnvironmentConfig>("e.yaml", &text).unwrap();
+        }
     }
 
     #[test]

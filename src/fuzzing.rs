@@ -214,6 +214,7 @@ pub fn settings_file(data: &[u8]) {
     let file = settings::SettingsFile {
         path: PathBuf::from("/etc/hydrant/hydrant.yaml"),
         settings: flat,
+        operator: true,
     };
     static COMMAND: OnceLock<clap::Command> = OnceLock::new();
     let command = COMMAND.get_or_init(cli::Cli::command).clone();
@@ -282,8 +283,8 @@ fn example() -> &'static (ChannelSpec, EnvironmentFiles, Vec<TemplateFile>) {
 
 /// A user's template (before a NUL byte) and, after it, a partial `fuzz`,
 /// rendered with the bundled example's prod values and partials: the render
-/// is the same twice, writes only plain file names, loses no object, and each
-/// file reads back as the object rendered.
+/// is the same twice, writes only plain file names and none of hydrant's
+/// markers, loses no object, and each file reads back as the object rendered.
 pub fn template(data: &[u8]) {
     let Some(text) = utf8(data) else { return };
     let (manifest, partial) = match text.split_once('\0') {
@@ -329,10 +330,14 @@ pub fn template(data: &[u8]) {
             a.err().or(b.err())
         ),
     };
-    for name in rendered.files.keys() {
+    for (name, text) in &rendered.files {
         assert!(
             !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']),
             "file name `{name}` is not a plain name inside rendered/<env>/"
+        );
+        assert!(
+            crate::render::safe::find_reserved(text).is_none(),
+            "hydrant's markers (U+E000..U+E00F) reached `{name}`:\n{text}"
         );
     }
     let names = layout::file_names(&rendered.manifests);

@@ -17,6 +17,8 @@ pub mod forge;
 pub mod fuzzing;
 pub mod git;
 pub mod manifest;
+pub mod names;
+pub(crate) mod outbound;
 pub mod output;
 pub mod pipeline;
 pub mod project;

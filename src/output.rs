@@ -31,8 +31,25 @@ fn holds_exactly(dir: &Path, files: &BTreeMap<String, String>) -> bool {
     count == files.len()
 }
 
-/// Replaces `dir` with exactly `files`.
+/// Refuses a symbolic link at `path`: hydrant writes into the directories
+/// it owns, never through a link to somewhere else.
+pub fn refuse_link(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "`{}` is a symbolic link; hydrant does not write through links (hint: remove the link and let hydrant create the directory)",
+                path.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces `dir` with exactly `files`. A `dir` that is a symbolic link is
+/// refused, not followed.
 pub fn replace_dir(dir: &Path, files: &BTreeMap<String, String>) -> std::io::Result<()> {
+    refuse_link(dir)?;
     if holds_exactly(dir, files) {
         return Ok(());
     }
@@ -118,6 +135,24 @@ mod tests {
         replace_dir(&target, &files).unwrap();
         assert_ne!(inode(&target), before, "a stray file makes it differ");
         assert!(!target.join("stray.yaml").exists());
+    }
+
+    #[test]
+    fn issue_13_an_output_directory_that_is_a_symlink_is_refused_and_its_target_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        std::fs::write(victim.path().join("keep.txt"), "mine").unwrap();
+        std::os::unix::fs::symlink(victim.path(), d.path().join("dev")).unwrap();
+        let mut files = BTreeMap::new();
+        files.insert("a.yaml".to_string(), "a: 1\n".to_string());
+        let err = replace_dir(&d.path().join("dev"), &files).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(victim.path().join("keep.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!victim.path().join("a.yaml").exists());
+        assert!(refuse_link(victim.path()).is_ok());
     }
 
     #[test]

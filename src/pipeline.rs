@@ -132,6 +132,11 @@ pub fn build(
             .into_iter()
             .map(Problem::new),
     );
+    problems.extend(
+        layout::check_file_names(&manifests)
+            .into_iter()
+            .map(Problem::new),
+    );
     if !problems.is_empty() {
         return Err(problems);
     }

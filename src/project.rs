@@ -33,6 +33,8 @@ pub enum ProjectError {
     UnsupportedSource(String),
     #[error(transparent)]
     Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Name(#[from] crate::names::NameError),
 }
 
 pub struct Project {
@@ -356,13 +358,21 @@ impl Project {
         self.source.describe()
     }
 
-    /// Fetches a channel's spec (its latest, or a release).
+    /// Fetches a channel's spec (its latest, or a release). `origin` says
+    /// where the names came from (a flag, a file), for the error when one
+    /// breaks the rule of [`crate::names`].
     pub fn channel_spec(
         &self,
         channel: &str,
         release: Option<&str>,
-    ) -> Result<ChannelSpec, ChannelError> {
-        self.fetch(&(channel.to_string(), release.map(String::from)))
+        origin: &str,
+    ) -> Result<ChannelSpec, ProjectError> {
+        use crate::names::{NameKind, check};
+        check(NameKind::Channel, channel, origin)?;
+        if let Some(release) = release {
+            check(NameKind::Release, release, origin)?;
+        }
+        Ok(self.fetch(&(channel.to_string(), release.map(String::from)))?)
     }
 
     /// Every (channel, pinned release) the environments use, sorted.

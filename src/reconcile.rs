@@ -7,11 +7,13 @@
 //! and holds the retry policy: a push that loses a race (the branch moved, or
 //! the remote refused it) fetches, renders, observes and plans again, a few
 //! times. Environments are isolated: one's failure is reported, classified
-//! transient or permanent, and the others proceed. A dry run plans and applies
-//! nothing. The cycle is idempotent: run twice with the same inputs, the second
+//! transient or permanent, and the others proceed; so is a panic while one is
+//! rendered or delivered (a bug, caught and turned into that environment's
+//! error, never the whole cycle's). A dry run plans and applies nothing. The cycle is idempotent: run twice with the same inputs, the second
 //! run changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -213,7 +215,7 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
     let mut project = load(ws, &fetched, &opts.channel)?;
     let envs = selected(&project, opts)?;
     let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
-    let rendered = project.render_changed(&envs, |env| recorded.get(env).map(|m| m.digest.clone()));
+    let rendered = render_isolated(&project, &envs, &recorded);
     let mut fetches = project.take_fetches();
     let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;
     let mut outcomes = Vec::with_capacity(envs.len());
@@ -241,7 +243,17 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
                 fetched: &fetched,
                 author: &author,
             };
-            match deliver(&cx, opts.dry_run, &env, &result, recorded.get(&env)) {
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                deliver(&cx, opts.dry_run, &env, &result, recorded.get(&env))
+            }));
+            let delivered = match delivered {
+                Ok(delivered) => delivered,
+                Err(payload) => {
+                    let error = panicked(&env, "delivering", &*payload);
+                    break Outcome::failed(&env, error, ErrorClass::Permanent);
+                }
+            };
+            match delivered {
                 Ok(outcome) => break outcome,
                 Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
                     message, ..
@@ -259,11 +271,7 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
                         Ok((f, p)) => {
                             fetched = f;
                             project = p;
-                            result = project
-                                .render(std::slice::from_ref(&env))
-                                .remove(0)
-                                .1
-                                .map(|r| Render::Fresh(Box::new(r)));
+                            result = render_one(&project, &env, |_| None);
                             fetches.extend(project.take_fetches());
                             recorded.extend(recorded_metadata(
                                 ws,
@@ -295,6 +303,51 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
         fetches,
         project,
     })
+}
+
+/// The error of an environment whose rendering or delivery panicked.
+fn panicked(env: &str, doing: &str, payload: &(dyn std::any::Any + Send)) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string());
+    format!(
+        "{doing} `{env}` panicked: {what} (hint: this is a bug in hydrant; the other environments were not affected, and the next cycle tries again)"
+    )
+}
+
+/// Renders one environment, a panic becoming its error.
+fn render_one(
+    project: &Project,
+    env: &str,
+    recorded: impl Fn(&str) -> Option<String> + Sync,
+) -> Result<Render, Vec<Problem>> {
+    let one = [env.to_string()];
+    match catch_unwind(AssertUnwindSafe(|| project.render_changed(&one, &recorded))) {
+        Ok(mut results) if !results.is_empty() => results.swap_remove(0).1,
+        Ok(_) => Err(vec![Problem::new(format!("`{env}` was not rendered"))]),
+        Err(payload) => Err(vec![Problem::new(panicked(env, "rendering", &*payload))]),
+    }
+}
+
+/// Renders the environments whose inputs changed, all at once; should that
+/// panic, again one by one, so that only the environment that panics fails.
+fn render_isolated(
+    project: &Project,
+    envs: &[String],
+    recorded: &HashMap<String, Metadata>,
+) -> Vec<(String, Result<Render, Vec<Problem>>)> {
+    let digest = |env: &str| recorded.get(env).map(|m| m.digest.clone());
+    match catch_unwind(AssertUnwindSafe(|| project.render_changed(envs, digest))) {
+        Ok(rendered) => rendered,
+        Err(_) => {
+            tracing::warn!("rendering panicked; rendering each environment alone to isolate it");
+            envs.iter()
+                .map(|env| (env.clone(), render_one(project, env, digest)))
+                .collect()
+        }
+    }
 }
 
 /// What can stop one environment's delivery.
@@ -335,9 +388,10 @@ fn git_class(e: &GitError) -> ErrorClass {
         | GitError::PushRejected { .. }
         | GitError::Locked { .. }
         | GitError::Other(_) => ErrorClass::Transient,
-        GitError::Auth { .. } | GitError::MissingBase { .. } | GitError::WorkDir { .. } => {
-            ErrorClass::Permanent
-        }
+        GitError::Auth { .. }
+        | GitError::MissingBase { .. }
+        | GitError::HydrantBase { .. }
+        | GitError::WorkDir { .. } => ErrorClass::Permanent,
     }
 }
 

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::config::{self, EnvironmentConfig, SettingsFile};
+use crate::names::{self, NameError, NameKind};
 use crate::render::TemplateFile;
 use crate::spec::{Layer, LayerKind};
 use crate::tree::{Kind, Tree, TreeError};
@@ -23,6 +24,8 @@ pub enum RepoError {
         "`{name}` is not a valid environment name: use lowercase letters, digits, `-` and `_` (at most 63), starting with a letter or digit"
     )]
     BadEnvironmentName { name: String },
+    #[error(transparent)]
+    Name(#[from] NameError),
     #[error(transparent)]
     Tree(#[from] TreeError),
     #[error(transparent)]
@@ -49,11 +52,10 @@ pub struct ConfigRepo {
 }
 
 /// Environment names become directory and branch names: keep them plain.
+/// A narrowing of the rule of [`names`] (lowercase, no `.`, at most 63).
 pub fn valid_environment_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !name.is_empty()
+    names::is_valid(name)
         && name.len() <= 63
-        && bytes[0].is_ascii_alphanumeric()
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
@@ -134,6 +136,20 @@ impl ConfigRepo {
                     known: self.environment_names().unwrap_or_default(),
                 })?;
         let config: EnvironmentConfig = config::parse_required(&config_file, &config_text)?;
+        // The channel and its release become file names (`channel mirror`,
+        // a channel directory) and URL segments (the deploy server).
+        names::check(
+            NameKind::Channel,
+            &config.channel,
+            &format!("{config_file}, key `channel`"),
+        )?;
+        if let Some(release) = &config.release {
+            names::check(
+                NameKind::Release,
+                release,
+                &format!("{config_file}, key `release`"),
+            )?;
+        }
         let layer = |file: &str, kind: LayerKind| -> Result<(Layer, Option<String>), RepoError> {
             let rel = format!("{dir}/{file}");
             match self.read(&rel)? {

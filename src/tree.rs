@@ -1,12 +1,30 @@
 //! The files of a config repository, wherever they are: a directory on disk
-//! (`hydrant render` reads the working tree as it is) or a commit loaded into
-//! memory (`hydrant reconcile` reads the base branch, never a checkout).
+//! (`hydrant render` reads the working tree as it is) or a commit (`hydrant
+//! reconcile` reads the base branch, never a checkout).
 //!
-//! Paths are relative, `/`-separated and may not climb out (`..`) or be
-//! absolute. A symbolic link is followed only while it stays inside the tree.
+//! Both are read through one set of rules ([`Linked`]), so that the working
+//! tree and a commit of it are the same tree to hydrant:
+//! - paths are relative, `/`-separated and may not climb out (`..`) or be
+//!   absolute;
+//! - a symbolic link to a file is followed while it stays inside the tree
+//!   and out of `rendered/` and `.git/`; an absolute link is outside;
+//! - a symbolic link to a directory is refused, naming it (following it would
+//!   let one tree hold another, or the whole filesystem, and git does not);
+//! - a file larger than [`MAX_FILE_BYTES`] is refused, naming it;
+//! - only what is asked for is read: a commit's files are read one by one
+//!   as hydrant needs them, never all of them.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// The largest input file hydrant reads (a template, a values file, a channel
+/// spec): far above any real one, small enough that a hostile one cannot
+/// exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How many links one path may go through.
+const MAX_HOPS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
@@ -14,6 +32,24 @@ pub enum TreeError {
         "`{path}` is a link to `{target}`, outside the config repository; hydrant reads only files inside it"
     )]
     OutsideRepo { path: String, target: String },
+    #[error(
+        "`{path}` is a link to `{target}`, inside `{place}/`; hydrant never reads its inputs from there"
+    )]
+    IntoOwnPlace {
+        path: String,
+        target: String,
+        place: String,
+    },
+    #[error(
+        "`{path}` is a symbolic link to a directory; hydrant does not follow directory links (hint: make `{path}` a real directory, or link the files inside it)"
+    )]
+    DirLink { path: String },
+    #[error("`{path}` goes through more than {MAX_HOPS} symbolic links")]
+    TooManyLinks { path: String },
+    #[error(
+        "`{path}` is {size} bytes, more than the {MAX_FILE_BYTES} bytes hydrant reads from one input file"
+    )]
+    TooLarge { path: String, size: u64 },
     #[error("`{path}` is not a safe path inside the config repository")]
     BadPath { path: String },
     #[error("cannot read `{path}`: {source}")]
@@ -54,182 +90,341 @@ fn components(path: &str) -> Result<Vec<&str>, TreeError> {
     Ok(parts)
 }
 
-/// A directory on disk.
-pub struct DiskTree {
-    root: PathBuf,
-    canonical_root: PathBuf,
+/// One entry of a store, links not followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A regular file, with its size in bytes.
+    File(u64),
+    Dir,
+    /// A symbolic link, with its target as written.
+    Link(String),
 }
 
-impl DiskTree {
-    pub fn new(root: &Path) -> std::io::Result<DiskTree> {
-        Ok(DiskTree {
-            root: root.to_path_buf(),
-            canonical_root: root.canonicalize()?,
-        })
+/// Where a tree's entries come from, before any link is followed. Paths are
+/// checked, `/`-joined components (`""` is the root).
+pub trait Store: Send + Sync {
+    /// The entry at `path`; `None` when there is none (or it is neither a
+    /// file, a directory nor a link: a FIFO is never opened).
+    fn entry(&self, path: &str) -> Result<Option<Entry>, TreeError>;
+    /// The entries of the directory `dir`, in any order.
+    fn entries(&self, dir: &str) -> Result<Vec<(String, Entry)>, TreeError>;
+    /// The bytes of the regular file at `path`, at most `limit` of them.
+    fn content(&self, path: &str, limit: u64) -> Result<Vec<u8>, TreeError>;
+}
+
+/// A [`Store`] read with the rules of this module.
+#[derive(Debug, Default, Clone)]
+pub struct Linked<S> {
+    store: S,
+}
+
+impl<S: Store> Linked<S> {
+    pub fn from_store(store: S) -> Linked<S> {
+        Linked { store }
     }
 
-    fn resolve(&self, path: &str) -> Result<PathBuf, TreeError> {
-        let mut p = self.root.clone();
-        p.extend(components(path)?);
-        Ok(p)
+    /// Follows `path` to what it names: its resolved path and entry (never
+    /// a link), or `None` when nothing is there.
+    fn resolve(&self, path: &str) -> Result<Option<(String, Entry)>, TreeError> {
+        let mut pending: Vec<String> = components(path)?
+            .into_iter()
+            .rev()
+            .map(String::from)
+            .collect();
+        let mut current: Vec<String> = Vec::new();
+        let mut via_link: Option<String> = None;
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            current.push(part);
+            let here = current.join("/");
+            match self.store.entry(&here)? {
+                None => return Ok(None),
+                Some(Entry::Link(target)) => {
+                    if !pending.is_empty() {
+                        return Err(TreeError::DirLink { path: here });
+                    }
+                    hops += 1;
+                    if hops > MAX_HOPS {
+                        return Err(TreeError::TooManyLinks {
+                            path: path.to_string(),
+                        });
+                    }
+                    current.pop();
+                    let next = follow(&here, &current, &target)?;
+                    via_link = Some(here);
+                    current.clear();
+                    pending = next.into_iter().rev().collect();
+                    if pending.is_empty() {
+                        return Err(TreeError::DirLink {
+                            path: via_link.unwrap_or_default(),
+                        });
+                    }
+                }
+                Some(Entry::Dir) if !pending.is_empty() => {}
+                // A file used as a directory: nothing there.
+                Some(Entry::File(_)) if !pending.is_empty() => return Ok(None),
+                Some(Entry::Dir) => {
+                    if let Some(link) = via_link {
+                        return Err(TreeError::DirLink { path: link });
+                    }
+                    return Ok(Some((here, Entry::Dir)));
+                }
+                Some(entry) => return Ok(Some((here, entry))),
+            }
+        }
+        Ok(Some((String::new(), Entry::Dir)))
     }
 }
 
-impl Tree for DiskTree {
+/// The components a link at `link` (in directory `dir`) points to, refused
+/// when they leave the tree or enter `rendered/` or `.git/`.
+fn follow(link: &str, dir: &[String], target: &str) -> Result<Vec<String>, TreeError> {
+    let outside = || TreeError::OutsideRepo {
+        path: link.to_string(),
+        target: target.to_string(),
+    };
+    if target.starts_with('/') || target.contains('\0') {
+        return Err(outside());
+    }
+    let mut parts = dir.to_vec();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop().ok_or_else(outside)?;
+            }
+            p => parts.push(p.to_string()),
+        }
+    }
+    if let Some(place) = parts.first().filter(|p| *p == "rendered" || *p == ".git") {
+        return Err(TreeError::IntoOwnPlace {
+            path: link.to_string(),
+            target: target.to_string(),
+            place: place.clone(),
+        });
+    }
+    Ok(parts)
+}
+
+impl<S: Store> Tree for Linked<S> {
     fn read(&self, path: &str) -> Result<Option<String>, TreeError> {
-        let full = self.resolve(path)?;
-        let io = |source| TreeError::Io {
-            path: path.to_string(),
-            source,
-        };
-        match std::fs::symlink_metadata(&full) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e)),
-            Ok(_) => {}
+        match self.resolve(path)? {
+            Some((resolved, Entry::File(size))) => {
+                let too_large = || TreeError::TooLarge {
+                    path: path.to_string(),
+                    size,
+                };
+                if size > MAX_FILE_BYTES {
+                    return Err(too_large());
+                }
+                let bytes = self.store.content(&resolved, MAX_FILE_BYTES + 1)?;
+                if bytes.len() as u64 > MAX_FILE_BYTES {
+                    return Err(too_large());
+                }
+                Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            _ => Ok(None),
         }
-        // Any link on the way (the file or a directory above it) must stay inside.
-        let target = full.canonicalize().map_err(io)?;
-        if !target.starts_with(&self.canonical_root) {
-            return Err(TreeError::OutsideRepo {
-                path: path.to_string(),
-                target: target.display().to_string(),
-            });
-        }
-        std::fs::read_to_string(&target).map(Some).map_err(io)
     }
 
     fn kind(&self, path: &str) -> Option<Kind> {
-        let meta = std::fs::metadata(self.resolve(path).ok()?).ok()?;
-        Some(if meta.is_dir() { Kind::Dir } else { Kind::File })
+        match self.resolve(path).ok()?? {
+            (_, Entry::Dir) => Some(Kind::Dir),
+            _ => Some(Kind::File),
+        }
     }
 
     fn list(&self, dir: &str) -> Result<Vec<(String, Kind)>, TreeError> {
-        let full = self.resolve(dir)?;
-        let entries = match std::fs::read_dir(&full) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(TreeError::Io {
-                    path: dir.to_string(),
-                    source,
-                });
-            }
+        let Some((resolved, Entry::Dir)) = self.resolve(dir)? else {
+            return Ok(Vec::new());
         };
+        let mut entries = self.store.entries(&resolved)?;
+        // In name order, so that the first bad link met is the same everywhere.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let Some(name) = entry.file_name().to_str().map(String::from) else {
-                continue;
+        for (name, entry) in entries {
+            let kind = match entry {
+                Entry::Dir => Kind::Dir,
+                Entry::File(_) => Kind::File,
+                Entry::Link(_) => {
+                    let child = if resolved.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{resolved}/{name}")
+                    };
+                    match self.resolve(&child)? {
+                        Some((_, Entry::Dir)) => Kind::Dir,
+                        Some(_) => Kind::File,
+                        // A dangling link holds nothing.
+                        None => continue,
+                    }
+                }
             };
-            let is_dir = std::fs::metadata(entry.path())
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
-            out.push((name, if is_dir { Kind::Dir } else { Kind::File }));
+            out.push((name, kind));
         }
-        out.sort();
         Ok(out)
     }
 }
 
-/// Files held in memory, as read from a commit. Links are kept as links.
+/// A directory on disk.
+pub type DiskTree = Linked<Disk>;
+
+/// The entries of a directory on disk.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    root: PathBuf,
+}
+
+impl DiskTree {
+    pub fn new(root: &Path) -> std::io::Result<DiskTree> {
+        if !std::fs::metadata(root)?.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("`{}` is not a directory", root.display()),
+            ));
+        }
+        Ok(Linked::from_store(Disk {
+            root: root.to_path_buf(),
+        }))
+    }
+}
+
+impl Disk {
+    fn io(path: &str) -> impl Fn(std::io::Error) -> TreeError + '_ {
+        move |source| TreeError::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    fn entry_of(&self, path: &str, meta: &std::fs::Metadata) -> Result<Option<Entry>, TreeError> {
+        let kind = meta.file_type();
+        Ok(if kind.is_symlink() {
+            let target = std::fs::read_link(self.root.join(path)).map_err(Self::io(path))?;
+            let target = target.to_str().ok_or_else(|| TreeError::BadPath {
+                path: path.to_string(),
+            })?;
+            Some(Entry::Link(target.to_string()))
+        } else if kind.is_dir() {
+            Some(Entry::Dir)
+        } else if kind.is_file() {
+            Some(Entry::File(meta.len()))
+        } else {
+            None
+        })
+    }
+}
+
+impl Store for Disk {
+    fn entry(&self, path: &str) -> Result<Option<Entry>, TreeError> {
+        match std::fs::symlink_metadata(self.root.join(path)) {
+            Ok(meta) => self.entry_of(path, &meta),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::io(path)(e)),
+        }
+    }
+
+    fn entries(&self, dir: &str) -> Result<Vec<(String, Entry)>, TreeError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.root.join(dir)).map_err(Self::io(dir))? {
+            let entry = entry.map_err(Self::io(dir))?;
+            let Some(name) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            let rel = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            let meta = entry.metadata().map_err(Self::io(&rel))?;
+            if let Some(e) = self.entry_of(&rel, &meta)? {
+                out.push((name, e));
+            }
+        }
+        Ok(out)
+    }
+
+    fn content(&self, path: &str, limit: u64) -> Result<Vec<u8>, TreeError> {
+        let file = std::fs::File::open(self.root.join(path)).map_err(Self::io(path))?;
+        if !file.metadata().map_err(Self::io(path))?.is_file() {
+            return Err(TreeError::BadPath {
+                path: path.to_string(),
+            });
+        }
+        let mut bytes = Vec::new();
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(Self::io(path))?;
+        Ok(bytes)
+    }
+}
+
+/// Files held in memory (tests, and trees built by hand). Links are kept as links.
+pub type MemTree = Linked<Mem>;
+
 #[derive(Debug, Default, Clone)]
-pub struct MemTree {
+pub struct Mem {
     files: BTreeMap<String, String>,
     links: BTreeMap<String, String>,
 }
 
 impl MemTree {
     pub fn insert_file(&mut self, path: String, text: String) {
-        self.files.insert(path, text);
+        self.store.files.insert(path, text);
     }
 
     pub fn insert_link(&mut self, path: String, target: String) {
-        self.links.insert(path, target);
-    }
-
-    /// Follows links until a file path, refusing any that leave the tree.
-    fn follow(&self, path: &str) -> Result<String, TreeError> {
-        let mut current = components(path)?.join("/");
-        for _ in 0..16 {
-            let Some(target) = self.links.get(&current) else {
-                return Ok(current);
-            };
-            let outside = || TreeError::OutsideRepo {
-                path: path.to_string(),
-                target: target.clone(),
-            };
-            if target.starts_with('/') {
-                return Err(outside());
-            }
-            let mut parts: Vec<&str> = current.split('/').collect();
-            parts.pop();
-            for part in target.split('/') {
-                match part {
-                    "" | "." => {}
-                    ".." => {
-                        if parts.pop().is_none() {
-                            return Err(outside());
-                        }
-                    }
-                    p => parts.push(p),
-                }
-            }
-            current = parts.join("/");
-        }
-        Err(TreeError::BadPath {
-            path: path.to_string(),
-        })
+        self.store.links.insert(path, target);
     }
 }
 
-impl Tree for MemTree {
-    fn read(&self, path: &str) -> Result<Option<String>, TreeError> {
-        let resolved = self.follow(path)?;
-        Ok(self.files.get(&resolved).cloned())
-    }
-
-    fn kind(&self, path: &str) -> Option<Kind> {
-        let resolved = self.follow(path).ok()?;
-        if self.files.contains_key(&resolved) {
-            return Some(Kind::File);
+impl Store for Mem {
+    fn entry(&self, path: &str) -> Result<Option<Entry>, TreeError> {
+        if let Some(text) = self.files.get(path) {
+            return Ok(Some(Entry::File(text.len() as u64)));
         }
-        let prefix = format!("{resolved}/");
-        let is_dir = resolved.is_empty()
-            || self
-                .files
-                .range(prefix.clone()..)
+        if let Some(target) = self.links.get(path) {
+            return Ok(Some(Entry::Link(target.clone())));
+        }
+        let prefix = format!("{path}/");
+        let below = |keys: &BTreeMap<String, String>| {
+            keys.range(prefix.clone()..)
                 .next()
                 .is_some_and(|(k, _)| k.starts_with(&prefix))
-            || self
-                .links
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|(k, _)| k.starts_with(&prefix));
-        is_dir.then_some(Kind::Dir)
+        };
+        Ok((path.is_empty() || below(&self.files) || below(&self.links)).then_some(Entry::Dir))
     }
 
-    fn list(&self, dir: &str) -> Result<Vec<(String, Kind)>, TreeError> {
-        let dir = self.follow(dir)?;
+    fn entries(&self, dir: &str) -> Result<Vec<(String, Entry)>, TreeError> {
         let prefix = if dir.is_empty() {
             String::new()
         } else {
             format!("{dir}/")
         };
-        let mut out: BTreeMap<String, Kind> = BTreeMap::new();
-        for key in self.files.keys().chain(self.links.keys()) {
-            let Some(rest) = key.strip_prefix(&prefix) else {
-                continue;
-            };
-            match rest.split_once('/') {
-                Some((name, _)) => {
-                    out.insert(name.to_string(), Kind::Dir);
-                }
-                None => {
-                    let kind = self.kind(key).unwrap_or(Kind::File);
-                    out.insert(rest.to_string(), kind);
-                }
+        let mut out: BTreeMap<String, Entry> = BTreeMap::new();
+        for (key, text) in &self.files {
+            if let Some(rest) = key.strip_prefix(&prefix) {
+                match rest.split_once('/') {
+                    Some((name, _)) => out.insert(name.to_string(), Entry::Dir),
+                    None => out.insert(rest.to_string(), Entry::File(text.len() as u64)),
+                };
+            }
+        }
+        for (key, target) in &self.links {
+            if let Some(rest) = key.strip_prefix(&prefix) {
+                match rest.split_once('/') {
+                    Some((name, _)) => out.insert(name.to_string(), Entry::Dir),
+                    None => out.insert(rest.to_string(), Entry::Link(target.clone())),
+                };
             }
         }
         Ok(out.into_iter().collect())
+    }
+
+    fn content(&self, path: &str, limit: u64) -> Result<Vec<u8>, TreeError> {
+        let text = self.files.get(path).map(String::as_bytes).unwrap_or(b"");
+        let end = usize::try_from(limit).unwrap_or(usize::MAX).min(text.len());
+        Ok(text[..end].to_vec())
     }
 }
 
@@ -306,7 +501,126 @@ mod tests {
         assert!(matches!(t.read("link"), Err(TreeError::OutsideRepo { .. })));
         assert!(matches!(
             t.read("dirlink/secret"),
-            Err(TreeError::OutsideRepo { .. })
+            Err(TreeError::DirLink { .. })
         ));
+    }
+
+    /// The same layout on disk and in memory (as a commit holds it).
+    fn both(
+        files: &[(&str, &str)],
+        links: &[(&str, &str)],
+    ) -> (tempfile::TempDir, DiskTree, MemTree) {
+        let d = tempfile::tempdir().unwrap();
+        let mut mem = MemTree::default();
+        for (path, text) in files {
+            let full = d.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, text).unwrap();
+            mem.insert_file(path.to_string(), text.to_string());
+        }
+        for (path, target) in links {
+            let full = d.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, full).unwrap();
+            mem.insert_link(path.to_string(), target.to_string());
+        }
+        let disk = DiskTree::new(d.path()).unwrap();
+        (d, disk, mem)
+    }
+
+    fn outcome(t: &dyn Tree, path: &str) -> String {
+        let read = match t.read(path) {
+            Ok(text) => format!("{text:?}"),
+            Err(e) => e.to_string(),
+        };
+        let list = match t.list(path) {
+            Ok(entries) => format!("{entries:?}"),
+            Err(e) => e.to_string(),
+        };
+        format!("read {read}; kind {:?}; list {list}", t.kind(path))
+    }
+
+    #[test]
+    fn issue_13_the_working_tree_and_a_commit_see_links_the_same_way() {
+        let (_d, disk, mem) = both(
+            &[
+                ("shared/values.yaml", "v"),
+                ("shared/dev/environment.yaml", "e"),
+                ("templates/a.yaml.hbs", "a"),
+                ("rendered/dev/x.yaml", "r"),
+            ],
+            &[
+                ("environments/dev", "../shared/dev"),
+                ("environments/qa/values.yaml", "../../shared/values.yaml"),
+                ("environments/qa/out.yaml", "../../../x"),
+                ("environments/qa/abs.yaml", "/etc/passwd"),
+                ("environments/qa/own.yaml", "../../rendered/dev/x.yaml"),
+                ("environments/qa/gone.yaml", "nowhere.yaml"),
+                ("templates/root", "/"),
+                ("templates/up", ".."),
+            ],
+        );
+        for path in [
+            "environments",
+            "environments/dev",
+            "environments/dev/environment.yaml",
+            "environments/qa",
+            "environments/qa/values.yaml",
+            "environments/qa/out.yaml",
+            "environments/qa/abs.yaml",
+            "environments/qa/own.yaml",
+            "environments/qa/gone.yaml",
+            "templates",
+            "templates/root",
+            "templates/up/templates/a.yaml.hbs",
+        ] {
+            assert_eq!(outcome(&disk, path), outcome(&mem, path), "{path}");
+        }
+        // A directory link is refused, naming it, wherever it is met.
+        let err = disk.list("environments").unwrap_err().to_string();
+        assert!(
+            err.contains("`environments/dev` is a symbolic link to a directory"),
+            "{err}"
+        );
+        let err = mem
+            .read("environments/dev/environment.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`environments/dev`"), "{err}");
+        assert_eq!(
+            mem.read("environments/qa/values.yaml").unwrap().as_deref(),
+            Some("v")
+        );
+        assert!(matches!(
+            disk.read("environments/qa/own.yaml"),
+            Err(TreeError::IntoOwnPlace { .. })
+        ));
+        assert_eq!(disk.read("environments/qa/gone.yaml").unwrap(), None);
+    }
+
+    #[test]
+    fn issue_13_a_link_to_the_filesystem_root_is_refused_not_walked() {
+        let (_d, disk, _mem) = both(&[("templates/a.yaml.hbs", "a")], &[("templates/x", "/")]);
+        let started = std::time::Instant::now();
+        let err = disk.list("templates").unwrap_err();
+        assert!(matches!(err, TreeError::OutsideRepo { .. }), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn issue_13_an_input_file_over_the_size_cap_is_refused_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let big = std::fs::File::create(d.path().join("values.yaml")).unwrap();
+        big.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let err = DiskTree::new(d.path())
+            .unwrap()
+            .read("values.yaml")
+            .unwrap_err();
+        assert!(matches!(err, TreeError::TooLarge { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("`values.yaml` is 16777217 bytes"),
+            "{err}"
+        );
     }
 }

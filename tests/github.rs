@@ -262,7 +262,14 @@ fn rate_limits_are_waited_out_within_bounds() {
 #[test]
 fn a_rejected_token_is_reported_without_the_token() {
     let s = Setup::new();
-    let run = s.reconcile_with("ghp_wrong", &["--git-token-file", "/dev/null"]);
+    // A wrong git token too, so that the push is refused as well (an empty
+    // credential file is refused before anything is sent).
+    let git_token = s.dirs.path().join("git-token");
+    std::fs::write(&git_token, "ghp_wrong_git\n").unwrap();
+    let run = s.reconcile_with(
+        "ghp_wrong",
+        &["--git-token-file", git_token.to_str().unwrap()],
+    );
     assert_eq!(run.code, 1);
     assert!(
         run.stdout.contains("401")

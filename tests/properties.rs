@@ -1070,3 +1070,179 @@ fn a_key_longer_than_1024_characters_is_written_readably() {
         .unwrap();
     assert_eq!(yaml::to_value(&node, &mut |_, _| {}).unwrap(), v);
 }
+
+// ---------------------------------------------------------------------------
+// Template syntax variants (issue 13)
+
+/// An interpolation spelled every way Handlebars reads one: spaces, tabs and
+/// newlines inside the braces, `~`, `&`, triple braces; over every kind of
+/// input (a value, `include` and `toYaml` output, `lookup`), with or without
+/// a helper around it.
+fn expression() -> impl Strategy<Value = (String, bool)> {
+    let input = prop::sample::select(vec![
+        "values.x",
+        "(include \"p\" values)",
+        "(toYaml values.m)",
+        "(lookup values \"x\")",
+        "(quote values.x)",
+    ]);
+    let helper = prop::sample::select(vec![
+        "",
+        "quote",
+        "b64enc",
+        "upper",
+        "lower",
+        "sha256sum",
+        "default \"d\"",
+        "required \"r\"",
+        "toYaml",
+        "nindent 2",
+        "indent 2",
+    ]);
+    let open = prop::sample::select(vec!["{{", "{{~", "{{ ", "{{\t", "{{\n", "{{~ "]);
+    let close = prop::sample::select(vec!["}}", "~}}", " }}", "\t}}", "\n}}", " ~}}"]);
+    let raw = prop::sample::select(vec!["", "", "", "&", "& ", "{", "{ "]);
+    (input, helper, open, close, raw).prop_map(|(input, helper, open, close, raw)| {
+        let call = match (helper, input.starts_with('(')) {
+            ("", false) => input.to_string(),
+            ("", true) => "lookup values \"x\"".to_string(),
+            (h, _) => format!("{h} {input}"),
+        };
+        let close = if raw.starts_with('{') {
+            format!("}}{close}")
+        } else {
+            close.to_string()
+        };
+        (format!("{open}{raw}{call}{close}"), !raw.is_empty())
+    })
+}
+
+/// A manifest template with one generated expression in one of the places a
+/// template puts a value, sometimes inside a block.
+fn syntax_variant() -> impl Strategy<Value = (String, bool)> {
+    let place = prop::sample::select(vec![
+        "  k: E\n",
+        "  k: \"pre-E\"\n",
+        "  k: 'pre-E'\n",
+        "  k: pre-E-post\n",
+        "  k: |-E\n",
+        "  k:E\n",
+        "  l:\n  - E\n",
+        "  k: [E, E]\n",
+    ]);
+    let block = prop::sample::select(vec![
+        ("", ""),
+        ("{{#if values.x}}\n", "{{/if}}\n"),
+        ("{{#with values}}\n", "{{/with}}\n"),
+        ("{{#each values.l}}\n", "{{/each}}\n"),
+        ("{{#*inline \"i\"}}\n", "{{/inline}}\n{{> i}}\n"),
+    ]);
+    (expression(), place, block).prop_map(|((e, raw), place, (open, close))| {
+        let body = place.replace('E', &e);
+        (
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: n\ndata:\n  fixed: 1\n{open}{body}{close}"
+            ),
+            raw,
+        )
+    })
+}
+
+fn variant_engine(template: &str) -> Result<Engine, Vec<RenderError>> {
+    Engine::new(&[
+        TemplateFile {
+            name: "_partials/p.hbs".to_string(),
+            text: "k: {{x}}".to_string(),
+        },
+        TemplateFile {
+            name: "t.yaml.hbs".to_string(),
+            text: template.to_string(),
+        },
+    ])
+}
+
+fn variant_render(engine: &Engine, s: &str) -> Result<Vec<Value>, RenderError> {
+    let data = json!({
+        "values": {"x": s, "m": {"k": s}, "l": [s]},
+        "env": {"name": "dev", "namespace": "ns"},
+    });
+    engine
+        .render(data)
+        .map(|docs| docs.into_iter().map(|d| d.value).collect())
+}
+
+/// The shape of a document: its maps' keys and its lists' lengths, with
+/// every scalar the same.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+        _ => Value::Null,
+    }
+}
+
+/// Issue 13: over every spelling of an expression, for any value, either the
+/// template is refused at compile time, or the render is refused, or the
+/// documents have exactly the structure the template gives a harmless value,
+/// and no hydrant marker. Raw output is always refused at compile time.
+#[test]
+fn a_value_never_changes_the_structure_whatever_the_template_syntax() {
+    // How many cases compiled, and rendered: the property is not vacuous.
+    let compiled = AtomicU64::new(0);
+    let rendered = AtomicU64::new(0);
+    check(
+        "template syntax variants",
+        (syntax_variant(), allowed_string()),
+        |((template, raw), s)| {
+            let engine = match variant_engine(&template) {
+                Ok(engine) => engine,
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    // Raw output is refused, or is not Handlebars (`{{&}}` takes
+                    // no helper).
+                    if raw {
+                        let text = errors[0].to_string();
+                        prop_assert!(
+                            text.contains("raw output")
+                                || text.contains("invalid handlebars syntax"),
+                            "{:?}",
+                            errors
+                        );
+                    }
+                    return Ok(());
+                }
+            };
+            prop_assert!(!raw, "raw output compiled: {:?}", template);
+            compiled.fetch_add(1, Ordering::Relaxed);
+            let harmless = if s.is_empty() { "" } else { "x" };
+            let Ok(hostile) = variant_render(&engine, &s) else {
+                return Ok(());
+            };
+            rendered.fetch_add(1, Ordering::Relaxed);
+            let baseline = variant_render(&engine, harmless).map_err(|e| {
+                TestCaseError::fail(format!(
+                    "renders with {s:?} but not with {harmless:?}: {e}\n{template}"
+                ))
+            })?;
+            for doc in &hostile {
+                prop_assert!(
+                    !doc.to_string()
+                        .chars()
+                        .any(|c| ('\u{E000}'..='\u{E00F}').contains(&c)),
+                    "a reserved character reached the output: {}",
+                    doc
+                );
+            }
+            prop_assert_eq!(
+                hostile.iter().map(shape).collect::<Vec<_>>(),
+                baseline.iter().map(shape).collect::<Vec<_>>(),
+                "{}",
+                template
+            );
+            Ok(())
+        },
+    );
+    let (compiled, rendered) = (compiled.into_inner(), rendered.into_inner());
+    eprintln!("template syntax variants: {compiled} compiled, {rendered} rendered");
+    assert!(rendered > 0);
+}

@@ -15,16 +15,19 @@
 //! (honouring `Retry-After`), other 4xx are not. When the channel cannot be
 //! reached, the last good spec is used with a warning saying how old it is.
 //! Secrets (license, token) travel only in headers: never in a URL, a log
-//! line, an error or the cache.
+//! line, an error or the cache; and only to the channel's origin: a redirect to
+//! another origin is refused. Each attempt, its body included, is bounded by
+//! the timeout as a whole.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ChannelError, ChannelSpec, Fetch, Source, Verifier, parse_spec};
+use crate::outbound::{self, BodyError};
 
 /// How the source authenticates.
 #[derive(Clone, Default)]
@@ -155,6 +158,7 @@ impl HttpSource {
         let mut builder = Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
+            .redirect(outbound::redirects())
             .user_agent(concat!("hydrant/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &options.ca_file {
             let pem = std::fs::read(path).map_err(|source| ChannelError::Io {
@@ -218,7 +222,11 @@ impl HttpSource {
     }
 
     fn request(&self, url: &str, cached: Option<&Cached>) -> Result<Response, Failure> {
-        let mut req = self.client.get(url).header("Accept", "application/json");
+        let mut req = self
+            .client
+            .get(url)
+            .timeout(self.options.timeout)
+            .header("Accept", "application/json");
         req = match &self.options.auth {
             Auth::None => req,
             Auth::License(license) => req.basic_auth("license", Some(license)),
@@ -233,6 +241,12 @@ impl HttpSource {
             }
         }
         req.send().map_err(|e| {
+            if let Some(why) = outbound::refused_redirect(&e) {
+                return Failure::Permanent(ChannelError::Invalid {
+                    origin: url.to_string(),
+                    message: why,
+                });
+            }
             let kind = if e.is_timeout() {
                 "timed out"
             } else if e.is_connect() {
@@ -264,39 +278,39 @@ impl HttpSource {
         )
     }
 
-    fn read_body(&self, url: &str, mut resp: Response) -> Result<String, Failure> {
+    /// The body of an answer, read within what is left of the attempt's
+    /// timeout, and no larger than `max_bytes`.
+    fn read_body(
+        &self,
+        url: &str,
+        started: Instant,
+        mut resp: Response,
+    ) -> Result<String, Failure> {
+        let too_large = || {
+            Failure::Permanent(ChannelError::Invalid {
+                origin: url.to_string(),
+                message: format!(
+                    "the spec is larger than the {} bytes allowed",
+                    self.options.max_bytes
+                ),
+            })
+        };
         if resp
             .content_length()
             .is_some_and(|n| n > self.options.max_bytes)
         {
-            return Err(Failure::Permanent(ChannelError::Invalid {
-                origin: url.to_string(),
-                message: format!(
-                    "the spec is larger than the {} bytes allowed",
-                    self.options.max_bytes
-                ),
-            }));
+            return Err(too_large());
         }
-        let mut body = Vec::new();
-        let read = std::io::Read::read_to_end(
-            &mut std::io::Read::take(&mut resp, self.options.max_bytes + 1),
-            &mut body,
-        );
-        if let Err(e) = read {
-            return Err(Failure::Transient(
-                format!("the response was cut short: {e}"),
-                None,
-            ));
-        }
-        if body.len() as u64 > self.options.max_bytes {
-            return Err(Failure::Permanent(ChannelError::Invalid {
-                origin: url.to_string(),
-                message: format!(
-                    "the spec is larger than the {} bytes allowed",
-                    self.options.max_bytes
-                ),
-            }));
-        }
+        let body = match outbound::read_body(
+            &mut resp,
+            started,
+            self.options.timeout,
+            self.options.max_bytes,
+        ) {
+            Ok(body) => body,
+            Err(BodyError::TooLarge(_)) => return Err(too_large()),
+            Err(e) => return Err(Failure::Transient(e.to_string(), None)),
+        };
         String::from_utf8(body).map_err(|_| {
             Failure::Permanent(ChannelError::Invalid {
                 origin: url.to_string(),
@@ -307,6 +321,7 @@ impl HttpSource {
 
     /// One attempt: the spec's text and validators, or `None` for a 304.
     fn attempt(&self, url: &str, cached: Option<&Cached>) -> Result<Option<Fresh>, Failure> {
+        let started = Instant::now();
         let resp = self.request(url, cached)?;
         let status = resp.status();
         if status == StatusCode::NOT_MODIFIED && cached.is_some() {
@@ -321,7 +336,7 @@ impl HttpSource {
             };
             let (etag, last_modified) = (header("ETag"), header("Last-Modified"));
             let signature = header("X-Hydrant-Signature");
-            let body = self.read_body(url, resp)?;
+            let body = self.read_body(url, started, resp)?;
             return Ok(Some(Fresh {
                 body,
                 etag,
@@ -365,6 +380,7 @@ impl HttpSource {
                 Some((path, query)) => format!("{path}.sig?{query}"),
                 None => format!("{url}.sig"),
             };
+            let started = Instant::now();
             let resp = self.request(&sig_url, None)?;
             if !resp.status().is_success() {
                 return Err(refused(format!(
@@ -372,7 +388,7 @@ impl HttpSource {
                     resp.status()
                 )));
             }
-            fresh.signature = Some(self.read_body(&sig_url, resp)?.trim().to_string());
+            fresh.signature = Some(self.read_body(&sig_url, started, resp)?.trim().to_string());
         }
         let signature = fresh.signature.as_deref().unwrap_or("");
         verifier

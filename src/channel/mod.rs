@@ -165,6 +165,9 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(invalid("the spec has no `metadata.version`".to_string())),
     };
+    // The version goes into commit trailers, titles and URLs: one strict token.
+    crate::config::check_release_id(&version)
+        .map_err(|e| invalid(format!("`metadata.version`: {e}")))?;
     let values_line = match &node.kind {
         yaml::NodeKind::Map(entries) => entries
             .iter()
@@ -272,6 +275,36 @@ mod tests {
         assert!(!is_downgrade("0.63.0-rc.2", "0.63.0"));
         assert!(!is_downgrade("0.9.0", "0.10.0"));
         assert!(!is_downgrade("weekly", "daily"));
+    }
+
+    #[test]
+    fn a_channel_version_that_is_not_a_strict_token_is_refused_naming_its_origin() {
+        for version in [
+            "\"1.0.0\\nHydrant-Environment: prod\"",
+            "\"1.0.0 (beta)\"",
+            "\"`x`\"",
+            "\"<!--\"",
+            &format!("\"{}\"", "9".repeat(129)),
+        ] {
+            let text = format!("metadata: {{version: {version}}}\nvalues: {{}}\n");
+            let err = parse_spec("stable", "https://deploy.example.com/c/stable", &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("https://deploy.example.com/c/stable")
+                    && err.contains("metadata.version")
+                    && err.contains("not a release id"),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let spec = parse_spec(
+            "stable",
+            "x",
+            "metadata: {version: 0.63.0-rc.1+g1a2b}\nvalues: {}\n",
+        )
+        .unwrap();
+        assert_eq!(spec.version, "0.63.0-rc.1+g1a2b");
     }
 
     #[test]

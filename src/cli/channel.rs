@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{ChannelArgs, OutputFormat};
+use crate::names::{self, NameKind};
 use crate::project::Project;
 
 #[derive(Debug, Args)]
@@ -78,12 +79,15 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<ExitCode> {
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let project = Project::open(&args.repo, &args.channel.settings()?)?;
-    let (channel, release) = match (&args.env, &args.name) {
-        (Some(env), _) => project.environment_channel(env)?,
-        (None, Some(name)) => (name.clone(), None),
+    let (channel, release, origin) = match (&args.env, &args.name) {
+        (Some(env), _) => {
+            let (channel, release) = project.environment_channel(env)?;
+            (channel, release, format!("environment `{env}`"))
+        }
+        (None, Some(name)) => (name.clone(), None, "`--name`".to_string()),
         (None, None) => bail!("pass `--env NAME` or `--name CHANNEL`"),
     };
-    let spec = project.channel_spec(&channel, release.as_deref())?;
+    let spec = project.channel_spec(&channel, release.as_deref(), &origin)?;
     let source = project.channel_source();
     match args.output {
         OutputFormat::Json => println!(
@@ -123,20 +127,38 @@ fn mirror(args: MirrorArgs) -> anyhow::Result<ExitCode> {
     let mut settings = args.channel.settings()?;
     settings.source = Some(args.from.clone());
     let project = Project::open(&args.repo, &settings)?;
-    let mut wanted: Vec<(String, Option<String>)> =
-        args.names.iter().map(|n| (n.clone(), None)).collect();
+    let mut wanted: Vec<(String, Option<String>, String)> = args
+        .names
+        .iter()
+        .map(|n| (n.clone(), None, "`--name`".to_string()))
+        .collect();
     for pin in &args.releases {
         let (channel, release) = pin
             .split_once('=')
-            .with_context(|| format!("`--release {pin}`: write it as CHANNEL=RELEASE"))?;
-        wanted.push((channel.to_string(), Some(release.to_string())));
+            .context("`--release`: write it as CHANNEL=RELEASE")?;
+        wanted.push((
+            channel.to_string(),
+            Some(release.to_string()),
+            "`--release`".to_string(),
+        ));
     }
     if wanted.is_empty() {
-        wanted = project.channels_in_use()?;
+        wanted = project
+            .channels_in_use()?
+            .into_iter()
+            .map(|(c, r)| (c, r, format!("`{}`", args.repo.display())))
+            .collect();
+    }
+    // Every name becomes a path below `--to`: check them all before writing any.
+    for (channel, release, origin) in &wanted {
+        names::check(NameKind::Channel, channel, origin)?;
+        if let Some(release) = release {
+            names::check(NameKind::Release, release, origin)?;
+        }
     }
     let mut failed = 0;
-    for (channel, release) in &wanted {
-        let spec = match project.channel_spec(channel, release.as_deref()) {
+    for (channel, release, origin) in &wanted {
+        let spec = match project.channel_spec(channel, release.as_deref(), origin) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!(

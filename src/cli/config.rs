@@ -26,8 +26,12 @@ pub enum ConfigSubcommand {
 fn shown(r: &Resolved) -> String {
     match r.values.as_slice() {
         [] => "-".to_string(),
-        [one] => one.clone(),
-        many => many.join(","),
+        [one] => crate::auth::redact_url(one),
+        many => many
+            .iter()
+            .map(|v| crate::auth::redact_url(v))
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 

@@ -164,6 +164,9 @@ impl ChannelArgs {
             (None, Some(token)) => Auth::Bearer(token),
             (None, None) => Auth::None,
         };
+        if let Some(path) = &self.ca_file {
+            crate::auth::check_ca_file(path)?;
+        }
         http.ca_file = self.ca_file.clone();
         http.timeout = std::time::Duration::from_secs(self.channel_timeout.max(1));
         http.connect_timeout = http.timeout.min(std::time::Duration::from_secs(10));
@@ -206,7 +209,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// A file's text, trimmed (keys, tokens, licenses).
+/// A file's text, trimmed (public keys).
 pub fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
     use anyhow::Context;
     let text = std::fs::read_to_string(path)
@@ -214,12 +217,24 @@ pub fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(text.trim().to_string())
 }
 
-/// A secret from its `--…-file` flag, else from its environment variable.
-/// Secrets are never flags of their own: they would show in `ps`.
+/// A secret from its `--…-file` flag, else from its environment variable:
+/// one line of printable text either way. Secrets are never flags of their
+/// own: they would show in `ps`.
 pub fn secret(file: &Option<PathBuf>, var: &str) -> anyhow::Result<Option<String>> {
+    let with_hint = |e: crate::auth::CredentialError| match e.hint() {
+        Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
+        None => anyhow::Error::new(e),
+    };
     match file {
-        Some(path) => read_file(path).map(Some),
-        None => Ok(std::env::var(var).ok().filter(|v| !v.is_empty())),
+        Some(path) => crate::auth::read_credential_file(path)
+            .map(Some)
+            .map_err(with_hint),
+        None => match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            Some(text) => crate::auth::credential_line(&text, &format!("`{var}`"))
+                .map(Some)
+                .map_err(with_hint),
+            None => Ok(None),
+        },
     }
 }
 
@@ -275,6 +290,14 @@ pub fn main() -> ExitCode {
             e.exit()
         }
     };
+    if let Err(e) = settings::check_values(&Cli::command(), &matches, file.as_ref()) {
+        let hint = e.source.hint();
+        report_error(&e.into());
+        if let Some(hint) = hint {
+            eprintln!("hint: {hint}");
+        }
+        return ExitCode::from(2);
+    }
     init_logging(&cli.global);
     run(cli, &matches, file.as_ref())
 }

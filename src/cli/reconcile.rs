@@ -53,6 +53,7 @@ pub struct ReconcileArgs {
     #[arg(
         long,
         env = "HYDRANT_GITHUB_API_URL",
+        value_name = "URL",
         default_value = "https://api.github.com"
     )]
     pub github_api_url: String,
@@ -61,7 +62,7 @@ pub struct ReconcileArgs {
     #[arg(long, env = "HYDRANT_GITHUB_TOKEN_FILE", value_name = "FILE")]
     pub github_token_file: Option<PathBuf>,
     /// The GitLab server [default: from `--repo`, else `https://gitlab.com`].
-    #[arg(long, env = "HYDRANT_GITLAB_URL")]
+    #[arg(long, env = "HYDRANT_GITLAB_URL", value_name = "URL")]
     pub gitlab_url: Option<String>,
     /// A file holding the GitLab token (or set `HYDRANT_GITLAB_TOKEN`).
     #[arg(long, env = "HYDRANT_GITLAB_TOKEN_FILE", value_name = "FILE")]
@@ -70,7 +71,7 @@ pub struct ReconcileArgs {
     #[arg(long, env = "HYDRANT_GITLAB_OAUTH")]
     pub gitlab_oauth: bool,
     /// The Gitea or Forgejo server [default: from `--repo`].
-    #[arg(long, env = "HYDRANT_GITEA_URL")]
+    #[arg(long, env = "HYDRANT_GITEA_URL", value_name = "URL")]
     pub gitea_url: Option<String>,
     /// A file holding the Gitea token (or set `HYDRANT_GITEA_TOKEN`).
     #[arg(long, env = "HYDRANT_GITEA_TOKEN_FILE", value_name = "FILE")]

@@ -108,10 +108,13 @@ impl State {
                 return Ok(CycleReport::default());
             }
         }
+        // A cycle that panicked (isolated per environment by reconcile, so
+        // this is a last resort) must not wedge every later cycle: the next
+        // one starts by fetching afresh, whatever state the last left.
         let ws = self
             .ws
             .lock()
-            .map_err(|_| "the work directory lock was poisoned".to_string())?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cycle =
             reconcile::run_cycle(&ws, self.forge.as_ref(), &opts).map_err(|e| e.to_string())?;
         if let Ok(mut seen) = self.seen.lock() {
@@ -142,7 +145,7 @@ impl State {
         let mut seen = self
             .seen
             .lock()
-            .map_err(|_| "the channel record lock was poisoned".to_string())?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut changed = BTreeSet::new();
         for (fetch, envs) in &probes {
             if seen.news(fetch) {
@@ -187,14 +190,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         seen: Mutex::new(Seen::default()),
     });
     let (for_cycle, for_poll) = (state.clone(), state);
-    daemon::run(
+    let stopped = daemon::run(
         options,
         Jobs {
             cycle: Box::new(move |scope| for_cycle.cycle(scope)),
             poll: Box::new(move || for_poll.poll()),
         },
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match stopped {
+        daemon::Stopped::Clean => ExitCode::SUCCESS,
+        daemon::Stopped::Cut => ExitCode::FAILURE,
+    })
 }
 
 #[cfg(test)]

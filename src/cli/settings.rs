@@ -10,6 +10,12 @@
 //! value is a FILE or DIR) is relative to the file's directory.
 //!
 //! Secrets never go in the file: only the paths of the files holding them.
+//!
+//! Who may set what is the trust boundary of the config repository: its own
+//! `hydrant.yaml` is edited by pull requests, so it may hold only the settings
+//! of [`REPOSITORY_SETTINGS`]. Every other setting (credential files, URLs,
+//! CA files, where hydrant reads or writes) is an operator's: a flag, its
+//! `HYDRANT_*` variable, or the file `--config` names.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -17,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Arg, Command};
 
+use crate::auth::{self, CredentialError};
 use crate::config::{self, ConfigError, FlatSetting};
 
 /// Keys of `hydrant.yaml` the repository reads itself, not a flag.
@@ -24,11 +31,91 @@ const REPOSITORY_KEYS: &[&str] = &["channelSource"];
 /// Flags that are not settings.
 const NOT_SETTINGS: &[&str] = &["help", "version", "config"];
 
+/// The settings the config repository's own `hydrant.yaml` may hold: none
+/// of them decides where a credential is read from or sent, which identity
+/// acts, or where hydrant reads or writes outside the repository. Every
+/// setting not listed is operator-only (fail closed: a new flag is the
+/// operator's until it is listed here).
+const REPOSITORY_SETTINGS: &[&str] = &[
+    "all",
+    "authorEmail",
+    "authorName",
+    "base",
+    "channelBackoffMs",
+    "channelMaxBytes",
+    "channelPollInterval",
+    "channelRetries",
+    "channelTimeout",
+    "dryRun",
+    "env",
+    "exitCode",
+    "forge",
+    "forgeBackoffMs",
+    "forgeMaxWait",
+    "forgeTimeout",
+    "gitTimeout",
+    "interval",
+    "listen",
+    "lockTimeout",
+    "logFormat",
+    "logLevel",
+    "name",
+    "once",
+    "output",
+    "release",
+    "shutdownTimeout",
+];
+
+/// The operator's settings, listed so that every flag is classified on
+/// purpose (a unit test checks each flag is in exactly one list): credential
+/// files, URLs, CA and key files, directories, and the identities a
+/// credential acts as.
+#[cfg(test)]
+const OPERATOR_SETTINGS: &[&str] = &[
+    "caFile",
+    "channel",
+    "channelCacheDir",
+    "channelPublicKey",
+    "channelTokenFile",
+    "forgeRepository",
+    "from",
+    "giteaTokenFile",
+    "giteaUrl",
+    "githubApiUrl",
+    "githubAppId",
+    "githubAppKeyFile",
+    "githubInstallationId",
+    "githubTokenFile",
+    "githubWebhookSecretFile",
+    "gitlabOauth",
+    "gitlabTokenFile",
+    "gitlabUrl",
+    "gitlabWebhookTokenFile",
+    "gitTokenFile",
+    "gitUsername",
+    "licenseFile",
+    "out",
+    "repo",
+    "sshKey",
+    "stateDir",
+    "to",
+    "triggerTokenFile",
+    "workDir",
+];
+
+/// Whether the config repository's own `hydrant.yaml` may set `key`.
+fn repository_may_set(key: &str) -> bool {
+    REPOSITORY_SETTINGS.contains(&key) || REPOSITORY_KEYS.contains(&key)
+}
+
 /// A settings file as read.
 #[derive(Debug, Clone)]
 pub struct SettingsFile {
     pub path: PathBuf,
     pub settings: Vec<FlatSetting>,
+    /// Named by `--config` or `HYDRANT_CONFIG` (the operator's), rather than
+    /// found in the repository (which a pull request edits).
+    pub operator: bool,
 }
 
 impl SettingsFile {
@@ -101,7 +188,11 @@ pub fn load(args: &[OsString]) -> anyhow::Result<Option<SettingsFile>> {
         Err(e) => anyhow::bail!("cannot read the settings file `{}`: {e}", path.display()),
     };
     let settings = config::parse_flat(&path.display().to_string(), &text)?;
-    Ok(Some(SettingsFile { path, settings }))
+    Ok(Some(SettingsFile {
+        path,
+        settings,
+        operator: explicit,
+    }))
 }
 
 /// The keys an argument answers to in the file.
@@ -136,11 +227,42 @@ fn closest<'a>(key: &str, known: &'a BTreeSet<String>) -> Option<&'a str> {
         .map(|(_, k)| k.as_str())
 }
 
-/// Refuses keys that are no setting, naming the file, line and key.
+/// The argument a key of the file sets, in any command.
+fn arg_of(cmd: &Command, key: &str) -> Option<Arg> {
+    cmd.get_arguments()
+        .find(|arg| keys_of(arg).iter().any(|k| k == key))
+        .cloned()
+        .or_else(|| cmd.get_subcommands().find_map(|sub| arg_of(sub, key)))
+}
+
+/// Refuses keys that are no setting, and, in the repository's own file,
+/// operator settings, naming the file, line and key.
 pub fn check(cmd: &Command, file: &SettingsFile) -> Result<(), ConfigError> {
     let mut known: BTreeSet<String> = REPOSITORY_KEYS.iter().map(|k| k.to_string()).collect();
     known_keys(cmd, &mut known);
     for s in &file.settings {
+        if known.contains(&s.key) && !file.operator && !repository_may_set(&s.key) {
+            let how = arg_of(cmd, &s.key)
+                .map(|arg| {
+                    let flag = arg.get_long().map(|l| format!("`--{l}`"));
+                    let env = arg.get_env().map(|e| format!("`{}`", e.to_string_lossy()));
+                    [flag, env]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                })
+                .filter(|how| !how.is_empty())
+                .unwrap_or_else(|| "a flag".to_string());
+            return Err(ConfigError {
+                file: file.path.display().to_string(),
+                line: Some(s.line),
+                message: format!(
+                    "`{}` is an operator setting: it says where a credential is read or sent, who acts, or where hydrant reads or writes, and the repository's own `hydrant.yaml` (edited by pull requests) may not set it\nhint: pass it with {how}, or in the file `--config` names",
+                    s.key
+                ),
+            });
+        }
         if !known.contains(&s.key) {
             let hint = match closest(&s.key, &known) {
                 Some(k) => format!("; did you mean `{k}`?"),
@@ -251,6 +373,73 @@ pub fn resolve(
     out
 }
 
+/// A setting's value that may not be used, and where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("the value of `--{flag}` (from {origin}) is refused")]
+pub struct ValueError {
+    pub flag: String,
+    pub origin: String,
+    #[source]
+    pub source: CredentialError,
+}
+
+/// Whether an argument takes a base URL, to which paths are appended.
+fn takes_base_url(arg: &Arg) -> bool {
+    arg.get_value_names()
+        .is_some_and(|names| names.iter().any(|n| n.as_str() == "URL"))
+}
+
+/// Refuses a credential inside any URL a setting holds (`--repo`,
+/// `--channel`, forge URLs, whatever set it), and a query or fragment in a
+/// base URL. The error shows the URL redacted. Checks `cmd` and the
+/// subcommand `matches` chose.
+pub fn check_values(
+    cmd: &Command,
+    matches: &clap::ArgMatches,
+    file: Option<&SettingsFile>,
+) -> Result<(), ValueError> {
+    use clap::parser::ValueSource;
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Ok(Some(values)) = matches.try_get_raw(id) else {
+            continue;
+        };
+        for value in values {
+            let value = value.to_string_lossy();
+            let checked = if takes_base_url(arg) {
+                auth::check_base_url(&value)
+            } else {
+                auth::check_url(&value)
+            };
+            let Err(source) = checked else { continue };
+            let origin = match matches.value_source(id) {
+                Some(ValueSource::EnvVariable) => arg
+                    .get_env()
+                    .map(|e| format!("`{}`", e.to_string_lossy()))
+                    .unwrap_or_default(),
+                Some(ValueSource::DefaultValue) => file
+                    .and_then(|f| {
+                        let line = keys_of(arg).iter().find_map(|k| f.get(k))?.line;
+                        Some(format!("`{}`, line {line}", f.path.display()))
+                    })
+                    .unwrap_or_else(|| "its default".to_string()),
+                _ => "the command line".to_string(),
+            };
+            return Err(ValueError {
+                flag: arg.get_long().unwrap_or(id).to_string(),
+                origin,
+                source,
+            });
+        }
+    }
+    if let Some((name, sub_matches)) = matches.subcommand()
+        && let Some(sub) = cmd.find_subcommand(name)
+    {
+        check_values(sub, sub_matches, file)?;
+    }
+    Ok(())
+}
+
 /// A note for a clap error caused by a value from the settings file.
 pub fn blame(error: &clap::Error, file: Option<&SettingsFile>) -> Option<String> {
     use clap::error::{ContextKind, ContextValue};
@@ -279,7 +468,215 @@ mod tests {
         SettingsFile {
             path: PathBuf::from("/etc/hydrant/hydrant.yaml"),
             settings: config::parse_flat("hydrant.yaml", text).unwrap(),
+            operator: true,
         }
+    }
+
+    /// The repository's own `hydrant.yaml`, found in `--repo`.
+    fn repository_file(text: &str) -> SettingsFile {
+        SettingsFile {
+            path: PathBuf::from("repo/hydrant.yaml"),
+            operator: false,
+            ..file(text)
+        }
+    }
+
+    /// Every argument of every command, with the keys it answers to.
+    fn every_arg(cmd: &Command, out: &mut Vec<(String, Arg)>) {
+        for arg in cmd.get_arguments() {
+            for key in keys_of(arg) {
+                out.push((key, arg.clone()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            every_arg(sub, out);
+        }
+    }
+
+    /// Whether an argument takes a file, a directory or a URL: by its type
+    /// (`PathBuf`), its value name, or its name.
+    fn takes_location(key: &str, arg: &Arg) -> bool {
+        let path_typed = arg.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>()
+            || arg.get_value_parser().type_id() == std::any::TypeId::of::<Option<PathBuf>>();
+        let named = arg.get_value_names().is_some_and(|names| {
+            names
+                .iter()
+                .any(|n| ["FILE", "DIR", "URL", "PATH"].iter().any(|k| n.contains(k)))
+        });
+        let help = arg
+            .get_help()
+            .map(|h| h.to_string().to_lowercase())
+            .unwrap_or_default();
+        path_typed
+            || named
+            || ["File", "Dir", "Url", "Key", "Path"]
+                .iter()
+                .any(|suffix| key.ends_with(suffix))
+            || help.contains("url")
+            || help.contains("server")
+    }
+
+    #[test]
+    fn every_flag_is_classified_and_no_file_dir_or_url_flag_is_repository_settable() {
+        let mut all = Vec::new();
+        every_arg(&super::super::Cli::command(), &mut all);
+        assert!(all.len() > 40, "{}", all.len());
+        for (key, arg) in &all {
+            let repository = REPOSITORY_SETTINGS.contains(&key.as_str());
+            let operator = OPERATOR_SETTINGS.contains(&key.as_str());
+            assert!(
+                repository != operator,
+                "`{key}` must be in exactly one of REPOSITORY_SETTINGS and OPERATOR_SETTINGS"
+            );
+            if takes_location(key, arg) {
+                assert!(
+                    operator && !repository_may_set(key),
+                    "`{key}` takes a file, a directory or a URL: it must be operator-only"
+                );
+            }
+        }
+        // No stale names: each listed key is a flag.
+        for key in REPOSITORY_SETTINGS.iter().chain(OPERATOR_SETTINGS) {
+            assert!(all.iter().any(|(k, _)| k == key), "`{key}` is no flag");
+        }
+        // The ones the issue names, spelled out.
+        for key in [
+            "licenseFile",
+            "channelTokenFile",
+            "githubTokenFile",
+            "githubAppKeyFile",
+            "channel",
+            "githubApiUrl",
+            "gitlabUrl",
+            "giteaUrl",
+            "caFile",
+            "repo",
+            "stateDir",
+            "workDir",
+            "channelCacheDir",
+            "sshKey",
+            "channelPublicKey",
+        ] {
+            assert!(!repository_may_set(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn the_repository_file_may_not_set_operator_settings() {
+        let cmd = super::super::Cli::command();
+        let err = check(
+            &cmd,
+            &repository_file("interval: 5m\nlicenseFile: /etc/passwd\n"),
+        )
+        .unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("repo/hydrant.yaml")
+                && text.contains("`licenseFile` is an operator setting")
+                && text.contains("`--license-file` or `HYDRANT_LICENSE_FILE`")
+                && text.contains("hint:"),
+            "{text}"
+        );
+        for text in [
+            "channel: http://127.0.0.1:9/\n",
+            "githubApiUrl: https://evil.example\n",
+            "workDir: /tmp/x\n",
+            "caFile: ca.pem\n",
+        ] {
+            assert!(check(&cmd, &repository_file(text)).is_err(), "{text}");
+            check(&cmd, &file(text)).unwrap();
+        }
+        check(
+            &cmd,
+            &repository_file(
+                "interval: 5m\nlisten: 0.0.0.0:9000\nchannelSource: mirror\nforge: github\n",
+            ),
+        )
+        .unwrap();
+    }
+
+    fn values_of(argv: &[&str], env: Option<&str>) -> Result<(), ValueError> {
+        let mut cmd = super::super::Cli::command();
+        if let Some(value) = env {
+            // An env twin's value, as clap would read it.
+            cmd = cmd.mut_subcommand("reconcile", |sub| {
+                sub.mut_arg("repo", |arg| arg.default_value(value.to_string()))
+            });
+        }
+        let matches = cmd.clone().try_get_matches_from(argv).unwrap();
+        check_values(&cmd, &matches, None)
+    }
+
+    #[test]
+    fn credentials_in_any_url_setting_are_refused_without_echoing_them() {
+        for argv in [
+            &[
+                "hydrant",
+                "reconcile",
+                "--repo",
+                "https://x:s3cret@git.example.com/o/r",
+            ][..],
+            &[
+                "hydrant",
+                "render",
+                "--all",
+                "--channel",
+                "https://license:s3cret@deploy.example.com",
+            ],
+            &[
+                "hydrant",
+                "reconcile",
+                "--github-api-url",
+                "https://s3cret@api.example.com",
+            ],
+            &[
+                "hydrant",
+                "reconcile",
+                "--gitlab-url",
+                "https://gitlab.example.com/?private_token=s3cret",
+            ],
+            &[
+                "hydrant",
+                "channel",
+                "mirror",
+                "--from",
+                "http://u:s3cret@h/{channel}",
+                "--to",
+                "m",
+            ],
+        ] {
+            let err = values_of(argv, None).unwrap_err();
+            let chain = format!("{err}: {}", err.source);
+            assert!(!chain.contains("s3cret"), "{chain}");
+            assert!(
+                chain.contains(&format!("`{}`", argv[argv.len() - 2])) || chain.contains("--from"),
+                "{chain}"
+            );
+        }
+        let err = values_of(&["hydrant", "reconcile"], Some("https://u:s3cret@h/o/r")).unwrap_err();
+        assert!(err.to_string().contains("--repo"), "{err}");
+        values_of(
+            &[
+                "hydrant",
+                "reconcile",
+                "--repo",
+                "ssh://git@github.com/o/r.git",
+            ],
+            None,
+        )
+        .unwrap();
+        values_of(
+            &[
+                "hydrant",
+                "render",
+                "--all",
+                "--channel",
+                "https://d.example.com/c/{channel}?r={release}",
+            ],
+            None,
+        )
+        .unwrap();
     }
 
     #[test]

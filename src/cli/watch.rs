@@ -568,6 +568,11 @@ fn write_env(
         Err(problems) => return Ok(Err(problems)),
     };
     let shown = format!("rendered/{env}");
+    // `rendered` (or `rendered/<env>`) linked elsewhere would send the
+    // writes out of the repository.
+    let rendered_dir = root.join("rendered");
+    output::refuse_link(&rendered_dir)
+        .with_context(|| format!("cannot write `{}`", rendered_dir.display()))?;
     let current = rendered_files(root, env)?;
     let mut lines = vec![rendered_line(env, &rendered, Path::new(&shown))];
     lines.extend(

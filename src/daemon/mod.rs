@@ -5,8 +5,9 @@
 //! trigger during a cycle queues exactly one more), and backs off
 //! exponentially with jitter after a failed cycle, resetting after a success.
 //! It serves `/healthz`, `/readyz` and `/metrics`. On SIGTERM or SIGINT it
-//! stops taking triggers, lets the cycle in flight finish (bounded by the
-//! shutdown timeout) and exits 0; a second signal exits at once.
+//! stops taking triggers, lets the cycle in flight finish and exits 0; when
+//! the shutdown timeout passes first, or a second signal comes, it exits 1 at
+//! once, whatever the cycle in flight is doing.
 //!
 //! A cycle covers a [`Scope`]: every environment (the timer, webhooks), or
 //! some (`POST /trigger?env=NAME`, or a channel poll that found a new release
@@ -104,6 +105,8 @@ pub struct Shared {
     /// What the next cycle covers, when one was asked for.
     pending: Mutex<Option<Scope>>,
     stopping: AtomicBool,
+    /// Webhook deliveries handled lately: a replay triggers nothing.
+    deliveries: Mutex<http::Deliveries>,
 }
 
 impl Shared {
@@ -164,34 +167,45 @@ fn next_delay(interval: Duration, failures: u32) -> Duration {
     }
 }
 
-/// Runs the daemon until a signal stops it.
-pub fn run(options: DaemonOptions, jobs: Jobs) -> anyhow::Result<()> {
+/// How the daemon stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The cycle in flight finished.
+    Clean,
+    /// The shutdown timeout passed, or a second signal came, first.
+    Cut,
+}
+
+/// Runs the daemon until a signal stops it. It returns as soon as it has
+/// stopped, without waiting for a cycle still blocked in its thread (the
+/// process exits with it).
+pub fn run(options: DaemonOptions, jobs: Jobs) -> anyhow::Result<Stopped> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
         .build()?;
-    runtime.block_on(serve(options, Arc::new(jobs)))
+    let stopped = runtime.block_on(serve(options, Arc::new(jobs)));
+    // Dropping the runtime would wait for the blocking cycle thread: a cycle
+    // stuck in a read would keep the process alive past the shutdown timeout.
+    runtime.shutdown_background();
+    stopped
 }
 
-async fn serve(options: DaemonOptions, jobs: Arc<Jobs>) -> anyhow::Result<()> {
+async fn serve(options: DaemonOptions, jobs: Arc<Jobs>) -> anyhow::Result<Stopped> {
     let shared = Arc::new(Shared {
         options: options.clone(),
         metrics: Mutex::new(Metrics::default()),
         trigger: Notify::new(),
         pending: Mutex::new(None),
         stopping: AtomicBool::new(false),
+        deliveries: Mutex::new(http::Deliveries::default()),
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on `{}`: {e}", options.listen))?;
     tracing::info!(listen = %options.listen, interval_secs = options.interval.as_secs(), "hydrant daemon started");
     eprintln!("hydrant: serving on http://{}", listener.local_addr()?);
-    let app = http::router(shared.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    });
+    tokio::spawn(http::serve(listener, http::router(shared.clone())));
 
     if let Some(every) = options.channel_poll {
         let (shared, jobs) = (shared.clone(), jobs.clone());
@@ -205,17 +219,21 @@ async fn serve(options: DaemonOptions, jobs: Arc<Jobs>) -> anyhow::Result<()> {
     tracing::info!("stopping: no more triggers; finishing the cycle in flight");
     shared.stopping.store(true, Ordering::SeqCst);
     shared.trigger.notify_one();
-    tokio::select! {
-        _ = scheduler => tracing::info!("stopped"),
+    let stopped = tokio::select! {
+        _ = scheduler => {
+            tracing::info!("stopped");
+            Stopped::Clean
+        }
         _ = tokio::time::sleep(options.shutdown_timeout) => {
             tracing::warn!(timeout_secs = options.shutdown_timeout.as_secs(), "the cycle in flight did not finish in time; exiting");
+            Stopped::Cut
         }
         _ = wait_for_signal() => {
             tracing::warn!("second signal: exiting at once");
-            std::process::exit(1);
+            Stopped::Cut
         }
-    }
-    Ok(())
+    };
+    Ok(stopped)
 }
 
 async fn wait_for_signal() {

@@ -5,19 +5,28 @@
 //!   `x-ratelimit-reset` (GitHub's secondary limits say so in a `403`), never
 //!   longer than `max_wait`; a longer wait is an error saying until when.
 //! - 5xx and connection errors back off exponentially, a bounded number of times.
-//! - `next` links of the `Link` header are followed for lists.
-//! - The token travels only in the `Authorization` header; errors show the
-//!   method and path, never the token.
+//! - `next` links of the `Link` header are followed for lists, within the
+//!   API's origin only.
+//! - The token travels only in a header, and only to the configured API origin
+//!   (scheme, host, port): a next link or a redirect elsewhere is refused.
+//! - Each attempt, its answer's body included, has one total deadline.
+//! - Errors show the method and path and at most a short, redacted excerpt of
+//!   what the server said; never the token, even when the server echoes it.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{Method, Url};
 use serde_json::Value;
 
 use super::ForgeError;
 use crate::auth::Token;
+use crate::outbound;
+
+/// The largest answer a forge may send, in bytes.
+const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
 /// How an API authenticates.
 #[derive(Clone)]
@@ -60,7 +69,11 @@ pub struct ApiStats {
 pub struct Api {
     forge: String,
     base: String,
+    /// `base` parsed: the only origin the token is sent to.
+    origin: Url,
     auth: ApiAuth,
+    /// The tokens sent so far (the last few): hidden from every error.
+    sent: Mutex<Vec<String>>,
     client: Client,
     options: ApiOptions,
     pub stats: ApiStats,
@@ -104,18 +117,43 @@ impl Api {
         auth: ApiAuth,
         options: ApiOptions,
     ) -> Result<Api, ForgeError> {
+        let failed = |message: String| ForgeError::Failed {
+            forge: forge.to_string(),
+            message,
+        };
+        let base = base.trim_end_matches('/');
+        // Never echo the URL itself: it may hold a credential.
+        let origin =
+            Url::parse(base).map_err(|e| failed(format!("the API URL is not a URL: {e}")))?;
+        if !matches!(origin.scheme(), "http" | "https") || origin.host_str().is_none() {
+            return Err(failed(
+                "the API URL must be an http or https URL with a host".to_string(),
+            ));
+        }
+        if !origin.username().is_empty() || origin.password().is_some() {
+            return Err(failed(format!(
+                "the API URL of `{}` holds credentials (hint: pass the token in a file or an environment variable, not in the URL)",
+                outbound::origin(&origin)
+            )));
+        }
+        if origin.query().is_some() || origin.fragment().is_some() {
+            return Err(failed(format!(
+                "the API URL of `{}` has a query or a fragment; give the API's base URL only",
+                outbound::origin(&origin)
+            )));
+        }
         let client = Client::builder()
             .timeout(options.timeout)
+            .redirect(outbound::redirects())
             .user_agent(concat!("hydrant/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ForgeError::Failed {
-                forge: forge.to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         Ok(Api {
             forge: forge.to_string(),
-            base: base.trim_end_matches('/').to_string(),
+            base: base.to_string(),
+            origin,
             auth,
+            sent: Mutex::new(Vec::new()),
             client,
             options,
             stats: ApiStats::default(),
@@ -141,11 +179,61 @@ impl Api {
             .source()
             .token()
             .map_err(|e| self.fail(format!("cannot get a token: {e}")))?;
+        if let Ok(mut sent) = self.sent.lock()
+            && !sent.contains(&token)
+        {
+            sent.push(token.clone());
+            let excess = sent.len().saturating_sub(4);
+            sent.drain(..excess);
+        }
         Ok(match &self.auth {
             ApiAuth::Bearer(_) => req.bearer_auth(token),
             ApiAuth::Token(_) => req.header("Authorization", format!("token {token}")),
             ApiAuth::PrivateToken(_) => req.header("PRIVATE-TOKEN", token),
         })
+    }
+
+    /// The URL of a path under the API, or of an absolute URL (a next link)
+    /// that must lie in the API's origin: the token goes nowhere else.
+    fn resolve(&self, method: &Method, path_or_url: &str) -> Result<String, ForgeError> {
+        if path_or_url.starts_with('/') {
+            return Ok(format!("{}{path_or_url}", self.base));
+        }
+        let url = Url::parse(path_or_url).map_err(|_| {
+            self.fail(format!(
+                "{method}: `{}` is neither a path under the API nor a URL",
+                self.server_text(path_or_url)
+            ))
+        })?;
+        if !outbound::same_origin(&url, &self.origin) {
+            return Err(self.fail(format!(
+                "{method}: refused to follow a link to `{}`, another origin than the API's `{}`: the token is sent only to the API",
+                outbound::origin(&url),
+                outbound::origin(&self.origin)
+            )));
+        }
+        Ok(url.to_string())
+    }
+
+    /// Text from the server, fit for an error: short, and without any token
+    /// sent to it or anything that looks like a credential.
+    pub(crate) fn server_text(&self, text: &str) -> String {
+        let sent = self.sent.lock().map(|s| s.clone()).unwrap_or_default();
+        let secrets: Vec<&str> = sent.iter().map(String::as_str).collect();
+        outbound::server_text(text, &secrets)
+    }
+
+    /// What an error answer says: its `message` (or its text), fit for an error.
+    pub(crate) fn server_message(&self, body: &Value) -> String {
+        match body.get("message") {
+            Some(Value::String(m)) => self.server_text(m),
+            Some(other) => self.server_text(&other.to_string()),
+            None => match body {
+                Value::Null => String::new(),
+                Value::String(text) => self.server_text(text),
+                other => self.server_text(&other.to_string()),
+            },
+        }
     }
 
     /// How long a rate-limited answer asks to wait, if it is one.
@@ -180,23 +268,28 @@ impl Api {
         path_or_url: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ForgeError> {
-        let url = if path_or_url.starts_with("http") {
-            path_or_url.to_string()
-        } else {
-            format!("{}{path_or_url}", self.base)
-        };
+        let url = self.resolve(&method, path_or_url)?;
         let shown = format!("{method} {}", url.strip_prefix(&self.base).unwrap_or(&url));
         let mut attempt = 0;
         let mut renewed = false;
         loop {
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let mut req = self.authorised(self.client.request(method.clone(), &url))?;
+            let started = Instant::now();
+            let mut req = self.authorised(
+                self.client
+                    .request(method.clone(), &url)
+                    .timeout(self.options.timeout),
+            )?;
             if let Some(b) = body {
                 req = req
                     .header("Content-Type", "application/json")
                     .body(serde_json::to_vec(b).unwrap_or_default());
             }
             let (wait, problem) = match req.send() {
+                Err(e) if outbound::refused_redirect(&e).is_some() => {
+                    let why = outbound::refused_redirect(&e).unwrap_or_default();
+                    return Err(self.fail(format!("{shown}: {why}")));
+                }
                 Err(e) => (
                     None,
                     format!(
@@ -217,11 +310,20 @@ impl Api {
                     renewed = true;
                     continue;
                 }
-                Ok(resp) => {
+                Ok(mut resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     // An answer cut short is no answer, never an empty success.
-                    let text = resp.text().ok();
+                    let read = outbound::read_body(
+                        &mut resp,
+                        started,
+                        self.options.timeout,
+                        MAX_ANSWER_BYTES,
+                    );
+                    if let Err(e @ outbound::BodyError::TooLarge(_)) = &read {
+                        return Err(self.fail(format!("{shown}: {e}")));
+                    }
+                    let text = read.ok().map(|b| String::from_utf8_lossy(&b).into_owned());
                     let wait = text
                         .as_deref()
                         .and_then(|t| Self::rate_limit_wait(status, &headers, t));
@@ -282,11 +384,7 @@ impl Api {
         if (200..300).contains(&answer.status) {
             return Ok(answer.body);
         }
-        let message = answer
-            .body
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let message = self.server_message(&answer.body);
         let hint = match answer.status {
             401 => " (the token was rejected: check it, and that it has not expired)",
             403 => " (the token lacks a permission this needs)",
@@ -311,11 +409,20 @@ impl Api {
             }
             let answer = self.send(Method::GET, &url, None)?;
             if !(200..300).contains(&answer.status) {
-                return Err(self.fail(format!("GET {path}: {}", answer.status)));
+                return Err(self.fail(format!(
+                    "GET {path}: {} {}",
+                    answer.status,
+                    self.server_message(&answer.body)
+                )));
             }
             match answer.body {
                 Value::Array(a) => items.extend(a),
-                other => return Err(self.fail(format!("GET {path}: expected a list, got {other}"))),
+                other => {
+                    return Err(self.fail(format!(
+                        "GET {path}: expected a list, got {}",
+                        self.server_text(&other.to_string())
+                    )));
+                }
             }
             next = answer.next;
         }
@@ -326,6 +433,53 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn api(base: &str) -> Result<Api, ForgeError> {
+        let token = crate::auth::fixed("tok-0123456789-secret".to_string());
+        Api::new(
+            "github",
+            base,
+            ApiAuth::Bearer(token),
+            ApiOptions::default(),
+        )
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_api_origin() {
+        let api = api("https://api.example.com/").unwrap();
+        let inside = api.resolve(
+            &Method::GET,
+            "https://api.example.com/repos/a/b/pulls?page=2",
+        );
+        assert_eq!(
+            inside.unwrap(),
+            "https://api.example.com/repos/a/b/pulls?page=2"
+        );
+        for elsewhere in [
+            "https://evil.example.com/x",
+            "http://api.example.com/x",
+            "https://api.example.com:8443/x",
+        ] {
+            let refused = api
+                .resolve(&Method::GET, elsewhere)
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("another origin"), "{refused}");
+            assert!(!refused.contains("tok-0123456789-secret"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn an_api_url_with_credentials_or_a_query_is_refused_without_echoing_it() {
+        for url in [
+            "https://user:hunter2-secret@api.example.com",
+            "https://api.example.com/?access_token=hunter2-secret",
+        ] {
+            let refused = api(url).err().unwrap().to_string();
+            assert!(!refused.contains("hunter2-secret"), "{refused}");
+            assert!(refused.contains("https://api.example.com:443"), "{refused}");
+        }
+    }
 
     #[test]
     fn next_links_are_found() {

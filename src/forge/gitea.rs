@@ -134,7 +134,7 @@ impl Forge for Gitea {
                     message: format!(
                         "POST {}: {status} {}",
                         self.path("/pulls"),
-                        answer.body["message"].as_str().unwrap_or("")
+                        self.api.server_message(&answer.body)
                     ),
                 }),
             }

@@ -102,7 +102,9 @@ impl GitHub {
                 .and_then(Value::as_array)
                 .filter(|e| !e.is_empty())
             {
-                let errors = serde_json::Value::Array(errors.clone());
+                let errors = self
+                    .api
+                    .server_text(&serde_json::Value::Array(errors.clone()).to_string());
                 tracing::warn!(pr = pr.number, errors = %errors, "GitHub refused auto-merge (is it enabled for the repository?)");
             }
         }
@@ -149,7 +151,7 @@ impl Forge for GitHub {
                     message: format!(
                         "POST {}: {status} {}",
                         self.path("/pulls"),
-                        answer.body["message"].as_str().unwrap_or("")
+                        self.api.server_message(&answer.body)
                     ),
                 }),
             }

@@ -15,6 +15,12 @@ use crate::auth::TokenSource;
 /// Renew this long before a token expires.
 const MARGIN: u64 = 300;
 
+/// The longest one call may take, its answer included.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The largest answer accepted, in bytes.
+const MAX_ANSWER_BYTES: u64 = 1 << 20;
+
 pub struct AppToken {
     app_id: String,
     key: EncodingKey,
@@ -66,7 +72,8 @@ impl AppToken {
             .map_err(|e| format!("the GitHub App key is not an RSA private key in PEM: {e}"))?;
         let client = Client::builder()
             .user_agent(concat!("hydrant/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(TIMEOUT)
+            .redirect(crate::outbound::redirects())
             .build()
             .map_err(|e| e.to_string())?;
         Ok(AppToken {
@@ -88,31 +95,39 @@ impl AppToken {
             .map_err(|e| format!("cannot sign the GitHub App JWT: {e}"))
     }
 
+    /// One call to the API with the app's JWT. The JWT goes only to the
+    /// configured API origin (redirects elsewhere are refused), the answer
+    /// is read under one deadline, and an error carries only a short,
+    /// redacted excerpt of what GitHub said.
     fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, String> {
-        let resp = self
+        let jwt = self.jwt()?;
+        let started = std::time::Instant::now();
+        let mut resp = self
             .client
             .request(method.clone(), format!("{}{path}", self.api))
-            .bearer_auth(self.jwt()?)
+            .timeout(TIMEOUT)
+            .bearer_auth(&jwt)
             .header("Accept", "application/vnd.github+json")
             .send()
             .map_err(|e| {
-                format!(
-                    "{method} {path}: {}",
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "connection failed"
-                    }
-                )
+                let why =
+                    crate::outbound::refused_redirect(&e).unwrap_or_else(|| match e.is_timeout() {
+                        true => "timed out".to_string(),
+                        false => "connection failed".to_string(),
+                    });
+                format!("{method} {path}: {why}")
             })?;
         let status = resp.status();
-        let body: Value =
-            serde_json::from_str(&resp.text().unwrap_or_default()).unwrap_or(Value::Null);
+        let body = crate::outbound::read_body(&mut resp, started, TIMEOUT, MAX_ANSWER_BYTES)
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if !status.is_success() {
-            return Err(format!(
-                "{method} {path}: {status} {}",
-                body["message"].as_str().unwrap_or("")
-            ));
+            // (`token` holds the cache's lock while it calls: do not take it here.)
+            let said = crate::outbound::server_text(
+                body["message"].as_str().unwrap_or(""),
+                &[jwt.as_str()],
+            );
+            return Err(format!("{method} {path}: {status} {said}"));
         }
         Ok(body)
     }

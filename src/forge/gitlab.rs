@@ -167,7 +167,7 @@ impl Forge for GitLab {
                     message: format!(
                         "POST {}: {status} {}",
                         self.path("/merge_requests"),
-                        answer.body["message"]
+                        self.api.server_message(&answer.body)
                     ),
                 }),
             }

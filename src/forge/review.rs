@@ -5,6 +5,13 @@
 //! gives the same text) and free of secrets: a value under a credential-like key
 //! or inside a `Secret` is shown as `(redacted)`. The body stays under GitHub's
 //! 65,536-character limit by cutting the diff at file boundaries.
+//!
+//! Everything taken from values, templates or the channel (images, names,
+//! keys, values, versions, file names) is untrusted text: it goes through one
+//! escaping function per Markdown context it lands in ([`code`],
+//! [`code_cell`], [`cell_text`], [`heading_text`], [`code_block`]), so it can
+//! neither break out of a table, a code span or a code block, nor open an
+//! HTML comment or tag that hides or forges the rest of the description.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -38,15 +45,102 @@ pub struct Change<'a> {
 }
 
 /// `hydrant(prod): stable 0.62.1 → 0.63.0`, or `hydrant(prod): re-render`.
+/// Always one line.
 pub fn title(c: &Change<'_>) -> String {
-    match c.from_version {
+    let title = match c.from_version {
         Some(from) if from != c.to_version => format!(
             "hydrant({}): {} {from} → {}",
             c.env, c.channel, c.to_version
         ),
         Some(_) => format!("hydrant({}): re-render", c.env),
         None => format!("hydrant({}): {} {}", c.env, c.channel, c.to_version),
+    };
+    one_line(&title)
+}
+
+/// Untrusted text made one line: line breaks become `⏎`, other control
+/// characters `�`.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' => '⏎',
+            c if c.is_control() => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
+/// The longest run of `c` in `s`.
+fn longest_run(s: &str, c: char) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for ch in s.chars() {
+        run = if ch == c { run + 1 } else { 0 };
+        best = best.max(run);
     }
+    best
+}
+
+/// Untrusted text as a Markdown code span, outside a table: one line, fenced
+/// by more backticks than any run inside it. Nothing in a code span is read
+/// as Markdown or HTML.
+fn code(s: &str) -> String {
+    let s = one_line(s);
+    if s.is_empty() {
+        return "*(empty)*".to_string();
+    }
+    let fence = "`".repeat(longest_run(&s, '`') + 1);
+    // A space keeps a backtick at either end apart from the fence; CommonMark
+    // strips one space from each end when both ends have one.
+    let pad = if s.starts_with('`') || s.ends_with('`') || (s.starts_with(' ') && s.ends_with(' '))
+    {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
+/// Untrusted text as a code span inside a table cell: a `|` would end the
+/// cell even inside a code span, so it is escaped (the table reads `\|` as `|`).
+fn code_cell(s: &str) -> String {
+    code(s).replace('|', "\\|")
+}
+
+/// Untrusted text as plain Markdown text in a table cell or a list: one line,
+/// with every character that could start an inline construct, a link, an
+/// HTML tag or comment, or end the cell escaped.
+fn cell_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in one_line(s).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '~' | '|' | '!' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The title as a Markdown heading.
+fn heading_text(s: &str) -> String {
+    cell_text(s)
+}
+
+/// Untrusted text as a fenced code block: the fence is longer than any run
+/// of backticks inside, so no line of the text can close it.
+fn code_block(info: &str, text: &str) -> String {
+    let fence = "`".repeat(longest_run(text, '`').max(2) + 1);
+    let newline = if text.is_empty() || text.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    format!("{fence}{info}\n{text}{newline}{fence}\n")
 }
 
 fn resource_files(files: &BTreeMap<String, String>) -> BTreeSet<&str> {
@@ -91,7 +185,7 @@ pub fn commit_message(c: &Change<'_>) -> String {
         ("Removed", &r.removed),
     ] {
         if !list.is_empty() {
-            let _ = writeln!(m, "{label}: {}", list.join(", "));
+            let _ = writeln!(m, "{label}: {}", one_line(&list.join(", ")));
         }
     }
     if r.added.is_empty() && r.changed.is_empty() && r.removed.is_empty() {
@@ -101,9 +195,9 @@ pub fn commit_message(c: &Change<'_>) -> String {
         m,
         "\n{}: {}\nHydrant-Channel-Version: {}\nHydrant-Source-Commit: {}\n",
         crate::git::ENV_TRAILER,
-        c.env,
-        c.to_version,
-        c.source_commit
+        one_line(c.env),
+        one_line(c.to_version),
+        one_line(c.source_commit)
     );
     m
 }
@@ -217,24 +311,16 @@ fn diff_fields(
 }
 
 fn show_value(v: &Option<Value>, redact: bool) -> String {
-    match v {
-        None => "—".to_string(),
-        Some(_) if redact => "(redacted)".to_string(),
-        Some(Value::String(s)) => {
-            let mut s = s.replace('\n', "⏎").replace('|', "\\|").replace('`', "'");
-            if s.chars().count() > 60 {
-                s = s.chars().take(57).collect::<String>() + "…";
-            }
-            format!("`{s}`")
-        }
-        Some(other) => {
-            let mut s = other.to_string().replace('|', "\\|").replace('`', "'");
-            if s.chars().count() > 60 {
-                s = s.chars().take(57).collect::<String>() + "…";
-            }
-            format!("`{s}`")
-        }
+    let mut s = match v {
+        None => return "—".to_string(),
+        Some(_) if redact => return "(redacted)".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if s.chars().count() > 60 {
+        s = s.chars().take(57).collect::<String>() + "…";
     }
+    code_cell(&s)
 }
 
 /// Which layer set a rendered field, by the value keys it was rendered from.
@@ -246,7 +332,13 @@ fn set_by(c: &Change<'_>, m: &Manifest, index: &[String]) -> (String, bool) {
         .map(|(_, keys)| keys.as_slice())
         .unwrap_or(&[]);
     if keys.is_empty() {
-        return (format!("template `templates/{}`", m.template), false);
+        return (
+            format!(
+                "template {}",
+                code_cell(&format!("templates/{}", m.template))
+            ),
+            false,
+        );
     }
     let secret = keys
         .iter()
@@ -256,14 +348,15 @@ fn set_by(c: &Change<'_>, m: &Manifest, index: &[String]) -> (String, bool) {
         .map(|key| match key.first().map(String::as_str) {
             Some("values") => {
                 let path = &key[1..];
+                let shown = code_cell(&yaml::display_path(path));
                 match c.provenance.origin(path) {
-                    Some(origin) => format!("`{}`: {origin}", yaml::display_path(path)),
-                    None => format!("`{}`", yaml::display_path(path)),
+                    Some(origin) => format!("{shown}: {}", cell_text(&origin.to_string())),
+                    None => shown,
                 }
             }
             Some("channel") => "release channel version".to_string(),
-            Some("env") => format!("`environments/{}/environment.yaml`", c.env),
-            _ => format!("`{}`", key.join(".")),
+            Some("env") => code_cell(&format!("environments/{}/environment.yaml", c.env)),
+            _ => code_cell(&key.join(".")),
         })
         .collect();
     (shown.join("; "), secret)
@@ -291,20 +384,22 @@ pub fn body(c: &Change<'_>) -> String {
         .collect();
 
     let mut b = String::new();
+    let to = code_cell(c.to_version);
     let version = match c.from_version {
-        Some(from) if from != c.to_version => format!("`{from}` → `{}`", c.to_version),
-        Some(_) => format!("`{}` (unchanged)", c.to_version),
-        None => format!("`{}` (first render)", c.to_version),
+        Some(from) if from != c.to_version => format!("{} → {to}", code_cell(from)),
+        Some(_) => format!("{to} (unchanged)"),
+        None => format!("{to} (first render)"),
     };
-    let _ = writeln!(b, "## {}\n", title(c));
+    let _ = writeln!(b, "## {}\n", heading_text(&title(c)));
     let _ = writeln!(b, "| | |\n|---|---|");
     let _ = writeln!(
         b,
-        "| Environment | `{}` (namespace `{}`) |",
-        c.env, c.namespace
+        "| Environment | {} (namespace {}) |",
+        code_cell(c.env),
+        code_cell(c.namespace)
     );
-    let _ = writeln!(b, "| Channel | `{}` {version} |", c.channel);
-    let _ = writeln!(b, "| Base | `{}` |", c.base);
+    let _ = writeln!(b, "| Channel | {} {version} |", code_cell(c.channel));
+    let _ = writeln!(b, "| Base | {} |", code_cell(c.base));
     let _ = writeln!(
         b,
         "| Resources | {} added, {} removed, {} changed |",
@@ -320,9 +415,8 @@ pub fn body(c: &Change<'_>) -> String {
             r.removed.len(),
             r.removed
                 .iter()
-                .map(|f| format!(
-                    "`{}`",
-                    old_values
+                .map(|f| code(
+                    &old_values
                         .get(f)
                         .map(|v| object_id(v, f))
                         .unwrap_or_else(|| f.to_string())
@@ -336,16 +430,17 @@ pub fn body(c: &Change<'_>) -> String {
         || c.env.starts_with("prod_")
     {
         warnings.push(format!(
-            "This changes the production environment `{}`.",
-            c.env
+            "This changes the production environment {}.",
+            code(c.env)
         ));
     }
     if let Some(from) = c.from_version
         && crate::channel::is_downgrade(from, c.to_version)
     {
         warnings.push(format!(
-            "This is a **downgrade** from `{from}` to `{}`.",
-            c.to_version
+            "This is a **downgrade** from {} to {}.",
+            code(from),
+            code(c.to_version)
         ));
     }
     if !warnings.is_empty() {
@@ -379,9 +474,11 @@ pub fn body(c: &Change<'_>) -> String {
                     .or_else(|| old_values.get(f).map(|v| object_id(v, f)))
                     .unwrap_or_default();
                 image_rows.push(format!(
-                    "| `{id}` | `{name}` | {} | {} |",
-                    o.map(|i| format!("`{i}`")).unwrap_or("—".into()),
-                    n.map(|i| format!("`{i}`")).unwrap_or("—".into())
+                    "| {} | {} | {} | {} |",
+                    code_cell(&id),
+                    code_cell(name),
+                    o.map(|i| code_cell(i)).unwrap_or("—".into()),
+                    n.map(|i| code_cell(i)).unwrap_or("—".into())
                 ));
             }
         }
@@ -411,7 +508,7 @@ pub fn body(c: &Change<'_>) -> String {
                     .map(|m| m.id())
                     .or_else(|| old_values.get(f).map(|v| object_id(v, f)))
                     .unwrap_or_else(|| f.to_string());
-                format!("`{id}`")
+                code(&id)
             })
             .collect();
         let _ = writeln!(b, "- **{label}** ({}): {}", list.len(), shown.join(", "));
@@ -439,9 +536,9 @@ pub fn body(c: &Change<'_>) -> String {
                     && (ch.shown.starts_with("data") || ch.shown.starts_with("stringData")))
                 || ch.index.last().is_some_and(|k| is_secret_key(k));
             rows.push(format!(
-                "| `{}` | `{}` | {} | {} | {who} |",
-                m.id(),
-                ch.shown,
+                "| {} | {} | {} | {} | {who} |",
+                code_cell(&m.id()),
+                code_cell(&ch.shown),
                 show_value(&ch.old, redact),
                 show_value(&ch.new, redact)
             ));
@@ -463,10 +560,16 @@ pub fn body(c: &Change<'_>) -> String {
         }
     }
 
+    let env = one_line(c.env);
     let _ = write!(
         b,
-        "\n### Reproduce locally\n\n```sh\nhydrant render --env {0}\nhydrant diff --env {0}\nhydrant explain --env {0} KEY.PATH\n```\n",
-        c.env
+        "\n### Reproduce locally\n\n{}",
+        code_block(
+            "sh",
+            &format!(
+                "hydrant render --env {env}\nhydrant diff --env {env}\nhydrant explain --env {env} KEY.PATH\n"
+            )
+        )
     );
     append_diff(&mut b, c);
     b
@@ -492,9 +595,19 @@ fn append_diff(b: &mut String, c: &Change<'_>) {
             .to_string();
         diffs.push((path, redact_diff(&text, name, c)));
     }
-    let closing = "```\n\n</details>\n";
+    // One fence for the whole block, longer than any run of backticks in it.
+    let fence = "`".repeat(
+        diffs
+            .iter()
+            .map(|(_, text)| longest_run(text, '`'))
+            .max()
+            .unwrap_or(0)
+            .max(2)
+            + 1,
+    );
+    let closing = format!("{fence}\n\n</details>\n");
     let opening = format!(
-        "\n<details>\n<summary>Diff ({} files)</summary>\n\n```diff\n",
+        "\n<details>\n<summary>Diff ({} files)</summary>\n\n{fence}diff\n",
         diffs.len()
     );
     let reserve = 400;
@@ -511,13 +624,16 @@ fn append_diff(b: &mut String, c: &Change<'_>) {
     }
     b.push_str(&opening);
     b.push_str(&shown);
-    b.push_str(closing);
+    if !shown.is_empty() && !shown.ends_with('\n') {
+        b.push('\n');
+    }
+    b.push_str(&closing);
     if !cut.is_empty() {
         let _ = writeln!(
             b,
-            "\nThe diff of {} more file(s) is not shown to keep this description within {MAX_BODY} characters; `hydrant diff --env {}` shows all of it.",
+            "\nThe diff of {} more file(s) is not shown to keep this description within {MAX_BODY} characters; {} shows all of it.",
             cut.len(),
-            c.env
+            code(&format!("hydrant diff --env {}", c.env))
         );
     }
 }
@@ -708,5 +824,151 @@ mod tests {
         };
         let body = body(&c);
         assert!(!body.contains("hunter"), "{body}");
+    }
+
+    /// Strings a pull request author or a hostile channel can put into values,
+    /// names, images or versions.
+    const HOSTILE: &[&str] = &[
+        "a|b",
+        "x`y",
+        "```",
+        "`lead",
+        "trail`",
+        "a\n| injected | row |",
+        "a\r\n## Approved by security",
+        "<!-- hide the rest",
+        "</details><script>alert(1)</script>",
+        "[click here](https://evil.example)",
+        "** bold ** _it_ ~~s~~ &amp; \\|",
+        " spaced ",
+        "",
+    ];
+
+    /// The `|` of a line that are not escaped by a backslash.
+    fn unescaped_pipes(line: &str) -> usize {
+        let b = line.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    }
+
+    #[test]
+    fn untrusted_text_cannot_leave_its_markdown_context() {
+        for h in HOSTILE {
+            for (name, out) in [
+                ("code", code(h)),
+                ("code_cell", code_cell(h)),
+                ("cell_text", cell_text(h)),
+            ] {
+                assert!(!out.contains(['\n', '\r']), "{name}({h:?}) = {out:?}");
+            }
+            let span = code(h);
+            if !h.is_empty() {
+                let fence = span.len() - span.trim_start_matches('`').len();
+                let inner = &span[fence..span.len() - fence];
+                assert!(
+                    span.ends_with(&"`".repeat(fence)) && longest_run(inner, '`') < fence,
+                    "{h:?} -> {span}"
+                );
+            }
+            assert_eq!(unescaped_pipes(&code_cell(h)), 0, "{h:?}");
+            let text = cell_text(h);
+            assert_eq!(unescaped_pipes(&text), 0, "{h:?}");
+            assert!(!text.contains(['<', '>']), "{h:?} -> {text}");
+            let block = code_block("diff", &format!("{h}\n```\n````\n"));
+            let fence: String = block.chars().take_while(|c| *c == '`').collect();
+            assert!(fence.len() > 4, "{block}");
+            assert!(block.ends_with(&format!("\n{fence}\n")), "{block}");
+            assert_eq!(block.matches(&fence).count(), 2, "{block}");
+        }
+    }
+
+    #[test]
+    fn hostile_values_names_and_versions_cannot_forge_the_description() {
+        let evil = "wandb/local:1`\n| forged | row | x | y |\n<!-- hidden";
+        let old_m = manifest(deployment("wandb/local:0.62.1", 3), vec![]);
+        let mut new_v = deployment(evil, 3);
+        new_v["spec"]["template"]["spec"]["containers"][0]["name"] = json!("app|x`");
+        let new_m = manifest(new_v, vec![]);
+        let old_files: BTreeMap<String, String> = [(
+            "deployment-app.yaml".to_string(),
+            format!(
+                "{}```\n</details>{}",
+                yaml::to_document(&old_m.value),
+                crate::forge::SETTINGS_PENDING
+            ),
+        )]
+        .into();
+        let new_files: BTreeMap<String, String> = [(
+            "deployment-app.yaml".to_string(),
+            yaml::to_document(&new_m.value),
+        )]
+        .into();
+        let prov = Provenance::default();
+        let manifests = [new_m];
+        let c = Change {
+            env: "dev",
+            namespace: "ns|<!--",
+            channel: "stable`\n## forged",
+            from_version: Some("1.0.0"),
+            to_version: "1.0.1",
+            base: "main",
+            source_commit: "abc",
+            old_files: &old_files,
+            new_files: &new_files,
+            manifests: &manifests,
+            provenance: &prov,
+        };
+        let body = body(&c);
+        let lines: Vec<&str> = body.lines().collect();
+        // Only hydrant's own headings, and every table row keeps its columns.
+        let headings: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with('#'))
+            .collect();
+        assert_eq!(
+            headings,
+            [
+                headings[0],
+                "### Images",
+                "### Resources",
+                "### Changed values",
+                "### Reproduce locally"
+            ],
+            "{body}"
+        );
+        // Every row of a table has as many cells as its header.
+        let mut header = None;
+        for line in &lines {
+            match (line.starts_with('|'), header) {
+                (true, None) => header = Some(unescaped_pipes(line)),
+                (true, Some(n)) => assert_eq!(unescaped_pipes(line), n, "{line}\n{body}"),
+                (false, _) => header = None,
+            }
+        }
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("| `Deployment/app`"))
+                .count(),
+            2,
+            "{body}"
+        );
+        assert!(!body.contains("\n| forged"), "{body}");
+        assert!(
+            !lines.iter().any(|l| l.starts_with('<')
+                && *l != "<details>"
+                && !l.starts_with("<summary>")
+                && *l != "</details>"),
+            "{body}"
+        );
+        // The diff's fence is longer than the backticks inside it.
+        assert!(body.contains("````diff\n"), "{body}");
+        assert!(body.trim_end().ends_with("</details>"), "{body}");
+        // hydrant's own marker, which it looks for at the end, cannot come from content.
+        assert!(!body.ends_with(crate::forge::SETTINGS_PENDING), "{body}");
+        assert!(!title(&c).contains('\n'));
+        assert!(!commit_message(&c).contains("\n## forged"));
     }
 }

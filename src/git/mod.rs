@@ -11,7 +11,10 @@
 //! Credentials (an HTTPS token or an SSH key) are handed to git on demand and
 //! never written into a remote URL, a log line or an error.
 
+mod snapshot;
 mod workspace;
+
+pub use snapshot::Snapshot;
 
 pub use git2::{Oid, Signature};
 pub use workspace::{Credentials, Fetched, Tip, Workspace, default_work_dir};
@@ -59,6 +62,10 @@ pub enum GitError {
         url: String,
         message: String,
     },
+    #[error(
+        "base branch `{branch}` of `{url}` is a `hydrant/*` branch, which hydrant rewrites and deletes; hint: use the branch Argo CD or Flux applies (`main`), set with `--base`"
+    )]
+    HydrantBase { branch: String, url: String },
     #[error("another hydrant run holds `{path}`; waited {waited_secs}s")]
     Locked { path: String, waited_secs: u64 },
     #[error("work directory `{path}`: {message}")]

@@ -12,7 +12,6 @@ use git2::{
 };
 
 use super::{ENV_TRAILER, GitError, branch_name};
-use crate::tree::MemTree;
 
 /// How hydrant authenticates to the remote. `Debug` never shows the token.
 #[derive(Clone, Default)]
@@ -57,9 +56,6 @@ pub struct Workspace {
     /// The remote as shown to people: a URL without credentials, or a path.
     url: String,
     creds: Credentials,
-    /// A remote on this machine, opened at its first push and kept for the
-    /// cycle's other pushes.
-    local_remote: std::cell::OnceCell<Repository>,
     /// The git directory of a remote on this machine (a path or a `file://`
     /// URL), found once: where a killed push may have left a ref lock.
     local_git_dir: Option<PathBuf>,
@@ -234,7 +230,6 @@ impl Workspace {
             repo,
             url,
             creds,
-            local_remote: std::cell::OnceCell::new(),
             _lock: lock,
         })
     }
@@ -327,6 +322,14 @@ impl Workspace {
             };
             (base_branch, heads)
         };
+        // hydrant deletes and rewrites `hydrant/*` branches: one of them as
+        // the base would be deleted under its own pull requests.
+        if base_branch.starts_with("hydrant/") {
+            return Err(GitError::HydrantBase {
+                branch: base_branch,
+                url: self.url.clone(),
+            });
+        }
         if !heads.contains(&base_branch) {
             return Err(GitError::MissingBase {
                 branch: base_branch,
@@ -359,39 +362,12 @@ impl Workspace {
         })
     }
 
-    /// Every file of a commit except `rendered/`, in memory.
-    pub fn snapshot(&self, commit: Oid) -> Result<MemTree, GitError> {
-        let tree = self.repo.find_commit(commit)?.tree()?;
-        let mut out = MemTree::default();
-        let mut failure = None;
-        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-            let path = format!("{dir}{}", entry.name().unwrap_or(""));
-            if path == "rendered" || path == ".git" {
-                return git2::TreeWalkResult::Skip;
-            }
-            if entry.kind() != Some(ObjectType::Blob) {
-                return git2::TreeWalkResult::Ok;
-            }
-            match self.repo.find_blob(entry.id()) {
-                Ok(blob) => {
-                    let text = String::from_utf8_lossy(blob.content()).into_owned();
-                    if entry.filemode() == 0o120000 {
-                        out.insert_link(path, text);
-                    } else {
-                        out.insert_file(path, text);
-                    }
-                    git2::TreeWalkResult::Ok
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    git2::TreeWalkResult::Abort
-                }
-            }
-        })?;
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(out),
-        }
+    /// A commit's files, read as hydrant asks for them (see [`super::Snapshot`]).
+    pub fn snapshot(&self, commit: Oid) -> Result<super::Snapshot, GitError> {
+        let tree = self.repo.find_commit(commit)?.tree_id();
+        let shown = Workspace::short(commit);
+        let store = super::snapshot::CommitStore::open(self.repo.path(), tree, shown)?;
+        Ok(crate::tree::Linked::from_store(store))
     }
 
     /// A file of a commit, if it is there.
@@ -566,10 +542,12 @@ impl Workspace {
         };
         if let Some(git_dir) = &self.local_git_dir {
             clear_stale_lock(&git_dir.join(format!("refs/heads/{branch}.lock")));
-        }
-        // A local path is pushed with a compare-and-swap on the ref itself;
-        // a network remote is checked just before the push (a lease).
-        if !self.is_local_path() {
+            // A remote on this machine is pushed by git itself, with a lease:
+            // its hooks run and decide, as for any `git push`.
+            self.push_local(&branch, commit, expected)
+                .map_err(rejected)?;
+        } else {
+            // A network remote is checked just before the push (a lease).
             let current = self.remote_value(&branch)?;
             if current != expected {
                 return Err(rejected(format!(
@@ -578,11 +556,6 @@ impl Workspace {
                     short(current)
                 )));
             }
-        }
-        if self.is_local_path() {
-            self.push_local(&branch, commit, expected)
-                .map_err(|e| rejected(e.message().to_string()))?;
-        } else {
             // A renewable token can expire between the requests of one push,
             // which libgit2 does not retry: renew it and push once more.
             let renewable = self.creds.token.as_ref().filter(|t| t.renewable());
@@ -620,51 +593,66 @@ impl Workspace {
         Ok(())
     }
 
-    /// A remote given as a plain path (not a URL).
-    fn is_local_path(&self) -> bool {
-        !self.url.contains("://") && Path::new(&self.url).exists()
-    }
-
-    /// Pushes to a repository on this machine by writing the new objects into
-    /// it and moving the branch with a compare-and-swap. git refuses pushes
-    /// into a non-bare repository over its transport; this way also works for
-    /// a user's own checkout, whose working tree and checked-out branch are
-    /// never touched (only `hydrant/*` refs move).
+    /// Pushes to a repository on this machine (a path or a `file://` URL)
+    /// with `git push`, so that the remote's `pre-receive`, `update` and
+    /// `post-receive` hooks run and a hook that refuses stops the push, as
+    /// for any other push. The lease (`--force-with-lease`) makes it a
+    /// compare-and-swap: another writer's change is never overwritten. Only
+    /// `hydrant/*` refs move; a checkout's working tree is never touched.
     fn push_local(
         &self,
         branch: &str,
         commit: Option<Oid>,
         expected: Option<Oid>,
-    ) -> Result<(), git2::Error> {
-        let target = match self.local_remote.get() {
-            Some(r) => r,
-            None => {
-                let opened = Repository::open(&self.url)?;
-                self.local_remote.get_or_init(|| opened)
-            }
-        };
+    ) -> Result<(), String> {
         let name = format!("refs/heads/{branch}");
-        match commit {
-            Some(oid) => {
-                let from = self.repo.odb()?;
-                let to = target.odb()?;
-                copy_objects(&self.repo, &from, &to, oid)?;
-                match expected {
-                    Some(old) => {
-                        target.reference_matching(&name, oid, true, old, "hydrant: update")?
-                    }
-                    None => target.reference(&name, oid, false, "hydrant: create")?,
-                };
-            }
-            None => {
-                let mut r = target.find_reference(&name)?;
-                if r.target() != expected {
-                    return Err(git2::Error::from_str("the branch moved on the remote"));
-                }
-                r.delete()?;
-            }
+        let lease = format!(
+            "--force-with-lease={name}:{}",
+            expected.map(|o| o.to_string()).unwrap_or_default()
+        );
+        let refspec = match commit {
+            Some(oid) => format!("{oid}:{name}"),
+            None => format!(":{name}"),
+        };
+        let mut git = std::process::Command::new("git");
+        for var in [
+            "GIT_DIR",
+            "GIT_WORK_TREE",
+            "GIT_INDEX_FILE",
+            "GIT_OBJECT_DIRECTORY",
+        ] {
+            git.env_remove(var);
         }
-        Ok(())
+        let output = git
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .arg("--git-dir")
+            .arg(self.repo.path())
+            .args([
+                "push",
+                "--quiet",
+                "--no-verify",
+                &lease,
+                &self.url,
+                &refspec,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run `git push`: {e}"))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("To "))
+            .take(20)
+            .collect();
+        Err(if lines.is_empty() {
+            format!("`git push` failed ({})", output.status)
+        } else {
+            lines.join("; ")
+        })
     }
 
     fn push_remote(&self, env: &str, branch: &str, commit: Option<Oid>) -> Result<(), PushFailure> {
@@ -719,65 +707,6 @@ impl Workspace {
 enum PushFailure {
     Rejected(String),
     Git(git2::Error, Cell<u32>),
-}
-
-/// Copies a commit and whatever of its tree `to` lacks. The commit's parents
-/// are on the remote already (hydrant only builds on fetched commits), so
-/// only the entries that differ from the first parent's tree are visited:
-/// one environment's delivery costs the same with 10 or 10,000 environments
-/// beside it.
-fn copy_objects(
-    repo: &Repository,
-    from: &git2::Odb<'_>,
-    to: &git2::Odb<'_>,
-    commit: Oid,
-) -> Result<(), git2::Error> {
-    fn copy(from: &git2::Odb<'_>, to: &git2::Odb<'_>, oid: Oid) -> Result<bool, git2::Error> {
-        if to.exists(oid) {
-            return Ok(false);
-        }
-        let object = from.read(oid)?;
-        to.write(object.kind(), object.data())?;
-        Ok(true)
-    }
-    /// Copies tree `oid` and what it holds that `known` (the same place in
-    /// the parent's tree, present on the remote) does not hold under the
-    /// same name and id.
-    fn copy_tree(
-        repo: &Repository,
-        from: &git2::Odb<'_>,
-        to: &git2::Odb<'_>,
-        oid: Oid,
-        known: Option<&git2::Tree<'_>>,
-    ) -> Result<(), git2::Error> {
-        if !copy(from, to, oid)? {
-            return Ok(());
-        }
-        for entry in repo.find_tree(oid)?.iter() {
-            let before = known.and_then(|k| k.get_name_bytes(entry.name_bytes()));
-            if before.as_ref().is_some_and(|b| b.id() == entry.id()) {
-                continue;
-            }
-            match entry.kind() {
-                Some(ObjectType::Tree) => {
-                    let below = before
-                        .filter(|b| b.kind() == Some(ObjectType::Tree))
-                        .and_then(|b| repo.find_tree(b.id()).ok());
-                    copy_tree(repo, from, to, entry.id(), below.as_ref())?
-                }
-                Some(ObjectType::Blob) => {
-                    copy(from, to, entry.id())?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-    let c = repo.find_commit(commit)?;
-    let parent = c.parents().next().map(|p| p.tree()).transpose()?;
-    copy_tree(repo, from, to, c.tree_id(), parent.as_ref())?;
-    copy(from, to, commit)?;
-    Ok(())
 }
 
 fn short(oid: Option<Oid>) -> String {

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::Manifest;
+use super::{Manifest, ManifestError};
+use crate::names::{self, NameKind};
 use crate::yaml;
 
 pub const KUSTOMIZATION: &str = "kustomization.yaml";
@@ -129,6 +130,50 @@ pub fn file_names(manifests: &[Manifest]) -> Vec<String> {
         .collect()
 }
 
+/// The problems with the file names of `manifests`: a name that breaks the
+/// rule of [`crate::names`], and two objects that would be written to the
+/// same file (one would silently replace the other). Both objects of a
+/// collision are named, with their templates and documents.
+pub fn check_file_names(manifests: &[Manifest]) -> Vec<ManifestError> {
+    let mut problems = Vec::new();
+    let mut taken: HashMap<String, &Manifest> = HashMap::new();
+    for (m, file) in manifests.iter().zip(file_names(manifests)) {
+        let reserved = file == KUSTOMIZATION || file == METADATA;
+        if let Err(e) = names::check(NameKind::FileName, &file, &m.id()) {
+            problems.push(m.error(None, e.to_string()));
+        } else if reserved {
+            problems.push(m.error(
+                None,
+                format!("its file name `{file}` is one hydrant writes itself"),
+            ));
+        } else if let Some(first) = taken.get(&file) {
+            if same_object(m, first) {
+                // `validate` reports the duplicate object itself.
+                continue;
+            }
+            problems.push(m.error(
+                None,
+                format!(
+                    "`{}` and `{}` (template `{}`, document {}) would both be written to `{file}`; rename one",
+                    m.id(),
+                    first.id(),
+                    first.template,
+                    first.index
+                ),
+            ));
+        } else {
+            taken.insert(file, m);
+        }
+    }
+    problems
+}
+
+/// The same kind, API group, namespace and name.
+fn same_object(a: &Manifest, b: &Manifest) -> bool {
+    let group = |m: &Manifest| m.api_version.rsplit_once('/').map(|(g, _)| g.to_string());
+    a.kind == b.kind && a.namespace == b.namespace && a.name == b.name && group(a) == group(b)
+}
+
 /// Every file of `rendered/<env>/`, by name; sets `metadata.outputs`.
 pub fn files(manifests: &[Manifest], metadata: &mut Metadata) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
@@ -228,6 +273,74 @@ mod tests {
             resources: 2,
             outputs: String::new(),
         }
+    }
+
+    fn doc(value: serde_json::Value) -> Result<Manifest, crate::manifest::ManifestError> {
+        Manifest::from_doc(
+            RenderedDoc {
+                template: "t.yaml.hbs".into(),
+                index: 1,
+                value,
+                from_values: vec![],
+            },
+            "ns",
+        )
+    }
+
+    #[test]
+    fn issue_13_a_kind_that_is_not_a_kubernetes_kind_never_reaches_a_file_name() {
+        for kind in [
+            "x.yaml\n  - ../../evil",
+            "Config Map",
+            "configMap",
+            "../Secret",
+            "Deploy#x",
+            "",
+            &format!("A{}", "b".repeat(63)),
+        ] {
+            let got = doc(json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "a"}}));
+            assert!(got.is_err(), "{kind:?} accepted");
+        }
+        for api in ["v1/x/y", "../v1", "Apps/v1", "apps/", "v1 ", "apps/v1\n"] {
+            let got = doc(json!({"apiVersion": api, "kind": "Pod", "metadata": {"name": "a"}}));
+            assert!(got.is_err(), "{api:?} accepted");
+        }
+        assert!(
+            doc(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn issue_13_distinct_objects_that_share_a_file_name_are_refused_naming_both() {
+        // Same kind and name in two API groups; and a namespace-name split
+        // that spells the same file name.
+        let a = doc(json!({"apiVersion": "a.io/v1", "kind": "Widget", "metadata": {"name": "x"}}))
+            .unwrap();
+        let mut b =
+            doc(json!({"apiVersion": "b.io/v1", "kind": "Widget", "metadata": {"name": "x"}}))
+                .unwrap();
+        b.template = "other.yaml.hbs".into();
+        let problems = check_file_names(&[a.clone(), b]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let text = problems[0].to_string();
+        assert!(
+            text.contains("other.yaml.hbs") && text.contains("t.yaml.hbs"),
+            "{text}"
+        );
+        assert!(text.contains("widget-x.yaml"), "{text}");
+        let c = m("Widget", "b-c", Some("a"));
+        let d = m("Widget", "c", Some("a-b"));
+        let e = m("Widget", "b-c", Some("z"));
+        let f = m("Widget", "c", Some("q"));
+        let problems = check_file_names(&[c, d, e, f]);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.to_string().contains("widget-a-b-c.yaml")),
+            "{problems:?}"
+        );
+        assert!(check_file_names(&[a]).is_empty());
     }
 
     #[test]

@@ -39,6 +39,27 @@ pub struct ManifestError {
     pub message: String,
 }
 
+/// A Kubernetes kind, as the API machinery requires: an uppercase ASCII
+/// letter, then ASCII letters and digits, at most 63 in all. It goes into
+/// file names and `kustomization.yaml`, so nothing else may pass.
+pub fn is_kind(kind: &str) -> bool {
+    let b = kind.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_uppercase()
+        && b.iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// `VERSION` or `GROUP/VERSION`: a DNS-1123 subdomain for the group, a
+/// DNS-1123 label for the version.
+pub fn is_api_version(api_version: &str) -> bool {
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (Some(g), v),
+        None => (None, api_version),
+    };
+    validate::is_dns_label(version) && group.is_none_or(validate::is_dns_subdomain)
+}
+
 impl Manifest {
     /// Reads the identity of a rendered document. A namespaced built-in kind
     /// without a namespace gets `default_namespace`.
@@ -78,6 +99,26 @@ impl Manifest {
                 "missing `apiVersion`".to_string(),
             )
         })?;
+        if !is_kind(&kind) {
+            return Err(error(
+                "unknown object",
+                Some("kind"),
+                format!(
+                    "`{}` is not a Kubernetes kind: it must be an uppercase letter followed by at most 62 letters and digits (`ConfigMap`)",
+                    kind.escape_default()
+                ),
+            ));
+        }
+        if !is_api_version(&api_version) {
+            return Err(error(
+                &kind,
+                Some("apiVersion"),
+                format!(
+                    "`{}` is not a Kubernetes apiVersion: write `VERSION` or `GROUP/VERSION` (`v1`, `apps/v1`)",
+                    api_version.escape_default()
+                ),
+            ));
+        }
         let name = value
             .pointer("/metadata/name")
             .and_then(Value::as_str)

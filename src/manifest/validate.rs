@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use serde_json::Value;
+
 use super::{Manifest, ManifestError, schema};
 
 /// Kinds whose names must be DNS-1123 labels rather than subdomains.
@@ -60,18 +62,8 @@ pub fn validate(manifests: &[Manifest], allow_plaintext_secrets: bool) -> Vec<Ma
         for (path, message) in schema::check_object(&m.api_version, &m.kind, &m.value) {
             problems.push(m.error(Some(&path), message));
         }
-        if m.kind == "Secret" && m.api_version == "v1" && !allow_plaintext_secrets {
-            let from_values = m
-                .from_values
-                .iter()
-                .map(|(p, _)| p)
-                .find(|p| matches!(p.first().map(String::as_str), Some("data" | "stringData")));
-            if let Some(path) = from_values {
-                problems.push(m.error(
-                    Some(&path.join(".")),
-                    "a Secret's data comes from values and would be committed in plain text; create the Secret outside git and reference it, or set `allowPlaintextSecrets: true` in environment.yaml".to_string(),
-                ));
-            }
+        if !allow_plaintext_secrets {
+            problems.extend(plaintext_secrets(m));
         }
         let group = m
             .api_version
@@ -102,11 +94,68 @@ pub fn validate(manifests: &[Manifest], allow_plaintext_secrets: bool) -> Vec<Ma
     problems
 }
 
+/// Where a manifest holds a Secret: the object itself, or an item of a list
+/// kind (`kind: List`, `SecretList`, …) at `items.N`.
+fn secret_roots(value: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    if value.get("kind").and_then(Value::as_str) == Some("Secret") {
+        out.push(at.clone());
+    }
+    if let Some(Value::Array(items)) = value.get("items") {
+        for (i, item) in items.iter().enumerate() {
+            at.push(i.to_string());
+            at.insert(at.len() - 1, "items".to_string());
+            secret_roots(item, at, out);
+            at.truncate(at.len() - 2);
+        }
+    }
+}
+
+/// A Secret whose data (keys or values) comes from values, and any field
+/// whose text from values carries a credential (a password spliced into a
+/// connection string by the template).
+fn plaintext_secrets(m: &Manifest) -> Vec<ManifestError> {
+    let mut problems = Vec::new();
+    let mut roots = Vec::new();
+    secret_roots(&m.value, &mut Vec::new(), &mut roots);
+    let secret_data = m.from_values.iter().map(|(p, _)| p).find(|p| {
+        roots.iter().any(|root| {
+            p.starts_with(root)
+                && matches!(
+                    p.get(root.len()).map(String::as_str),
+                    Some("data" | "stringData")
+                )
+        })
+    });
+    if let Some(path) = secret_data {
+        problems.push(m.error(
+            Some(&path.join(".")),
+            "a Secret's data comes from values and would be committed in plain text; create the Secret outside git and reference it, or set `allowPlaintextSecrets: true` in environment.yaml".to_string(),
+        ));
+    }
+    let spliced = m.from_values.iter().map(|(p, _)| p).find(|p| {
+        let pointer: String = p
+            .iter()
+            .map(|k| format!("/{}", k.replace('~', "~0").replace('/', "~1")))
+            .collect();
+        m.value
+            .pointer(&pointer)
+            .and_then(Value::as_str)
+            .is_some_and(crate::render::has_credential)
+    });
+    if let Some(path) = spliced {
+        problems.push(m.error(
+            Some(&path.join(".")),
+            "this field, written from values, carries a credential (a password in a URL or connection string) and would be committed in plain text; reference a Kubernetes Secret instead, or set `allowPlaintextSecrets: true` in environment.yaml".to_string(),
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::render::RenderedDoc;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     fn manifest(value: Value, from_values: Vec<(Vec<String>, Vec<Vec<String>>)>) -> Manifest {
         Manifest::from_doc(
@@ -178,6 +227,60 @@ mod tests {
                 .contains("Secret's data comes from values")
         );
         assert!(validate(&[s], true).is_empty());
+    }
+
+    /// Issue 13, item 7: a Secret inside a list kind is a Secret.
+    #[test]
+    fn a_secret_inside_a_list_built_from_values_is_refused() {
+        let list = manifest(
+            json!({"apiVersion": "v1", "kind": "List", "metadata": {"name": "l"}, "items": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}},
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"p": "eA=="}},
+            ]}),
+            vec![(
+                vec!["items".into(), "1".into(), "data".into(), "p".into()],
+                vec![],
+            )],
+        );
+        let problems = validate(std::slice::from_ref(&list), false);
+        assert!(
+            problems.iter().any(
+                |p| p.to_string().contains("Secret's data comes from values")
+                    && p.to_string().contains("items.1.data.p")
+            ),
+            "{problems:?}"
+        );
+        assert!(validate(&[list], true).is_empty());
+    }
+
+    /// Issue 13, item 7: a password spliced into a connection string from
+    /// values whose keys look harmless is still a credential.
+    #[test]
+    fn a_credential_spliced_into_a_connection_string_from_values_is_refused() {
+        for text in [
+            "postgres://app:hunter2@db:5432/app",
+            "Server=db;User Id=app;Password=hunter2",
+        ] {
+            let cm = manifest(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"url": text}}),
+                vec![(vec!["data".into(), "url".into()], vec![])],
+            );
+            let problems = validate(std::slice::from_ref(&cm), false);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            let message = problems[0].to_string();
+            assert!(
+                message.contains("credential") && message.contains("data.url"),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(validate(&[cm], true).is_empty());
+        }
+        // The template's own text, with no value in it, is not the guard's business.
+        let literal = manifest(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"url": "postgres://a:b@db/x"}}),
+            vec![],
+        );
+        assert!(validate(&[literal], false).is_empty());
     }
 
     #[test]

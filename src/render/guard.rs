@@ -4,15 +4,19 @@
 //! must never be written literally into a manifest that lands in git: templates
 //! take the *reference* form instead (`licenseSecret: {name, key}`), which names a
 //! Kubernetes Secret created outside git. A connection string with a password in
-//! it (`s3://user:pass@host`) counts as a credential too.
+//! it (`s3://user:pass@host`, `Server=db;Password=pw`, `host=db password=pw`)
+//! counts as a credential too, whichever key it was set under.
 
 use serde_json::Value;
 
 /// Keys whose values are credentials, compared lowercase without `_` and `-`.
-const SECRET_KEYS: [&str; 16] = [
+const SECRET_KEYS: [&str; 27] = [
     "license",
     "password",
     "passwd",
+    "pwd",
+    "pass",
+    "passphrase",
     "secret",
     "secretkey",
     "token",
@@ -23,19 +27,48 @@ const SECRET_KEYS: [&str; 16] = [
     "privatekey",
     "accesstoken",
     "authtoken",
+    "auth",
+    "dsn",
+    "credential",
     "credentials",
+    "connectionstring",
+    "connstring",
+    "connstr",
+    "databaseurl",
     "sessionsecret",
     "webhooksecret",
+    "accountkey",
 ];
 
-/// Endings that mark a credential (`rootPassword`, `githubToken`).
-const SECRET_SUFFIXES: [&str; 6] = [
+/// Endings that mark a credential (`rootPassword`, `githubToken`, `dbPwd`,
+/// `sentryDsn`, `gcsCredentials`, `mysqlConnectionString`).
+const SECRET_SUFFIXES: [&str; 14] = [
     "password",
+    "passwd",
+    "pwd",
+    "passphrase",
     "token",
     "secretkey",
     "apikey",
     "accesskey",
     "privatekey",
+    "dsn",
+    "credential",
+    "credentials",
+    "connectionstring",
+    "accountkey",
+];
+
+/// Keys inside a connection string (`Password=…;`, `password=…`) whose value
+/// is a credential, compared like [`SECRET_KEYS`].
+const CONNECTION_KEYS: [&str; 7] = [
+    "password",
+    "pwd",
+    "passwd",
+    "pass",
+    "accountkey",
+    "sharedaccesskey",
+    "secret",
 ];
 
 fn normalise(key: &str) -> String {
@@ -70,7 +103,7 @@ pub fn is_plaintext_secret(path: &[String], value: &Value, root: &Value) -> bool
         return false;
     }
     if let Value::String(s) = value
-        && has_url_password(s)
+        && has_credential(s)
     {
         return true;
     }
@@ -89,6 +122,42 @@ pub fn is_plaintext_secret(path: &[String], value: &Value, root: &Value) -> bool
         }
     }
     true
+}
+
+/// Whether a string carries a credential whatever key it was set under: a URL
+/// or DSN with `user:password@`, or a connection string with a password field
+/// (`Server=db;Password=pw`, `host=db password=pw`).
+pub fn has_credential(s: &str) -> bool {
+    has_url_password(s) || has_dsn_password(s) || has_password_field(s)
+}
+
+/// `user:password@tcp(host)/db`: a Go-style DSN, without a scheme. (An image
+/// `name:tag@sha256:…` is not one.)
+fn has_dsn_password(s: &str) -> bool {
+    if s.contains("://") {
+        return false;
+    }
+    let Some((userinfo, address)) = s.split_once('@') else {
+        return false;
+    };
+    address
+        .split('/')
+        .next()
+        .is_some_and(|a| a.contains('(') && a.ends_with(')'))
+        && !userinfo.contains(['/', ' ', '\t', '\n'])
+        && userinfo
+            .split_once(':')
+            .is_some_and(|(user, pass)| !user.is_empty() && !pass.is_empty())
+}
+
+/// `Server=db;Password=pw`, `host=db password=pw`.
+fn has_password_field(s: &str) -> bool {
+    s.split([';', ' ', '\t', '\n', '&', '?'])
+        .filter_map(|part| part.split_once('='))
+        .any(|(k, v)| {
+            let v = v.trim().trim_matches(['\'', '"']);
+            CONNECTION_KEYS.contains(&normalise(k.trim()).as_str()) && !v.is_empty()
+        })
 }
 
 /// `scheme://user:password@host…`: a connection string carrying a password.
@@ -233,6 +302,48 @@ mod tests {
             &json!("s3://a:b@h/x"),
             &json!({})
         ));
+    }
+
+    #[test]
+    fn widened_credential_names_and_connection_strings_are_secrets() {
+        for k in [
+            "pwd",
+            "dbPwd",
+            "pass",
+            "passwd",
+            "auth",
+            "dsn",
+            "sentryDsn",
+            "credentials",
+            "gcsCredentials",
+            "connectionString",
+            "mysql_connection_string",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["authSecret", "dsnSecret", "bypass", "compass", "authority"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+        for s in [
+            "postgres://app:hunter2@db:5432/app",
+            "Server=db;Database=app;User Id=app;Password=hunter2;",
+            "host=db user=app password=hunter2",
+            "app:hunter2@tcp(db:3306)/app",
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=abc==",
+        ] {
+            assert!(has_credential(s), "{s}");
+        }
+        for s in [
+            "postgres://app@db/app",
+            "Server=db;Database=app;",
+            "user@example.com",
+            "a: b",
+            "Password=",
+            "registry:5000/app:1.2@sha256:abcd",
+            "nginx:1.25@sha256:abcd",
+        ] {
+            assert!(!has_credential(s), "{s}");
+        }
     }
 
     #[test]

@@ -5,8 +5,23 @@
 //! as a sentinel (see [`super::safe`]) so its type survives and its text cannot
 //! change the manifest's structure. `toYaml`, `include`, `quote`, `indent` and
 //! `nindent` produce trusted structure instead, with the values inside still
-//! sentinels. Built-in Handlebars helpers (`if`, `each`, `with`, `eq`, `ne`,
-//! `and`, `or`, `not`, …) are used as they are.
+//! sentinels.
+//!
+//! The sentinel scheme is closed under every helper: a helper that treats its
+//! argument as data (`quote`, `b64enc`, `sha256sum`, `upper`, `lower`, `toYaml`)
+//! first turns trusted text and sentinels back into plain text, computes, and
+//! writes its result as a sentinel again that keeps the keys of every value it
+//! was computed from. No helper ever writes a reserved character as text.
+//!
+//! Built-in Handlebars helpers (`if`, `each`, `with`, `eq`, `ne`, `and`, `or`,
+//! `not`, …) are used as they are, except `lookup`, replaced by one that reads
+//! through the credential guard and keeps the key it read, and `log`, refused
+//! (it would write values to hydrant's log).
+//!
+//! Each environment's render is bounded (see [`Budget`]): at most
+//! [`MAX_OUTPUT_BYTES`] of output, [`MAX_CALLS`] helper calls and
+//! [`MAX_PARTIALS`] templates and partials entered, so a chain of partials each including the next twice fails with
+//! an error instead of running for hours.
 
 use base64::Engine as _;
 use handlebars::{
@@ -37,10 +52,11 @@ pub enum Kind {
     Lower,
     Upper,
     Include,
+    Lookup,
 }
 
 /// The helpers by the name templates call them.
-pub const HELPERS: [(&str, Kind); 12] = [
+pub const HELPERS: [(&str, Kind); 13] = [
     (VALUE_HELPER, Kind::Value),
     ("toYaml", Kind::ToYaml),
     ("quote", Kind::Quote),
@@ -53,7 +69,14 @@ pub const HELPERS: [(&str, Kind); 12] = [
     ("lower", Kind::Lower),
     ("upper", Kind::Upper),
     ("include", Kind::Include),
+    ("lookup", Kind::Lookup),
 ];
+
+/// Built-in helpers templates may not call, and why.
+pub const REFUSED: [(&str, &str); 1] = [(
+    "log",
+    "`log` would write values, credentials included, to hydrant's log",
+)];
 
 pub struct Hydrant(pub Kind);
 
@@ -64,14 +87,107 @@ pub const ENTER_HELPER: &str = "__hydrant_enter";
 pub const LEAVE_HELPER: &str = "__hydrant_leave";
 /// How deep templates may include one another.
 pub const MAX_INCLUDE_DEPTH: usize = 32;
+/// How many bytes one environment's templates may write, all together.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+/// How many helper calls one environment's render may make.
+pub const MAX_CALLS: usize = 1_000_000;
+/// How many templates and partials one environment's render may enter (a
+/// partial costs more than a helper: Handlebars sets up a context for it).
+pub const MAX_PARTIALS: usize = 100_000;
+/// The most spaces `indent` and `nindent` write.
+pub const MAX_INDENT: usize = 1024;
 
-thread_local! {
-    static INCLUDE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+/// What one environment's render has used so far, on this thread.
+#[derive(Default, Clone, Copy)]
+pub struct Budget {
+    depth: usize,
+    calls: usize,
+    partials: usize,
+    bytes: usize,
+    allow_plaintext: bool,
 }
 
-/// Starts counting afresh: a render that failed midway never left its partials.
-pub fn reset_include_depth() {
-    INCLUDE_DEPTH.set(0);
+thread_local! {
+    static BUDGET: std::cell::Cell<Budget> = const { std::cell::Cell::new(Budget {
+        depth: 0, calls: 0, partials: 0, bytes: 0, allow_plaintext: false,
+    }) };
+}
+
+/// Starts an environment's render afresh: a render that failed midway never
+/// left its partials. `allow_plaintext` is the environment's
+/// `allowPlaintextSecrets`, which holds inside partials rendered by `include`
+/// too (they see only the context they were given).
+pub fn start_render(allow_plaintext: bool) {
+    BUDGET.set(Budget {
+        allow_plaintext,
+        ..Budget::default()
+    });
+}
+
+/// Counts one helper call.
+fn spend_call() -> Result<(), RenderError> {
+    let mut b = BUDGET.get();
+    b.calls += 1;
+    BUDGET.set(b);
+    if b.calls > MAX_CALLS {
+        return Err(fail(format!(
+            "the templates make more than {MAX_CALLS} helper calls for one environment; does a partial include another more than once in a chain?"
+        )));
+    }
+    Ok(())
+}
+
+/// Counts one template or partial entered.
+fn spend_partial() -> Result<(), RenderError> {
+    let mut b = BUDGET.get();
+    b.partials += 1;
+    BUDGET.set(b);
+    if b.partials > MAX_PARTIALS {
+        return Err(fail(format!(
+            "the templates include partials more than {MAX_PARTIALS} times for one environment; does a partial include another more than once in a chain?"
+        )));
+    }
+    Ok(())
+}
+
+/// Counts `n` bytes of output; the error when the budget is spent.
+pub fn spend_bytes(n: usize) -> Result<(), String> {
+    let mut b = BUDGET.get();
+    b.bytes = b.bytes.saturating_add(n);
+    BUDGET.set(b);
+    if b.bytes > MAX_OUTPUT_BYTES {
+        return Err(format!(
+            "the templates write more than {} MiB for one environment; does a partial include another more than once in a chain?",
+            MAX_OUTPUT_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(())
+}
+
+/// Writes into a string and counts what it writes against the budget.
+pub struct Counted(pub Vec<u8>);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        spend_bytes(buf.len()).map_err(std::io::Error::other)?;
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders a registered template within the budget.
+pub fn render_counted(
+    r: &Handlebars<'_>,
+    name: &str,
+    ctx: &Context,
+) -> Result<String, RenderError> {
+    let mut out = Counted(Vec::new());
+    r.render_with_context_to_write(name, ctx, &mut out)?;
+    String::from_utf8(out.0).map_err(|e| fail(format!("output is not UTF-8: {e}")))
 }
 
 /// [`ENTER_HELPER`] (`true`) or [`LEAVE_HELPER`]; writes nothing.
@@ -86,17 +202,37 @@ impl HelperDef for IncludeDepth {
         _: &mut RenderContext<'reg, 'rc>,
         _: &mut dyn Output,
     ) -> HelperResult {
-        let depth = INCLUDE_DEPTH.get();
+        let mut b = BUDGET.get();
         if !self.0 {
-            INCLUDE_DEPTH.set(depth.saturating_sub(1));
-        } else if depth >= MAX_INCLUDE_DEPTH {
+            b.depth = b.depth.saturating_sub(1);
+        } else if b.depth >= MAX_INCLUDE_DEPTH {
             return Err(fail(format!(
                 "partials include one another more than {MAX_INCLUDE_DEPTH} levels deep: does a partial include itself?"
             )));
         } else {
-            INCLUDE_DEPTH.set(depth + 1);
+            b.depth += 1;
+        }
+        BUDGET.set(b);
+        if self.0 {
+            spend_partial()?;
         }
         Ok(())
+    }
+}
+
+/// A built-in helper templates may not call (see [`REFUSED`]).
+pub struct Refused(pub &'static str);
+
+impl HelperDef for Refused {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        _: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+        _: &mut dyn Output,
+    ) -> HelperResult {
+        Err(fail(self.0.to_string()))
     }
 }
 
@@ -141,20 +277,17 @@ fn display_name(name: &str) -> &str {
     if name == VALUE_HELPER { "value" } else { name }
 }
 
-fn allow_plaintext(ctx: &Context) -> bool {
-    ctx.data()
-        .pointer("/env/allowPlaintextSecrets")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
 /// Refuses a credential about to be written literally.
 fn guard_secret(p: &PathAndJson<'_>, ctx: &Context) -> Result<(), RenderError> {
-    if allow_plaintext(ctx) {
+    guard_at(&key_path(p).unwrap_or_default(), p.value(), ctx)
+}
+
+/// Refuses a credential found at `path` (or within it) about to be written.
+fn guard_at(path: &[String], value: &Value, ctx: &Context) -> Result<(), RenderError> {
+    if BUDGET.get().allow_plaintext {
         return Ok(());
     }
-    let path = key_path(p).unwrap_or_default();
-    let found = guard::secrets_within(&path, p.value(), ctx.data());
+    let found = guard::secrets_within(path, value, ctx.data());
     if let Some(first) = found.first() {
         let key = first.last().cloned().unwrap_or_default();
         let shown_path = match first.first().map(String::as_str) {
@@ -170,12 +303,18 @@ fn guard_secret(p: &PathAndJson<'_>, ctx: &Context) -> Result<(), RenderError> {
     Ok(())
 }
 
-fn as_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+/// A helper's argument as data: trusted text and sentinels made plain (see
+/// [`safe::plain_value`]), with the keys of every value it holds.
+fn data(p: &PathAndJson<'_>) -> Result<(Value, Vec<Vec<String>>), RenderError> {
+    let mut keys: Vec<Vec<String>> = key_path(p).into_iter().collect();
+    let value = safe::plain_value(p.value(), &mut keys).map_err(fail)?;
+    Ok((value, keys))
+}
+
+/// A helper's argument as plain text, with the keys of the values it holds.
+fn text(p: &PathAndJson<'_>) -> Result<(String, Vec<Vec<String>>), RenderError> {
+    let (value, keys) = data(p)?;
+    Ok((safe::scalar_text(&value), keys))
 }
 
 fn is_empty(v: &Value) -> bool {
@@ -189,28 +328,41 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-fn usize_param(h: &Helper<'_>, i: usize) -> Result<usize, RenderError> {
+fn spaces_param(h: &Helper<'_>, i: usize) -> Result<usize, RenderError> {
     let p = param(h, i)?;
-    p.value()
+    let n = p
+        .value()
         .as_u64()
-        .map(|n| n as usize)
-        .ok_or_else(|| fail(format!("`{}` expects a number of spaces first", h.name())))
+        .ok_or_else(|| fail(format!("`{}` expects a number of spaces first", h.name())))?;
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_INDENT)
+        .ok_or_else(|| {
+            fail(format!(
+                "`{}` indents by at most {MAX_INDENT} spaces, not {n}",
+                h.name()
+            ))
+        })
 }
 
 /// `indent`/`nindent`: trusted text is indented as structure; a plain value is
 /// one sentinel after the indentation.
-fn indented(h: &Helper<'_>, newline: bool) -> Result<Value, RenderError> {
-    let n = usize_param(h, 0)?;
-    let text = param(h, 1)?.value();
+fn indented(h: &Helper<'_>, ctx: &Context, newline: bool) -> Result<Value, RenderError> {
+    let n = spaces_param(h, 0)?;
+    let p = param(h, 1)?;
     let pad = " ".repeat(n);
     let mut out = String::new();
     if newline {
         out.push('\n');
     }
     out.push_str(&pad);
-    match text.as_str().and_then(safe::as_trusted) {
+    match p.value().as_str().and_then(safe::as_trusted) {
         Some(trusted) => out.push_str(&trusted.replace('\n', &format!("\n{pad}"))),
-        None => safe::encode_into(&mut out, text, key_path(param(h, 1)?).as_deref()),
+        None => {
+            guard_secret(p, ctx)?;
+            let (value, keys) = data(p)?;
+            safe::encode_with_keys(&mut out, &value, &keys);
+        }
     }
     Ok(Value::String(safe::trusted(&out)))
 }
@@ -245,13 +397,85 @@ fn seal_strings(v: &Value, key: &mut Vec<String>) -> Value {
     }
 }
 
+/// What a helper computed, and the keys of the values it was computed from.
+struct Made {
+    value: Value,
+    keys: Vec<Vec<String>>,
+}
+
+impl Made {
+    fn keyed(value: Value, keys: Vec<Vec<String>>) -> Made {
+        Made { value, keys }
+    }
+
+    /// Trusted text: its values are sentinels inside it, with their keys.
+    fn trusted(text: &str) -> Made {
+        Made::keyed(Value::String(safe::trusted(text)), Vec::new())
+    }
+
+    /// A parameter passed on as it is: trusted text stays trusted structure, a
+    /// value keeps its key.
+    fn passed(p: &PathAndJson<'_>) -> Made {
+        Made::keyed(p.value().clone(), key_path(p).into_iter().collect())
+    }
+}
+
+/// The value `lookup obj key` reads, with the path it read it from when `obj`
+/// came from the context.
+fn looked_up<'rc>(h: &Helper<'rc>, ctx: &'rc Context) -> Result<ScopedJson<'rc>, RenderError> {
+    let obj = param(h, 0)?;
+    let key = param(h, 1)?;
+    let key = match key.value() {
+        Value::String(s) => safe::plain_text(s).map_err(fail)?.0,
+        Value::Number(n) => n.to_string(),
+        _ => return Ok(ScopedJson::Missing),
+    };
+    let step = |v: &Value| -> Option<Value> {
+        match v {
+            Value::Object(m) => m.get(&key).cloned(),
+            Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)).cloned(),
+            _ => None,
+        }
+    };
+    let path = match obj.context_path() {
+        Some(base) => {
+            let mut path = base.clone();
+            path.push(key.clone());
+            path
+        }
+        None => {
+            let mut path = key_path(obj).unwrap_or_default();
+            path.push(key.clone());
+            return Ok(match step(obj.value()) {
+                Some(v) => {
+                    guard_at(&path, &v, ctx)?;
+                    ScopedJson::Derived(v)
+                }
+                None => ScopedJson::Missing,
+            });
+        }
+    };
+    let found = path.iter().try_fold(ctx.data(), |v, k| match v {
+        Value::Object(m) => m.get(k),
+        Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    });
+    match found {
+        Some(v) => {
+            guard_at(&path, v, ctx)?;
+            Ok(ScopedJson::Context(v, path))
+        }
+        None => Ok(ScopedJson::Missing),
+    }
+}
+
 impl Hydrant {
     fn eval<'reg: 'rc, 'rc>(
         &self,
         h: &Helper<'rc>,
         r: &'reg Handlebars<'reg>,
         ctx: &'rc Context,
-    ) -> Result<Value, RenderError> {
+    ) -> Result<Made, RenderError> {
         match self.0 {
             Kind::Value => {
                 let p = param(h, 0)?;
@@ -268,35 +492,36 @@ impl Hydrant {
                     )));
                 }
                 guard_secret(p, ctx)?;
-                Ok(p.value().clone())
+                Ok(Made::passed(p))
             }
             Kind::ToYaml => {
                 let p = param(h, 0)?;
                 guard_secret(p, ctx)?;
+                let (value, _) = data(p)?;
                 let mut key = key_path(p).unwrap_or_default();
-                let text = yaml::to_block(&seal_strings(p.value(), &mut key));
-                Ok(Value::String(safe::trusted(&text)))
+                let text = yaml::to_block(&seal_strings(&value, &mut key));
+                Ok(Made::trusted(&text))
             }
             Kind::Quote => {
                 let p = param(h, 0)?;
                 guard_secret(p, ctx)?;
-                let text = match p.value().as_str().and_then(safe::as_trusted) {
-                    Some(t) => t.to_string(),
-                    None => as_text(p.value()),
-                };
+                let (text, keys) = text(p)?;
                 let mut out = String::from("\"");
-                safe::encode_into(&mut out, &Value::String(text), key_path(p).as_deref());
+                safe::encode_with_keys(&mut out, &Value::String(text), &keys);
                 out.push('"');
-                Ok(Value::String(safe::trusted(&out)))
+                Ok(Made::trusted(&out))
             }
             Kind::Default => {
                 let fallback = param(h, 0)?;
                 match h.param(1) {
                     Some(p) if !p.is_value_missing() && !is_empty(p.value()) => {
                         guard_secret(p, ctx)?;
-                        Ok(p.value().clone())
+                        Ok(Made::passed(p))
                     }
-                    _ => Ok(fallback.value().clone()),
+                    _ => {
+                        guard_secret(fallback, ctx)?;
+                        Ok(Made::passed(fallback))
+                    }
                 }
             }
             Kind::Required => {
@@ -308,45 +533,32 @@ impl Hydrant {
                 match h.param(1) {
                     Some(p) if !p.is_value_missing() && !is_empty(p.value()) => {
                         guard_secret(p, ctx)?;
-                        Ok(p.value().clone())
+                        Ok(Made::passed(p))
                     }
                     Some(p) => Err(fail(format!(
-                        "required value `{}` is not set: {message}",
-                        shown(p)
+                        "required value `{}` is not set: {}",
+                        shown(p),
+                        safe::plain_text(&message).map_err(fail)?.0
                     ))),
                     None => Err(fail(format!("required value is not set: {message}"))),
                 }
             }
-            Kind::B64enc => {
+            Kind::B64enc | Kind::Sha256sum | Kind::Lower | Kind::Upper => {
                 let p = param(h, 0)?;
                 guard_secret(p, ctx)?;
-                Ok(Value::String(
-                    base64::engine::general_purpose::STANDARD.encode(as_text(p.value())),
-                ))
+                let (s, keys) = text(p)?;
+                let out = match self.0 {
+                    Kind::B64enc => base64::engine::general_purpose::STANDARD.encode(s),
+                    Kind::Sha256sum => hex::encode(sha2::Sha256::digest(s.as_bytes())),
+                    Kind::Lower => s.to_lowercase(),
+                    _ => s.to_uppercase(),
+                };
+                Ok(Made::keyed(Value::String(out), keys))
             }
-            Kind::Sha256sum => {
-                let p = param(h, 0)?;
-                let digest = sha2::Sha256::digest(as_text(p.value()).as_bytes());
-                Ok(Value::String(hex::encode(digest)))
-            }
-            Kind::Indent => indented(h, false),
-            Kind::Nindent => indented(h, true),
-            Kind::Lower | Kind::Upper => {
-                let p = param(h, 0)?;
-                guard_secret(p, ctx)?;
-                let s = as_text(p.value());
-                Ok(Value::String(if matches!(self.0, Kind::Lower) {
-                    s.to_lowercase()
-                } else {
-                    s.to_uppercase()
-                }))
-            }
+            Kind::Indent => Ok(Made::keyed(indented(h, ctx, false)?, Vec::new())),
+            Kind::Nindent => Ok(Made::keyed(indented(h, ctx, true)?, Vec::new())),
             Kind::Include => {
-                let name = param(h, 0)?
-                    .value()
-                    .as_str()
-                    .ok_or_else(|| fail("`include` expects a partial name first".to_string()))?
-                    .to_string();
+                let (name, _) = text(param(h, 0)?)?;
                 // `@root` as an argument does not resolve in Handlebars: a missing
                 // context means the root.
                 let data = match h.param(1) {
@@ -358,8 +570,13 @@ impl Hydrant {
                         "`include`: no partial named `{name}` in templates/_partials/"
                     )));
                 }
-                let text = r.render_with_context(&name, &Context::from(data))?;
-                Ok(Value::String(safe::trusted(text.trim_end_matches('\n'))))
+                let text = render_counted(r, &name, &Context::from(data))?;
+                Ok(Made::trusted(text.trim_end_matches('\n')))
+            }
+            Kind::Lookup => {
+                let found = looked_up(h, ctx)?;
+                let keys = found.context_path().cloned().into_iter().collect();
+                Ok(Made::keyed(found.as_json().clone(), keys))
             }
         }
     }
@@ -373,7 +590,12 @@ impl HelperDef for Hydrant {
         ctx: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        Ok(ScopedJson::Derived(self.eval(h, r, ctx)?))
+        spend_call()?;
+        if let Kind::Lookup = self.0 {
+            // Keeps the path, so whatever helper takes the value knows its key.
+            return looked_up(h, ctx);
+        }
+        Ok(ScopedJson::Derived(self.eval(h, r, ctx)?.value))
     }
 
     fn call<'reg: 'rc, 'rc>(
@@ -384,19 +606,20 @@ impl HelperDef for Hydrant {
         _: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
-        let value = self.eval(h, r, ctx)?;
-        match value.as_str().and_then(safe::as_trusted) {
+        spend_call()?;
+        let made = self.eval(h, r, ctx)?;
+        match made.value.as_str().and_then(safe::as_trusted) {
             Some(text) => out.write(text)?,
             None => {
-                // A value read straight from a key carries the key along.
-                let key = match self.0 {
-                    Kind::Value | Kind::Default | Kind::Required => {
-                        h.params().last().and_then(key_path)
-                    }
-                    _ => None,
-                };
+                if let Kind::Lookup = self.0
+                    && matches!(made.value, Value::Object(_) | Value::Array(_))
+                {
+                    return Err(fail(
+                        "`lookup` read a map or list, which cannot be written as a single value; use `toYaml (lookup ...)`".to_string(),
+                    ));
+                }
                 let mut text = String::new();
-                safe::encode_into(&mut text, &value, key.as_deref());
+                safe::encode_with_keys(&mut text, &made.value, &made.keys);
                 out.write(&text)?;
             }
         }

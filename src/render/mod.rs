@@ -7,11 +7,12 @@
 //! plain text (see [`guard`]), and a missing value is an error naming the
 //! template, line and key. This module knows nothing of files, git or forges.
 
+mod check;
 mod guard;
 mod helpers;
 pub mod safe;
 
-pub use guard::{has_url_password, is_secret_key};
+pub use guard::{has_credential, has_url_password, is_secret_key};
 
 use handlebars::Handlebars;
 use handlebars::template::{Parameter, Template, TemplateElement};
@@ -92,6 +93,9 @@ impl Engine {
         for (name, kind) in helpers::HELPERS {
             registry.register_helper(name, Box::new(helpers::Hydrant(kind)));
         }
+        for (name, why) in helpers::REFUSED {
+            registry.register_helper(name, Box::new(helpers::Refused(why)));
+        }
         registry.register_helper(helpers::ENTER_HELPER, Box::new(helpers::IncludeDepth(true)));
         registry.register_helper(
             helpers::LEAVE_HELPER,
@@ -107,12 +111,8 @@ impl Engine {
             hasher.update([0]);
             hasher.update(file.text.as_bytes());
             hasher.update([0]);
-            if let Some(line) = raw_output_line(&file.text) {
-                errors.push(RenderError::Syntax {
-                    template: file.name.clone(),
-                    line,
-                    message: "raw output (`{{{ }}}` or `{{& }}`) would let a value change the manifest's structure; write `{{value}}`, or `toYaml` for maps and lists".to_string(),
-                });
+            if let Err(e) = check::before_compile(&file.name, &file.text) {
+                errors.push(e);
                 continue;
             }
             let (register_as, is_manifest) = match partial_name(&file.name) {
@@ -121,6 +121,10 @@ impl Engine {
             };
             match Template::compile_with_name(&file.text, file.name.clone()) {
                 Ok(mut template) => {
+                    if let Err(e) = check::compiled(&file.name, &template) {
+                        errors.push(e);
+                        continue;
+                    }
                     rewrite_values(&mut template.elements);
                     guard_depth(&mut template);
                     registry.register_template(&register_as, template);
@@ -152,21 +156,42 @@ impl Engine {
     }
 
     /// Renders every manifest template with `data` as the root context.
+    ///
+    /// The render of one environment is bounded: see [`helpers::MAX_OUTPUT_BYTES`],
+    /// [`helpers::MAX_CALLS`] and [`helpers::MAX_PARTIALS`].
     pub fn render(&self, data: Value) -> Result<Vec<RenderedDoc>, RenderError> {
         let mut docs = Vec::new();
+        if let Some((path, _)) = safe::find_reserved_in(&data) {
+            return Err(RenderError::Render {
+                template: self.templates.first().cloned().unwrap_or_default(),
+                line: None,
+                message: format!(
+                    "value `{}` holds a character hydrant reserves (U+E000..U+E00F)",
+                    yaml::display_path(&path)
+                ),
+            });
+        }
+        let allow_plaintext = data
+            .pointer("/env/allowPlaintextSecrets")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        helpers::start_render(allow_plaintext);
         // One context for every template: Handlebars would otherwise copy the
         // values once per template.
         let context = handlebars::Context::from(data);
         for name in &self.templates {
-            helpers::reset_include_depth();
-            let text = self
-                .registry
-                .render_with_context(name, &context)
-                .map_err(|e| RenderError::Render {
-                    template: e.template_name.clone().unwrap_or_else(|| name.clone()),
+            let text = helpers::render_counted(&self.registry, name, &context).map_err(|e| {
+                let mut message = render_message(&e);
+                let template = e.template_name.clone().unwrap_or_else(|| name.clone());
+                if &template != name {
+                    message.push_str(&format!(" (while rendering `{name}`)"));
+                }
+                RenderError::Render {
+                    template,
                     line: e.line_no,
-                    message: render_message(&e),
-                })?;
+                    message,
+                }
+            })?;
             docs.extend(parse_rendered(name, &text)?);
         }
         Ok(docs)
@@ -176,18 +201,9 @@ impl Engine {
 fn render_message(e: &handlebars::RenderError) -> String {
     match e.reason() {
         handlebars::RenderErrorReason::Other(m) => m.clone(),
+        handlebars::RenderErrorReason::IOError(io) => io.to_string(),
         other => other.to_string(),
     }
-}
-
-/// The line of the first raw (unescaped) expression in a template, if any.
-fn raw_output_line(text: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let l = l.replace("{{~", "{{");
-            l.contains("{{{") || l.contains("{{&")
-        })
-        .map(|i| i + 1)
 }
 
 /// Rewrites every plain `{{path}}` expression into a call of the value helper,
@@ -395,18 +411,20 @@ fn restore(
         NodeKind::Map(entries) => {
             let mut out = Map::new();
             for (key, value) in entries {
-                let key = match safe::decode_scalar(key, false).map_err(at)? {
-                    safe::Decoded::Literal => key.clone(),
-                    safe::Decoded::Whole(v, _) => v
-                        .as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| v.to_string()),
-                    safe::Decoded::Spliced(s, _) => s,
+                let (key, keys) = match safe::decode_scalar(key, false).map_err(at)? {
+                    safe::Decoded::Literal => (key.clone(), None),
+                    safe::Decoded::Whole(v, keys) => (safe::scalar_text(&v), Some(keys)),
+                    safe::Decoded::Spliced(s, keys) => (s, Some(keys)),
                 };
                 if out.contains_key(&key) {
                     return Err((value.line, format!("duplicate key `{key}`")));
                 }
                 path.push(key.clone());
+                // A key written from values is from values too: a Secret's
+                // `data` key, say, is as much the user's as its value.
+                if let Some(keys) = keys {
+                    from_values.push((path.clone(), keys));
+                }
                 let v = restore(value, path, from_values);
                 path.pop();
                 out.insert(key, v?);

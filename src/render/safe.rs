@@ -13,9 +13,15 @@
 //!
 //! Helpers that produce YAML structure themselves (`toYaml`, `include`,
 //! `nindent`) return *trusted* text, marked with [`TRUSTED`]; whatever values
-//! such text contains are sentinels too. Value layers may not contain the
-//! reserved characters at all (see [`find_reserved`]), so no value can forge a
-//! sentinel or a trusted mark.
+//! such text contains are sentinels too. Value layers and templates may not
+//! contain the reserved characters at all (see [`find_reserved`]), so neither
+//! can forge a sentinel or a trusted mark.
+//!
+//! The scheme is closed under every helper: a helper given trusted text or
+//! sentinels takes their plain text ([`plain_text`], [`plain_value`]) with the
+//! keys of the values inside, and writes its result as a sentinel carrying
+//! those keys. A decoded value holding a reserved character is an error, so
+//! none ever reaches a manifest.
 
 use serde_json::Value;
 
@@ -59,11 +65,20 @@ pub fn find_reserved_in(v: &Value) -> Option<(Vec<String>, char)> {
 /// Writes a value as a sentinel, with the key it was read from when known
 /// (`global.host`), so a rendered field can be traced back to its layer.
 pub fn encode_into(out: &mut String, value: &Value, key: Option<&[String]>) {
+    match key {
+        Some(key) => encode_with_keys(out, value, std::slice::from_ref(&key.to_vec())),
+        None => encode_with_keys(out, value, &[]),
+    }
+}
+
+/// Writes a value as a sentinel with every key it was computed from (a value
+/// made by a helper from several values keeps all their keys).
+pub fn encode_with_keys(out: &mut String, value: &Value, keys: &[Vec<String>]) {
     let json = serde_json::to_string(value).unwrap_or_default();
     out.reserve(json.len() * 2 + 6);
     out.push(OPEN);
     push_hex(out, json.as_bytes());
-    if let Some(key) = key {
+    for key in keys {
         out.push('.');
         push_hex(out, key.join("\u{1}").as_bytes());
     }
@@ -102,8 +117,8 @@ pub fn as_trusted(text: &str) -> Option<&str> {
 pub enum Decoded {
     /// No value was interpolated: the template's own text.
     Literal,
-    /// The scalar is exactly one unquoted value: that value, typed, and its key.
-    Whole(Value, Option<Vec<String>>),
+    /// The scalar is exactly one unquoted value: that value, typed, and its keys.
+    Whole(Value, Vec<Vec<String>>),
     /// Values spliced into text, and the keys of those that have one.
     Spliced(String, Vec<Vec<String>>),
 }
@@ -112,16 +127,16 @@ pub enum Decoded {
 /// unquoted, untagged scalar, where a lone sentinel keeps the value's type.
 pub fn decode_scalar(text: &str, whole_allowed: bool) -> Result<Decoded, String> {
     if !text.contains(OPEN) {
-        if text.contains(TRUSTED) || text.contains(CLOSE) {
-            return Err("rendered text holds a stray hydrant marker".to_string());
+        if find_reserved(text).is_some() {
+            return Err(stray());
         }
         return Ok(Decoded::Literal);
     }
     if whole_allowed && text.starts_with(OPEN) && text.ends_with(CLOSE) {
         let inner = &text[OPEN.len_utf8()..text.len() - CLOSE.len_utf8()];
         if !inner.contains(OPEN) {
-            let (value, key) = decode_one(inner)?;
-            return Ok(Decoded::Whole(value, key));
+            let (value, keys) = decode_one(inner)?;
+            return Ok(Decoded::Whole(value, keys));
         }
     }
     let mut out = String::with_capacity(text.len() / 2);
@@ -135,37 +150,90 @@ pub fn decode_scalar(text: &str, whole_allowed: bool) -> Result<Decoded, String>
             .ok_or_else(|| "an interpolated value was cut in two".to_string())?;
         let (value, key) = decode_one(&after[..end])?;
         keys.extend(key);
-        match value {
-            Value::String(s) => out.push_str(&s),
-            Value::Null => {}
-            other => out.push_str(&other.to_string()),
-        }
+        out.push_str(&scalar_text(&value));
         rest = &after[end + CLOSE.len_utf8()..];
     }
     out.push_str(rest);
-    if out.contains(TRUSTED) {
-        out = out.replace(TRUSTED, "");
+    if find_reserved(&out).is_some() {
+        return Err(stray());
     }
     Ok(Decoded::Spliced(out, keys))
 }
 
-fn decode_one(text: &str) -> Result<(Value, Option<Vec<String>>), String> {
+fn stray() -> String {
+    "rendered text holds a stray hydrant marker (U+E000..U+E00F)".to_string()
+}
+
+fn decode_one(text: &str) -> Result<(Value, Vec<Vec<String>>), String> {
     let garbled = || "an interpolated value was garbled".to_string();
-    let (value_hex, key_hex) = match text.split_once('.') {
-        Some((v, k)) => (v, Some(k)),
-        None => (text, None),
-    };
-    let bytes = hex::decode(value_hex).map_err(|_| garbled())?;
+    let mut parts = text.split('.');
+    let bytes = hex::decode(parts.next().unwrap_or_default()).map_err(|_| garbled())?;
     let value = serde_json::from_slice(&bytes).map_err(|_| garbled())?;
-    let key = match key_hex {
-        Some(k) => {
-            let bytes = hex::decode(k).map_err(|_| garbled())?;
-            let joined = String::from_utf8(bytes).map_err(|_| garbled())?;
-            Some(joined.split('\u{1}').map(String::from).collect())
+    let mut keys = Vec::new();
+    for k in parts {
+        let bytes = hex::decode(k).map_err(|_| garbled())?;
+        let joined = String::from_utf8(bytes).map_err(|_| garbled())?;
+        keys.push(joined.split('\u{1}').map(String::from).collect());
+    }
+    // Values hold no reserved character (value layers and templates refuse
+    // them, helpers decode what they receive): one here is a bug, not output.
+    if find_reserved_in(&value).is_some() {
+        return Err(stray());
+    }
+    Ok((value, keys))
+}
+
+/// The plain text of a string a helper received: trusted text loses its mark
+/// and every sentinel in it is replaced by its value's text. Returns the text
+/// and the keys of the values it holds. A string with no reserved character is
+/// returned as it is.
+pub fn plain_text(text: &str) -> Result<(String, Vec<Vec<String>>), String> {
+    if find_reserved(text).is_none() {
+        return Ok((text.to_string(), Vec::new()));
+    }
+    let text = as_trusted(text).unwrap_or(text);
+    match decode_scalar(text, false)? {
+        Decoded::Literal => Ok((text.to_string(), Vec::new())),
+        Decoded::Whole(v, keys) => Ok((scalar_text(&v), keys)),
+        Decoded::Spliced(s, keys) => Ok((s, keys)),
+    }
+}
+
+/// A value with every string in it (keys included) made plain text (see
+/// [`plain_text`]), and the keys of the values those strings held.
+pub fn plain_value(v: &Value, keys: &mut Vec<Vec<String>>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) => {
+            let (text, found) = plain_text(s)?;
+            keys.extend(found);
+            Value::String(text)
         }
-        None => None,
-    };
-    Ok((value, key))
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| plain_value(item, keys))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, item) in map {
+                let (k, found) = plain_text(k)?;
+                keys.extend(found);
+                out.insert(k, plain_value(item, keys)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+/// How a scalar reads as text once spliced into a longer string.
+pub fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +252,7 @@ mod tests {
             json!(""),
         ] {
             match decode_scalar(&encode(&v), true).unwrap() {
-                Decoded::Whole(got, None) => assert_eq!(got, v),
+                Decoded::Whole(got, keys) if keys.is_empty() => assert_eq!(got, v),
                 _ => panic!("not whole"),
             }
         }

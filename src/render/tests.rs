@@ -443,3 +443,347 @@ fn issue_8_a_partial_including_itself_is_an_error_not_a_stack_overflow() {
     let docs = nested.render(json!({"values": {}})).unwrap();
     assert_eq!(docs[0].value, json!({"a": "x"}));
 }
+
+fn compile_errors(templates: &[(&str, &str)]) -> Vec<RenderError> {
+    let files: Vec<TemplateFile> = templates
+        .iter()
+        .map(|(n, t)| TemplateFile {
+            name: n.to_string(),
+            text: t.to_string(),
+        })
+        .collect();
+    Engine::new(&files).err().unwrap_or_default()
+}
+
+/// Issue 13, item 1: the raw-output check is made on the parsed template, so
+/// no spelling of `{{{x}}}` or `{{&x}}`, in no kind of block, gets through.
+#[test]
+fn raw_output_in_any_spelling_is_refused_at_compile_time() {
+    let spellings = [
+        "{{{values.x}}}",
+        "{{& values.x}}",
+        "{{&values.x}}",
+        "{{ &x }}",
+        "{{ {values.x} }}",
+        "{{~&values.x}}",
+        "{{~{values.x}~}}",
+        "{{\t&values.x}}",
+        "{{\n&values.x}}",
+        "{{\t{values.x}\t}}",
+        "{{& (lookup values \"x\")}}",
+        "{{{quote values.x}}}",
+    ];
+    let places = [
+        "a: 1\nb: RAW\n",
+        "a: 1\n{{#if values.y}}\nb: RAW\n{{/if}}\n",
+        "a: 1\n{{#if values.y}}\nc: 1\n{{else}}\nb: RAW\n{{/if}}\n",
+        "a: 1\n{{#each values.l}}\nb: RAW\n{{/each}}\n",
+        "a: 1\n{{#*inline \"p\"}}\nb: RAW\n{{/inline}}\n",
+        "a: 1\n{{#> missing}}\nb: RAW\n{{/missing}}\n",
+        "a: 1\n{{#with values}}{{#unless y}}\nb: RAW\n{{/unless}}{{/with}}\n",
+    ];
+    for raw in spellings {
+        for place in places {
+            let text = place.replace("RAW", raw);
+            let errs = compile_errors(&[("t.yaml.hbs", &text)]);
+            assert_eq!(errs.len(), 1, "not refused: {text:?}");
+            let msg = errs[0].to_string();
+            assert!(
+                msg.contains("raw output") && msg.contains("`t.yaml.hbs`, line "),
+                "{text:?}: {msg}"
+            );
+        }
+        // In a partial too.
+        let errs = compile_errors(&[
+            ("t.yaml.hbs", "a: {{> p}}\n"),
+            ("_partials/p.hbs", &format!("x{raw}")),
+        ]);
+        assert!(
+            errs.len() == 1 && errs[0].to_string().contains("_partials/p.hbs"),
+            "{raw}: {errs:?}"
+        );
+    }
+    // The line is the expression's line.
+    let errs = compile_errors(&[("t.yaml.hbs", "a: 1\n\n{{#if y}}\nb: {{ &x }}\n{{/if}}\n")]);
+    assert!(errs[0].to_string().contains("line 4"), "{errs:?}");
+}
+
+#[test]
+fn reserved_characters_in_a_template_are_refused_at_compile_time() {
+    for c in ['\u{E000}', '\u{E001}', '\u{E002}', '\u{E00F}'] {
+        let errs = compile_errors(&[("t.yaml.hbs", &format!("a: 1\nb: {c}x\n"))]);
+        assert!(
+            errs.len() == 1 && errs[0].to_string().contains("line 2"),
+            "{errs:?}"
+        );
+    }
+}
+
+/// Every kind of input a helper can receive, as template syntax, and its
+/// plain text.
+const INPUTS: [(&str, &str); 6] = [
+    ("values.s", "a: b"),
+    ("\"lit\"", "lit"),
+    ("(include \"p\" values)", "k: a: b\nn: 2"),
+    ("(toYaml values.m)", "k: \"a: b\""),
+    ("(lookup values \"s\")", "a: b"),
+    ("(quote values.s)", "\"a: b\""),
+];
+
+fn helper_engine(template: &str) -> Engine {
+    engine(&[
+        ("_partials/p.hbs", "k: {{s}}\nn: {{n}}"),
+        ("t.yaml.hbs", template),
+    ])
+}
+
+fn helper_data() -> Value {
+    json!({"values": {"s": "a: b", "n": 2, "m": {"k": "a: b"}}, "env": {"name": "dev"}})
+}
+
+/// Issue 13, item 1: hydrant's sentinels and trusted marks never leak into a
+/// manifest, whatever helper is applied to whatever input: each helper decodes
+/// what it receives and encodes what it makes.
+#[test]
+fn every_helper_over_every_kind_of_input_writes_no_reserved_character() {
+    use base64::Engine as _;
+    use sha2::Digest;
+    type Transform = fn(&str) -> String;
+    let transforms: [(&str, Transform); 8] = [
+        ("quote", |s| s.to_string()),
+        ("b64enc", |s| {
+            base64::engine::general_purpose::STANDARD.encode(s)
+        }),
+        ("sha256sum", |s| hex::encode(sha2::Sha256::digest(s))),
+        ("upper", str::to_uppercase),
+        ("lower", str::to_lowercase),
+        ("default \"fb\"", |s| s.to_string()),
+        ("required \"m\"", |s| s.to_string()),
+        ("toYaml", |s| s.to_string()),
+    ];
+    for (input, plain) in INPUTS {
+        for (helper, f) in transforms {
+            for nested in [false, true] {
+                let template = if nested {
+                    format!("out: {{{{quote ({helper} {input})}}}}\n")
+                } else {
+                    format!("out: {{{{{helper} {input}}}}}\n")
+                };
+                let trusted_input = input.starts_with("(include")
+                    || input.starts_with("(toYaml")
+                    || input.starts_with("(quote");
+                // `default` and `required` pass trusted structure on as it
+                // is: here it lands where YAML takes no map.
+                let structural = !nested
+                    && trusted_input
+                    && matches!(helper, "default \"fb\"" | "required \"m\"");
+                let docs = match helper_engine(&template).render(helper_data()) {
+                    Err(RenderError::Parse { .. }) if structural => continue,
+                    other => other.unwrap_or_else(|e| panic!("{template}: {e}")),
+                };
+                let v = &docs[0].value;
+                assert_eq!(safe::find_reserved_in(v), None, "{template}: {v}");
+                if helper == "toYaml" || structural {
+                    continue;
+                }
+                let expected = match (nested, helper) {
+                    (true, "quote") => format!("\"{}\"", f(plain)),
+                    _ => f(plain),
+                };
+                assert_eq!(v["out"], json!(expected), "{template}");
+            }
+        }
+        for template in [
+            format!("out:\n{{{{indent 2 {input}}}}}\n"),
+            format!("out: |-{{{{nindent 2 {input}}}}}\n"),
+            format!("out:{{{{nindent 2 {input}}}}}\n"),
+        ] {
+            let docs = helper_engine(&template)
+                .render(helper_data())
+                .unwrap_or_else(|e| panic!("{template}: {e}"));
+            assert_eq!(safe::find_reserved_in(&docs[0].value), None, "{template}");
+        }
+    }
+}
+
+/// Issue 13, item 7: every way a template can read a value goes through the
+/// credential guard: `lookup`, block parameters, `@root`, `with`, `each`.
+#[test]
+fn a_credential_is_refused_whatever_helper_reads_it() {
+    let values = json!({"password": "hunter2", "db": {"pwd": "hunter2"}, "auth": "hunter2"});
+    for t in [
+        "a: {{lookup values \"password\"}}\n",
+        "a: {{lookup values.db \"pwd\"}}\n",
+        "a: {{quote (lookup values \"password\")}}\n",
+        "a: {{b64enc (lookup values.db \"pwd\")}}\n",
+        "a: x{{lookup values \"auth\"}}\n",
+        "{{#with values}}a: {{lookup this \"password\"}}{{/with}}\n",
+        "{{#each values as |v k|}}{{#if (eq k \"password\")}}a: {{v}}{{/if}}{{/each}}\n",
+        "{{#each values as |v k|}}{{#if (eq k \"password\")}}a: {{upper v}}{{/if}}{{/each}}\n",
+        "{{#each values}}{{#if (eq @key \"password\")}}a: {{this}}{{/if}}{{/each}}\n",
+        "a: {{@root.values.password}}\n",
+        "{{#with values.db}}a: {{pwd}}{{/with}}\n",
+        "a:{{nindent 2 (toYaml (lookup values \"db\"))}}\n",
+        "a: {{include \"p\" values.db}}\n",
+    ] {
+        let e = engine(&[("_partials/p.hbs", "{{pwd}}"), ("t.yaml.hbs", t)]);
+        let result = e.render(json!({"values": values, "env": {"name": "dev"}}));
+        let err = match result {
+            Err(e) => e.to_string(),
+            Ok(docs) => panic!("{t}: written: {:?}", docs[0].value),
+        };
+        assert!(err.contains("credential"), "{t}: {err}");
+        assert!(!err.contains("hunter2"), "{t}: the error shows it: {err}");
+    }
+    // With the environment's permission, `lookup` reads it, inside partials too.
+    let e = engine(&[
+        ("_partials/p.hbs", "{{pwd}}"),
+        (
+            "t.yaml.hbs",
+            "a: {{lookup values \"password\"}}\nb: {{include \"p\" values.db}}\n",
+        ),
+    ]);
+    let docs = e
+        .render(json!({"values": values, "env": {"allowPlaintextSecrets": true}}))
+        .unwrap();
+    assert_eq!(docs[0].value, json!({"a": "hunter2", "b": "hunter2"}));
+}
+
+#[test]
+fn the_log_helper_is_refused() {
+    let err = render_one("a: 1{{log values.password}}\n", json!({"password": "x"})).unwrap_err();
+    assert!(err.to_string().contains("`log`"), "{err}");
+}
+
+/// Issue 13, item 7: a map key written from values is tracked like a value,
+/// so a Secret whose data keys come from values is seen.
+#[test]
+fn keys_written_from_values_are_tracked() {
+    let e = engine(&[(
+        "t.yaml.hbs",
+        "kind: Secret\nstringData:\n{{#each values.m}}\n  {{@key}}: fixed\n{{/each}}\n",
+    )]);
+    let docs = e.render(json!({"values": {"m": {"k": 1}}})).unwrap();
+    let paths: Vec<&Vec<String>> = docs[0].from_values.iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        vec![&vec!["stringData".to_string(), "k".to_string()]]
+    );
+}
+
+/// Issue 13, item 11: deeply nested blocks or subexpressions are refused with
+/// an error, not a stack overflow that aborts the process, however the
+/// nesting is spelled or hidden from a scan of the text.
+#[test]
+fn deep_nesting_is_refused_at_compile_time_not_a_stack_overflow() {
+    let n = 5000;
+    let cases = [
+        format!("{}a: 1\n{}", "{{#if x}}".repeat(n), "{{/if}}".repeat(n)),
+        format!(
+            "{}a: 1\n{}",
+            "{{~#each x~}}".repeat(n),
+            "{{/each}}".repeat(n)
+        ),
+        format!("{}a: 1\n{}", "{{#> p}}".repeat(n), "{{/p}}".repeat(n)),
+        format!("{}a: 1\n{}", "{{^x}}".repeat(n), "{{/x}}".repeat(n)),
+        format!(
+            "{}a: 1\n{}",
+            "{{#if x}}{{!-- {{/if}} --}}{{! {{/if}} }}\\{{/if}}".repeat(n),
+            "{{/if}}".repeat(n)
+        ),
+        format!(
+            "a: {{{{quote {}x{}}}}}\n",
+            "(lower ".repeat(n),
+            ")".repeat(n)
+        ),
+        format!(
+            "{}a: 1\n{}",
+            "{{#if x}}{{else}}".repeat(n),
+            "{{/if}}".repeat(n)
+        ),
+    ];
+    for text in cases {
+        let result = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                compile_errors(&[("t.yaml.hbs", &text)])
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+            .join()
+            .expect("compiling overflowed the stack");
+        assert!(
+            result.len() == 1 && result[0].contains("nest more than 64 levels"),
+            "{result:?}"
+        );
+    }
+    // 64 levels compile and render.
+    let text = format!("{}a: 1\n{}", "{{#if x}}".repeat(64), "{{/if}}".repeat(64));
+    let docs = engine(&[("t.yaml.hbs", &text)])
+        .render(json!({"x": true}))
+        .unwrap();
+    assert_eq!(docs[0].value, json!({"a": 1}));
+}
+
+/// Issue 13, item 11: Handlebars parses a template in time that grows with
+/// its tags times its length; a template past a bound is refused at once,
+/// with a hint, instead of taking minutes.
+#[test]
+fn a_template_too_costly_to_parse_is_refused_quickly() {
+    let mut t = String::from("a:\n");
+    for i in 0..20_000 {
+        t.push_str(&format!("  k{i}: {{{{values.x}}}}\n"));
+    }
+    let start = std::time::Instant::now();
+    let errs = compile_errors(&[("t.yaml.hbs", &t)]);
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    assert!(
+        errs.len() == 1 && errs[0].to_string().contains("split it into partials"),
+        "{errs:?}"
+    );
+}
+
+/// Issue 13, item 9: a chain of partials each including the next twice
+/// renders 2^n times; the render of an environment is bounded in helper calls
+/// and output, and fails naming the template.
+#[test]
+fn a_render_that_blows_up_is_stopped_by_its_budget() {
+    let n = 30;
+    let styles: [fn(usize) -> String; 2] = [
+        |i| format!("{{{{> p{i}}}}}"),
+        |i| format!("{{{{include \"p{i}\"}}}}"),
+    ];
+    for call in styles {
+        let mut files: Vec<(String, String)> = (0..n)
+            .map(|i| {
+                let next = call(i + 1);
+                (format!("_partials/p{i}.hbs"), format!("{next}{next}"))
+            })
+            .collect();
+        files.push((format!("_partials/p{n}.hbs"), "x".to_string()));
+        files.push(("t.yaml.hbs".to_string(), format!("a: {}\n", call(0))));
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let e = engine(&refs);
+        let start = std::time::Instant::now();
+        let err = e.render(json!({"values": {}})).unwrap_err().to_string();
+        assert!(
+            err.contains("`t.yaml.hbs`") || err.contains("`_partials/"),
+            "{err}"
+        );
+        assert!(
+            err.contains("helper calls")
+                || err.contains("include partials more than")
+                || err.contains("MiB"),
+            "{err}"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+    }
+    // A huge indentation is an error, not a capacity overflow.
+    let err = render_one("a: {{indent 18446744073709551615 \"x\"}}\n", json!({})).unwrap_err();
+    assert!(err.to_string().contains("at most 1024 spaces"), "{err}");
+}

@@ -11,7 +11,7 @@
 //! custom tags are errors, and it bounds nesting depth and alias expansion so a
 //! hostile file (a "billion laughs") cannot exhaust memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
@@ -150,7 +150,9 @@ pub fn parse_single(src: &str) -> Result<Option<Node>, YamlError> {
 enum Frame {
     Seq(Node, usize),
     /// A map under construction, and the key waiting for its value.
-    Map(Node, usize, Option<(String, usize, usize)>),
+    /// The map, its anchor, the key waiting for its value, and the keys
+    /// seen so far (a set: checking a duplicate costs the same at any size).
+    Map(Node, usize, Option<(String, usize, usize)>, HashSet<String>),
 }
 
 #[derive(Default)]
@@ -231,16 +233,16 @@ impl Builder {
                 self.stack.push(if is_seq {
                     Frame::Seq(node, anchor)
                 } else {
-                    Frame::Map(node, anchor, None)
+                    Frame::Map(node, anchor, None, HashSet::new())
                 });
                 Ok(())
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq(node, anchor)) | Some(Frame::Map(node, anchor, None)) => {
+                    Some(Frame::Seq(node, anchor)) | Some(Frame::Map(node, anchor, None, _)) => {
                         (node, anchor)
                     }
-                    Some(Frame::Map(_, _, Some((key, l, c)))) => {
+                    Some(Frame::Map(_, _, Some((key, l, c)), _)) => {
                         return Err(YamlError::at(l, c, format!("key `{key}` has no value")));
                     }
                     None => return Err(YamlError::at(line, col, "unbalanced collection end")),
@@ -285,7 +287,7 @@ impl Builder {
                 }
                 Ok(())
             }
-            Some(Frame::Map(map, _, pending)) => match pending.take() {
+            Some(Frame::Map(map, _, pending, seen)) => match pending.take() {
                 None => {
                     let key = match node.kind {
                         NodeKind::Scalar { text, .. } => text,
@@ -297,9 +299,7 @@ impl Builder {
                             ));
                         }
                     };
-                    if let NodeKind::Map(entries) = &map.kind
-                        && entries.iter().any(|(k, _)| *k == key)
-                    {
+                    if !seen.insert(key.clone()) {
                         return Err(YamlError::at(
                             node.line,
                             node.col,
@@ -369,6 +369,25 @@ mod tests {
         let err = parse_single("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.line, 3);
         assert!(err.message.contains("duplicate key `a`"), "{err}");
+    }
+
+    #[test]
+    fn issue_13_duplicate_key_checks_stay_linear_in_the_number_of_keys() {
+        let n = 150_000;
+        let mut src: String = (0..n).map(|i| format!("k{i}: {i}\n")).collect();
+        let started = std::time::Instant::now();
+        let docs = parse_documents(&src).unwrap();
+        assert_eq!(map_keys(&docs[0]).len(), n);
+        src.push_str("k7: again\n");
+        let err = parse_documents(&src).unwrap_err();
+        assert_eq!(err.line, n + 1, "{err}");
+        assert!(err.message.contains("duplicate key `k7`"), "{err}");
+        // Scanning every earlier key takes minutes here; a set takes well under a second.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

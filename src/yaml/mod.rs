@@ -89,9 +89,30 @@ fn looks_like_float(text: &str) -> bool {
     mantissa_ok && exponent_ok
 }
 
-/// Converts a scalar's text to a value, honouring the core schema tags.
+/// Whether `text` is written as an integer (`42`, `-7`, `0x1f`, `0o17`)
+/// whatever its size.
+fn looks_like_int(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (radix, digits) = match (digits.strip_prefix("0x"), digits.strip_prefix("0o")) {
+        (Some(rest), _) => (16, rest),
+        (_, Some(rest)) => (8, rest),
+        _ => (10, digits),
+    };
+    !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))
+}
+
+/// Converts a scalar's text to a value, honouring the core schema tags. An
+/// integer that does not fit in 64 bits is an error: as a float it would
+/// silently lose digits.
 pub fn scalar_value(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, String> {
     let tag = tag.map(|t| t.strip_prefix("tag:yaml.org,2002:").unwrap_or(t));
+    let typed =
+        style == ScalarStyle::Plain && tag.is_none() || matches!(tag, Some("int" | "float"));
+    if typed && looks_like_int(text) && parse_int(text).is_none() {
+        return Err(format!(
+            "`{text}` is an integer beyond 64 bits, which would lose digits; quote it to keep it as text"
+        ));
+    }
     match tag {
         None if style == ScalarStyle::Plain => Ok(resolve_plain(text)),
         None | Some("str") | Some("!") => Ok(Value::String(text.to_string())),
@@ -222,6 +243,33 @@ pub fn parse_path(text: &str) -> Result<KeyPath, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn issue_13_integers_beyond_64_bits_are_refused_not_rounded() {
+        for big in [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "123456789012345678901234567890",
+            "0x1ffffffffffffffff",
+        ] {
+            let err = scalar_value(big, ScalarStyle::Plain, None).unwrap_err();
+            assert!(err.contains("beyond 64 bits"), "{err}");
+            assert!(scalar_value(big, ScalarStyle::Plain, Some("tag:yaml.org,2002:int")).is_err());
+        }
+        assert_eq!(
+            scalar_value(
+                "123456789012345678901234567890",
+                ScalarStyle::DoubleQuoted,
+                None
+            )
+            .unwrap(),
+            json!("123456789012345678901234567890")
+        );
+        assert_eq!(
+            scalar_value("1.5e3", ScalarStyle::Plain, None).unwrap(),
+            json!(1500.0)
+        );
+    }
 
     #[test]
     fn yaml_1_1_booleans_stay_strings() {
