@@ -11,6 +11,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod delivery;
 pub mod forge;
 #[doc(hidden)]
 pub mod fuzzing;

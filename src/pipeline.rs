@@ -18,6 +18,9 @@ use crate::spec::{self, Layer, Merged};
 pub struct Problem {
     pub message: String,
     pub hint: Option<String>,
+    /// Whether the problem may pass by itself (a channel that cannot be
+    /// reached), rather than wait for the inputs to change.
+    pub transient: bool,
 }
 
 impl Problem {
@@ -25,6 +28,7 @@ impl Problem {
         Problem {
             message: message.to_string(),
             hint: None,
+            transient: false,
         }
     }
 }
@@ -112,6 +116,7 @@ pub fn build(
         vec![Problem {
             message: e.to_string(),
             hint,
+            transient: false,
         }]
     })?;
     let mut problems = Vec::new();

@@ -434,6 +434,7 @@ fn downgrade_problem(spec: &ChannelSpec, env: &EnvironmentFiles) -> Option<Probl
             "to accept it, pin `release: \"{}\"` or set `allowDowngrade: true` in environments/{}/environment.yaml",
             spec.version, env.name
         )),
+        transient: false,
     })
 }
 
@@ -452,5 +453,6 @@ fn channel_problem(e: &ChannelError, env: &EnvironmentFiles) -> Problem {
     Problem {
         message: e.to_string(),
         hint,
+        transient: matches!(e, ChannelError::Unreachable { .. }),
     }
 }

@@ -1,23 +1,16 @@
 //! One reconcile cycle: fetch the config repository, render every environment
-//! from its base branch, and deliver each change as one commit on
-//! `hydrant/<env>` with one pull request.
+//! from its base branch, and deliver each one through
+//! [observe → plan → apply](crate::delivery).
 //!
-//! For each environment, comparing a fresh render with `rendered/<env>/` on the
-//! base branch:
-//! - equal: nothing to push; an open hydrant pull request is closed ("already
-//!   up to date") and its branch deleted;
-//! - different: `hydrant/<env>` becomes the base plus exactly one commit that
-//!   changes only `rendered/<env>/`, pushed only if it differs from what is
-//!   there, and the pull request is opened or updated in place;
-//! - a commit on `hydrant/<env>` that hydrant did not make is never
-//!   overwritten: hydrant comments once and skips the environment.
-//!
-//! A push that loses a race re-fetches, re-renders and retries a few times.
-//! Environments are isolated: one's failure is reported and the others proceed;
-//! so is a panic while one is rendered or delivered (a bug, caught and turned
-//! into that environment's error, never the whole cycle's).
-//! The cycle is idempotent: run twice with the same inputs, the second run
-//! changes nothing.
+//! What each environment needs is decided by the pure planner
+//! ([`crate::delivery::plan`]); this module only runs the three steps in order,
+//! and holds the retry policy: a push that loses a race (the branch moved, or
+//! the remote refused it) fetches, renders, observes and plans again, a few
+//! times. Environments are isolated: one's failure is reported, classified
+//! transient or permanent, and the others proceed; so is a panic while one is
+//! rendered or delivered (a bug, caught and turned into that environment's
+//! error, never the whole cycle's). A dry run plans and applies nothing. The cycle is idempotent: run twice with the same inputs, the second
+//! run changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,16 +18,19 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::forge::{Ensured, Forge, PrRequest, PullRequest, review};
-use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
+use crate::delivery::apply::{self, ApplyError, Context};
+use crate::delivery::observe::{self, Depth, ObserveError};
+use crate::delivery::{self, ErrorClass, plan};
+use crate::forge::{Forge, ForgeError};
+use crate::git::{Fetched, GitError, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
-use crate::pipeline::{Problem, Rendered};
+use crate::pipeline::Problem;
 use crate::project::{ChannelFetch, ChannelSettings, Project, ProjectError, Render};
+
+pub use crate::delivery::{Action, Outcome, PrRef, VersionChange};
 
 /// How many times a push that lost a race is tried again.
 pub const PUSH_ATTEMPTS: usize = 3;
-
-const HUMAN_MARKER: &str = "<!-- hydrant:foreign-commit -->";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -49,96 +45,12 @@ pub struct Options {
     pub author_email: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Opened,
-    Updated,
-    Unchanged,
-    Closed,
-    Skipped,
-    Failed,
-}
-
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        f.write_str(&s)
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct VersionChange {
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PrRef {
-    pub number: u64,
-    pub url: String,
-}
-
-/// What happened to one environment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    pub env: String,
-    pub action: Action,
-    /// The release channel the environment follows.
-    pub channel: Option<String>,
-    pub version: VersionChange,
-    pub branch: String,
-    pub commit: Option<String>,
-    pub pull_request: Option<PrRef>,
-    pub error: Option<String>,
-    /// A sentence for people: why skipped, what a dry run would do.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-impl Outcome {
-    fn new(env: &str, action: Action) -> Outcome {
-        Outcome {
-            env: env.to_string(),
-            action,
-            channel: None,
-            version: VersionChange::default(),
-            branch: git::branch_name(env),
-            commit: None,
-            pull_request: None,
-            error: None,
-            note: None,
-        }
-    }
-
-    fn failed(env: &str, message: String) -> Outcome {
-        Outcome {
-            error: Some(message),
-            ..Outcome::new(env, Action::Failed)
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
     #[error(transparent)]
     Git(#[from] GitError),
     #[error(transparent)]
     Project(#[from] ProjectError),
-}
-
-fn problems_text(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| match &p.hint {
-            Some(h) => format!("{} (hint: {h})", p.message),
-            None => p.message.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The config repository as it is on the base branch.
@@ -262,20 +174,10 @@ pub fn status(
             }),
             env,
         };
-        let branch = git::branch_name(&status.env);
-        let found = ws
-            .rendered_files(fetched.base_commit, &status.env)
-            .map_err(StepError::from)
-            .and_then(|files| {
-                Ok((
-                    rendered_version(&files),
-                    forge.find_open(&branch, &fetched.base_branch)?,
-                ))
-            });
-        match found {
-            Ok((rendered, pr)) => {
-                status.rendered = rendered;
-                status.pull_request = pr.map(|pr| PrStatus {
+        match observe::environment(ws, forge, &fetched, &status.env, Depth::Full) {
+            Ok(observed) => {
+                status.rendered = plan::recorded_version(&observed.base_files);
+                status.pull_request = observed.pull_request.map(|pr| PrStatus {
                     age_secs: pr.created_at.as_deref().and_then(age_of),
                     waits_for_review: !pr.draft && !pr.auto_merge,
                     number: pr.number,
@@ -300,7 +202,8 @@ pub struct Cycle {
     pub project: Project,
 }
 
-/// Runs one cycle over the selected environments.
+/// Runs one cycle over the selected environments: observe, plan and (unless
+/// this is a dry run) apply each one.
 pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cycle, CycleError> {
     let started = std::time::Instant::now();
     let mut fetched = ws.fetch(opts.base.as_deref())?;
@@ -334,27 +237,28 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
         let _entered = span.enter();
         let mut attempt = 1;
         let outcome = loop {
-            let step = Step {
+            let cx = Context {
                 ws,
                 forge,
-                opts,
                 fetched: &fetched,
                 author: &author,
-                recorded: &recorded,
             };
-            let delivered = catch_unwind(AssertUnwindSafe(|| step.reconcile(&env, &result)));
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                deliver(&cx, opts.dry_run, &env, &result, recorded.get(&env))
+            }));
             let delivered = match delivered {
                 Ok(delivered) => delivered,
                 Err(payload) => {
-                    break Outcome::failed(&env, panicked(&env, "delivering", &*payload));
+                    let error = panicked(&env, "delivering", &*payload);
+                    break Outcome::failed(&env, error, ErrorClass::Permanent);
                 }
             };
             match delivered {
                 Ok(outcome) => break outcome,
-                Err(StepError::Git(GitError::PushRejected { message, .. }))
-                    if attempt < PUSH_ATTEMPTS =>
-                {
-                    tracing::warn!(env = %env, attempt, reason = %message, "push lost a race; fetching and rendering again");
+                Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
+                    message, ..
+                }))) if attempt < PUSH_ATTEMPTS => {
+                    tracing::warn!(attempt, reason = %message, "push lost a race; fetching and rendering again");
                     attempt += 1;
                     let again = ws
                         .fetch(opts.base.as_deref())
@@ -375,15 +279,22 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
                                 std::slice::from_ref(&env),
                             )?);
                         }
-                        Err(e) => break Outcome::failed(&env, e.to_string()),
+                        Err(e) => break Outcome::failed(&env, e.to_string(), e.class()),
                     }
                 }
-                Err(e) => break Outcome::failed(&env, e.to_string()),
+                Err(e) => break Outcome::failed(&env, e.to_string(), e.class()),
             }
         };
         match &outcome.error {
-            Some(error) => tracing::warn!(action = %outcome.action, %error, "environment failed"),
-            None => tracing::info!(action = %outcome.action, "environment reconciled"),
+            Some(error) => {
+                tracing::warn!(action = %outcome.action, class = ?outcome.class, %error, "environment failed")
+            }
+            None if outcome.action != Action::Unchanged => {
+                tracing::info!(action = %outcome.action, reason = %outcome.reason, "environment delivered")
+            }
+            None => {
+                tracing::debug!(action = %outcome.action, reason = %outcome.reason, "environment unchanged")
+            }
         }
         outcomes.push(outcome);
     }
@@ -439,245 +350,85 @@ fn render_isolated(
     }
 }
 
-struct Step<'a> {
-    ws: &'a Workspace,
-    forge: &'a dyn Forge,
-    opts: &'a Options,
-    fetched: &'a Fetched,
-    author: &'a Signature<'static>,
-    /// Each environment's `hydrant.metadata` on the base branch.
-    recorded: &'a HashMap<String, Metadata>,
-}
-
 /// What can stop one environment's delivery.
 #[derive(Debug, thiserror::Error)]
 enum StepError {
     #[error(transparent)]
-    Git(#[from] GitError),
+    Observe(#[from] ObserveError),
     #[error(transparent)]
-    Forge(#[from] crate::forge::ForgeError),
+    Apply(#[from] ApplyError),
 }
 
-fn rendered_version(files: &BTreeMap<String, String>) -> Option<String> {
-    let meta: Metadata = serde_json::from_str(files.get(layout::METADATA)?).ok()?;
-    Some(meta.channel.version)
+impl StepError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StepError::Observe(ObserveError::Git(e)) | StepError::Apply(ApplyError::Git(e)) => {
+                git_class(e)
+            }
+            StepError::Observe(ObserveError::Forge(e)) | StepError::Apply(ApplyError::Forge(e)) => {
+                forge_class(e)
+            }
+        }
+    }
 }
 
-impl Step<'_> {
-    /// Whether the branch already delivers this render: its commit holds the
-    /// same `rendered/<env>/`, and the base has moved on (if at all) without
-    /// touching `rendered/<env>/`, so the pull request still merges cleanly.
-    /// Then nothing is pushed: a busy base branch does not churn every branch.
-    fn still_current(&self, tip: &git::Tip, tree: Oid, env: &str) -> bool {
-        let base = self.fetched.base_commit;
-        let dir = format!("rendered/{env}");
-        let [parent] = tip.parents[..] else {
-            return false;
-        };
-        if self.ws.subtree(tip.tree, &dir) != self.ws.subtree(tree, &dir)
-            || !self.ws.contains(base, parent)
-        {
-            return false;
+impl CycleError {
+    /// Whether the failure may pass by itself.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CycleError::Git(e) => git_class(e),
+            CycleError::Project(_) => ErrorClass::Permanent,
         }
-        let (Ok(parent_tree), Ok(base_tree)) = (self.ws.tree_of(parent), self.ws.tree_of(base))
-        else {
-            return false;
-        };
-        self.ws.subtree(parent_tree, &dir) == self.ws.subtree(base_tree, &dir)
     }
+}
 
-    /// An environment whose recorded render is current: nothing to render or
-    /// push. Without a `hydrant/<env>` branch there is no pull request to
-    /// close either (a forge closes a pull request whose branch is deleted),
-    /// so a settled environment costs no forge call.
-    fn current(&self, env: &str, recorded: Option<&Metadata>) -> Result<Outcome, StepError> {
-        let mut outcome = Outcome::new(env, Action::Unchanged);
-        if let Some(m) = recorded {
-            outcome.channel = Some(m.channel.name.clone());
-            outcome.version = VersionChange {
-                from: Some(m.channel.version.clone()),
-                to: Some(m.channel.version.clone()),
-            };
-        }
-        tracing::info!("inputs unchanged since the recorded render: not rendered again");
-        let Some(tip) = self.ws.tip(env)? else {
-            return Ok(outcome);
-        };
-        let open = self
-            .forge
-            .find_open(&git::branch_name(env), &self.fetched.base_branch)?;
-        self.settle(env, outcome, open, Some(&tip))
+fn git_class(e: &GitError) -> ErrorClass {
+    match e {
+        GitError::Unreachable { .. }
+        | GitError::PushRejected { .. }
+        | GitError::Locked { .. }
+        | GitError::Other(_) => ErrorClass::Transient,
+        GitError::Auth { .. }
+        | GitError::MissingBase { .. }
+        | GitError::HydrantBase { .. }
+        | GitError::WorkDir { .. } => ErrorClass::Permanent,
     }
+}
 
-    /// The base already holds the render: close the pull request, if one is
-    /// open, and delete hydrant's branch.
-    fn settle(
-        &self,
-        env: &str,
-        mut outcome: Outcome,
-        open: Option<PullRequest>,
-        tip: Option<&git::Tip>,
-    ) -> Result<Outcome, StepError> {
-        let base = self.fetched.base_commit;
-        let base_branch = &self.fetched.base_branch;
-        let dry = self.opts.dry_run;
-        let ours = tip.filter(|t| t.is_hydrant);
-        if let Some(pr) = open {
-            outcome.pull_request = Some(PrRef {
-                number: pr.number,
-                url: pr.url.clone(),
-            });
-            outcome.action = Action::Closed;
-            if dry {
-                outcome.note = Some(format!(
-                    "dry run: would close PR #{} (already up to date on {base_branch})",
-                    pr.number
-                ));
-                return Ok(outcome);
-            }
-            let comment = format!(
-                "Closed by hydrant: `rendered/{env}/` is already up to date on `{base_branch}` ({}), so this pull request is no longer needed.",
-                Workspace::short(base)
-            );
-            self.forge.close_pull_request(&pr, &comment)?;
-            if let Some(t) = ours {
-                self.ws.push(env, None, Some(t.commit))?;
-            }
-        } else if let Some(t) = ours {
-            // A leftover branch with no pull request: nothing needs it.
-            if !dry {
-                self.ws.push(env, None, Some(t.commit))?;
-            }
+fn forge_class(_: &ForgeError) -> ErrorClass {
+    ErrorClass::Transient
+}
+
+/// Observes, plans and (unless `dry_run`) applies one environment.
+fn deliver(
+    cx: &Context<'_>,
+    dry_run: bool,
+    env: &str,
+    render: &Result<Render, Vec<Problem>>,
+    recorded: Option<&Metadata>,
+) -> Result<Outcome, StepError> {
+    let depth = match render {
+        Ok(Render::Current) => {
+            tracing::debug!("inputs unchanged since the recorded render: not rendered again");
+            Depth::Settled
         }
-        Ok(outcome)
+        _ => Depth::Full,
+    };
+    let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
+    let source = cx.fetched.base_commit.to_string();
+    let proposal = delivery::propose(&observed, &source, render, recorded);
+    let plan = plan::plan(&observed, &proposal);
+    let mut outcome = Outcome::planned(&plan, &observed);
+    if dry_run || plan.decision.changes_nothing() {
+        return Ok(outcome);
     }
-
-    fn reconcile(
-        &self,
-        env: &str,
-        result: &Result<Render, Vec<Problem>>,
-    ) -> Result<Outcome, StepError> {
-        let rendered: &Rendered = match result {
-            Ok(Render::Fresh(r)) => r,
-            Ok(Render::Current) => return self.current(env, self.recorded.get(env)),
-            Err(problems) => return Ok(Outcome::failed(env, problems_text(problems))),
-        };
-        let base = self.fetched.base_commit;
-        let base_branch = &self.fetched.base_branch;
-        let branch = git::branch_name(env);
-        let old_files = self.ws.rendered_files(base, env)?;
-        let mut outcome = Outcome::new(env, Action::Unchanged);
-        outcome.channel = Some(rendered.metadata.channel.name.clone());
-        outcome.version = VersionChange {
-            from: rendered_version(&old_files),
-            to: Some(rendered.metadata.channel.version.clone()),
-        };
-        let open = self.forge.find_open(&branch, base_branch)?;
-        let tip = self.ws.tip(env)?;
-        let dry = self.opts.dry_run;
-
-        if old_files == rendered.files {
-            return self.settle(env, outcome, open, tip.as_ref());
-        }
-
-        if let Some(t) = tip.as_ref().filter(|t| !t.is_hydrant) {
-            outcome.action = Action::Skipped;
-            outcome.commit = Some(t.commit.to_string());
-            outcome.note = Some(format!(
-                "`{branch}` holds a commit hydrant did not make (by {}); it is left as it is",
-                t.author
-            ));
-            if let Some(pr) = &open {
-                outcome.pull_request = Some(PrRef {
-                    number: pr.number,
-                    url: pr.url.clone(),
-                });
-                let comments = self.forge.comments(pr)?;
-                let told = comments.iter().any(|c| c.body.contains(HUMAN_MARKER));
-                if !told && !dry {
-                    let body = format!(
-                        "{HUMAN_MARKER}\nhydrant found a commit on `{branch}` that it did not make (by {}), so it will not overwrite it and leaves this pull request alone. To let hydrant take over again, close this pull request and delete the branch.",
-                        t.author
-                    );
-                    self.forge.comment(pr, &body)?;
-                }
-            }
-            return Ok(outcome);
-        }
-
-        let change = review::Change {
-            env,
-            namespace: &rendered.metadata.namespace,
-            channel: &rendered.metadata.channel.name,
-            from_version: outcome.version.from.as_deref(),
-            to_version: &rendered.metadata.channel.version,
-            base: base_branch,
-            source_commit: &base.to_string(),
-            old_files: &old_files,
-            new_files: &rendered.files,
-            manifests: &rendered.manifests,
-            provenance: &rendered.merged.provenance,
-        };
-        let settings = &rendered.pull_request;
-        let request = PrRequest {
-            head: branch.clone(),
-            base: base_branch.clone(),
-            title: review::title(&change),
-            body: review::body(&change),
-            labels: settings.labels.clone(),
-            reviewers: settings.reviewers.clone(),
-            draft: settings.draft,
-            auto_merge: settings.auto_merge,
-        };
-        let tree = self.ws.tree_with(base, env, &rendered.files)?;
-        let current = tip.as_ref().filter(|t| self.still_current(t, tree, env));
-        let commit: Option<Oid> = match current {
-            Some(t) => Some(t.commit),
-            None if dry => None,
-            None => {
-                let c =
-                    self.ws
-                        .commit(base, tree, &review::commit_message(&change), self.author)?;
-                self.ws.push(env, Some(c), tip.as_ref().map(|t| t.commit))?;
-                Some(c)
-            }
-        };
-        let pushed = current.is_none();
-        outcome.commit = commit.map(|c| c.to_string());
-        if dry {
-            outcome.action = match &open {
-                None => Action::Opened,
-                Some(pr) if pushed || pr.title != request.title || pr.body != request.body => {
-                    Action::Updated
-                }
-                Some(_) => Action::Unchanged,
-            };
-            outcome.pull_request = open.map(|pr| PrRef {
-                number: pr.number,
-                url: pr.url,
-            });
-            outcome.note = Some(format!(
-                "dry run: would {} `{branch}` and {} its pull request",
-                if pushed { "push" } else { "keep" },
-                match outcome.action {
-                    Action::Opened => "open",
-                    Action::Updated => "update",
-                    _ => "keep",
-                }
-            ));
-            return Ok(outcome);
-        }
-        let (pr, ensured) = self.forge.ensure_pull_request(&request)?;
-        outcome.pull_request = Some(PrRef {
-            number: pr.number,
-            url: pr.url,
-        });
-        outcome.action = match ensured {
-            Ensured::Created => Action::Opened,
-            Ensured::Updated => Action::Updated,
-            Ensured::Unchanged if pushed => Action::Updated,
-            Ensured::Unchanged => Action::Unchanged,
-        };
-        Ok(outcome)
-    }
+    let settings = match render {
+        Ok(Render::Fresh(r)) => r.pull_request.clone(),
+        _ => Default::default(),
+    };
+    let applied = apply::apply(cx, &observed, &proposal, &settings, &plan)?;
+    outcome.action = applied.action;
+    outcome.commit = applied.commit;
+    outcome.pull_request = applied.pull_request;
+    Ok(outcome)
 }

@@ -37,7 +37,7 @@ fn reconcile(dir: &Path) -> Run {
             "--output",
             "json",
             "--log-level",
-            "info",
+            "debug",
         ],
     )
     .ok()

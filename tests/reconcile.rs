@@ -289,11 +289,14 @@ fn dry_run_pushes_nothing_and_writes_no_state() {
     let run = s.reconcile(&["--dry-run"]).ok();
     let o = outcomes(&run);
     assert_eq!(action(&o, "prod"), "opened");
+    let prod = o.iter().find(|x| x["env"] == "prod").unwrap();
+    assert_eq!(prod["decision"], "open");
     assert!(
-        o.iter().find(|x| x["env"] == "prod").unwrap()["note"]
+        prod["reason"]
             .as_str()
             .unwrap()
-            .contains("dry run")
+            .contains("open a pull request"),
+        "{prod}"
     );
     assert_eq!(s.remote.branches(), vec!["main"]);
     assert!(s.pulls().is_empty());
@@ -575,7 +578,7 @@ fn status_shows_what_is_available_what_is_rendered_and_the_open_pull_requests() 
 #[test]
 fn an_unchanged_environment_is_not_rendered_again_but_a_hand_edit_of_its_output_is_repaired() {
     let s = Setup::new();
-    let first = s.reconcile(&["--log-level", "info"]).ok();
+    let first = s.reconcile(&["--log-level", "debug"]).ok();
     // dev's inputs are those its committed render was made from.
     assert_eq!(
         first.stderr.matches("not rendered again").count(),
@@ -585,7 +588,7 @@ fn an_unchanged_environment_is_not_rendered_again_but_a_hand_edit_of_its_output_
     );
     s.remote.land_by_hand("prod");
     s.remote.land_by_hand("staging");
-    let second = s.reconcile(&["--log-level", "info"]).ok();
+    let second = s.reconcile(&["--log-level", "debug"]).ok();
     let o = outcomes(&second);
     assert!(o.iter().all(|x| x["action"] != "opened"), "{o:?}");
     assert_eq!(
@@ -602,7 +605,7 @@ fn an_unchanged_environment_is_not_rendered_again_but_a_hand_edit_of_its_output_
         .read_main(path)
         .replace("replicas: 4", "replicas: 9");
     s.remote.commit_to_main(path, &edited, "Scale prod by hand");
-    let third = s.reconcile(&["--log-level", "info"]).ok();
+    let third = s.reconcile(&["--log-level", "debug"]).ok();
     let o = outcomes(&third);
     assert_eq!(action(&o, "prod"), "opened", "{o:?}");
     assert_eq!(action(&o, "staging"), "unchanged", "{o:?}");

@@ -74,6 +74,11 @@ pub enum Command {
     /// Render every environment from the base branch and deliver each change as
     /// a commit on `hydrant/<env>` with one pull request.
     Reconcile(Box<reconcile::ReconcileArgs>),
+    /// Show what a reconcile would do to each environment and why (open,
+    /// update, close, nothing, leave alone, failed), with the version change
+    /// and the files it would change; changes nothing. Takes the flags of
+    /// `reconcile`; `reconcile --dry-run` prints the same plan.
+    Plan(Box<reconcile::ReconcileArgs>),
     /// Show the unified diff between a fresh render and `rendered/<env>/`.
     Diff(diff::DiffArgs),
     /// Release channels: show the spec in use, or mirror specs for air-gapped installs.
@@ -308,6 +313,10 @@ pub fn run(
         Command::Explain(args) => explain::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Reconcile(args) => reconcile::run(*args),
+        Command::Plan(mut args) => {
+            args.dry_run = true;
+            reconcile::run(*args)
+        }
         Command::Diff(args) => diff::run(args),
         Command::Channel(args) => channel::run(args),
         Command::Run(args) => run::run(*args),

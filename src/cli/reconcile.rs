@@ -298,8 +298,8 @@ fn print_text(outcomes: &[Outcome]) {
             line.push_str(&format!("  PR #{} {}", pr.number, pr.url));
         }
         println!("{}", line.trim_end());
-        if let Some(note) = &o.note {
-            println!("{:width$}  {note}", "");
+        if o.action == Action::Skipped {
+            println!("{:width$}  {}", "", o.reason);
         }
         if let Some(e) = &o.error {
             println!("{:width$}  error: {e}", "");
@@ -340,6 +340,42 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Workspace, Box<dyn Forge
     Ok((ws, forge, opts))
 }
 
+/// Prints what each environment's plan decided, why, and what it changes:
+/// `hydrant plan`, and `hydrant reconcile --dry-run`.
+fn print_plan(outcomes: &[Outcome]) {
+    let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
+    for o in outcomes {
+        let version = match (&o.version.from, &o.version.to) {
+            (Some(f), Some(t)) if f != t => format!("{f} → {t}"),
+            (None, Some(t)) => format!("(new) → {t}"),
+            (_, Some(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let channel = o.channel.as_deref().unwrap_or("");
+        let mut line = format!(
+            "{:width$}  {:13}  {channel} {version}",
+            o.env,
+            o.decision.to_string()
+        );
+        if let Some(pr) = &o.pull_request {
+            line.push_str(&format!("  PR #{}", pr.number));
+        }
+        println!("{}", line.trim_end());
+        println!("{:width$}  {}", "", o.reason);
+        for f in &o.files {
+            let mark = match f.change {
+                crate::delivery::plan::Change::Added => '+',
+                crate::delivery::plan::Change::Removed => '-',
+                crate::delivery::plan::Change::Changed => '~',
+            };
+            println!("{:width$}  {mark} {}", "", f.path);
+        }
+        if let Some(e) = &o.error {
+            println!("{:width$}  error: {e}", "");
+        }
+    }
+}
+
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (ws, forge, opts) = prepare(&args)?;
     let outcomes = match reconcile::run_cycle(&ws, forge.as_ref(), &opts) {
@@ -358,6 +394,7 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
             "{}",
             serde_json::to_string_pretty(&json!({"environments": outcomes}))?
         ),
+        OutputFormat::Text if opts.dry_run => print_plan(&outcomes),
         OutputFormat::Text => print_text(&outcomes),
     }
     let failed = outcomes

@@ -74,6 +74,21 @@ pub fn git_blob_id(content: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// The id git gives a directory holding exactly `files` (its tree id, in
+/// hex), as hydrant writes `rendered/<env>/`: regular files, no subdirectories.
+pub fn git_tree_id(files: &BTreeMap<String, String>) -> String {
+    use sha1::Digest;
+    let mut entries = Vec::new();
+    for (name, text) in files {
+        entries.extend_from_slice(format!("100644 {name}\0").as_bytes());
+        entries.extend_from_slice(&hex::decode(git_blob_id(text.as_bytes())).unwrap_or_default());
+    }
+    let mut h = sha1::Sha1::new();
+    h.update(format!("tree {}\0", entries.len()).as_bytes());
+    h.update(&entries);
+    hex::encode(h.finalize())
+}
+
 /// A digest over the names and git blob ids of an environment's files other
 /// than `hydrant.metadata`. Computed from a render, or from a git tree's
 /// entries without reading a blob.
@@ -196,6 +211,28 @@ mod tests {
     use super::*;
     use crate::render::RenderedDoc;
     use serde_json::json;
+
+    #[test]
+    fn a_rendered_directory_has_the_tree_id_git_gives_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = git2::Repository::init_bare(dir.path()).expect("repo");
+        let files: BTreeMap<String, String> = [
+            ("kustomization.yaml", "resources:\n  - a.yaml\n"),
+            ("a.yaml", "kind: A\n"),
+            ("hydrant.metadata", "{}"),
+            ("a-b.yaml", ""),
+        ]
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+        let mut tree = repo.treebuilder(None).expect("builder");
+        for (name, text) in &files {
+            let blob = repo.blob(text.as_bytes()).expect("blob");
+            tree.insert(name, blob, 0o100644).expect("insert");
+        }
+        let id = tree.write().expect("tree");
+        assert_eq!(git_tree_id(&files), id.to_string());
+    }
 
     fn m(kind: &str, name: &str, ns: Option<&str>) -> Manifest {
         let mut meta = json!({"name": name});

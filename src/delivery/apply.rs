@@ -1,0 +1,150 @@
+//! Carrying a plan out with git and the forge.
+//!
+//! [`apply`] does what one environment's [`Plan`] decided, and nothing else:
+//! it commits and pushes `hydrant/<env>` (with a lease on the tip it
+//! replaces), opens, updates or closes the pull request, deletes a branch no
+//! pull request needs, and comments once where a person pushed. It decides
+//! nothing; a dry run does not call it.
+
+use crate::config::PullRequestSettings;
+use crate::forge::{Ensured, Forge, ForgeError, PrRequest};
+use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
+
+use super::plan::{Decision, Observed, Plan, Proposal, Push};
+use super::{Action, PrRef};
+
+/// What a plan needs to be carried out.
+pub struct Context<'a> {
+    pub ws: &'a Workspace,
+    pub forge: &'a dyn Forge,
+    pub fetched: &'a Fetched,
+    pub author: &'a Signature<'static>,
+}
+
+/// What can stop a plan from being carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+}
+
+/// What carrying out a plan did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub action: Action,
+    pub commit: Option<String>,
+    pub pull_request: Option<PrRef>,
+}
+
+fn oid(text: &str) -> Result<Oid, GitError> {
+    Oid::from_str(text).map_err(GitError::from)
+}
+
+/// Carries out one environment's plan.
+pub fn apply(
+    cx: &Context<'_>,
+    observed: &Observed,
+    proposal: &Proposal,
+    settings: &PullRequestSettings,
+    plan: &Plan,
+) -> Result<Applied, ApplyError> {
+    let env = plan.env.as_str();
+    let pr = observed.pull_request.as_ref();
+    let pr_ref = pr.map(|p| PrRef {
+        number: p.number,
+        url: p.url.clone(),
+    });
+    let tip = observed.branch.as_ref().map(|t| t.commit.clone());
+    let unchanged = |action: Action| Applied {
+        action,
+        commit: tip.clone(),
+        pull_request: pr_ref.clone(),
+    };
+    match &plan.decision {
+        Decision::Nothing => Ok(unchanged(Action::Unchanged)),
+        Decision::Failed { .. } => Ok(unchanged(Action::Failed)),
+        Decision::LeaveAlone { comment, .. } => {
+            if let (Some(pr), Some(body)) = (pr, comment) {
+                cx.forge.comment(pr, body)?;
+            }
+            Ok(unchanged(Action::Skipped))
+        }
+        Decision::DeleteBranch { tip } => {
+            cx.ws.push(env, None, Some(oid(tip)?))?;
+            Ok(Applied {
+                action: Action::Unchanged,
+                commit: None,
+                pull_request: None,
+            })
+        }
+        Decision::Close {
+            comment,
+            delete_branch,
+            ..
+        } => {
+            if let Some(pr) = pr {
+                cx.forge.close_pull_request(pr, comment)?;
+            }
+            if let Some(tip) = delete_branch {
+                cx.ws.push(env, None, Some(oid(tip)?))?;
+            }
+            Ok(Applied {
+                action: Action::Closed,
+                commit: None,
+                pull_request: pr_ref,
+            })
+        }
+        Decision::Open { push } | Decision::Update { push, .. } => {
+            let Proposal::Fresh(delivery) = proposal else {
+                return Ok(unchanged(Action::Unchanged));
+            };
+            let commit = match push {
+                Some(push) => deliver(cx, env, &delivery.files, push)?.to_string(),
+                None => tip.clone().unwrap_or_default(),
+            };
+            let request = PrRequest {
+                head: git::branch_name(env),
+                base: cx.fetched.base_branch.clone(),
+                title: delivery.title.clone(),
+                body: delivery.body.clone(),
+                labels: settings.labels.clone(),
+                reviewers: settings.reviewers.clone(),
+                draft: settings.draft,
+                auto_merge: settings.auto_merge,
+            };
+            let (opened, ensured) = cx.forge.ensure_pull_request(&request)?;
+            let action = match ensured {
+                Ensured::Created => Action::Opened,
+                Ensured::Updated => Action::Updated,
+                Ensured::Unchanged if push.is_some() => Action::Updated,
+                Ensured::Unchanged => Action::Unchanged,
+            };
+            Ok(Applied {
+                action,
+                commit: Some(commit),
+                pull_request: Some(PrRef {
+                    number: opened.number,
+                    url: opened.url,
+                }),
+            })
+        }
+    }
+}
+
+/// Commits `files` as `rendered/<env>/` on the base commit and pushes it to
+/// `hydrant/<env>`, if the branch still holds the tip the plan saw.
+fn deliver(
+    cx: &Context<'_>,
+    env: &str,
+    files: &std::collections::BTreeMap<String, String>,
+    push: &Push,
+) -> Result<Oid, GitError> {
+    let base = cx.fetched.base_commit;
+    let tree = cx.ws.tree_with(base, env, files)?;
+    let commit = cx.ws.commit(base, tree, &push.message, cx.author)?;
+    let replaces = push.replaces.as_deref().map(oid).transpose()?;
+    cx.ws.push(env, Some(commit), replaces)?;
+    Ok(commit)
+}

@@ -1,0 +1,860 @@
+//! What should happen to each environment, and why.
+//!
+//! [`plan`] is a pure function: from what [`super::observe`] found to be true
+//! (the environment's files on the base branch, the tip of `hydrant/<env>` and
+//! who made it, the open pull request) and what the render proposes, it
+//! decides one [`Decision`] and says why in words. It reads no clock, no git
+//! and no forge; [`super::apply`] carries the decision out, and a dry run or
+//! `hydrant plan` prints it instead.
+//!
+//! The planner is idempotent by construction: planning again over the state
+//! that applying a plan produced gives a plan that changes nothing.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::forge::PullRequest;
+use crate::manifest::layout::{self, METADATA};
+
+/// Marks hydrant's one comment on a pull request whose branch a person pushed to.
+pub const HUMAN_MARKER: &str = "<!-- hydrant:foreign-commit -->";
+
+/// What is true now about one environment, as observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    pub env: String,
+    /// The branch pull requests target.
+    pub base_branch: String,
+    /// `rendered/<env>/` on the base branch, by file name.
+    pub base_files: BTreeMap<String, String>,
+    /// The tip of `hydrant/<env>`, if the branch exists.
+    pub branch: Option<BranchTip>,
+    /// The open pull request from `hydrant/<env>`. Not looked up (so `None`)
+    /// for an environment whose inputs are unchanged and that has no branch:
+    /// a forge closes a pull request whose branch is gone.
+    pub pull_request: Option<PullRequest>,
+    /// Whether hydrant already told the open pull request that a person
+    /// pushed to its branch (looked up only when one did).
+    pub told_human: bool,
+}
+
+/// The tip of `hydrant/<env>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BranchTip {
+    pub commit: String,
+    /// Whether hydrant made the tip commit (it carries hydrant's trailer).
+    pub by_hydrant: bool,
+    /// Who made the tip commit.
+    pub author: String,
+    /// The git tree id of `rendered/<env>/` at the tip.
+    pub rendered_tree: Option<String>,
+    /// Whether the tip is one commit on a commit of the base branch whose
+    /// `rendered/<env>/` is still the base's: its pull request merges cleanly.
+    pub on_current_base: bool,
+}
+
+/// What the render of one environment proposes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Proposal {
+    /// A fresh render, with the pull request that would deliver it.
+    Fresh(Box<Delivery>),
+    /// The inputs digest to what `hydrant.metadata` on the base branch
+    /// records: the render would be the files already there.
+    Current { channel: String, version: String },
+    /// The environment could not be rendered.
+    Failed { error: String, class: ErrorClass },
+}
+
+/// A fresh render and how it would reach the base branch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub channel: String,
+    pub version: String,
+    /// The files of `rendered/<env>/`, by name.
+    pub files: BTreeMap<String, String>,
+    pub title: String,
+    pub body: String,
+    pub commit_message: String,
+}
+
+/// Whether a failure may pass by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    /// Network, a server's 5xx or rate limit, a lock, a lost race: try again
+    /// with this environment's own backoff.
+    Transient,
+    /// Bad input, a template error, refused by policy: wait for the inputs
+    /// to change.
+    Permanent,
+}
+
+/// One environment's decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Push the render to `hydrant/<env>` (unless the branch already holds
+    /// it) and open a pull request.
+    Open { push: Option<Push> },
+    /// Push (if the branch does not hold the render yet) and update the open
+    /// pull request in place.
+    Update { push: Option<Push>, number: u64 },
+    /// The branch and pull request, if any, are what they should be.
+    Nothing,
+    /// The base branch already holds the render: close the pull request with
+    /// a comment, and delete hydrant's branch.
+    Close {
+        number: u64,
+        comment: String,
+        delete_branch: Option<String>,
+    },
+    /// A branch hydrant made that no pull request needs: delete it.
+    DeleteBranch { tip: String },
+    /// A person pushed to `hydrant/<env>`: their work is never overwritten.
+    /// Comment once on the pull request (when `comment` is set).
+    LeaveAlone {
+        number: Option<u64>,
+        comment: Option<String>,
+    },
+    /// The environment could not be rendered or observed.
+    Failed { error: String, class: ErrorClass },
+}
+
+/// A commit to make on the base branch and push to `hydrant/<env>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push {
+    pub message: String,
+    /// The tip the push replaces (a lease: another writer's change is never
+    /// overwritten).
+    pub replaces: Option<String>,
+}
+
+/// The decision's name, as `plan` and `--output json` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Open,
+    Update,
+    Nothing,
+    Close,
+    DeleteBranch,
+    LeaveAlone,
+    Failed,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Open => "open",
+            Kind::Update => "update",
+            Kind::Nothing => "nothing",
+            Kind::Close => "close",
+            Kind::DeleteBranch => "delete-branch",
+            Kind::LeaveAlone => "leave-alone",
+            Kind::Failed => "failed",
+        })
+    }
+}
+
+impl Decision {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Decision::Open { .. } => Kind::Open,
+            Decision::Update { .. } => Kind::Update,
+            Decision::Nothing => Kind::Nothing,
+            Decision::Close { .. } => Kind::Close,
+            Decision::DeleteBranch { .. } => Kind::DeleteBranch,
+            Decision::LeaveAlone { .. } => Kind::LeaveAlone,
+            Decision::Failed { .. } => Kind::Failed,
+        }
+    }
+
+    /// Whether carrying the decision out writes nothing to git or the forge.
+    pub fn changes_nothing(&self) -> bool {
+        matches!(
+            self,
+            Decision::Nothing
+                | Decision::Failed { .. }
+                | Decision::LeaveAlone { comment: None, .. }
+        )
+    }
+}
+
+/// The channel version an environment goes from and to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct VersionChange {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// How a file of `rendered/<env>/` would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileChange {
+    pub path: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// One environment's plan: the decision, why, and what it would change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub env: String,
+    pub decision: Decision,
+    /// Why, in words, for people.
+    pub reason: String,
+    pub channel: Option<String>,
+    pub version: VersionChange,
+    /// The files of `rendered/<env>/` the pull request changes, against the base.
+    pub files: Vec<FileChange>,
+}
+
+/// The channel version recorded in a set of rendered files.
+pub fn recorded_version(files: &BTreeMap<String, String>) -> Option<String> {
+    let meta: layout::Metadata = serde_json::from_str(files.get(METADATA)?).ok()?;
+    Some(meta.channel.version)
+}
+
+/// Whether two renders of `rendered/<env>/` differ in more than `hydrant.metadata`.
+pub(crate) fn same_manifests(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> bool {
+    let manifests = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .filter(|(name, _)| name.as_str() != METADATA)
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect::<Vec<_>>()
+    };
+    a.len() == b.len() && manifests(a) == manifests(b)
+}
+
+fn file_changes(
+    env: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<FileChange> {
+    let path = |name: &str| format!("rendered/{env}/{name}");
+    let mut out: Vec<FileChange> = Vec::new();
+    for (name, text) in new {
+        match old.get(name) {
+            None => out.push(FileChange {
+                path: path(name),
+                change: Change::Added,
+            }),
+            Some(t) if t != text => out.push(FileChange {
+                path: path(name),
+                change: Change::Changed,
+            }),
+            Some(_) => {}
+        }
+    }
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
+        out.push(FileChange {
+            path: path(name),
+            change: Change::Removed,
+        });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// Decides what should happen to one environment, and why.
+pub fn plan(observed: &Observed, proposal: &Proposal) -> Plan {
+    let env = observed.env.as_str();
+    let branch = crate::git::branch_name(env);
+    let base = observed.base_branch.as_str();
+    let from = recorded_version(&observed.base_files);
+    let mut plan = Plan {
+        env: env.to_string(),
+        decision: Decision::Nothing,
+        reason: String::new(),
+        channel: None,
+        version: VersionChange {
+            from: from.clone(),
+            to: None,
+        },
+        files: Vec::new(),
+    };
+    let ours = observed.branch.as_ref().filter(|t| t.by_hydrant);
+    let pr = observed.pull_request.as_ref();
+    let settle = |plan: Plan, why: String| -> Plan {
+        let (decision, reason) = match (pr, ours) {
+            (Some(pr), _) => (
+                Decision::Close {
+                    number: pr.number,
+                    comment: format!(
+                        "Closed by hydrant: `rendered/{env}/` is already up to date on `{base}`, so this pull request is no longer needed."
+                    ),
+                    delete_branch: ours.map(|t| t.commit.clone()),
+                },
+                format!("{why}; pull request #{} is no longer needed", pr.number),
+            ),
+            (None, Some(t)) => (
+                Decision::DeleteBranch {
+                    tip: t.commit.clone(),
+                },
+                format!("{why}; `{branch}` has no pull request and nothing needs it"),
+            ),
+            (None, None) => (Decision::Nothing, why),
+        };
+        Plan {
+            decision,
+            reason,
+            ..plan
+        }
+    };
+    let delivery = match proposal {
+        Proposal::Failed { error, class } => {
+            plan.decision = Decision::Failed {
+                error: error.clone(),
+                class: *class,
+            };
+            plan.reason = match class {
+                ErrorClass::Transient => {
+                    "it could not be delivered this time; it is tried again with its own backoff"
+                        .to_string()
+                }
+                ErrorClass::Permanent => {
+                    "it cannot be rendered; it is tried again when its inputs change".to_string()
+                }
+            };
+            return plan;
+        }
+        Proposal::Current { channel, version } => {
+            plan.channel = Some(channel.clone());
+            plan.version.to = Some(version.clone());
+            return settle(
+                plan,
+                format!("its inputs are unchanged since the render recorded on `{base}`"),
+            );
+        }
+        Proposal::Fresh(d) => d,
+    };
+    plan.channel = Some(delivery.channel.clone());
+    plan.version.to = Some(delivery.version.clone());
+    if observed.base_files == delivery.files {
+        return settle(plan, format!("`{base}` already holds this render"));
+    }
+    if same_manifests(&observed.base_files, &delivery.files) {
+        return settle(
+            plan,
+            format!(
+                "only `{METADATA}` would change (a comment or formatting in the inputs): no manifest changes"
+            ),
+        );
+    }
+    plan.files = file_changes(env, &observed.base_files, &delivery.files);
+    if let Some(tip) = observed.branch.as_ref().filter(|t| !t.by_hydrant) {
+        let comment = (pr.is_some() && !observed.told_human).then(|| {
+            format!(
+                "{HUMAN_MARKER}\nhydrant found a commit on `{branch}` that it did not make (by {}), so it will not overwrite it and leaves this pull request alone. To let hydrant take over again, close this pull request and delete the branch.",
+                tip.author
+            )
+        });
+        plan.decision = Decision::LeaveAlone {
+            number: pr.map(|p| p.number),
+            comment,
+        };
+        plan.reason = format!(
+            "`{branch}` holds a commit hydrant did not make (by {}); it is left as it is",
+            tip.author
+        );
+        return plan;
+    }
+    let tree = layout::git_tree_id(&delivery.files);
+    let current =
+        ours.filter(|t| t.on_current_base && t.rendered_tree.as_deref() == Some(tree.as_str()));
+    let push = match current {
+        Some(_) => None,
+        None => Some(Push {
+            message: delivery.commit_message.clone(),
+            replaces: ours.map(|t| t.commit.clone()),
+        }),
+    };
+    let change = match (&plan.version.from, &plan.version.to) {
+        (Some(f), Some(t)) if f != t => format!("{} {f} → {t}", delivery.channel),
+        (None, Some(t)) => format!("{} {t}, new to `{base}`", delivery.channel),
+        _ => "a re-render of changed overrides or templates".to_string(),
+    };
+    match pr {
+        None => {
+            plan.reason = match push {
+                Some(_) => format!(
+                    "the render differs from `{base}` ({change}): push `{branch}` and open a pull request"
+                ),
+                None => format!(
+                    "`{branch}` already holds the render ({change}) but no pull request is open: open one"
+                ),
+            };
+            plan.decision = Decision::Open { push };
+        }
+        Some(pr) => {
+            let same_text = pr.title == delivery.title && pr.body == delivery.body;
+            match (&push, same_text) {
+                (None, true) => {
+                    plan.reason = format!(
+                        "`{branch}` and pull request #{} already deliver this render ({change})",
+                        pr.number
+                    );
+                    plan.decision = Decision::Nothing;
+                }
+                (None, false) => {
+                    plan.reason = format!(
+                        "`{branch}` holds the render ({change}); pull request #{}'s title or description is out of date",
+                        pr.number
+                    );
+                    plan.decision = Decision::Update {
+                        push,
+                        number: pr.number,
+                    };
+                }
+                (Some(_), _) => {
+                    plan.reason = format!(
+                        "the render differs from `{base}` and from `{branch}` ({change}): push and update pull request #{} in place",
+                        pr.number
+                    );
+                    plan.decision = Decision::Update {
+                        push,
+                        number: pr.number,
+                    };
+                }
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forge::PrState;
+
+    fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    }
+
+    fn metadata(version: &str, digest: &str) -> String {
+        format!(
+            r#"{{"environment":"prod","namespace":"wandb","channel":{{"name":"stable","version":"{version}","release":null}},"inputs":{{"channel":"c","environment":"e","values":null,"pinned":null,"templates":"t"}},"digest":"{digest}","renderer":1,"resources":1}}"#
+        )
+    }
+
+    /// `rendered/prod/` at a version, with a deployment that says `body`.
+    fn rendered(version: &str, body: &str) -> BTreeMap<String, String> {
+        files(&[
+            ("deployment-app.yaml", body),
+            (
+                "kustomization.yaml",
+                "resources:\n  - deployment-app.yaml\n",
+            ),
+            (METADATA, &metadata(version, body)),
+        ])
+    }
+
+    fn fresh(version: &str, body: &str) -> Proposal {
+        Proposal::Fresh(Box::new(Delivery {
+            channel: "stable".into(),
+            version: version.into(),
+            files: rendered(version, body),
+            title: format!("hydrant(prod): stable {version}"),
+            body: format!("body for {body}"),
+            commit_message: format!(
+                "hydrant(prod): stable {version}\n\nHydrant-Environment: prod\n"
+            ),
+        }))
+    }
+
+    fn base(version: &str, body: &str) -> Observed {
+        Observed {
+            env: "prod".into(),
+            base_branch: "main".into(),
+            base_files: rendered(version, body),
+            ..Observed::default()
+        }
+    }
+
+    fn tip_holding(
+        files: &BTreeMap<String, String>,
+        by_hydrant: bool,
+        on_current_base: bool,
+    ) -> BranchTip {
+        BranchTip {
+            commit: "c0ffee".into(),
+            by_hydrant,
+            author: if by_hydrant { "hydrant" } else { "Ada" }.into(),
+            rendered_tree: Some(layout::git_tree_id(files)),
+            on_current_base,
+        }
+    }
+
+    fn pr(number: u64, title: &str, body: &str) -> PullRequest {
+        PullRequest {
+            number,
+            url: format!("file:///pulls/{number}.json"),
+            title: title.into(),
+            body: body.into(),
+            head: "hydrant/prod".into(),
+            base: "main".into(),
+            state: PrState::Open,
+            comments: Vec::new(),
+            id: None,
+            labels: Vec::new(),
+            reviewers: Vec::new(),
+            draft: false,
+            auto_merge: false,
+            created_at: None,
+        }
+    }
+
+    fn pr_for(proposal: &Proposal, number: u64) -> PullRequest {
+        match proposal {
+            Proposal::Fresh(d) => pr(number, &d.title, &d.body),
+            _ => pr(number, "old", "old"),
+        }
+    }
+
+    fn delivered(proposal: &Proposal) -> BTreeMap<String, String> {
+        match proposal {
+            Proposal::Fresh(d) => d.files.clone(),
+            _ => BTreeMap::new(),
+        }
+    }
+
+    /// The situations the planner meets, and what it must decide.
+    fn table() -> Vec<(&'static str, Observed, Proposal, Kind, &'static str)> {
+        let bump = fresh("0.63.0", "v2");
+        let bump_files = delivered(&bump);
+        let old_files = rendered("0.62.1", "v1");
+        vec![
+            (
+                "a new release, no branch, no pull request",
+                base("0.62.1", "v1"),
+                bump.clone(),
+                Kind::Open,
+                "push `hydrant/prod` and open a pull request",
+            ),
+            (
+                "the base already holds the render",
+                base("0.63.0", "v2"),
+                bump.clone(),
+                Kind::Nothing,
+                "already holds this render",
+            ),
+            (
+                "the base holds the render and a pull request is still open",
+                Observed {
+                    branch: Some(tip_holding(&bump_files, true, false)),
+                    pull_request: Some(pr_for(&bump, 4)),
+                    ..base("0.63.0", "v2")
+                },
+                bump.clone(),
+                Kind::Close,
+                "pull request #4 is no longer needed",
+            ),
+            (
+                "the base holds the render and a leftover branch has no pull request",
+                Observed {
+                    branch: Some(tip_holding(&bump_files, true, false)),
+                    ..base("0.63.0", "v2")
+                },
+                bump.clone(),
+                Kind::DeleteBranch,
+                "nothing needs it",
+            ),
+            (
+                "the branch and pull request already deliver the render",
+                Observed {
+                    branch: Some(tip_holding(&bump_files, true, true)),
+                    pull_request: Some(pr_for(&bump, 4)),
+                    ..base("0.62.1", "v1")
+                },
+                bump.clone(),
+                Kind::Nothing,
+                "already deliver this render",
+            ),
+            (
+                "a newer release while a pull request is open",
+                Observed {
+                    branch: Some(tip_holding(&rendered("0.63.0", "v2"), true, true)),
+                    pull_request: Some(pr(4, "hydrant(prod): stable 0.63.0", "body for v2")),
+                    ..base("0.62.1", "v1")
+                },
+                fresh("0.64.0", "v3"),
+                Kind::Update,
+                "push and update pull request #4 in place",
+            ),
+            (
+                "the branch holds the render but the base moved under it",
+                Observed {
+                    branch: Some(tip_holding(&bump_files, true, false)),
+                    pull_request: Some(pr_for(&bump, 4)),
+                    ..base("0.62.1", "v1")
+                },
+                bump.clone(),
+                Kind::Update,
+                "push and update",
+            ),
+            (
+                "the branch holds the render but the description is out of date",
+                Observed {
+                    branch: Some(tip_holding(&bump_files, true, true)),
+                    pull_request: Some(pr(4, "hydrant(prod): stable 0.63.0", "an older body")),
+                    ..base("0.62.1", "v1")
+                },
+                bump.clone(),
+                Kind::Update,
+                "title or description is out of date",
+            ),
+            (
+                "the branch holds the render but its pull request was closed by hand",
+                Observed {
+                    branch: Some(tip_holding(&bump_files, true, true)),
+                    ..base("0.62.1", "v1")
+                },
+                bump.clone(),
+                Kind::Open,
+                "no pull request is open: open one",
+            ),
+            (
+                "a branch left by an earlier render, with no pull request",
+                Observed {
+                    branch: Some(tip_holding(&old_files, true, true)),
+                    ..base("0.62.0", "v0")
+                },
+                bump.clone(),
+                Kind::Open,
+                "push `hydrant/prod` and open a pull request",
+            ),
+            (
+                "a person pushed to the branch of an open pull request",
+                Observed {
+                    branch: Some(tip_holding(&old_files, false, true)),
+                    pull_request: Some(pr(4, "t", "b")),
+                    ..base("0.62.0", "v0")
+                },
+                bump.clone(),
+                Kind::LeaveAlone,
+                "holds a commit hydrant did not make (by Ada)",
+            ),
+            (
+                "a person pushed, and hydrant already said so",
+                Observed {
+                    branch: Some(tip_holding(&old_files, false, true)),
+                    pull_request: Some(pr(4, "t", "b")),
+                    told_human: true,
+                    ..base("0.62.0", "v0")
+                },
+                bump.clone(),
+                Kind::LeaveAlone,
+                "it is left as it is",
+            ),
+            (
+                "only hydrant.metadata would change",
+                base("0.63.0", "v2"),
+                Proposal::Fresh(Box::new(Delivery {
+                    files: files(&[
+                        ("deployment-app.yaml", "v2"),
+                        (
+                            "kustomization.yaml",
+                            "resources:\n  - deployment-app.yaml\n",
+                        ),
+                        (METADATA, &metadata("0.63.0", "another digest")),
+                    ]),
+                    ..match fresh("0.63.0", "v2") {
+                        Proposal::Fresh(d) => *d,
+                        _ => unreachable!(),
+                    }
+                })),
+                Kind::Nothing,
+                "only `hydrant.metadata` would change",
+            ),
+            (
+                "only hydrant.metadata would change while a pull request is open",
+                Observed {
+                    branch: Some(tip_holding(&rendered("0.64.0", "v3"), true, true)),
+                    pull_request: Some(pr(4, "t", "b")),
+                    ..base("0.63.0", "v2")
+                },
+                Proposal::Fresh(Box::new(Delivery {
+                    files: files(&[
+                        ("deployment-app.yaml", "v2"),
+                        (
+                            "kustomization.yaml",
+                            "resources:\n  - deployment-app.yaml\n",
+                        ),
+                        (METADATA, &metadata("0.63.0", "another digest")),
+                    ]),
+                    ..match fresh("0.63.0", "v2") {
+                        Proposal::Fresh(d) => *d,
+                        _ => unreachable!(),
+                    }
+                })),
+                Kind::Close,
+                "no manifest changes; pull request #4 is no longer needed",
+            ),
+            (
+                "inputs unchanged and no branch",
+                base("0.63.0", "v2"),
+                Proposal::Current {
+                    channel: "stable".into(),
+                    version: "0.63.0".into(),
+                },
+                Kind::Nothing,
+                "inputs are unchanged",
+            ),
+            (
+                "inputs unchanged and a pull request left open",
+                Observed {
+                    branch: Some(tip_holding(&bump_files, true, true)),
+                    pull_request: Some(pr(4, "t", "b")),
+                    ..base("0.63.0", "v2")
+                },
+                Proposal::Current {
+                    channel: "stable".into(),
+                    version: "0.63.0".into(),
+                },
+                Kind::Close,
+                "inputs are unchanged",
+            ),
+            (
+                "a broken override",
+                base("0.62.1", "v1"),
+                Proposal::Failed {
+                    error: "environments/prod/values.yaml, line 3: bad".into(),
+                    class: ErrorClass::Permanent,
+                },
+                Kind::Failed,
+                "tried again when its inputs change",
+            ),
+            (
+                "an environment that could not be observed",
+                base("0.62.1", "v1"),
+                Proposal::Failed {
+                    error: "github: 502".into(),
+                    class: ErrorClass::Transient,
+                },
+                Kind::Failed,
+                "with its own backoff",
+            ),
+            (
+                "a new environment, not yet on the base branch",
+                Observed {
+                    base_files: BTreeMap::new(),
+                    ..base("0.62.1", "v1")
+                },
+                bump.clone(),
+                Kind::Open,
+                "stable 0.63.0, new to `main`",
+            ),
+        ]
+    }
+
+    #[test]
+    fn each_observed_situation_gets_its_decision_and_reason() {
+        let cases = table();
+        assert!(cases.len() >= 15);
+        for (name, observed, proposal, kind, reason) in cases {
+            let plan = plan(&observed, &proposal);
+            assert_eq!(plan.decision.kind(), kind, "{name}: {plan:?}");
+            assert!(
+                plan.reason.contains(reason),
+                "{name}: the reason `{}` does not say `{reason}`",
+                plan.reason
+            );
+        }
+    }
+
+    /// What carrying out a plan leaves behind, as the next observation sees it.
+    fn applied(observed: &Observed, proposal: &Proposal, plan: &Plan) -> Observed {
+        let mut next = observed.clone();
+        let now_delivered = |next: &mut Observed, d: &Delivery, number: u64| {
+            next.branch = Some(tip_holding(&d.files, true, true));
+            next.pull_request = Some(pr(number, &d.title, &d.body));
+        };
+        match (&plan.decision, proposal) {
+            (Decision::Open { .. }, Proposal::Fresh(d)) => now_delivered(&mut next, d, 9),
+            (Decision::Update { number, .. }, Proposal::Fresh(d)) => {
+                now_delivered(&mut next, d, *number)
+            }
+            (Decision::Close { delete_branch, .. }, _) => {
+                next.pull_request = None;
+                if delete_branch.is_some() {
+                    next.branch = None;
+                }
+            }
+            (Decision::DeleteBranch { .. }, _) => next.branch = None,
+            (
+                Decision::LeaveAlone {
+                    comment: Some(_), ..
+                },
+                _,
+            ) => next.told_human = true,
+            _ => {}
+        }
+        next
+    }
+
+    #[test]
+    fn planning_again_after_applying_a_plan_changes_nothing() {
+        for (name, observed, proposal, _, _) in table() {
+            let first = plan(&observed, &proposal);
+            let after = applied(&observed, &proposal, &first);
+            let second = plan(&after, &proposal);
+            assert!(
+                second.decision.changes_nothing(),
+                "{name}: after {:?} the planner wants {:?} ({})",
+                first.decision.kind(),
+                second.decision,
+                second.reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_plan_lists_the_files_its_pull_request_changes() {
+        let mut proposal = fresh("0.63.0", "v2");
+        if let Proposal::Fresh(d) = &mut proposal {
+            d.files.insert("service-app.yaml".into(), "s".into());
+        }
+        let plan = plan(&base("0.62.1", "v1"), &proposal);
+        let listed: Vec<(&str, Change)> = plan
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.change))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("rendered/prod/deployment-app.yaml", Change::Changed),
+                ("rendered/prod/hydrant.metadata", Change::Changed),
+                ("rendered/prod/service-app.yaml", Change::Added),
+            ]
+        );
+        assert_eq!(
+            plan.version,
+            VersionChange {
+                from: Some("0.62.1".into()),
+                to: Some("0.63.0".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_push_replaces_only_the_tip_hydrant_made() {
+        let observed = Observed {
+            branch: Some(tip_holding(&rendered("0.62.0", "v0"), true, true)),
+            ..base("0.62.1", "v1")
+        };
+        match plan(&observed, &fresh("0.63.0", "v2")).decision {
+            Decision::Open { push: Some(p) } => assert_eq!(p.replaces.as_deref(), Some("c0ffee")),
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+}
