@@ -290,10 +290,10 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
                 tracing::warn!(action = %outcome.action, class = ?outcome.class, %error, "environment failed")
             }
             None if outcome.action != Action::Unchanged => {
-                tracing::info!(action = %outcome.action, reason = %outcome.reason, "environment delivered")
+                tracing::info!(action = %outcome.action, reason = %outcome.reason, "environment reconciled")
             }
             None => {
-                tracing::debug!(action = %outcome.action, reason = %outcome.reason, "environment unchanged")
+                tracing::debug!(action = %outcome.action, reason = %outcome.reason, "environment reconciled")
             }
         }
         outcomes.push(outcome);

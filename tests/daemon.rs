@@ -353,7 +353,14 @@ fn a_channel_poll_reconciles_only_the_environments_that_follow_the_channel() {
     let d = Daemon::start_with(
         "1h",
         None,
-        &["--channel-poll-interval", "300ms", "--log-format", "json"],
+        &[
+            "--channel-poll-interval",
+            "300ms",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
     );
     d.wait_for(Duration::from_secs(30), "the first cycle", || {
         http(d.port, "GET", "/readyz", &[], "").is_some_and(|(s, _)| s == 200)
