@@ -10,10 +10,10 @@
 pub mod apply;
 pub mod observe;
 pub mod plan;
+pub mod review;
 
 use serde::Serialize;
 
-use crate::forge::review;
 use crate::pipeline::{Problem, Rendered};
 use crate::project::Render;
 

@@ -1,9 +1,9 @@
 //! Where pull requests live: the [`Forge`] trait and its implementations.
 //!
-//! A forge knows pull requests, not templates or git objects: reconcile pushes
-//! the branch, then asks the forge to make sure one pull request per environment
-//! is open with the right title and body. The body, the same on every forge, is
-//! built by [`review`].
+//! A forge is transport only: it knows pull requests, not templates, git
+//! objects or what a review says. Delivery pushes the branch, then asks the
+//! forge to make sure one pull request per environment is open with the title
+//! and body [`crate::delivery::review`] wrote.
 
 pub mod api;
 pub mod gitea;
@@ -11,7 +11,6 @@ pub mod github;
 pub mod github_app;
 pub mod gitlab;
 pub mod local;
-pub mod review;
 
 use serde::{Deserialize, Serialize};
 
