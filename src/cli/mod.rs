@@ -101,11 +101,27 @@ pub enum Command {
 /// Where the config repository is.
 #[derive(Debug, Args)]
 pub struct RepoArgs {
-    /// The config repository (its working tree, read as it is).
+    /// The config repository: a directory (its working tree, read as it is)
+    /// or a git URL (its base branch, fetched as `reconcile` fetches it).
     #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
     pub repo: PathBuf,
+    /// Read this branch of `--repo` instead [default: the remote's default
+    /// branch for a git URL, the working tree for a directory].
+    #[arg(long = "ref", env = "HYDRANT_REF", value_name = "BRANCH")]
+    pub git_ref: Option<String>,
     #[command(flatten)]
     pub channel: ChannelArgs,
+}
+
+impl RepoArgs {
+    /// The config repository these flags name, opened for reading.
+    pub fn open(&self) -> anyhow::Result<crate::project::Project> {
+        Ok(crate::project::Project::locate(
+            &self.repo.to_string_lossy(),
+            self.git_ref.as_deref(),
+            &self.channel.settings()?,
+        )?)
+    }
 }
 
 /// Where channel specs come from, and how to reach them.

@@ -95,6 +95,7 @@ const OPERATOR_SETTINGS: &[&str] = &[
     "gitUsername",
     "licenseFile",
     "out",
+    "ref",
     "repo",
     "sshKey",
     "stateDir",

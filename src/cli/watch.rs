@@ -23,7 +23,6 @@ use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache};
 
-use super::diff::rendered_files;
 use super::render::rendered_line;
 use super::{RepoArgs, report_error, report_problems};
 use crate::config::{self, Settings, SettingsFile};
@@ -573,7 +572,7 @@ fn write_env(
     let rendered_dir = root.join("rendered");
     output::refuse_link(&rendered_dir)
         .with_context(|| format!("cannot write `{}`", rendered_dir.display()))?;
-    let current = rendered_files(root, env)?;
+    let current = crate::project::rendered_files(&crate::tree::DiskTree::new(root)?, env)?;
     let mut lines = vec![rendered_line(env, &rendered, Path::new(&shown))];
     lines.extend(
         summary(&shown, &current, &rendered.files)
