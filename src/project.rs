@@ -14,7 +14,6 @@ use rayon::prelude::*;
 use crate::channel::{
     ChannelError, ChannelSpec, Fetch, FileSource, HttpOptions, HttpSource, Source,
 };
-use crate::config::Settings;
 use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
 use crate::repo::{ConfigRepo, EnvironmentFiles, RepoError};
@@ -227,8 +226,11 @@ impl Project {
         let repo = ConfigRepo::open(tree, shown)?;
         let file = repo.settings()?;
         let from_flag = channel_flag.is_some();
-        let settings = Settings::resolve(channel_flag, &file);
-        let source = source_for(&settings.channel_source, from_flag, &repo, &channel.http)?;
+        let setting = crate::settings::channel_source(
+            channel_flag,
+            file.channel_source().map_err(RepoError::from)?,
+        );
+        let source = source_for(&setting, from_flag, &repo, &channel.http)?;
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
         Ok(Project {
