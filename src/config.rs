@@ -1,10 +1,6 @@
-//! Settings: the repository's `hydrant.yaml` and each environment's
-//! `environment.yaml`.
-//!
-//! Settings resolve in one place, with the precedence flag > `HYDRANT_*`
-//! environment variable > `hydrant.yaml` > default. clap resolves the first two
-//! (every flag has an `env` twin); [`Settings::resolve`] adds the file and the
-//! defaults. Parsing is pure; the caller reads the files.
+//! Each environment's `environment.yaml`, and the YAML readers of settings
+//! files (`hydrant.yaml` is read into one type by [`crate::settings`]).
+//! Parsing is pure; the caller reads the files.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -13,39 +9,6 @@ use crate::yaml;
 
 /// The file at the root of the config repository.
 pub const SETTINGS_FILE: &str = "hydrant.yaml";
-/// Where channel specs are read from when nothing else says.
-pub const DEFAULT_CHANNEL_SOURCE: &str = "channels";
-
-/// What the repository itself reads from `hydrant.yaml`. The file also holds
-/// command-line settings (see [`parse_flat`]); the command line checks every
-/// key, so unknown keys are not refused here.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SettingsFile {
-    /// Where channel specs come from: a directory or file, relative to the
-    /// repository and inside it. Never a URL: the repository may not choose
-    /// where the operator's license or token is sent.
-    #[serde(default, deserialize_with = "path_in_repository")]
-    pub channel_source: Option<String>,
-}
-
-/// Settings after precedence is applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    pub channel_source: String,
-}
-
-impl Settings {
-    /// `flag_or_env` is what clap resolved from the flag and its `HYDRANT_*` twin.
-    pub fn resolve(flag_or_env: Option<String>, file: &SettingsFile) -> Settings {
-        Settings {
-            channel_source: flag_or_env
-                .or_else(|| file.channel_source.clone())
-                .unwrap_or_else(|| DEFAULT_CHANNEL_SOURCE.to_string()),
-        }
-    }
-}
-
 /// `environments/<env>/environment.yaml`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -99,14 +62,6 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
     };
     check_release_id(&id).map_err(serde::de::Error::custom)?;
     Ok(Some(id))
-}
-
-fn path_in_repository<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let Some(path) = Option::<String>::deserialize(d)? else {
-        return Ok(None);
-    };
-    check_path_in_repository(&path).map_err(serde::de::Error::custom)?;
-    Ok(Some(path))
 }
 
 /// Checks that `path` is a relative path inside the repository: not a URL,
@@ -319,54 +274,6 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.line, Some(3), "{err}");
         assert!(err.to_string().contains("allowPlaintextSecrets"), "{err}");
-    }
-
-    #[test]
-    fn settings_follow_flag_then_file_then_default() {
-        let file = SettingsFile {
-            channel_source: Some("mirror".into()),
-        };
-        assert_eq!(
-            Settings::resolve(Some("flag".into()), &file).channel_source,
-            "flag"
-        );
-        assert_eq!(Settings::resolve(None, &file).channel_source, "mirror");
-        assert_eq!(
-            Settings::resolve(None, &SettingsFile::default()).channel_source,
-            "channels"
-        );
-        let parsed: SettingsFile = parse("hydrant.yaml", "# nothing yet\n").unwrap();
-        assert_eq!(parsed, SettingsFile::default());
-    }
-
-    #[test]
-    fn channel_source_in_the_repository_must_stay_inside_it() {
-        for (text, problem) in [
-            ("channelSource: http://127.0.0.1:9/{channel}\n", "is a URL"),
-            ("channelSource: https://u:s3cret@evil.example\n", "is a URL"),
-            ("channelSource: file:///etc\n", "is a URL"),
-            ("channelSource: /etc/hydrant\n", "is an absolute path"),
-            (
-                "channelSource: channels/../../etc\n",
-                "leaves the repository",
-            ),
-            ("channelSource: ..\n", "leaves the repository"),
-            ("channelSource: \"\"\n", "is empty"),
-        ] {
-            let err = parse::<SettingsFile>("hydrant.yaml", text).unwrap_err();
-            let shown = err.to_string();
-            assert_eq!(err.line, Some(1), "{shown}");
-            assert!(
-                shown.contains("channelSource") && shown.contains(problem),
-                "{text}: {shown}"
-            );
-            assert!(!shown.contains("s3cret"), "{shown}");
-        }
-        for fine in ["channels", "vendor/channels/stable.yaml", "./mirror"] {
-            let file: SettingsFile =
-                parse("hydrant.yaml", &format!("channelSource: {fine}\n")).unwrap();
-            assert_eq!(file.channel_source.as_deref(), Some(fine));
-        }
     }
 
     #[test]

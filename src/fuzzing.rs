@@ -10,19 +10,20 @@
 //! bad input with an error is what hydrant should do, and passes.
 
 use std::fmt::Display;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use clap::{CommandFactory, FromArgMatches};
 use serde_json::{Value, json};
 
 use crate::channel::{self, ChannelSpec};
-use crate::cli::{self, settings};
-use crate::config::{self, EnvironmentConfig, SettingsFile};
+use crate::cli;
+use crate::config::{self, EnvironmentConfig};
 use crate::manifest::layout;
 use crate::pipeline;
 use crate::render::{Engine, TemplateFile, safe};
 use crate::repo::EnvironmentFiles;
+use crate::settings;
 use crate::spec::{Layer, LayerKind};
 use crate::yaml;
 
@@ -201,7 +202,9 @@ pub fn settings_file(data: &[u8]) {
     if let Err(e) = config::parse_required::<EnvironmentConfig>(ENV_FILE, text) {
         assert_config_error(&e, ENV_FILE, text);
     }
-    if let Err(e) = config::parse::<SettingsFile>(config::SETTINGS_FILE, text) {
+    if let Err(e) = settings::SettingsFile::parse(Path::new(config::SETTINGS_FILE), text, false)
+        .and_then(|f| f.channel_source())
+    {
         assert_config_error(&e, config::SETTINGS_FILE, text);
     }
     let flat = match config::parse_flat(config::SETTINGS_FILE, text) {

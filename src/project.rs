@@ -14,12 +14,11 @@ use rayon::prelude::*;
 use crate::channel::{
     ChannelError, ChannelSpec, Fetch, FileSource, HttpOptions, HttpSource, Source,
 };
-use crate::config::Settings;
 use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
 use crate::repo::{ConfigRepo, EnvironmentFiles, RepoError};
 use crate::spec::{self, Explanation};
-use crate::tree::{DiskTree, Tree, TreeError};
+use crate::tree::{DiskTree, Kind, Tree, TreeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
@@ -35,7 +34,16 @@ pub enum ProjectError {
     Channel(#[from] ChannelError),
     #[error(transparent)]
     Name(#[from] crate::names::NameError),
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
 }
+
+/// How long a read-only command lets the git remote stay silent, in seconds
+/// (as `reconcile --git-timeout` does by default).
+pub const GIT_TIMEOUT_SECS: u64 = 60;
+/// How long a read-only command waits for a run holding the work directory,
+/// in seconds (as `reconcile --lock-timeout` does by default).
+pub const LOCK_TIMEOUT_SECS: u64 = 600;
 
 pub struct Project {
     repo: ConfigRepo,
@@ -170,6 +178,44 @@ impl Project {
         Project::from_tree(Arc::new(tree), &root.display().to_string(), channel)
     }
 
+    /// Opens the config repository a read-only command (`render`, `validate`,
+    /// `explain`, `diff`, `channel show`) names: a local directory is read
+    /// as its working tree is, unless `git_ref` names a branch; a git URL
+    /// (or a local repository with `git_ref`) is fetched into the work
+    /// directory reconcile uses and read at the tip of `git_ref`, else of
+    /// the remote's default branch, as a reconcile would read it.
+    pub fn locate(
+        repo: &str,
+        git_ref: Option<&str>,
+        channel: &ChannelSettings,
+    ) -> Result<Project, ProjectError> {
+        if git_ref.is_none() && Path::new(repo).is_dir() {
+            return Project::open(Path::new(repo), channel);
+        }
+        use crate::git::{Credentials, Workspace, default_work_dir};
+        crate::git::set_timeout(std::time::Duration::from_secs(GIT_TIMEOUT_SECS));
+        let ws = Workspace::open(
+            &default_work_dir(repo),
+            repo,
+            Credentials::default(),
+            std::time::Duration::from_secs(LOCK_TIMEOUT_SECS),
+        )?;
+        let fetched = ws.fetch(git_ref)?;
+        let tree = ws.snapshot(fetched.base_commit)?;
+        let shown = format!(
+            "{}@{}",
+            fetched.base_branch,
+            Workspace::short(fetched.base_commit)
+        );
+        Project::from_tree(Arc::new(tree), &shown, channel)
+    }
+
+    /// The files of `rendered/<env>/` as the repository holds them, by name
+    /// (none when the directory does not exist).
+    pub fn rendered_files(&self, env: &str) -> Result<BTreeMap<String, String>, RepoError> {
+        rendered_files(self.repo.tree().as_ref(), env)
+    }
+
     /// Opens a config repository held in any tree (a directory or a commit).
     pub fn from_tree(
         tree: Arc<dyn Tree>,
@@ -180,8 +226,11 @@ impl Project {
         let repo = ConfigRepo::open(tree, shown)?;
         let file = repo.settings()?;
         let from_flag = channel_flag.is_some();
-        let settings = Settings::resolve(channel_flag, &file);
-        let source = source_for(&settings.channel_source, from_flag, &repo, &channel.http)?;
+        let setting = crate::settings::channel_source(
+            channel_flag,
+            file.channel_source().map_err(RepoError::from)?,
+        );
+        let source = source_for(&setting, from_flag, &repo, &channel.http)?;
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
         Ok(Project {
@@ -413,6 +462,21 @@ impl Project {
         let merged = spec::merge(&layers);
         Ok(spec::explain(&layers, &merged, path))
     }
+}
+
+/// The files of `rendered/<env>/` in `tree`, by name (none when the
+/// directory does not exist).
+pub fn rendered_files(tree: &dyn Tree, env: &str) -> Result<BTreeMap<String, String>, RepoError> {
+    let dir = format!("rendered/{env}");
+    let mut files = BTreeMap::new();
+    for (name, kind) in tree.list(&dir)? {
+        if kind == Kind::File
+            && let Some(text) = tree.read(&format!("{dir}/{name}"))?
+        {
+            files.insert(name, text);
+        }
+    }
+    Ok(files)
 }
 
 /// A spec older than the one last accepted is refused, unless the environment

@@ -12,11 +12,9 @@
 //! error, never the whole cycle's). A dry run plans and applies nothing. The cycle is idempotent: run twice with the same inputs, the second
 //! run changes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-
-use serde::Serialize;
 
 use crate::delivery::apply::{self, ApplyError, Context};
 use crate::delivery::observe::{self, Depth, ObserveError};
@@ -54,7 +52,7 @@ pub enum CycleError {
 }
 
 /// The config repository as it is on the base branch.
-fn load(
+pub(crate) fn load(
     ws: &Workspace,
     fetched: &Fetched,
     channel: &ChannelSettings,
@@ -97,7 +95,7 @@ fn recorded_metadata(
 }
 
 /// The environments `opts` names, or all.
-fn selected(project: &Project, opts: &Options) -> Result<Vec<String>, CycleError> {
+pub(crate) fn selected(project: &Project, opts: &Options) -> Result<Vec<String>, CycleError> {
     if opts.envs.is_empty() {
         Ok(project.environments().to_vec())
     } else {
@@ -105,92 +103,6 @@ fn selected(project: &Project, opts: &Options) -> Result<Vec<String>, CycleError
             .select(&opts.envs, false)
             .map_err(ProjectError::from)?)
     }
-}
-
-/// Where one environment stands: `hydrant status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EnvStatus {
-    pub env: String,
-    pub channel: Option<String>,
-    /// The pinned release, if any.
-    pub release: Option<String>,
-    /// The version the channel (or the pinned release) offers now.
-    pub available: Option<String>,
-    /// The version in `rendered/<env>/` on the base branch.
-    pub rendered: Option<String>,
-    pub pull_request: Option<PrStatus>,
-    pub error: Option<String>,
-}
-
-/// An environment's open pull request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PrStatus {
-    pub number: u64,
-    pub url: String,
-    pub opened_at: Option<String>,
-    pub age_secs: Option<u64>,
-    pub draft: bool,
-    /// Open, not a draft, and not set to merge by itself.
-    pub waits_for_review: bool,
-}
-
-/// Seconds since an RFC 3339 time (0 when a forge's clock runs ahead).
-fn age_of(at: &str) -> Option<u64> {
-    let at: jiff::Timestamp = at.parse().ok()?;
-    let secs = jiff::Timestamp::now().as_second() - at.as_second();
-    Some(u64::try_from(secs).unwrap_or(0))
-}
-
-/// Where each selected environment stands: the version its channel offers,
-/// the version rendered on the base branch, and its open pull request.
-/// Changes nothing.
-pub fn status(
-    ws: &Workspace,
-    forge: &dyn Forge,
-    opts: &Options,
-) -> Result<Vec<EnvStatus>, CycleError> {
-    let fetched = ws.fetch(opts.base.as_deref())?;
-    let project = load(ws, &fetched, &opts.channel)?;
-    let envs = selected(&project, opts)?;
-    let mut offered = BTreeMap::new();
-    for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {
-        for env in users {
-            offered.insert(env, fetch.clone());
-        }
-    }
-    let mut out = Vec::with_capacity(envs.len());
-    for env in envs {
-        let fetch = offered.get(&env);
-        let mut status = EnvStatus {
-            channel: fetch.map(|f| f.key.0.clone()),
-            release: fetch.and_then(|f| f.key.1.clone()),
-            available: fetch.and_then(|f| f.version.clone()),
-            rendered: None,
-            pull_request: None,
-            error: fetch.filter(|f| f.version.is_none()).map(|_| {
-                format!(
-                    "the channel could not be fetched; `hydrant channel show --env {env}` tells why"
-                )
-            }),
-            env,
-        };
-        match observe::environment(ws, forge, &fetched, &status.env, Depth::Full) {
-            Ok(observed) => {
-                status.rendered = plan::recorded_version(&observed.base_files);
-                status.pull_request = observed.pull_request.map(|pr| PrStatus {
-                    age_secs: pr.created_at.as_deref().and_then(age_of),
-                    waits_for_review: !pr.draft && !pr.auto_merge,
-                    number: pr.number,
-                    url: pr.url,
-                    opened_at: pr.created_at,
-                    draft: pr.draft,
-                });
-            }
-            Err(e) => status.error = Some(e.to_string()),
-        }
-        out.push(status);
-    }
-    Ok(out)
 }
 
 /// What one cycle did.

@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
-use crate::config::{self, EnvironmentConfig, SettingsFile};
+use crate::config::{self, EnvironmentConfig};
 use crate::names::{self, NameError, NameKind};
 use crate::render::TemplateFile;
+use crate::settings::SettingsFile;
 use crate::spec::{Layer, LayerKind};
 use crate::tree::{Kind, Tree, TreeError};
 
@@ -82,8 +83,14 @@ impl ConfigRepo {
 
     pub fn settings(&self) -> Result<SettingsFile, RepoError> {
         match self.read(config::SETTINGS_FILE)? {
-            Some(text) => Ok(config::parse(config::SETTINGS_FILE, &text)?),
-            None => Ok(SettingsFile::default()),
+            Some(text) => Ok(SettingsFile::parse(
+                std::path::Path::new(config::SETTINGS_FILE),
+                &text,
+                false,
+            )?),
+            None => Ok(SettingsFile::empty(std::path::Path::new(
+                config::SETTINGS_FILE,
+            ))),
         }
     }
 

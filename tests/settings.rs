@@ -126,3 +126,78 @@ fn bad_settings_name_the_file_line_and_key() {
     assert_eq!(run.code, 2);
     assert!(!run.stderr.contains("ghp_s3cr3t"), "{}", run.stderr);
 }
+
+/// Issue 14: `config show` prints what a run would use, not "unset".
+#[test]
+fn config_show_prints_the_work_dir_forge_and_channel_source_a_run_would_use() {
+    let ex = Example::new();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let run = show(&ex, &[("XDG_CACHE_HOME", cache_dir)], &[]).ok();
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    let work_dir = setting(&json, "workDir");
+    assert!(
+        work_dir["values"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(cache_dir),
+        "{work_dir}"
+    );
+    assert_eq!(work_dir["source"], "default", "{work_dir}");
+    assert_eq!(
+        setting(&json, "forge")["values"],
+        serde_json::json!(["local"])
+    );
+    assert_eq!(
+        setting(&json, "channel")["values"],
+        serde_json::json!(["channels"])
+    );
+
+    ex.write("hydrant.yaml", "channelSource: mirror\n");
+    let run = show(
+        &ex,
+        &[("XDG_CACHE_HOME", cache_dir)],
+        &["--repo", "https://github.com/acme/config.git"],
+    )
+    .ok();
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        setting(&json, "forge")["values"],
+        serde_json::json!(["github"])
+    );
+    let channel = setting(&json, "channel");
+    assert_eq!(
+        channel["values"],
+        serde_json::json!(["channels"]),
+        "{channel}"
+    );
+    assert!(
+        channel["derived"].as_str().unwrap().contains("base branch"),
+        "{channel}"
+    );
+
+    let run = show(&ex, &[("XDG_CACHE_HOME", cache_dir)], &[]).ok();
+    let json: Value = serde_json::from_str(&run.stdout).unwrap();
+    let channel = setting(&json, "channel");
+    assert_eq!(
+        channel["values"],
+        serde_json::json!(["mirror"]),
+        "{channel}"
+    );
+    assert!(
+        channel["derived"]
+            .as_str()
+            .unwrap()
+            .contains("hydrant.yaml:1"),
+        "{channel}"
+    );
+    let text = ex.run(&["config", "show"]).ok();
+    for key in ["workDir", "forge", "channel", "channelCacheDir"] {
+        let line = text
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} in {}", text.stdout));
+        assert!(!line.contains("unset"), "{line}");
+    }
+}

@@ -71,17 +71,34 @@ pub struct HttpOptions {
     pub verifier: Option<Verifier>,
 }
 
+/// Defaults of a channel request, stated once: [`HttpOptions::new`] and the
+/// command line's `--channel-*` flags both take them from here.
+pub mod defaults {
+    /// Total timeout of one request, in seconds (`--channel-timeout`).
+    pub const TIMEOUT_SECS: u64 = 30;
+    /// The longest wait to connect, in seconds.
+    pub const CONNECT_TIMEOUT_SECS: u64 = 10;
+    /// Retries of a failed request (`--channel-retries`).
+    pub const RETRIES: u32 = 3;
+    /// The first wait before a retry, in milliseconds (`--channel-backoff-ms`).
+    pub const BACKOFF_MS: u64 = 500;
+    /// The longest wait a server may ask for (`Retry-After`), in seconds.
+    pub const MAX_WAIT_SECS: u64 = 60;
+    /// The largest spec accepted, in bytes (`--channel-max-bytes`).
+    pub const MAX_BYTES: u64 = 8 << 20;
+}
+
 impl HttpOptions {
     pub fn new(cache_dir: PathBuf) -> HttpOptions {
         HttpOptions {
             auth: Auth::None,
             ca_file: None,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-            retries: 3,
-            backoff: Duration::from_millis(500),
-            max_wait: Duration::from_secs(60),
-            max_bytes: 8 << 20,
+            connect_timeout: Duration::from_secs(defaults::CONNECT_TIMEOUT_SECS),
+            timeout: Duration::from_secs(defaults::TIMEOUT_SECS),
+            retries: defaults::RETRIES,
+            backoff: Duration::from_millis(defaults::BACKOFF_MS),
+            max_wait: Duration::from_secs(defaults::MAX_WAIT_SECS),
+            max_bytes: defaults::MAX_BYTES,
             cache_dir,
             verifier: None,
         }

@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{ChannelArgs, OutputFormat};
+use super::{ChannelArgs, OutputFormat, RepoArgs};
 use crate::names::{self, NameKind};
 use crate::project::Project;
 
@@ -27,11 +27,8 @@ pub enum ChannelSub {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The config repository.
-    #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
-    pub repo: PathBuf,
     #[command(flatten)]
-    pub channel: ChannelArgs,
+    pub repo: RepoArgs,
     /// The environment whose channel (and pin) to show.
     #[arg(
         long,
@@ -78,7 +75,7 @@ pub fn run(cmd: ChannelCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let project = Project::open(&args.repo, &args.channel.settings()?)?;
+    let project = args.repo.open()?;
     let (channel, release, origin) = match (&args.env, &args.name) {
         (Some(env), _) => {
             let (channel, release) = project.environment_channel(env)?;

@@ -7,8 +7,8 @@ use clap::{Args, CommandFactory, Subcommand};
 use serde_json::json;
 
 use super::run::RunArgs;
-use super::settings::{self, Resolved, SettingsFile, Source};
 use super::{Cli, OutputFormat};
+use crate::settings::{self, Resolved, SettingsFile, Source};
 
 #[derive(Debug, Args)]
 pub struct ConfigCommand {
@@ -36,13 +36,17 @@ fn shown(r: &Resolved) -> String {
 }
 
 fn origin(r: &Resolved, file: Option<&SettingsFile>) -> String {
-    match (&r.source, file, r.line) {
+    let origin = match (&r.source, file, r.line) {
         (Source::Env, _, _) => format!("env {}", r.env.as_deref().unwrap_or("")),
         (Source::File, Some(f), Some(line)) => format!("{}:{line}", f.path.display()),
         (source, _, _) => serde_json::to_value(source)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default(),
+    };
+    match &r.derived {
+        Some(derived) => format!("{origin} ({derived})"),
+        None => origin,
     }
 }
 
@@ -63,6 +67,14 @@ pub fn run(
         .ok_or_else(|| anyhow::anyhow!("`config show` was not parsed"))?;
     let mut all = settings::resolve(&cli, matches, file);
     all.extend(settings::resolve(show_cmd, show_matches, file));
+    let forge = super::reconcile::forge_kind(&show.reconcile)
+        .map(|kind| {
+            clap::ValueEnum::to_possible_value(&kind)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default()
+        })
+        .map_err(|e| e.to_string());
+    settings::fill_derived(&mut all, forge);
     let file_shown = file.map(|f| f.path.display().to_string());
     if show.reconcile.output == OutputFormat::Json {
         println!(

@@ -1,12 +1,8 @@
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::{RepoArgs, report_problems};
-use crate::project::Project;
-use crate::tree::{DiskTree, Kind, Tree};
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -21,7 +17,7 @@ pub struct DiffArgs {
 }
 
 pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
-    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
+    let project = args.repo.open()?;
     let envs = project.select(std::slice::from_ref(&args.env), false)?;
     let (env, result) = project.render(&envs).remove(0);
     let rendered = match result {
@@ -32,7 +28,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let dir = format!("rendered/{env}");
-    let current = rendered_files(&args.repo.repo, &env)?;
+    let current = project.rendered_files(&env)?;
     let names: std::collections::BTreeSet<&String> =
         current.keys().chain(rendered.files.keys()).collect();
     let mut differs = false;
@@ -60,20 +56,4 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The files of `rendered/<env>/` in the working tree at `repo`, by name (none
-/// when the directory does not exist).
-pub(super) fn rendered_files(repo: &Path, env: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let tree = DiskTree::new(repo)?;
-    let dir = format!("rendered/{env}");
-    let mut files = BTreeMap::new();
-    for (name, kind) in tree.list(&dir)? {
-        if kind == Kind::File
-            && let Some(text) = tree.read(&format!("{dir}/{name}"))?
-        {
-            files.insert(name, text);
-        }
-    }
-    Ok(files)
 }

@@ -4,7 +4,6 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::{OutputFormat, RepoArgs, report_problems};
-use crate::project::Project;
 use crate::yaml;
 
 #[derive(Debug, Args)]
@@ -35,7 +34,7 @@ fn show(v: &serde_json::Value) -> String {
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let path = yaml::parse_path(&args.key).map_err(|e| anyhow!(e))?;
-    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
+    let project = args.repo.open()?;
     let explanation = match project.explain(&args.env, &path) {
         Ok(e) => e,
         Err(problems) => {

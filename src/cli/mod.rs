@@ -11,7 +11,6 @@ mod explain;
 pub(crate) mod reconcile;
 mod render;
 mod run;
-pub mod settings;
 mod status;
 mod validate;
 mod watch;
@@ -21,7 +20,9 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::channel::http::defaults as http_defaults;
 use crate::pipeline::Problem;
+use crate::settings;
 
 /// hydrant: a GitOps reconciliation daemon. It renders a vendor's release
 /// channel, layered with per-environment overrides kept in git, into
@@ -101,11 +102,27 @@ pub enum Command {
 /// Where the config repository is.
 #[derive(Debug, Args)]
 pub struct RepoArgs {
-    /// The config repository (its working tree, read as it is).
+    /// The config repository: a directory (its working tree, read as it is)
+    /// or a git URL (its base branch, fetched as `reconcile` fetches it).
     #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
     pub repo: PathBuf,
+    /// Read this branch of `--repo` instead [default: the remote's default
+    /// branch for a git URL, the working tree for a directory].
+    #[arg(long = "ref", env = "HYDRANT_REF", value_name = "BRANCH")]
+    pub git_ref: Option<String>,
     #[command(flatten)]
     pub channel: ChannelArgs,
+}
+
+impl RepoArgs {
+    /// The config repository these flags name, opened for reading.
+    pub fn open(&self) -> anyhow::Result<crate::project::Project> {
+        Ok(crate::project::Project::locate(
+            &self.repo.to_string_lossy(),
+            self.git_ref.as_deref(),
+            &self.channel.settings()?,
+        )?)
+    }
 }
 
 /// Where channel specs come from, and how to reach them.
@@ -126,17 +143,17 @@ pub struct ChannelArgs {
     #[arg(long, env = "HYDRANT_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Total timeout of one channel request, in seconds.
-    #[arg(long, env = "HYDRANT_CHANNEL_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "HYDRANT_CHANNEL_TIMEOUT", default_value_t = http_defaults::TIMEOUT_SECS)]
     pub channel_timeout: u64,
     /// Retries of a failed channel request (connection errors, timeouts, 5xx, 408, 429).
-    #[arg(long, env = "HYDRANT_CHANNEL_RETRIES", default_value_t = 3)]
+    #[arg(long, env = "HYDRANT_CHANNEL_RETRIES", default_value_t = http_defaults::RETRIES)]
     pub channel_retries: u32,
     /// The first wait before retrying a channel request, in milliseconds; it
     /// doubles on each retry, with jitter.
-    #[arg(long, env = "HYDRANT_CHANNEL_BACKOFF_MS", default_value_t = 500)]
+    #[arg(long, env = "HYDRANT_CHANNEL_BACKOFF_MS", default_value_t = http_defaults::BACKOFF_MS)]
     pub channel_backoff_ms: u64,
     /// The largest channel spec accepted, in bytes.
-    #[arg(long, env = "HYDRANT_CHANNEL_MAX_BYTES", default_value_t = 8 << 20)]
+    #[arg(long, env = "HYDRANT_CHANNEL_MAX_BYTES", default_value_t = http_defaults::MAX_BYTES)]
     pub channel_max_bytes: u64,
     /// Require every channel spec to carry a valid ed25519 signature by this
     /// public key (PEM, or 32 bytes in base64 or hex).
@@ -169,7 +186,7 @@ impl ChannelArgs {
         }
         http.ca_file = self.ca_file.clone();
         http.timeout = std::time::Duration::from_secs(self.channel_timeout.max(1));
-        http.connect_timeout = http.timeout.min(std::time::Duration::from_secs(10));
+        http.connect_timeout = http.timeout.min(http.connect_timeout);
         http.retries = self.channel_retries;
         http.backoff = std::time::Duration::from_millis(self.channel_backoff_ms);
         if let Some(path) = &self.channel_public_key {
@@ -355,5 +372,44 @@ pub fn report_problems(env: &str, problems: &[Problem]) {
     hints.dedup();
     for hint in hints {
         eprintln!("hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_defaults_are_the_library_defaults() {
+        let cli = Cli::try_parse_from(["hydrant", "render", "--env", "dev"]).expect("parses");
+        let Command::Render(args) = cli.command else {
+            panic!("not render")
+        };
+        let flags = args.repo.channel.settings().expect("settings").http;
+        let library = crate::channel::HttpOptions::new(PathBuf::new());
+        assert_eq!(flags.timeout, library.timeout);
+        assert_eq!(flags.connect_timeout, library.connect_timeout);
+        assert_eq!(flags.retries, library.retries);
+        assert_eq!(flags.backoff, library.backoff);
+        assert_eq!(flags.max_wait, library.max_wait);
+        assert_eq!(flags.max_bytes, library.max_bytes);
+
+        let cli = Cli::try_parse_from(["hydrant", "reconcile"]).expect("parses");
+        let Command::Reconcile(args) = cli.command else {
+            panic!("not reconcile")
+        };
+        let library = crate::forge::api::ApiOptions::default();
+        assert_eq!(
+            std::time::Duration::from_secs(args.forge_timeout),
+            library.timeout
+        );
+        assert_eq!(
+            std::time::Duration::from_millis(args.forge_backoff_ms),
+            library.backoff
+        );
+        assert_eq!(
+            std::time::Duration::from_secs(args.forge_max_wait),
+            library.max_wait
+        );
     }
 }

@@ -96,13 +96,13 @@ pub struct ReconcileArgs {
     pub forge_repository: Option<String>,
     /// The longest single wait for a forge rate limit, in seconds; a longer
     /// limit fails the call and the next cycle tries again.
-    #[arg(long, env = "HYDRANT_FORGE_MAX_WAIT", default_value_t = 60)]
+    #[arg(long, env = "HYDRANT_FORGE_MAX_WAIT", default_value_t = crate::forge::api::defaults::MAX_WAIT_SECS)]
     pub forge_max_wait: u64,
     /// The first wait before retrying a failed forge call, in milliseconds.
-    #[arg(long, env = "HYDRANT_FORGE_BACKOFF_MS", default_value_t = 500)]
+    #[arg(long, env = "HYDRANT_FORGE_BACKOFF_MS", default_value_t = crate::forge::api::defaults::BACKOFF_MS)]
     pub forge_backoff_ms: u64,
     /// Total timeout of one forge API request, in seconds.
-    #[arg(long, env = "HYDRANT_FORGE_TIMEOUT", default_value_t = 30)]
+    #[arg(long, env = "HYDRANT_FORGE_TIMEOUT", default_value_t = crate::forge::api::defaults::TIMEOUT_SECS)]
     pub forge_timeout: u64,
     /// The local forge's state directory [default: `<work-dir>/local-forge`].
     #[arg(long, env = "HYDRANT_STATE_DIR", value_name = "DIR")]
@@ -183,7 +183,7 @@ fn github_token(args: &ReconcileArgs) -> anyhow::Result<Option<Token>> {
 }
 
 /// Which forge: `--forge`, or told by the repository URL's host.
-fn forge_kind(args: &ReconcileArgs) -> anyhow::Result<ForgeKind> {
+pub(crate) fn forge_kind(args: &ReconcileArgs) -> anyhow::Result<ForgeKind> {
     if args.forge != ForgeKind::Auto {
         return Ok(args.forge);
     }

@@ -9,7 +9,6 @@ use super::{EnvSelection, RepoArgs, report_problems};
 use crate::manifest::layout;
 use crate::output;
 use crate::pipeline::{Problem, Rendered};
-use crate::project::Project;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -24,7 +23,7 @@ pub struct RenderArgs {
 }
 
 pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
-    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
+    let project = args.repo.open()?;
     let envs = project.select(&args.select.envs, args.select.all)?;
     if args.out.is_none() && envs.len() != 1 {
         bail!(

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::OutputFormat;
 use super::reconcile::{ReconcileArgs, prepare};
-use crate::reconcile::{self, EnvStatus};
+use crate::delivery::status::{self, EnvStatus};
 
 /// `3d`, `5h`, `12m`, `40s`.
 fn age(secs: u64) -> String {
@@ -50,7 +50,7 @@ fn line(s: &EnvStatus) -> [String; 5] {
 
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (ws, forge, opts) = prepare(&args)?;
-    let statuses = reconcile::status(&ws, forge.as_ref(), &opts)?;
+    let statuses = status::status(&ws, forge.as_ref(), &opts)?;
     if args.output == OutputFormat::Json {
         println!(
             "{}",
@@ -93,7 +93,7 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::PrStatus;
+    use crate::delivery::status::PrStatus;
 
     #[test]
     fn a_row_says_what_waits() {

@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{EnvSelection, RepoArgs, report_problems};
-use crate::project::Project;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -14,7 +13,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let project = Project::open(&args.repo.repo, &args.repo.channel.settings()?)?;
+    let project = args.repo.open()?;
     let envs = project.select(&args.select.envs, args.select.all)?;
     let mut failed = 0;
     for (env, result) in project.render(&envs) {

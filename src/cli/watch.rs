@@ -23,14 +23,14 @@ use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache};
 
-use super::diff::rendered_files;
 use super::render::rendered_line;
 use super::{RepoArgs, report_error, report_problems};
-use crate::config::{self, Settings, SettingsFile};
+use crate::config;
 use crate::output;
 use crate::pipeline::Problem;
 use crate::project::{ChannelSettings, EnvResult, Project};
 use crate::repo::valid_environment_name;
+use crate::settings::{self, SettingsFile};
 
 /// Events closer together than this are one change (an editor's save is
 /// often a write, a rename and a chmod).
@@ -425,16 +425,19 @@ impl Session {
     /// was while hydrant.yaml does not parse).
     fn locate_channel(&mut self) {
         let root = &self.layout.root;
-        let file = match std::fs::read_to_string(root.join(config::SETTINGS_FILE)) {
-            Ok(text) => match config::parse::<SettingsFile>(config::SETTINGS_FILE, &text) {
-                Ok(file) => file,
-                Err(_) => return,
-            },
-            Err(_) => SettingsFile::default(),
+        let path = Path::new(config::SETTINGS_FILE);
+        let from_file = match std::fs::read_to_string(root.join(path)) {
+            Ok(text) => {
+                match SettingsFile::parse(path, &text, false).and_then(|f| f.channel_source()) {
+                    Ok(source) => source,
+                    Err(_) => return,
+                }
+            }
+            Err(_) => None,
         };
         let flag = self.channel.source.clone();
         let from_flag = flag.is_some();
-        let source = Settings::resolve(flag, &file).channel_source;
+        let source = settings::channel_source(flag, from_file);
         let cwd = std::env::current_dir().unwrap_or_default();
         self.layout.channel = channel_location(&source, from_flag, root, &cwd).map(|path| {
             let path = std::fs::canonicalize(&path).unwrap_or(path);
@@ -573,7 +576,7 @@ fn write_env(
     let rendered_dir = root.join("rendered");
     output::refuse_link(&rendered_dir)
         .with_context(|| format!("cannot write `{}`", rendered_dir.display()))?;
-    let current = rendered_files(root, env)?;
+    let current = crate::project::rendered_files(&crate::tree::DiskTree::new(root)?, env)?;
     let mut lines = vec![rendered_line(env, &rendered, Path::new(&shown))];
     lines.extend(
         summary(&shown, &current, &rendered.files)

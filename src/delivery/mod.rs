@@ -3,7 +3,8 @@
 //! For each environment, [`observe`] finds what is true now (its files on the
 //! base branch, the tip of `hydrant/<env>` and who made it, the open pull
 //! request), [`plan`] decides purely what should happen and why, and
-//! [`apply`] carries the decision out with git and the forge. A dry run and
+//! [`apply`] carries the decision out with git and the forge; [`status`]
+//! summarises the same observation for `hydrant status`. A dry run and
 //! `hydrant plan` stop after the plan. [`crate::reconcile`] runs the three over
 //! a cycle, with the retry policy for pushes that lose a race.
 
@@ -11,6 +12,7 @@ pub mod apply;
 pub mod observe;
 pub mod plan;
 pub mod review;
+pub mod status;
 
 use serde::Serialize;
 

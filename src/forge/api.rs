@@ -48,13 +48,26 @@ pub struct ApiOptions {
     pub max_wait: Duration,
 }
 
+/// Defaults of a forge call, stated once: [`ApiOptions::default`] and the
+/// command line's `--forge-*` flags both take them from here.
+pub mod defaults {
+    /// Total timeout of one call, in seconds (`--forge-timeout`).
+    pub const TIMEOUT_SECS: u64 = 30;
+    /// Retries of a failed call.
+    pub const RETRIES: u32 = 3;
+    /// The first wait before a retry, in milliseconds (`--forge-backoff-ms`).
+    pub const BACKOFF_MS: u64 = 500;
+    /// The longest wait a rate limit may ask for, in seconds (`--forge-max-wait`).
+    pub const MAX_WAIT_SECS: u64 = 60;
+}
+
 impl Default for ApiOptions {
     fn default() -> ApiOptions {
         ApiOptions {
-            timeout: Duration::from_secs(30),
-            retries: 3,
-            backoff: Duration::from_millis(500),
-            max_wait: Duration::from_secs(60),
+            timeout: Duration::from_secs(defaults::TIMEOUT_SECS),
+            retries: defaults::RETRIES,
+            backoff: Duration::from_millis(defaults::BACKOFF_MS),
+            max_wait: Duration::from_secs(defaults::MAX_WAIT_SECS),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The settings file: `hydrant.yaml` at the config repository's root, or the
-//! file `--config` names.
+//! Settings, resolved once: the settings file (`hydrant.yaml` at the config
+//! repository's root, or the file `--config` names), read by one reader into
+//! one type ([`SettingsFile`]) for the command line and for the repository
+//! alike, and the precedence flag > env > file > default.
 //!
 //! Every long flag of every command can be set there under the camelCase of
 //! its name (`--shutdown-timeout 2m` is `shutdownTimeout: 2m`; a list flag
@@ -95,6 +97,7 @@ const OPERATOR_SETTINGS: &[&str] = &[
     "gitUsername",
     "licenseFile",
     "out",
+    "ref",
     "repo",
     "sshKey",
     "stateDir",
@@ -119,10 +122,60 @@ pub struct SettingsFile {
 }
 
 impl SettingsFile {
+    /// Reads a settings file's text: the one reader of `hydrant.yaml`, for
+    /// the command line and for the repository it configures. `operator`
+    /// says whether `--config` named it.
+    pub fn parse(path: &Path, text: &str, operator: bool) -> Result<SettingsFile, ConfigError> {
+        Ok(SettingsFile {
+            path: path.to_path_buf(),
+            settings: config::parse_flat(&path.display().to_string(), text)?,
+            operator,
+        })
+    }
+
+    /// A file that sets nothing.
+    pub fn empty(path: &Path) -> SettingsFile {
+        SettingsFile {
+            path: path.to_path_buf(),
+            settings: Vec::new(),
+            operator: false,
+        }
+    }
+
     pub fn get(&self, key: &str) -> Option<&FlatSetting> {
         self.settings.iter().find(|s| s.key == key)
     }
+
+    /// `channelSource`, the one setting the repository reads itself: a path
+    /// inside the repository, never a URL (the repository may not choose
+    /// where the operator's license or token is sent).
+    pub fn channel_source(&self) -> Result<Option<String>, ConfigError> {
+        let Some(setting) = self.get("channelSource") else {
+            return Ok(None);
+        };
+        let error = |message: String| ConfigError {
+            file: self.path.display().to_string(),
+            line: Some(setting.line),
+            message: format!("`channelSource`: {message}"),
+        };
+        let [path] = setting.values.as_slice() else {
+            return Err(error("expected one path, such as `channels`".to_string()));
+        };
+        config::check_path_in_repository(path).map_err(error)?;
+        Ok(Some(path.clone()))
+    }
 }
+
+/// Where channel specs come from: `--channel` (or `HYDRANT_CHANNEL`), else
+/// the repository's `channelSource`, else [`DEFAULT_CHANNEL_SOURCE`].
+pub fn channel_source(flag_or_env: Option<String>, file: Option<String>) -> String {
+    flag_or_env
+        .or(file)
+        .unwrap_or_else(|| DEFAULT_CHANNEL_SOURCE.to_string())
+}
+
+/// Where channel specs are read from when nothing else says.
+pub const DEFAULT_CHANNEL_SOURCE: &str = "channels";
 
 /// `shutdown-timeout` → `shutdownTimeout`.
 pub fn camel(long: &str) -> String {
@@ -187,12 +240,7 @@ pub fn load(args: &[OsString]) -> anyhow::Result<Option<SettingsFile>> {
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => anyhow::bail!("cannot read the settings file `{}`: {e}", path.display()),
     };
-    let settings = config::parse_flat(&path.display().to_string(), &text)?;
-    Ok(Some(SettingsFile {
-        path,
-        settings,
-        operator: explicit,
-    }))
+    Ok(Some(SettingsFile::parse(&path, &text, explicit)?))
 }
 
 /// The keys an argument answers to in the file.
@@ -334,6 +382,93 @@ pub struct Resolved {
     /// The line of the settings file, when the value came from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    /// For a value the command computes (a default that depends on another
+    /// setting, or `auto`): what it was computed from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived: Option<String>,
+}
+
+/// The work directory a run uses: `--work-dir`, else one under the user's
+/// cache directory that depends on `--repo` alone.
+pub fn work_dir(flag: Option<&Path>, repo: &str) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::git::default_work_dir(repo))
+}
+
+/// Fills in the values a command computes for settings left to their
+/// default, so that `config show` prints what a run would use rather than
+/// nothing: the work directory (from `--repo`), the forge `auto` resolves to
+/// (`forge`: the kind, or why it cannot be told), and the channel source
+/// (the repository's `channelSource`, else [`DEFAULT_CHANNEL_SOURCE`]).
+pub fn fill_derived(all: &mut [Resolved], forge: Result<String, String>) {
+    let value = |all: &[Resolved], key: &str| {
+        all.iter()
+            .find(|r| r.key == key)
+            .and_then(|r| r.values.first().cloned())
+    };
+    let repo = value(all, "repo").unwrap_or_else(|| ".".to_string());
+    let local = !repo.contains("://") && Path::new(&repo).is_dir();
+    for r in all.iter_mut() {
+        match r.key.as_str() {
+            "workDir" if r.values.is_empty() => {
+                r.values = vec![work_dir(None, &repo).display().to_string()];
+                r.source = Source::Default;
+                r.derived = Some("from `--repo`".to_string());
+            }
+            "forge" if r.values.iter().all(|v| v == "auto") => match &forge {
+                Ok(kind) => {
+                    r.values = vec![kind.clone()];
+                    r.derived = Some("`auto`, told by `--repo`".to_string());
+                }
+                Err(why) => r.derived = Some(format!("`auto`, but {why}")),
+            },
+            "channelCacheDir" if r.values.is_empty() => {
+                r.values = vec![
+                    crate::channel::http::default_cache_dir()
+                        .display()
+                        .to_string(),
+                ];
+                r.source = Source::Default;
+            }
+            "channel" if r.values.is_empty() => {
+                let (source, derived) = repository_channel_source(&repo, local);
+                r.values = vec![source];
+                r.source = Source::Default;
+                r.derived = Some(derived);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The channel source the repository at `repo` sets, and where it is set.
+fn repository_channel_source(repo: &str, local: bool) -> (String, String) {
+    let default = || {
+        (
+            DEFAULT_CHANNEL_SOURCE.to_string(),
+            "no `--channel` and no `channelSource`".to_string(),
+        )
+    };
+    if !local {
+        return (
+            DEFAULT_CHANNEL_SOURCE.to_string(),
+            "unless `channelSource` in the base branch's hydrant.yaml says otherwise".to_string(),
+        );
+    }
+    let path = Path::new(repo).join(config::SETTINGS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return default();
+    };
+    let Ok(file) = SettingsFile::parse(&path, &text, false) else {
+        return default();
+    };
+    match (file.channel_source(), file.get("channelSource")) {
+        (Ok(Some(source)), Some(setting)) => (
+            source,
+            format!("`channelSource` in {}:{}", path.display(), setting.line),
+        ),
+        _ => default(),
+    }
 }
 
 /// The settings of `cmd` as `matches` resolved them.
@@ -368,6 +503,7 @@ pub fn resolve(
             env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
             values,
             source,
+            derived: None,
         });
     }
     out
@@ -519,7 +655,7 @@ mod tests {
     #[test]
     fn every_flag_is_classified_and_no_file_dir_or_url_flag_is_repository_settable() {
         let mut all = Vec::new();
-        every_arg(&super::super::Cli::command(), &mut all);
+        every_arg(&crate::cli::Cli::command(), &mut all);
         assert!(all.len() > 40, "{}", all.len());
         for (key, arg) in &all {
             let repository = REPOSITORY_SETTINGS.contains(&key.as_str());
@@ -563,7 +699,7 @@ mod tests {
 
     #[test]
     fn the_repository_file_may_not_set_operator_settings() {
-        let cmd = super::super::Cli::command();
+        let cmd = crate::cli::Cli::command();
         let err = check(
             &cmd,
             &repository_file("interval: 5m\nlicenseFile: /etc/passwd\n"),
@@ -597,7 +733,7 @@ mod tests {
     }
 
     fn values_of(argv: &[&str], env: Option<&str>) -> Result<(), ValueError> {
-        let mut cmd = super::super::Cli::command();
+        let mut cmd = crate::cli::Cli::command();
         if let Some(value) = env {
             // An env twin's value, as clap would read it.
             cmd = cmd.mut_subcommand("reconcile", |sub| {
@@ -704,7 +840,7 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_refused_with_its_line_and_a_suggestion() {
-        let cmd = super::super::Cli::command();
+        let cmd = crate::cli::Cli::command();
         let err = check(&cmd, &file("interval: 5m\nshutdownTimout: 1m\n")).unwrap_err();
         assert_eq!(err.line, Some(2));
         let text = err.to_string();
@@ -723,13 +859,13 @@ mod tests {
         let f = file(
             "interval: 7m\nlisten: 0.0.0.0:9000\nenv: [dev, prod]\nlicenseFile: secrets/license\n",
         );
-        let cmd = apply(super::super::Cli::command(), &f);
+        let cmd = apply(crate::cli::Cli::command(), &f);
         let m = cmd
             .try_get_matches_from(["hydrant", "config", "show", "--listen", "127.0.0.1:1"])
             .unwrap();
         let (_, m) = m.subcommand().unwrap();
         let (_, m) = m.subcommand().unwrap();
-        let cmd = super::super::Cli::command();
+        let cmd = crate::cli::Cli::command();
         let show = cmd
             .find_subcommand("config")
             .and_then(|c| c.find_subcommand("show"))
@@ -749,5 +885,52 @@ mod tests {
         );
         assert_eq!(find("shutdownTimeout").source, Source::Default);
         assert_eq!(find("workDir").source, Source::Unset);
+    }
+
+    #[test]
+    fn the_channel_source_follows_flag_then_file_then_default() {
+        assert_eq!(
+            channel_source(Some("flag".into()), Some("mirror".into())),
+            "flag"
+        );
+        assert_eq!(channel_source(None, Some("mirror".into())), "mirror");
+        assert_eq!(channel_source(None, None), "channels");
+        let parsed =
+            SettingsFile::parse(Path::new("hydrant.yaml"), "# nothing yet\n", false).unwrap();
+        assert_eq!(parsed.channel_source().unwrap(), None);
+    }
+
+    #[test]
+    fn channel_source_in_the_repository_must_stay_inside_it() {
+        let read = |text: &str| {
+            SettingsFile::parse(Path::new("hydrant.yaml"), text, false)
+                .and_then(|f| f.channel_source())
+        };
+        for (text, problem) in [
+            ("channelSource: http://127.0.0.1:9/{channel}\n", "is a URL"),
+            ("channelSource: https://u:s3cret@evil.example\n", "is a URL"),
+            ("channelSource: file:///etc\n", "is a URL"),
+            ("channelSource: /etc/hydrant\n", "is an absolute path"),
+            (
+                "channelSource: channels/../../etc\n",
+                "leaves the repository",
+            ),
+            ("channelSource: ..\n", "leaves the repository"),
+            ("channelSource: \"\"\n", "is empty"),
+            ("channelSource: [a, b]\n", "expected one path"),
+        ] {
+            let err = read(text).unwrap_err();
+            let shown = err.to_string();
+            assert_eq!(err.line, Some(1), "{shown}");
+            assert!(
+                shown.contains("channelSource") && shown.contains(problem),
+                "{text}: {shown}"
+            );
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+        for fine in ["channels", "vendor/channels/stable.yaml", "./mirror"] {
+            let source = read(&format!("channelSource: {fine}\n")).unwrap();
+            assert_eq!(source.as_deref(), Some(fine));
+        }
     }
 }
