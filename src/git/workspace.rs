@@ -59,6 +59,9 @@ pub struct Workspace {
     /// The git directory of a remote on this machine (a path or a `file://`
     /// URL), found once: where a killed push may have left a ref lock.
     local_git_dir: Option<PathBuf>,
+    /// That remote, opened at its first push without hooks and kept for the
+    /// cycle's other pushes.
+    local_remote: std::cell::OnceCell<Repository>,
     _lock: File,
 }
 
@@ -227,6 +230,7 @@ impl Workspace {
         }
         Ok(Workspace {
             local_git_dir: local_git_dir(&url),
+            local_remote: std::cell::OnceCell::new(),
             repo,
             url,
             creds,
@@ -542,10 +546,20 @@ impl Workspace {
         };
         if let Some(git_dir) = &self.local_git_dir {
             clear_stale_lock(&git_dir.join(format!("refs/heads/{branch}.lock")));
-            // A remote on this machine is pushed by git itself, with a lease:
-            // its hooks run and decide, as for any `git push`.
-            self.push_local(&branch, commit, expected)
-                .map_err(rejected)?;
+            if receive_hooks(git_dir) {
+                // A remote on this machine with hooks is pushed by git
+                // itself, with a lease: its hooks run and decide, as for any
+                // `git push`.
+                self.push_local(&branch, commit, expected)
+                    .map_err(rejected)?;
+            } else {
+                // Without hooks, there is nothing for git's receive side to
+                // run: writing the objects and moving the ref with a
+                // compare-and-swap does the same, without a process and a
+                // listing of every ref per push.
+                self.push_direct(git_dir, &branch, commit, expected)
+                    .map_err(|e| rejected(e.message().to_string()))?;
+            }
         } else {
             // A network remote is checked just before the push (a lease).
             let current = self.remote_value(&branch)?;
@@ -655,6 +669,48 @@ impl Workspace {
         })
     }
 
+    /// Pushes to a repository on this machine that has no receive hooks by
+    /// writing the new objects into it and moving the branch with a
+    /// compare-and-swap. Only `hydrant/*` refs move; a checkout's working
+    /// tree is never touched.
+    fn push_direct(
+        &self,
+        git_dir: &Path,
+        branch: &str,
+        commit: Option<Oid>,
+        expected: Option<Oid>,
+    ) -> Result<(), git2::Error> {
+        let target = match self.local_remote.get() {
+            Some(r) => r,
+            None => {
+                let opened = Repository::open(git_dir)?;
+                self.local_remote.get_or_init(|| opened)
+            }
+        };
+        let name = format!("refs/heads/{branch}");
+        match commit {
+            Some(oid) => {
+                let from = self.repo.odb()?;
+                let to = target.odb()?;
+                copy_objects(&self.repo, &from, &to, oid)?;
+                match expected {
+                    Some(old) => {
+                        target.reference_matching(&name, oid, true, old, "hydrant: update")?
+                    }
+                    None => target.reference(&name, oid, false, "hydrant: create")?,
+                };
+            }
+            None => {
+                let mut r = target.find_reference(&name)?;
+                if r.target() != expected {
+                    return Err(git2::Error::from_str("the branch moved on the remote"));
+                }
+                r.delete()?;
+            }
+        }
+        Ok(())
+    }
+
     fn push_remote(&self, env: &str, branch: &str, commit: Option<Oid>) -> Result<(), PushFailure> {
         let local_ref = format!("refs/hydrant/push/{env}");
         let refspec = match commit {
@@ -707,6 +763,102 @@ impl Workspace {
 enum PushFailure {
     Rejected(String),
     Git(git2::Error, Cell<u32>),
+}
+
+/// Whether a repository on this machine has a hook that `git push` would run
+/// on its side (`pre-receive`, `update`, `post-receive`, `post-update`,
+/// `reference-transaction`, `push-to-checkout`), in its hooks directory or
+/// the one `core.hooksPath` names. Looked at on every push, so a hook added
+/// while the daemon runs takes effect at once.
+fn receive_hooks(git_dir: &Path) -> bool {
+    let configured = Repository::open(git_dir)
+        .ok()
+        .and_then(|r| r.config().ok())
+        .and_then(|c| c.get_path("core.hooksPath").ok());
+    let dir = match configured {
+        Some(p) if p.is_absolute() => p,
+        // A relative hooksPath is relative to where git runs the push: the
+        // working tree of a checkout, the git directory of a bare repository.
+        Some(p) => git_dir
+            .parent()
+            .filter(|_| git_dir.ends_with(".git"))
+            .unwrap_or(git_dir)
+            .join(p),
+        None => git_dir.join("hooks"),
+    };
+    [
+        "pre-receive",
+        "update",
+        "post-receive",
+        "post-update",
+        "reference-transaction",
+        "push-to-checkout",
+    ]
+    .iter()
+    .any(|name| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.join(name))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+/// Copies a commit and whatever of its tree `to` lacks. The commit's parents
+/// are on the remote already (hydrant only builds on fetched commits), so
+/// only the entries that differ from the first parent's tree are visited:
+/// one environment's delivery costs the same with 10 or 10,000 environments
+/// beside it.
+fn copy_objects(
+    repo: &Repository,
+    from: &git2::Odb<'_>,
+    to: &git2::Odb<'_>,
+    commit: Oid,
+) -> Result<(), git2::Error> {
+    fn copy(from: &git2::Odb<'_>, to: &git2::Odb<'_>, oid: Oid) -> Result<bool, git2::Error> {
+        if to.exists(oid) {
+            return Ok(false);
+        }
+        let object = from.read(oid)?;
+        to.write(object.kind(), object.data())?;
+        Ok(true)
+    }
+    /// Copies tree `oid` and what it holds that `known` (the same place in
+    /// the parent's tree, present on the remote) does not hold under the
+    /// same name and id.
+    fn copy_tree(
+        repo: &Repository,
+        from: &git2::Odb<'_>,
+        to: &git2::Odb<'_>,
+        oid: Oid,
+        known: Option<&git2::Tree<'_>>,
+    ) -> Result<(), git2::Error> {
+        if !copy(from, to, oid)? {
+            return Ok(());
+        }
+        for entry in repo.find_tree(oid)?.iter() {
+            let before = known.and_then(|k| k.get_name_bytes(entry.name_bytes()));
+            if before.as_ref().is_some_and(|b| b.id() == entry.id()) {
+                continue;
+            }
+            match entry.kind() {
+                Some(ObjectType::Tree) => {
+                    let below = before
+                        .filter(|b| b.kind() == Some(ObjectType::Tree))
+                        .and_then(|b| repo.find_tree(b.id()).ok());
+                    copy_tree(repo, from, to, entry.id(), below.as_ref())?
+                }
+                Some(ObjectType::Blob) => {
+                    copy(from, to, entry.id())?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    let c = repo.find_commit(commit)?;
+    let parent = c.parents().next().map(|p| p.tree()).transpose()?;
+    copy_tree(repo, from, to, c.tree_id(), parent.as_ref())?;
+    copy(from, to, commit)?;
+    Ok(())
 }
 
 fn short(oid: Option<Oid>) -> String {
