@@ -336,8 +336,16 @@ pub fn run(
 /// Prints `error:` with the cause chain.
 pub fn report_error(e: &anyhow::Error) {
     eprintln!("error: {e}");
+    let mut said = e.to_string();
     for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        // An error that quotes its cause (`git: …`) does not repeat it, nor
+        // the details libgit2 appends (`; class=…; code=…`).
+        let cause = cause.to_string();
+        let head = cause.split("; ").next().unwrap_or(&cause);
+        if !said.contains(head) {
+            eprintln!("  caused by: {cause}");
+        }
+        said = cause;
     }
 }
 
