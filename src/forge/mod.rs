@@ -6,6 +6,7 @@
 //! and body [`crate::delivery::review`] wrote.
 
 pub mod api;
+pub mod connect;
 pub mod gitea;
 pub mod github;
 pub mod github_app;
