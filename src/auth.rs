@@ -143,6 +143,52 @@ pub fn read_credential_file(path: &std::path::Path) -> Result<String, Credential
     credential_line(&text, &origin)
 }
 
+/// A secret as configured: a file to read when it is needed, else the text of
+/// an environment variable (which whoever reads the environment hands in).
+/// Either way it is one line of printable text. Its `Debug` shows where it
+/// comes from, never the secret.
+#[derive(Clone, Default)]
+pub struct Secret {
+    file: Option<std::path::PathBuf>,
+    var: String,
+    value: Option<String>,
+}
+
+impl Secret {
+    /// `file` if given, else `value`, the text of the variable `var`.
+    pub fn new(file: Option<std::path::PathBuf>, var: &str, value: Option<String>) -> Secret {
+        Secret {
+            file,
+            var: var.to_string(),
+            value: value.filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// The environment variable it may come from (for hints).
+    pub fn var(&self) -> &str {
+        &self.var
+    }
+
+    /// The secret, if one is configured.
+    pub fn read(&self) -> Result<Option<String>, CredentialError> {
+        match (&self.file, &self.value) {
+            (Some(path), _) => read_credential_file(path).map(Some),
+            (None, Some(text)) => credential_line(text, &format!("`{}`", self.var)).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("file", &self.file)
+            .field("var", &self.var)
+            .field("set", &self.value.is_some())
+            .finish()
+    }
+}
+
 /// The authority part of a URL (`user:pass@host:port`) and where it starts and ends.
 fn authority(url: &str) -> Option<(usize, usize)> {
     let start = url.find("://")? + 3;

@@ -8,12 +8,13 @@
 //! - every answer is read under one total deadline and a size cap, so a server
 //!   that sends one byte a second cannot hold a cycle;
 //! - text a server sends back (an error message) is cut short and cleared of
-//!   anything that looks like a credential before it reaches an error or a log.
+//!   anything that looks like a credential before it reaches an error or a log;
+//! - a `Retry-After` header is read one way, in seconds or as an HTTP date.
 //!
 //! It does not send requests, retry or parse answers: the clients do.
 
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Url;
 
@@ -218,9 +219,46 @@ pub(crate) fn server_text(text: &str, secrets: &[&str]) -> String {
     }
 }
 
+/// How long a `Retry-After` header value asks to wait, as of `now`: a number
+/// of seconds, or an HTTP date (a date already past is no wait). `None` for a
+/// value that is neither, which callers treat as if the header were absent.
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_an_http_date_and_garbage_is_ignored() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        // Wed, 21 Oct 2015 07:28:00 GMT is `now`.
+        let cases: &[(&str, Option<u64>)] = &[
+            ("120", Some(120)),
+            (" 0 ", Some(0)),
+            ("Wed, 21 Oct 2015 07:28:30 GMT", Some(30)),
+            ("Wed, 21 Oct 2015 07:27:00 GMT", Some(0)),
+            ("-5", None),
+            ("1.5", None),
+            ("soon", None),
+            ("", None),
+            ("Wed, 32 Oct 2015 07:28:00 GMT", None),
+            ("99999999999999999999999", None),
+        ];
+        for (value, secs) in cases {
+            assert_eq!(
+                retry_after(value, now),
+                secs.map(Duration::from_secs),
+                "{value:?}"
+            );
+        }
+    }
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()

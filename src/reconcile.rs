@@ -295,20 +295,18 @@ impl CycleError {
 }
 
 fn git_class(e: &GitError) -> ErrorClass {
-    match e {
-        GitError::Unreachable { .. }
-        | GitError::PushRejected { .. }
-        | GitError::Locked { .. }
-        | GitError::Other(_) => ErrorClass::Transient,
-        GitError::Auth { .. }
-        | GitError::MissingBase { .. }
-        | GitError::HydrantBase { .. }
-        | GitError::WorkDir { .. } => ErrorClass::Permanent,
-    }
+    class_of(e.transient())
 }
 
-fn forge_class(_: &ForgeError) -> ErrorClass {
-    ErrorClass::Transient
+fn forge_class(e: &ForgeError) -> ErrorClass {
+    class_of(e.transient())
+}
+
+fn class_of(transient: bool) -> ErrorClass {
+    match transient {
+        true => ErrorClass::Transient,
+        false => ErrorClass::Permanent,
+    }
 }
 
 /// Observes, plans and (unless `dry_run`) applies one environment.

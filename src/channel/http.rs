@@ -283,14 +283,7 @@ impl HttpSource {
 
     fn retry_after(resp: &Response) -> Option<Duration> {
         let value = resp.headers().get("Retry-After")?.to_str().ok()?;
-        if let Ok(secs) = value.trim().parse::<u64>() {
-            return Some(Duration::from_secs(secs));
-        }
-        let when = httpdate::parse_http_date(value).ok()?;
-        Some(
-            when.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO),
-        )
+        crate::outbound::retry_after(value, SystemTime::now())
     }
 
     /// The body of an answer, read within what is left of the attempt's

@@ -67,7 +67,9 @@ pub fn run(
         .ok_or_else(|| anyhow::anyhow!("`config show` was not parsed"))?;
     let mut all = settings::resolve(&cli, matches, file);
     all.extend(settings::resolve(show_cmd, show_matches, file));
-    let forge = super::reconcile::forge_kind(&show.reconcile)
+    let forge = show
+        .reconcile
+        .forge_kind()
         .map(|kind| {
             clap::ValueEnum::to_possible_value(&kind)
                 .map(|v| v.get_name().to_string())

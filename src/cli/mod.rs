@@ -242,17 +242,13 @@ pub fn secret(file: &Option<PathBuf>, var: &str) -> anyhow::Result<Option<String
         Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
         None => anyhow::Error::new(e),
     };
-    match file {
-        Some(path) => crate::auth::read_credential_file(path)
-            .map(Some)
-            .map_err(with_hint),
-        None => match std::env::var(var).ok().filter(|v| !v.is_empty()) {
-            Some(text) => crate::auth::credential_line(&text, &format!("`{var}`"))
-                .map(Some)
-                .map_err(with_hint),
-            None => Ok(None),
-        },
-    }
+    secret_source(file, var).read().map_err(with_hint)
+}
+
+/// A secret from its `--…-file` flag, else from its environment variable,
+/// read when it is needed.
+pub fn secret_source(file: &Option<PathBuf>, var: &str) -> crate::auth::Secret {
+    crate::auth::Secret::new(file.clone(), var, std::env::var(var).ok())
 }
 
 /// Sets up logging to stderr.
@@ -353,8 +349,16 @@ pub fn run(
 /// Prints `error:` with the cause chain.
 pub fn report_error(e: &anyhow::Error) {
     eprintln!("error: {e}");
+    let mut said = e.to_string();
     for cause in e.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        // An error that quotes its cause (`git: …`) does not repeat it, nor
+        // the details libgit2 appends (`; class=…; code=…`).
+        let cause = cause.to_string();
+        let head = cause.split("; ").next().unwrap_or(&cause);
+        if !said.contains(head) {
+            eprintln!("  caused by: {cause}");
+        }
+        said = cause;
     }
 }
 

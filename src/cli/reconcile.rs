@@ -2,32 +2,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::json;
 
-use super::{ChannelArgs, OutputFormat, secret};
-use std::sync::Arc;
-
-use crate::auth::{Token, fixed};
-use crate::forge::github_app::AppToken;
-use crate::forge::{Forge, GitHub, GitLab, Gitea, LocalForge};
-use crate::git::{Credentials, Workspace, default_work_dir};
+use super::{ChannelArgs, OutputFormat, secret_source};
+use crate::delivery::connect::{GitSettings, Session, Settings};
+use crate::forge::api::ApiOptions;
+pub use crate::forge::connect::ForgeKind;
+use crate::forge::connect::{ForgeSettings, GithubApp};
 use crate::reconcile::{self, Action, Options, Outcome};
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum ForgeKind {
-    /// From the repository URL: `github.com` is GitHub, a path or `file://` is local.
-    Auto,
-    /// Pull requests as JSON files in `--state-dir` (offline, no hosting service).
-    Local,
-    /// GitHub or GitHub Enterprise (`--github-api-url`).
-    Github,
-    /// GitLab merge requests (GitLab.com or self-managed).
-    Gitlab,
-    /// Gitea or Forgejo pull requests.
-    Gitea,
-}
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
@@ -147,135 +130,6 @@ pub struct ReconcileArgs {
     pub lock_timeout: u64,
 }
 
-/// `owner/name` on the forge: `--forge-repository`, else from `--repo`.
-fn repository_path(args: &ReconcileArgs) -> Option<String> {
-    args.forge_repository
-        .clone()
-        .or_else(|| crate::forge::repository_of(&args.repo).map(|(_, p)| p))
-}
-
-/// GitHub credentials: an App's renewing installation token, or a fixed token.
-fn github_token(args: &ReconcileArgs) -> anyhow::Result<Option<Token>> {
-    if let Some(app_id) = &args.github_app_id {
-        let key_file = args
-            .github_app_key_file
-            .as_ref()
-            .context("`--github-app-id` needs `--github-app-key-file`")?;
-        let pem = std::fs::read(key_file)
-            .with_context(|| format!("cannot read the GitHub App key `{}`", key_file.display()))?;
-        let path = repository_path(args)
-            .context("cannot tell the GitHub repository; pass `--forge-repository OWNER/NAME`")?;
-        let (owner, name) = path
-            .split_once('/')
-            .context("`--forge-repository` is OWNER/NAME")?;
-        let app = AppToken::new(
-            app_id,
-            &pem,
-            &args.github_api_url,
-            owner,
-            name,
-            args.github_installation_id,
-        )
-        .map_err(|e| anyhow::anyhow!(e))?;
-        return Ok(Some(Arc::new(app)));
-    }
-    Ok(secret(&args.github_token_file, "HYDRANT_GITHUB_TOKEN")?.map(fixed))
-}
-
-/// Which forge: `--forge`, or told by the repository URL's host.
-pub(crate) fn forge_kind(args: &ReconcileArgs) -> anyhow::Result<ForgeKind> {
-    if args.forge != ForgeKind::Auto {
-        return Ok(args.forge);
-    }
-    Ok(
-        match crate::forge::repository_of(&args.repo)
-            .as_ref()
-            .map(|(host, _)| host.as_str())
-        {
-            None => ForgeKind::Local,
-            Some("github.com") => ForgeKind::Github,
-            Some("gitlab.com") => ForgeKind::Gitlab,
-            Some("codeberg.org") => ForgeKind::Gitea,
-            Some(host) => anyhow::bail!(
-                "cannot tell which forge `{host}` is; pass `--forge github`, `gitlab`, `gitea` or `local`"
-            ),
-        },
-    )
-}
-
-/// The forge's token, which also pushes when no git token is given.
-fn forge_token(args: &ReconcileArgs, kind: ForgeKind) -> anyhow::Result<Option<Token>> {
-    Ok(match kind {
-        ForgeKind::Github => github_token(args)?,
-        ForgeKind::Gitlab => secret(&args.gitlab_token_file, "HYDRANT_GITLAB_TOKEN")?.map(fixed),
-        ForgeKind::Gitea => secret(&args.gitea_token_file, "HYDRANT_GITEA_TOKEN")?.map(fixed),
-        ForgeKind::Auto | ForgeKind::Local => None,
-    })
-}
-
-fn forge(
-    args: &ReconcileArgs,
-    kind: ForgeKind,
-    work_dir: &std::path::Path,
-    token: Option<Token>,
-) -> anyhow::Result<Box<dyn Forge>> {
-    if matches!(kind, ForgeKind::Auto | ForgeKind::Local) {
-        let dir = args
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| work_dir.join("local-forge"));
-        return Ok(Box::new(LocalForge::open(&dir)?));
-    }
-    let name = format!("{kind:?}").to_lowercase();
-    let token = token.with_context(|| {
-        let var = format!("HYDRANT_{}_TOKEN", name.to_uppercase());
-        format!("{name} needs a token: set `{var}` or pass `--{name}-token-file`")
-    })?;
-    let path = repository_path(args).context(
-        "cannot tell the repository from `--repo`; pass `--forge-repository OWNER/NAME`",
-    )?;
-    let options = crate::forge::api::ApiOptions {
-        max_wait: Duration::from_secs(args.forge_max_wait),
-        backoff: Duration::from_millis(args.forge_backoff_ms),
-        timeout: Duration::from_secs(args.forge_timeout.max(1)),
-        ..Default::default()
-    };
-    let server = |flag: &Option<String>, default: Option<&str>| -> anyhow::Result<String> {
-        flag.clone()
-            .or_else(|| crate::forge::server_of(&args.repo))
-            .or(default.map(String::from))
-            .with_context(|| {
-                format!("cannot tell the {name} server from `--repo`; pass `--{name}-url`")
-            })
-    };
-    Ok(match kind {
-        ForgeKind::Github => {
-            let (owner, repo) = path
-                .split_once('/')
-                .context("`--forge-repository` is OWNER/NAME")?;
-            Box::new(GitHub::new(
-                &args.github_api_url,
-                owner,
-                repo,
-                token,
-                options,
-            )?)
-        }
-        ForgeKind::Gitlab => {
-            let url = server(&args.gitlab_url, Some("https://gitlab.com"))?;
-            Box::new(GitLab::new(&url, &path, token, args.gitlab_oauth, options)?)
-        }
-        ForgeKind::Gitea => {
-            let url = server(&args.gitea_url, None)?;
-            let (owner, repo) = path
-                .split_once('/')
-                .context("`--forge-repository` is OWNER/NAME")?;
-            Box::new(Gitea::new(&url, owner, repo, token, options)?)
-        }
-        ForgeKind::Auto | ForgeKind::Local => unreachable!("handled above"),
-    })
-}
-
 fn print_text(outcomes: &[Outcome]) {
     let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
     for o in outcomes {
@@ -307,28 +161,55 @@ fn print_text(outcomes: &[Outcome]) {
     }
 }
 
+impl ReconcileArgs {
+    /// The forge `--forge` names, or the one the repository's host tells.
+    pub(crate) fn forge_kind(&self) -> Result<ForgeKind, crate::forge::connect::ConnectError> {
+        self.settings().forge.resolved_kind()
+    }
+
+    /// The settings that open the repository and the forge.
+    fn settings(&self) -> Settings {
+        let github_app = self.github_app_id.as_ref().map(|app_id| GithubApp {
+            app_id: app_id.clone(),
+            key_file: self.github_app_key_file.clone(),
+            installation_id: self.github_installation_id,
+        });
+        Settings {
+            work_dir: self.work_dir.clone(),
+            git: GitSettings {
+                token: secret_source(&self.git_token_file, "HYDRANT_GIT_TOKEN"),
+                username: self.git_username.clone(),
+                ssh_key: self.ssh_key.clone(),
+                timeout: Duration::from_secs(self.git_timeout.max(1)),
+                lock_timeout: Duration::from_secs(self.lock_timeout),
+            },
+            forge: ForgeSettings {
+                kind: self.forge,
+                repo: self.repo.clone(),
+                repository: self.forge_repository.clone(),
+                github_api_url: self.github_api_url.clone(),
+                github_token: secret_source(&self.github_token_file, "HYDRANT_GITHUB_TOKEN"),
+                github_app,
+                gitlab_url: self.gitlab_url.clone(),
+                gitlab_token: secret_source(&self.gitlab_token_file, "HYDRANT_GITLAB_TOKEN"),
+                gitlab_oauth: self.gitlab_oauth,
+                gitea_url: self.gitea_url.clone(),
+                gitea_token: secret_source(&self.gitea_token_file, "HYDRANT_GITEA_TOKEN"),
+                api: ApiOptions {
+                    max_wait: Duration::from_secs(self.forge_max_wait),
+                    backoff: Duration::from_millis(self.forge_backoff_ms),
+                    timeout: Duration::from_secs(self.forge_timeout.max(1)),
+                    ..Default::default()
+                },
+                state_dir: self.state_dir.clone(),
+            },
+        }
+    }
+}
+
 /// The work directory, forge and options a cycle needs, from the flags.
-pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Workspace, Box<dyn Forge>, Options)> {
-    crate::git::set_timeout(Duration::from_secs(args.git_timeout.max(1)));
-    let work_dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| default_work_dir(&args.repo));
-    let kind = forge_kind(args)?;
-    let forge_token = forge_token(args, kind)?;
-    let git_token = secret(&args.git_token_file, "HYDRANT_GIT_TOKEN")?;
-    let creds = Credentials {
-        token: git_token.map(fixed).or_else(|| forge_token.clone()),
-        username: args.git_username.clone(),
-        ssh_key: args.ssh_key.clone(),
-    };
-    let ws = Workspace::open(
-        &work_dir,
-        &args.repo,
-        creds,
-        Duration::from_secs(args.lock_timeout),
-    )?;
-    let forge = forge(args, kind, &work_dir, forge_token)?;
+pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
+    let session = crate::delivery::connect::open(&args.settings())?;
     let opts = Options {
         base: args.base.clone(),
         envs: args.envs.clone(),
@@ -337,7 +218,7 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Workspace, Box<dyn Forge
         author_name: args.author_name.clone(),
         author_email: args.author_email.clone(),
     };
-    Ok((ws, forge, opts))
+    Ok((session, opts))
 }
 
 /// Prints what each environment's plan decided, why, and what it changes:
@@ -377,8 +258,8 @@ fn print_plan(outcomes: &[Outcome]) {
 }
 
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let (ws, forge, opts) = prepare(&args)?;
-    let outcomes = match reconcile::run_cycle(&ws, forge.as_ref(), &opts) {
+    let (Session { workspace, forge }, opts) = prepare(&args)?;
+    let outcomes = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
         Ok(cycle) => cycle.outcomes,
         Err(e) if args.output == OutputFormat::Json => {
             println!(

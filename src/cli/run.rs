@@ -162,7 +162,13 @@ impl State {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (ws, forge, opts) = prepare(&args.reconcile)?;
+    let (
+        crate::delivery::connect::Session {
+            workspace: ws,
+            forge,
+        },
+        opts,
+    ) = prepare(&args.reconcile)?;
     let options = DaemonOptions {
         interval: args.interval.max(Duration::from_millis(100)),
         listen: args.listen,

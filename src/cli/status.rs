@@ -49,7 +49,13 @@ fn line(s: &EnvStatus) -> [String; 5] {
 }
 
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let (ws, forge, opts) = prepare(&args)?;
+    let (
+        crate::delivery::connect::Session {
+            workspace: ws,
+            forge,
+        },
+        opts,
+    ) = prepare(&args)?;
     let statuses = status::status(&ws, forge.as_ref(), &opts)?;
     if args.output == OutputFormat::Json {
         println!(

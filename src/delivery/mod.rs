@@ -9,6 +9,7 @@
 //! a cycle, with the retry policy for pushes that lose a race.
 
 pub mod apply;
+pub mod connect;
 pub mod observe;
 pub mod plan;
 pub mod review;

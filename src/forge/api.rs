@@ -12,6 +12,8 @@
 //! - Each attempt, its answer's body included, has one total deadline.
 //! - Errors show the method and path and at most a short, redacted excerpt of
 //!   what the server said; never the token, even when the server echoes it.
+//! - An answer's status becomes a [`ForgeError`] variant here and nowhere else
+//!   ([`status_error`]).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,7 +132,7 @@ impl Api {
         auth: ApiAuth,
         options: ApiOptions,
     ) -> Result<Api, ForgeError> {
-        let failed = |message: String| ForgeError::Failed {
+        let failed = |message: String| ForgeError::Refused {
             forge: forge.to_string(),
             message,
         };
@@ -168,10 +170,31 @@ impl Api {
         })
     }
 
-    fn fail(&self, message: String) -> ForgeError {
-        ForgeError::Failed {
+    /// hydrant will not make the call.
+    fn refuse(&self, message: String) -> ForgeError {
+        ForgeError::Refused {
             forge: self.forge.clone(),
             message,
+        }
+    }
+
+    /// The error for an answer whose status is no success.
+    pub(crate) fn refusal(&self, request: &str, answer: &Answer) -> ForgeError {
+        status_error(
+            &self.forge,
+            request,
+            answer.status,
+            self.server_message(&answer.body),
+        )
+    }
+
+    /// The error for an answer that lacks `field` or holds something else there.
+    pub(crate) fn invalid(&self, request: &str, field: &str, message: &str) -> ForgeError {
+        ForgeError::Invalid {
+            forge: self.forge.clone(),
+            request: request.to_string(),
+            field: field.to_string(),
+            message: message.to_string(),
         }
     }
 
@@ -183,10 +206,10 @@ impl Api {
 
     fn authorised(&self, req: RequestBuilder) -> Result<RequestBuilder, ForgeError> {
         let req = req.header("Accept", "application/json");
-        let token = self
-            .source()
-            .token()
-            .map_err(|e| self.fail(format!("cannot get a token: {e}")))?;
+        let token = self.source().token().map_err(|message| ForgeError::Token {
+            forge: self.forge.clone(),
+            message,
+        })?;
         if let Ok(mut sent) = self.sent.lock()
             && !sent.contains(&token)
         {
@@ -208,13 +231,13 @@ impl Api {
             return Ok(format!("{}{path_or_url}", self.base));
         }
         let url = Url::parse(path_or_url).map_err(|_| {
-            self.fail(format!(
+            self.refuse(format!(
                 "{method}: `{}` is neither a path under the API nor a URL",
                 self.server_text(path_or_url)
             ))
         })?;
         if !outbound::same_origin(&url, &self.origin) {
-            return Err(self.fail(format!(
+            return Err(self.refuse(format!(
                 "{method}: refused to follow a link to `{}`, another origin than the API's `{}`: the token is sent only to the API",
                 outbound::origin(&url),
                 outbound::origin(&self.origin)
@@ -251,25 +274,38 @@ impl Api {
         body: &str,
     ) -> Option<Duration> {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
-        let retry_after = header("retry-after")
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after =
+            header("retry-after").and_then(|v| outbound::retry_after(v, SystemTime::now()));
         let reset = header("x-ratelimit-reset")
             .and_then(|v| v.parse::<u64>().ok())
             .map(|at| Duration::from_secs(at.saturating_sub(epoch()).max(1)));
-        match status {
-            429 => Some(retry_after.or(reset).unwrap_or(Duration::from_secs(60))),
-            403 if header("x-ratelimit-remaining") == Some("0") => {
-                Some(retry_after.or(reset).unwrap_or(Duration::from_secs(60)))
+        let limited = match status {
+            429 => true,
+            403 => {
+                header("x-ratelimit-remaining") == Some("0")
+                    || body.to_ascii_lowercase().contains("rate limit")
             }
-            403 if body.to_ascii_lowercase().contains("rate limit") => {
-                Some(retry_after.or(reset).unwrap_or(Duration::from_secs(60)))
-            }
-            _ => None,
+            _ => false,
+        };
+        limited.then(|| retry_after.or(reset).unwrap_or(Duration::from_secs(60)))
+    }
+
+    fn transport(
+        &self,
+        request: &str,
+        problem: &str,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> ForgeError {
+        ForgeError::Transport {
+            forge: self.forge.clone(),
+            request: request.to_string(),
+            problem: problem.to_string(),
+            source,
         }
     }
 
-    /// Sends a request (with retries) and returns the answer, whatever its status.
+    /// Sends a request (with retries) and returns the answer, whatever its
+    /// status below 500 that is no rate limit.
     pub fn send(
         &self,
         method: Method,
@@ -296,19 +332,17 @@ impl Api {
             let (wait, problem) = match req.send() {
                 Err(e) if outbound::refused_redirect(&e).is_some() => {
                     let why = outbound::refused_redirect(&e).unwrap_or_default();
-                    return Err(self.fail(format!("{shown}: {why}")));
+                    return Err(self.refuse(format!("{shown}: {why}")));
                 }
-                Err(e) => (
-                    None,
-                    format!(
-                        "{shown}: {}",
-                        if e.is_timeout() {
-                            "timed out".to_string()
-                        } else {
-                            "connection failed".to_string()
-                        }
-                    ),
-                ),
+                Err(e) => {
+                    let problem = match e.is_timeout() {
+                        true => "timed out",
+                        false => "connection failed",
+                    };
+                    // The URL is the API's, shown already as `shown`.
+                    let source = Box::new(e.without_url());
+                    (None, self.transport(&shown, problem, Some(source)))
+                }
                 Ok(resp)
                     if resp.status().as_u16() == 401 && self.source().renewable() && !renewed =>
                 {
@@ -322,43 +356,50 @@ impl Api {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
                     // An answer cut short is no answer, never an empty success.
-                    let read = outbound::read_body(
+                    let text = match outbound::read_body(
                         &mut resp,
                         started,
                         self.options.timeout,
                         MAX_ANSWER_BYTES,
-                    );
-                    if let Err(e @ outbound::BodyError::TooLarge(_)) = &read {
-                        return Err(self.fail(format!("{shown}: {e}")));
-                    }
-                    let text = read.ok().map(|b| String::from_utf8_lossy(&b).into_owned());
-                    let wait = text
-                        .as_deref()
-                        .and_then(|t| Self::rate_limit_wait(status, &headers, t));
-                    if text.is_none() {
-                        (
-                            None,
-                            format!("{shown}: the answer was cut short ({status})"),
-                        )
-                    } else if let Some(wait) = wait {
-                        if wait > self.options.max_wait {
-                            return Err(self.fail(format!(
-                                "{shown}: rate limited for {}s, longer than the {}s hydrant waits; the next cycle tries again",
-                                wait.as_secs(),
-                                self.options.max_wait.as_secs()
-                            )));
+                    ) {
+                        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                        Err(e @ outbound::BodyError::TooLarge(_)) => {
+                            return Err(self.refuse(format!("{shown}: {e}")));
+                        }
+                        Err(e) => {
+                            let problem = format!("the answer was cut short ({status})");
+                            let failure = self.transport(&shown, &problem, Some(Box::new(e)));
+                            self.retry_or_fail(&mut attempt, None, failure)?;
+                            continue;
+                        }
+                    };
+                    let body = if text.trim().is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+                    };
+                    if let Some(wait) = Self::rate_limit_wait(status, &headers, &text) {
+                        let too_long = wait > self.options.max_wait;
+                        let limited = ForgeError::RateLimited {
+                            forge: self.forge.clone(),
+                            request: shown.clone(),
+                            status,
+                            wait_secs: Some(wait.as_secs()),
+                            longest_wait_secs: too_long.then_some(self.options.max_wait.as_secs()),
+                        };
+                        if too_long {
+                            return Err(limited);
                         }
                         self.stats.rate_limit_waits.fetch_add(1, Ordering::Relaxed);
-                        (Some(wait), format!("{shown}: rate limited ({status})"))
+                        (Some(wait), limited)
                     } else if status >= 500 {
-                        (None, format!("{shown}: the server answered {status}"))
-                    } else {
-                        let text = text.unwrap_or_default();
-                        let body = if text.trim().is_empty() {
-                            Value::Null
-                        } else {
-                            serde_json::from_str(&text).unwrap_or(Value::String(text))
+                        let answer = Answer {
+                            status,
+                            body,
+                            next: None,
                         };
+                        (None, self.refusal(&shown, &answer))
+                    } else {
                         let next = headers
                             .get("link")
                             .and_then(|v| v.to_str().ok())
@@ -367,18 +408,30 @@ impl Api {
                     }
                 }
             };
-            if attempt >= self.options.retries {
-                return Err(self.fail(problem));
-            }
-            let delay = wait
-                .unwrap_or_else(|| {
-                    crate::backoff::delay(self.options.backoff, attempt, self.options.max_wait)
-                })
-                .min(self.options.max_wait);
-            tracing::warn!(forge = %self.forge, attempt = attempt + 1, wait_ms = delay.as_millis() as u64, reason = %problem, "forge API call failed; retrying");
-            std::thread::sleep(delay);
-            attempt += 1;
+            self.retry_or_fail(&mut attempt, wait, problem)?;
         }
+    }
+
+    /// Waits before the next attempt, or gives up with `problem` when the
+    /// retries are spent.
+    fn retry_or_fail(
+        &self,
+        attempt: &mut u32,
+        wait: Option<Duration>,
+        problem: ForgeError,
+    ) -> Result<(), ForgeError> {
+        if *attempt >= self.options.retries {
+            return Err(problem);
+        }
+        let delay = wait
+            .unwrap_or_else(|| {
+                crate::backoff::delay(self.options.backoff, *attempt, self.options.max_wait)
+            })
+            .min(self.options.max_wait);
+        tracing::warn!(forge = %self.forge, attempt = *attempt + 1, wait_ms = delay.as_millis() as u64, reason = %problem, "forge API call failed; retrying");
+        std::thread::sleep(delay);
+        *attempt += 1;
+        Ok(())
     }
 
     /// Like [`send`](Self::send), but any status outside 2xx is an error.
@@ -392,49 +445,84 @@ impl Api {
         if (200..300).contains(&answer.status) {
             return Ok(answer.body);
         }
-        let message = self.server_message(&answer.body);
-        let hint = match answer.status {
-            401 => " (the token was rejected: check it, and that it has not expired)",
-            403 => " (the token lacks a permission this needs)",
-            404 => " (no such repository or pull request, or the token cannot see it)",
-            _ => "",
-        };
-        Err(self.fail(format!(
-            "{method} {path}: {} {message}{hint}",
-            answer.status
-        )))
+        Err(self.refusal(&format!("{method} {path}"), &answer))
     }
 
     /// Every item of a paginated list, following `Link: <…>; rel="next"`.
     pub fn list(&self, path: &str) -> Result<Vec<Value>, ForgeError> {
+        let request = format!("GET {path}");
         let mut items = Vec::new();
         let mut next = Some(path.to_string());
         let mut pages = 0;
         while let Some(url) = next {
             pages += 1;
             if pages > 1000 {
-                return Err(self.fail(format!("GET {path}: more than 1000 pages")));
+                return Err(self.refuse(format!("{request}: more than 1000 pages")));
             }
             let answer = self.send(Method::GET, &url, None)?;
             if !(200..300).contains(&answer.status) {
-                return Err(self.fail(format!(
-                    "GET {path}: {} {}",
-                    answer.status,
-                    self.server_message(&answer.body)
-                )));
+                return Err(self.refusal(&request, &answer));
             }
             match answer.body {
                 Value::Array(a) => items.extend(a),
                 other => {
-                    return Err(self.fail(format!(
-                        "GET {path}: expected a list, got {}",
-                        self.server_text(&other.to_string())
-                    )));
+                    let got = self.server_text(&other.to_string());
+                    return Err(self.invalid(&request, "(body)", &format!("is no list: {got}")));
                 }
             }
             next = answer.next;
         }
         Ok(items)
+    }
+}
+
+/// The error an answer's status stands for: the one place HTTP statuses
+/// become [`ForgeError`] variants. `message` is what the server said, already
+/// fit for an error. A 403 that is a rate limit never comes here: the client
+/// waits for it, or gives up with [`ForgeError::RateLimited`].
+pub(crate) fn status_error(forge: &str, request: &str, status: u16, message: String) -> ForgeError {
+    let forge = forge.to_string();
+    let request = request.to_string();
+    match status {
+        401 | 403 => ForgeError::Unauthorized {
+            forge,
+            request,
+            status,
+            message,
+        },
+        404 => ForgeError::NotFound {
+            forge,
+            request,
+            message,
+        },
+        409 | 422 => ForgeError::Conflict {
+            forge,
+            request,
+            status,
+            message,
+        },
+        429 => ForgeError::RateLimited {
+            forge,
+            request,
+            status,
+            wait_secs: None,
+            longest_wait_secs: None,
+        },
+        500.. => ForgeError::Server {
+            forge,
+            request,
+            status,
+            message,
+        },
+        // Any other status that is no success (400, 405, 410, and the 1xx
+        // and 3xx a client should never be left with) is the forge refusing
+        // the request as made: asking again the same way gets the same answer.
+        _ => ForgeError::Rejected {
+            forge,
+            request,
+            status,
+            message,
+        },
     }
 }
 
@@ -488,6 +576,55 @@ mod tests {
             assert!(refused.contains("https://"), "{refused}");
             assert!(refused.contains("api.example.com"), "{refused}");
         }
+    }
+
+    #[test]
+    fn statuses_map_to_what_happened_and_whether_it_passes() {
+        let cases: &[(u16, &str, bool)] = &[
+            (400, "Rejected", false),
+            (401, "Unauthorized", false),
+            (403, "Unauthorized", false),
+            (404, "NotFound", false),
+            (405, "Rejected", false),
+            (409, "Conflict", false),
+            (410, "Rejected", false),
+            (422, "Conflict", false),
+            (429, "RateLimited", true),
+            (500, "Server", true),
+            (502, "Server", true),
+            (503, "Server", true),
+            (504, "Server", true),
+        ];
+        for (status, variant, transient) in cases {
+            let e = status_error(
+                "github",
+                "GET /repos/a/b/pulls",
+                *status,
+                "said".to_string(),
+            );
+            let name = format!("{e:?}");
+            assert!(name.starts_with(variant), "{status}: {name}");
+            assert_eq!(e.transient(), *transient, "{status}");
+            let text = e.to_string();
+            assert!(text.contains("GET /repos/a/b/pulls"), "{text}");
+        }
+        let unauthorized = status_error("github", "GET /x", 401, String::new()).to_string();
+        assert!(
+            unauthorized.contains("hint: the token was rejected"),
+            "{unauthorized}"
+        );
+    }
+
+    #[test]
+    fn no_answer_is_transient_and_keeps_its_cause() {
+        let api = api("http://127.0.0.1:9/").unwrap();
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = api.transport("GET /x", "connection failed", Some(Box::new(cause)));
+        assert!(e.transient());
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("reset by peer"));
+        let refused = api.resolve(&Method::GET, "https://evil.example.com/x");
+        assert!(!refused.unwrap_err().transient());
     }
 
     #[test]

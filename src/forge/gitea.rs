@@ -129,14 +129,9 @@ impl Forge for Gitea {
             match answer.status {
                 200 | 201 => Ok(Some(Self::parse(&answer.body))),
                 409 | 422 => Ok(None),
-                status => Err(ForgeError::Failed {
-                    forge: "gitea".to_string(),
-                    message: format!(
-                        "POST {}: {status} {}",
-                        self.path("/pulls"),
-                        self.api.server_message(&answer.body)
-                    ),
-                }),
+                _ => Err(self
+                    .api
+                    .refusal(&format!("POST {}", self.path("/pulls")), &answer)),
             }
         };
         let update = |pr: &PullRequest| {

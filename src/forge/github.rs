@@ -146,14 +146,9 @@ impl Forge for GitHub {
             match answer.status {
                 200 | 201 => Ok(Some(self.parse(&answer.body))),
                 422 if answer.body.to_string().contains("already exists") => Ok(None),
-                status => Err(ForgeError::Failed {
-                    forge: "github".to_string(),
-                    message: format!(
-                        "POST {}: {status} {}",
-                        self.path("/pulls"),
-                        self.api.server_message(&answer.body)
-                    ),
-                }),
+                _ => Err(self
+                    .api
+                    .refusal(&format!("POST {}", self.path("/pulls")), &answer)),
             }
         };
         let update = |pr: &PullRequest| {

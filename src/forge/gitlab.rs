@@ -162,14 +162,9 @@ impl Forge for GitLab {
                 }
                 // "Another open merge request already exists for this source branch"
                 409 => Ok(None),
-                status => Err(ForgeError::Failed {
-                    forge: "gitlab".to_string(),
-                    message: format!(
-                        "POST {}: {status} {}",
-                        self.path("/merge_requests"),
-                        self.api.server_message(&answer.body)
-                    ),
-                }),
+                _ => Err(self
+                    .api
+                    .refusal(&format!("POST {}", self.path("/merge_requests")), &answer)),
             }
         };
         let update = |mr: &PullRequest| {

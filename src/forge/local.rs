@@ -16,9 +16,19 @@ pub struct LocalForge {
 }
 
 fn fail(message: String) -> ForgeError {
-    ForgeError::Failed {
+    ForgeError::State {
         forge: "local".to_string(),
         message,
+        source: None,
+    }
+}
+
+/// A file of the state directory that cannot be read or written.
+fn io_fail(what: &str, path: &Path, e: std::io::Error) -> ForgeError {
+    ForgeError::State {
+        forge: "local".to_string(),
+        message: format!("cannot {what} `{}`", path.display()),
+        source: Some(e),
     }
 }
 
@@ -34,8 +44,8 @@ impl LocalForge {
                     if path.extension().and_then(|e| e.to_str()) != Some("json") {
                         continue;
                     }
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| fail(format!("cannot read `{}`: {e}", path.display())))?;
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|e| io_fail("read", &path, e))?;
                     let pr: PullRequest = serde_json::from_str(&text).map_err(|e| {
                         fail(format!("`{}` is not a pull request: {e}", path.display()))
                     })?;
@@ -43,7 +53,7 @@ impl LocalForge {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fail(format!("cannot read `{}`: {e}", pulls_dir.display()))),
+            Err(e) => return Err(io_fail("read", &pulls_dir, e)),
         }
         Ok(LocalForge {
             dir: dir.to_path_buf(),
@@ -57,14 +67,15 @@ impl LocalForge {
 
     fn save(&self, pr: &PullRequest) -> Result<(), ForgeError> {
         let dir = self.dir.join("pulls");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| fail(format!("cannot create `{}`: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| io_fail("create", &dir, e))?;
         let mut text = serde_json::to_string_pretty(pr).map_err(|e| fail(e.to_string()))?;
         text.push('\n');
-        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| fail(e.to_string()))?;
-        std::fs::write(tmp.path(), text).map_err(|e| fail(e.to_string()))?;
-        tmp.persist(self.path(pr.number))
-            .map_err(|e| fail(e.to_string()))?;
+        let tmp =
+            tempfile::NamedTempFile::new_in(&dir).map_err(|e| io_fail("write in", &dir, e))?;
+        std::fs::write(tmp.path(), text).map_err(|e| io_fail("write", tmp.path(), e))?;
+        let path = self.path(pr.number);
+        tmp.persist(&path)
+            .map_err(|e| io_fail("write", &path, e.error))?;
         Ok(())
     }
 
@@ -85,9 +96,11 @@ impl LocalForge {
             .pulls
             .lock()
             .map_err(|_| fail("state lock poisoned".to_string()))?;
-        let pr = pulls
-            .get_mut(&number)
-            .ok_or_else(|| fail(format!("no pull request #{number}")))?;
+        let pr = pulls.get_mut(&number).ok_or_else(|| ForgeError::NotFound {
+            forge: "local".to_string(),
+            request: format!("pull request #{number}"),
+            message: format!("not in `{}`", self.dir.display()),
+        })?;
         change(pr);
         self.save(pr)
     }

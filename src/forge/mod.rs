@@ -6,6 +6,7 @@
 //! and body [`crate::delivery::review`] wrote.
 
 pub mod api;
+pub mod connect;
 pub mod gitea;
 pub mod github;
 pub mod github_app;
@@ -115,10 +116,127 @@ pub enum Ensured {
     Unchanged,
 }
 
+/// What went wrong talking to a forge. HTTP statuses become these variants in
+/// one place, [`api::Api`]; `request` is the method and path (never a token).
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
+    /// 401, or a 403 that is no rate limit: the token was refused or lacks a permission.
+    #[error("{forge}: {request}: {status} {message}; hint: {}", if *status == 401 { "the token was rejected: check it, and that it has not expired" } else { "the token lacks a permission this needs" })]
+    Unauthorized {
+        forge: String,
+        request: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "{forge}: {request}: 404 {message}; hint: no such repository or pull request, or the token cannot see it"
+    )]
+    NotFound {
+        forge: String,
+        request: String,
+        message: String,
+    },
+    /// 409 or 422: the forge's state does not allow the request as made.
+    #[error("{forge}: {request}: {status} {message}")]
+    Conflict {
+        forge: String,
+        request: String,
+        status: u16,
+        message: String,
+    },
+    /// Another 4xx: the forge refused the request itself.
+    #[error("{forge}: {request}: {status} {message}")]
+    Rejected {
+        forge: String,
+        request: String,
+        status: u16,
+        message: String,
+    },
+    /// Rate limited: still after the retries, or for longer than hydrant waits.
+    #[error("{forge}: {request}: rate limited ({status}){}; the next cycle tries again", waits_text(*wait_secs, *longest_wait_secs))]
+    RateLimited {
+        forge: String,
+        request: String,
+        status: u16,
+        /// How long the forge asked to wait, where it said.
+        wait_secs: Option<u64>,
+        /// Set when the wait asked for was longer than hydrant waits.
+        longest_wait_secs: Option<u64>,
+    },
+    /// 5xx.
+    #[error("{forge}: {request}: the server answered {status}{}", if message.is_empty() { String::new() } else { format!(" {message}") })]
+    Server {
+        forge: String,
+        request: String,
+        status: u16,
+        message: String,
+    },
+    /// No answer: connection failed, timed out, or the answer was cut short.
+    #[error("{forge}: {request}: {problem}")]
+    Transport {
+        forge: String,
+        request: String,
+        problem: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// An answer that does not say what the API promises.
+    #[error("{forge}: {request}: the answer's `{field}` {message}")]
+    Invalid {
+        forge: String,
+        request: String,
+        field: String,
+        message: String,
+    },
+    /// hydrant will not make the call: its settings, a redirect or link to
+    /// another origin, an answer too large.
     #[error("{forge}: {message}")]
-    Failed { forge: String, message: String },
+    Refused { forge: String, message: String },
+    /// A token could not be had (a GitHub App's installation token exchange).
+    #[error("{forge}: cannot get a token: {message}")]
+    Token { forge: String, message: String },
+    /// The local forge's state directory.
+    #[error("{forge}: {message}")]
+    State {
+        forge: String,
+        message: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+}
+
+/// ` for 90s, longer than the 60s hydrant waits`, or what of it is known.
+fn waits_text(wait_secs: Option<u64>, longest_wait_secs: Option<u64>) -> String {
+    let wait = wait_secs.map(|w| format!(" for {w}s")).unwrap_or_default();
+    match longest_wait_secs {
+        Some(max) => format!("{wait}, longer than the {max}s hydrant waits"),
+        None => wait,
+    }
+}
+
+impl ForgeError {
+    /// Whether the failure may pass by itself, so that trying again later
+    /// can succeed: no answer, a server error, a rate limit, a token exchange
+    /// (the App key was checked when the forge was set up). A refused token,
+    /// a missing repository, a conflict, a refused request, an answer that does
+    /// not parse, hydrant's own refusal and an unreadable state directory stay
+    /// until a person changes something. (The delivery layer turns this into
+    /// its error class; the forge knows nothing of delivery.)
+    pub fn transient(&self) -> bool {
+        match self {
+            ForgeError::RateLimited { .. }
+            | ForgeError::Server { .. }
+            | ForgeError::Transport { .. }
+            | ForgeError::Token { .. } => true,
+            ForgeError::Unauthorized { .. }
+            | ForgeError::NotFound { .. }
+            | ForgeError::Conflict { .. }
+            | ForgeError::Rejected { .. }
+            | ForgeError::Invalid { .. }
+            | ForgeError::Refused { .. }
+            | ForgeError::State { .. } => false,
+        }
+    }
 }
 
 /// Ends the description of a pull request whose labels, reviewers and
@@ -161,12 +279,11 @@ pub(crate) fn ensure(
         None => match create()? {
             Some(pr) => (pr, true),
             None => (
-                find()?.ok_or_else(|| ForgeError::Failed {
+                find()?.ok_or_else(|| ForgeError::Conflict {
                     forge: forge.to_string(),
-                    message: format!(
-                        "{forge} says a pull request from `{}` exists, but none is open",
-                        req.head
-                    ),
+                    request: format!("open a pull request from `{}`", req.head),
+                    status: 422,
+                    message: format!("{forge} says one exists, but none is open"),
                 })?,
                 false,
             ),

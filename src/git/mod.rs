@@ -47,9 +47,19 @@ pub const ENV_TRAILER: &str = "Hydrant-Environment";
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     #[error("cannot reach `{url}`: {message}")]
-    Unreachable { url: String, message: String },
+    Unreachable {
+        url: String,
+        message: String,
+        #[source]
+        source: Option<git2::Error>,
+    },
     #[error("authentication to `{url}` failed: {message}")]
-    Auth { url: String, message: String },
+    Auth {
+        url: String,
+        message: String,
+        #[source]
+        source: Option<git2::Error>,
+    },
     #[error("base branch `{branch}` does not exist on `{url}`{}", if known.is_empty() { String::new() } else { format!("; branches there: {}", known.join(", ")) })]
     MissingBase {
         branch: String,
@@ -70,19 +80,101 @@ pub enum GitError {
     Locked { path: String, waited_secs: u64 },
     #[error("work directory `{path}`: {message}")]
     WorkDir { path: String, message: String },
-    #[error("git: {0}")]
-    Other(String),
+    /// Any other failure of libgit2, kept whole so that its code and class
+    /// tell a lock or a network failure from a missing object.
+    #[error("git: {}", .0.message())]
+    Git(#[source] git2::Error),
 }
 
 impl From<git2::Error> for GitError {
     fn from(e: git2::Error) -> GitError {
-        GitError::Other(e.message().to_string())
+        GitError::Git(e)
+    }
+}
+
+impl GitError {
+    /// Whether the failure may pass by itself, so that trying again later can
+    /// succeed: a remote out of reach, a push that lost a race, a lock held,
+    /// and a libgit2 failure whose cause passes ([`cause_passes`]). Refused
+    /// credentials, a missing or forbidden base branch and an unusable work
+    /// directory wait for a person.
+    pub fn transient(&self) -> bool {
+        match self {
+            GitError::Unreachable { .. }
+            | GitError::PushRejected { .. }
+            | GitError::Locked { .. } => true,
+            GitError::Git(e) => cause_passes(e),
+            GitError::Auth { .. }
+            | GitError::MissingBase { .. }
+            | GitError::HydrantBase { .. }
+            | GitError::WorkDir { .. } => false,
+        }
+    }
+}
+
+/// Whether a libgit2 failure may pass by itself: a lock another process holds,
+/// the network, the operating system, a timeout, a lost race. A missing or
+/// ambiguous object, an invalid name or spec, a refused credential or
+/// certificate, and a corrupt object database, object or index do not.
+/// Anything else counts as passing, so that it is retried with backoff rather
+/// than left until a person looks.
+pub fn cause_passes(e: &git2::Error) -> bool {
+    use git2::ErrorClass as Class;
+    use git2::ErrorCode as Code;
+    match (e.code(), e.class()) {
+        (Code::Locked | Code::Timeout | Code::NotFastForward | Code::Exists, _) => true,
+        (
+            Code::NotFound
+            | Code::Invalid
+            | Code::InvalidSpec
+            | Code::Ambiguous
+            | Code::BareRepo
+            | Code::UnbornBranch
+            | Code::Auth
+            | Code::Certificate
+            | Code::HashsumMismatch
+            | Code::Owner,
+            _,
+        ) => false,
+        (_, Class::Net | Class::Http | Class::Ssh | Class::Ssl | Class::Os | Class::Thread) => true,
+        (_, Class::Odb | Class::Object | Class::Zlib | Class::Repository | Class::Index) => false,
+        _ => true,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_git_failure_keeps_its_cause_and_is_classified_by_it() {
+        use git2::ErrorClass as Class;
+        use git2::ErrorCode as Code;
+        let cases = [
+            (Code::Locked, Class::Reference, true),
+            (Code::GenericError, Class::Net, true),
+            (Code::GenericError, Class::Http, true),
+            (Code::GenericError, Class::Os, true),
+            (Code::NotFastForward, Class::Reference, true),
+            (Code::Timeout, Class::Net, true),
+            (Code::NotFound, Class::Odb, false),
+            (Code::NotFound, Class::Reference, false),
+            (Code::GenericError, Class::Odb, false),
+            (Code::GenericError, Class::Zlib, false),
+            (Code::GenericError, Class::Object, false),
+            (Code::InvalidSpec, Class::Reference, false),
+            (Code::Ambiguous, Class::Object, false),
+            (Code::Certificate, Class::Ssl, false),
+        ];
+        for (code, class, passes) in cases {
+            let cause = git2::Error::new(code, class, "what libgit2 said");
+            let error = GitError::from(cause);
+            assert_eq!(error.transient(), passes, "{code:?} {class:?}");
+            assert_eq!(error.to_string(), "git: what libgit2 said");
+            let source = std::error::Error::source(&error).map(|s| s.to_string());
+            assert!(source.is_some_and(|s| s.contains("what libgit2 said")));
+        }
+    }
 
     #[test]
     fn branches_are_named_after_environments() {

@@ -79,6 +79,7 @@ fn remote_url(repo: &str) -> Result<String, GitError> {
         .map_err(|e| GitError::Unreachable {
             url: repo.to_string(),
             message: e.to_string(),
+            source: None,
         })?;
     Ok(path.display().to_string())
 }
@@ -284,15 +285,18 @@ impl Workspace {
             || e.code() == git2::ErrorCode::Auth
             || attempts.get() > 1
             || message.contains("credentials");
+        let source = Some(e);
         if auth {
             GitError::Auth {
                 url: self.url.clone(),
                 message,
+                source,
             }
         } else {
             GitError::Unreachable {
                 url: self.url.clone(),
                 message,
+                source,
             }
         }
     }
