@@ -204,10 +204,10 @@ fn a_broken_and_a_refused_environment_neither_hold_back_the_healthy_one_nor_the_
     // Some cycles pass; readiness holds all along.
     let mut not_ready = Vec::new();
     wait_for(Duration::from_secs(60), "eight full cycles", || {
-        if let Some((status, body)) = http(port, "GET", "/readyz", &[], "") {
-            if status != 200 {
-                not_ready.push(body);
-            }
+        if let Some((status, body)) = http(port, "GET", "/readyz", &[], "")
+            && status != 200
+        {
+            not_ready.push(body);
         }
         full_cycles(&d.log()).len() >= 8
     });
