@@ -488,7 +488,7 @@ fn downgrade_problem(spec: &ChannelSpec, env: &EnvironmentFiles) -> Option<Probl
         return None;
     }
     let previous = spec.previous_version.as_deref().unwrap_or("?");
-    tracing::warn!(channel = %spec.channel, from = previous, to = %spec.version, env = %env.name, "refusing a channel downgrade");
+    tracing::warn!(channel = %spec.channel, from = previous, to = %spec.version, environment = %env.name, "refusing a channel downgrade");
     Some(Problem {
         message: format!(
             "channel `{}` went from `{previous}` back to `{}`: refusing a silent downgrade",

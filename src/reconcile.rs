@@ -12,7 +12,7 @@
 //! error, never the whole cycle's). A dry run plans and applies nothing. The cycle is idempotent: run twice with the same inputs, the second
 //! run changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -105,9 +105,55 @@ pub(crate) fn selected(project: &Project, opts: &Options) -> Result<Vec<String>,
     }
 }
 
+/// The failing environments a daemon's cycle leaves out.
+#[derive(Debug, Clone, Default)]
+pub struct Waiting {
+    /// Transient failures whose retry is not due yet.
+    pub backing_off: BTreeSet<String>,
+    /// Permanent failures, each with the signal of its inputs when it failed:
+    /// left out while the signal is the same.
+    pub held: BTreeMap<String, String>,
+}
+
+/// The signal of each environment's inputs on the base commit: a digest of
+/// the ids git gives to `environments/<env>/`, `templates/` and `channels/`,
+/// and of `hydrant.yaml` and `holds.yaml`. It changes when any file an
+/// environment renders from changes, and is read from git's trees without
+/// reading or parsing the files (so it exists for an environment whose
+/// values do not parse). A channel's new release is seen by the daemon's
+/// channel fingerprints, not here.
+fn input_signals(
+    ws: &Workspace,
+    fetched: &Fetched,
+    envs: &[String],
+) -> Result<BTreeMap<String, String>, CycleError> {
+    let base = fetched.base_commit;
+    let mut shared = String::new();
+    for dir in ["templates", "channels"] {
+        for (name, id) in ws.entries_at(base, dir)? {
+            shared.push_str(&format!("{dir}/{name} {id}\n"));
+        }
+    }
+    for file in ["hydrant.yaml", "holds.yaml"] {
+        let text = ws.file_at(base, file)?.unwrap_or_default();
+        shared.push_str(&format!("{file} {}\n", layout::sha256(text.as_bytes())));
+    }
+    let trees: HashMap<String, String> = ws.entries_at(base, "environments")?.into_iter().collect();
+    Ok(envs
+        .iter()
+        .map(|env| {
+            let own = trees.get(env).map_or("", String::as_str);
+            let signal = layout::sha256(format!("{shared}environments/{env} {own}\n").as_bytes());
+            (env.clone(), signal)
+        })
+        .collect())
+}
+
 /// What one cycle did.
 pub struct Cycle {
     pub outcomes: Vec<Outcome>,
+    /// The signal of each reconciled environment's inputs (see [`Waiting`]).
+    pub inputs: BTreeMap<String, String>,
     /// Every channel fetch the cycle made.
     pub fetches: Vec<ChannelFetch>,
     /// The repository as the cycle read it from the base branch.
@@ -117,6 +163,18 @@ pub struct Cycle {
 /// Runs one cycle over the selected environments: observe, plan and (unless
 /// this is a dry run) apply each one.
 pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cycle, CycleError> {
+    run_cycle_waiting(ws, forge, opts, &Waiting::default())
+}
+
+/// Runs one cycle like [`run_cycle`], leaving out the failing environments
+/// that `waiting` says are not to be tried yet: the daemon's per-environment
+/// retries.
+pub fn run_cycle_waiting(
+    ws: &Workspace,
+    forge: &dyn Forge,
+    opts: &Options,
+    waiting: &Waiting,
+) -> Result<Cycle, CycleError> {
     let started = std::time::Instant::now();
     let mut fetched = ws.fetch(opts.base.as_deref())?;
     tracing::info!(
@@ -126,6 +184,25 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
     );
     let mut project = load(ws, &fetched, &opts.channel)?;
     let envs = selected(&project, opts)?;
+    let inputs = input_signals(ws, &fetched, &envs)?;
+    let envs: Vec<String> = envs
+        .into_iter()
+        .filter(|env| {
+            if waiting.backing_off.contains(env) {
+                tracing::debug!(environment = %env, "backing off after a transient failure: not tried in this cycle");
+                return false;
+            }
+            if waiting.held.get(env).is_some_and(|was| inputs.get(env) == Some(was)) {
+                tracing::debug!(environment = %env, "its last failure was permanent and its inputs have not changed: not tried again");
+                return false;
+            }
+            true
+        })
+        .collect();
+    let inputs = envs
+        .iter()
+        .filter_map(|env| inputs.get(env).map(|s| (env.clone(), s.clone())))
+        .collect();
     let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
     let rendered = render_isolated(&project, &envs, &recorded);
     let mut fetches = project.take_fetches();
@@ -212,6 +289,7 @@ pub fn run_cycle(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Cy
     }
     Ok(Cycle {
         outcomes,
+        inputs,
         fetches,
         project,
     })

@@ -39,6 +39,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Log level (error, warn, info, debug, trace); `RUST_LOG` overrides it.
+    /// `hydrant run` logs at `info` unless one is given.
     #[arg(long, global = true, env = "HYDRANT_LOG_LEVEL", default_value = "warn")]
     pub log_level: String,
     /// Log lines as text for people, or as JSON objects for log pipelines.
@@ -310,6 +311,15 @@ pub fn main() -> ExitCode {
             eprintln!("hint: {hint}");
         }
         return ExitCode::from(2);
+    }
+    let (mut cli, matches) = (cli, matches);
+    // The daemon says what it did at its default level: `info`, unless a
+    // flag, `HYDRANT_LOG_LEVEL` or the settings file chose one.
+    if matches!(cli.command, Command::Run(_))
+        && matches.value_source("log_level") == Some(clap::parser::ValueSource::DefaultValue)
+        && file.as_ref().is_none_or(|f| f.get("logLevel").is_none())
+    {
+        cli.global.log_level = "info".to_string();
     }
     init_logging(&cli.global);
     run(cli, &matches, file.as_ref())

@@ -1,23 +1,22 @@
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
 
 use super::reconcile::{ReconcileArgs, prepare};
 use super::secret;
-use crate::daemon::{self, CycleReport, DaemonOptions, Jobs, PollReport, Scope};
-use crate::project::{ChannelFetch, ChannelKey, Project};
-use crate::reconcile;
+use crate::daemon::{self, DaemonOptions};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub reconcile: ReconcileArgs,
-    /// Time between cycles (`30s`, `5m`, `1h`), with up to 10% jitter.
-    #[arg(long, env = "HYDRANT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    /// Time between cycles (`30s`, `5m`, `1h`; at least `1s`), with up to 10%
+    /// jitter. An environment that fails is retried on its own: a transient
+    /// failure with a backoff from 5 s up to the interval, a permanent one
+    /// when its inputs change.
+    #[arg(long, env = "HYDRANT_INTERVAL", default_value = "5m", value_parser = parse_interval)]
     pub interval: Duration,
     /// Where `/healthz`, `/readyz`, `/metrics`, `/trigger` and the webhooks listen.
     #[arg(long, env = "HYDRANT_LISTEN", default_value = "127.0.0.1:8080")]
@@ -25,8 +24,9 @@ pub struct RunArgs {
     /// How long the cycle in flight may take to finish after SIGTERM.
     #[arg(long, env = "HYDRANT_SHUTDOWN_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// How often the channels are polled between cycles (`0` turns polling
-    /// off). A new release reconciles only the environments that follow it.
+    /// How often the channels are polled between cycles. A new release
+    /// reconciles only the environments that follow it. `0` turns polling
+    /// off: channels are then fetched only in each cycle, every `--interval`.
     #[arg(long, env = "HYDRANT_CHANNEL_POLL_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub channel_poll_interval: Duration,
     /// A file holding the bearer token of `POST /trigger` (or set `HYDRANT_TRIGGER_TOKEN`).
@@ -59,109 +59,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
-/// The last fingerprint seen of each channel (and pinned release).
-#[derive(Debug, Default)]
-struct Seen(HashMap<ChannelKey, String>);
-
-impl Seen {
-    /// Records a fetch; true when it shows something new since the last one.
-    /// A first sighting is not news: the cycle that made it rendered it.
-    fn news(&mut self, fetch: &ChannelFetch) -> bool {
-        let Some(now) = &fetch.fingerprint else {
-            return false;
-        };
-        match self.0.insert(fetch.key.clone(), now.clone()) {
-            Some(before) => &before != now,
-            None => false,
-        }
+/// `--interval`: a duration of at least a second.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < Duration::from_secs(1) {
+        return Err(format!(
+            "`{text}` is under a second: the interval is the time between cycles, each of which fetches the repository and the channels (hint: use `30s`, `5m` or `1h`; `--once` runs one cycle and exits)"
+        ));
     }
-}
-
-/// What the daemon's cycles and polls share.
-struct State {
-    ws: Mutex<crate::git::Workspace>,
-    forge: Box<dyn crate::forge::Forge>,
-    opts: reconcile::Options,
-    /// The repository as the last cycle read it: what polls look at.
-    project: Mutex<Option<Arc<Project>>>,
-    seen: Mutex<Seen>,
-}
-
-fn fetches_shown(fetches: &[ChannelFetch]) -> Vec<(String, &'static str)> {
-    fetches
-        .iter()
-        .map(|f| (f.key.0.clone(), f.result))
-        .collect()
-}
-
-impl State {
-    /// Only environments the command line allows (all when it names none).
-    fn allowed(&self, env: &str) -> bool {
-        self.opts.envs.is_empty() || self.opts.envs.iter().any(|e| e == env)
-    }
-
-    fn cycle(&self, scope: &Scope) -> daemon::CycleResult {
-        let mut opts = self.opts.clone();
-        if let Scope::Envs(envs) = scope {
-            opts.envs = envs.iter().filter(|e| self.allowed(e)).cloned().collect();
-            if opts.envs.is_empty() {
-                return Ok(CycleReport::default());
-            }
-        }
-        // A cycle that panicked (isolated per environment by reconcile, so
-        // this is a last resort) must not wedge every later cycle: the next
-        // one starts by fetching afresh, whatever state the last left.
-        let ws = self
-            .ws
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cycle =
-            reconcile::run_cycle(&ws, self.forge.as_ref(), &opts).map_err(|e| e.to_string())?;
-        if let Ok(mut seen) = self.seen.lock() {
-            for f in &cycle.fetches {
-                seen.news(f);
-            }
-        }
-        if let Ok(mut p) = self.project.lock() {
-            *p = Some(Arc::new(cycle.project));
-        }
-        let (calls, waits) = self.forge.api_stats().map_or((0, 0), |s| {
-            use std::sync::atomic::Ordering::Relaxed;
-            (s.calls.load(Relaxed), s.rate_limit_waits.load(Relaxed))
-        });
-        Ok(CycleReport {
-            channel_fetches: fetches_shown(&cycle.fetches),
-            outcomes: cycle.outcomes,
-            forge_calls: calls,
-            forge_rate_limit_waits: waits,
-        })
-    }
-
-    fn poll(&self) -> Result<PollReport, String> {
-        let Some(project) = self.project.lock().ok().and_then(|p| p.clone()) else {
-            return Ok(PollReport::default());
-        };
-        let probes = project.probe_channels().map_err(|e| e.to_string())?;
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut changed = BTreeSet::new();
-        for (fetch, envs) in &probes {
-            if seen.news(fetch) {
-                tracing::info!(channel = %fetch.key.0, release = ?fetch.key.1, found = ?fetch.fingerprint, "the channel published something new");
-                changed.extend(envs.iter().filter(|e| self.allowed(e)).cloned());
-            }
-        }
-        let fetches: Vec<ChannelFetch> = probes.into_iter().map(|(f, _)| f).collect();
-        Ok(PollReport {
-            channel_fetches: fetches_shown(&fetches),
-            changed,
-        })
-    }
+    Ok(interval)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.reconcile.once {
+        return super::reconcile::run(args.reconcile);
+    }
     let (
         crate::delivery::connect::Session {
             workspace: ws,
@@ -170,7 +82,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         opts,
     ) = prepare(&args.reconcile)?;
     let options = DaemonOptions {
-        interval: args.interval.max(Duration::from_millis(100)),
+        interval: args.interval,
         listen: args.listen,
         shutdown_timeout: args.shutdown_timeout,
         channel_poll: Some(args.channel_poll_interval)
@@ -187,23 +99,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         )?,
         base: opts.base.clone(),
     };
-    // One workspace for the daemon's life: cycles never overlap.
-    let state = Arc::new(State {
-        ws: Mutex::new(ws),
-        forge,
-        opts,
-        project: Mutex::new(None),
-        seen: Mutex::new(Seen::default()),
-    });
-    let (for_cycle, for_poll) = (state.clone(), state);
-    let stopped = daemon::run(
-        options,
-        Jobs {
-            cycle: Box::new(move |scope| for_cycle.cycle(scope)),
-            poll: Box::new(move || for_poll.poll()),
-        },
-    )?;
-    Ok(match stopped {
+    Ok(match daemon::serve_repository(ws, forge, opts, options)? {
         daemon::Stopped::Clean => ExitCode::SUCCESS,
         daemon::Stopped::Cut => ExitCode::FAILURE,
     })
@@ -222,32 +118,14 @@ mod tests {
         assert!(parse_duration("soon").is_err());
     }
 
-    fn fetch(channel: &str, fingerprint: Option<&str>) -> ChannelFetch {
-        ChannelFetch {
-            key: (channel.to_string(), None),
-            result: "200",
-            version: None,
-            fingerprint: fingerprint.map(String::from),
-        }
-    }
-
     #[test]
-    fn only_a_changed_fingerprint_is_news() {
-        let mut seen = Seen::default();
-        assert!(
-            !seen.news(&fetch("stable", Some("0.62.1@aa"))),
-            "first sighting"
-        );
-        assert!(!seen.news(&fetch("stable", Some("0.62.1@aa"))));
-        assert!(
-            !seen.news(&fetch("stable", None)),
-            "a failed fetch says nothing"
-        );
-        assert!(seen.news(&fetch("stable", Some("0.63.0@bb"))));
-        assert!(
-            !seen.news(&fetch("canary", Some("0.63.0@bb"))),
-            "another channel"
-        );
-        assert!(!seen.news(&fetch("stable", Some("0.63.0@bb"))));
+    fn an_interval_under_a_second_is_refused_with_a_hint() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
+        for text in ["0s", "0", "999ms", "100ms"] {
+            let error = parse_interval(text).unwrap_err();
+            assert!(error.contains("under a second"), "{text}: {error}");
+            assert!(error.contains("hint:"), "{text}: {error}");
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::CycleResult;
+use crate::delivery::ErrorClass;
 use crate::reconcile::Action;
 
 const BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
@@ -26,8 +27,12 @@ pub struct Metrics {
     channel_fetches: BTreeMap<(String, &'static str), u64>,
     forge_calls: u64,
     forge_rate_limit_waits: u64,
+    /// Environment → the class of its failure, while it fails.
+    failing: BTreeMap<String, ErrorClass>,
     pub(super) last_finished: Option<Instant>,
-    pub(super) last_ok: bool,
+    /// Why the last cycle shows the daemon unhealthy (the repository or
+    /// every channel unreachable); `None` when it is healthy.
+    pub(super) unhealthy: Option<String>,
 }
 
 fn epoch() -> u64 {
@@ -72,7 +77,8 @@ impl Metrics {
         match result {
             Err(_) => {
                 self.cycles_failed += 1;
-                self.last_ok = false;
+                self.unhealthy =
+                    Some("the last cycle failed; the daemon's log tells why".to_string());
             }
             Ok(report) => {
                 self.record_fetches(&report.channel_fetches);
@@ -87,7 +93,10 @@ impl Metrics {
                 } else {
                     self.cycles_failed += 1
                 }
-                self.last_ok = ok;
+                let fetched = &report.channel_fetches;
+                self.unhealthy = (!fetched.is_empty()
+                    && fetched.iter().all(|(_, result)| *result == "error"))
+                .then(|| "the last cycle failed to fetch any channel".to_string());
                 for o in outcomes {
                     self.last_action.insert(o.env.clone(), o.action);
                     if o.action != Action::Failed {
@@ -105,6 +114,13 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// The environments failing now, each with its class.
+    pub(super) fn set_failing<'a>(&mut self, failing: impl Iterator<Item = (&'a str, ErrorClass)>) {
+        self.failing = failing
+            .map(|(env, class)| (env.to_string(), class))
+            .collect();
     }
 
     /// The Prometheus text format.
@@ -168,6 +184,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "hydrant_environment_last_success_timestamp_seconds{{environment=\"{}\"}} {at}",
+                escape(env)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_environment_failing Environments failing now (1), by the class of their failure: transient ones are retried with their own backoff, permanent ones when their inputs change.\n# TYPE hydrant_environment_failing gauge"
+        );
+        for (env, class) in &self.failing {
+            let class = match class {
+                ErrorClass::Transient => "transient",
+                ErrorClass::Permanent => "permanent",
+            };
+            let _ = writeln!(
+                out,
+                "hydrant_environment_failing{{environment=\"{}\",class=\"{class}\"}} 1",
                 escape(env)
             );
         }

@@ -3,8 +3,12 @@
 //! It runs reconcile cycles on a schedule (an interval with jitter), at once on
 //! a trigger (a verified webhook, `POST /trigger`), never two at a time (a
 //! trigger during a cycle queues exactly one more), and backs off
-//! exponentially with jitter after a failed cycle, resetting after a success.
-//! It serves `/healthz`, `/readyz` and `/metrics`. On SIGTERM or SIGINT it
+//! exponentially with jitter after a cycle that could not run (the repository
+//! unreachable), resetting after a success. A failing environment does not
+//! hold back the others: [`retry`] keeps its own backoff (transient) or holds
+//! it until its inputs change (permanent). It serves `/healthz`, `/readyz`
+//! (the daemon's own health: it reaches the repository and the channel) and
+//! `/metrics`. On SIGTERM or SIGINT it
 //! stops taking triggers, lets the cycle in flight finish and exits 0; when
 //! the shutdown timeout passes first, or a second signal comes, it exits 1 at
 //! once, whatever the cycle in flight is doing.
@@ -14,11 +18,14 @@
 //! of the channels those environments follow). Requests made during a cycle
 //! merge into the one that follows.
 //!
-//! The daemon knows nothing of git or forges: it drives a cycle function and a
-//! channel poll function that the caller builds, and records what they report.
+//! The scheduler knows nothing of git or forges: it drives a cycle function
+//! and a channel poll function, and records what they report; [`controller`]
+//! builds them over a config repository ([`serve_repository`]).
 
+mod controller;
 mod http;
 mod metrics;
+mod retry;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -28,9 +35,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+pub use controller::serve_repository;
 pub use metrics::Metrics;
 
-use crate::reconcile::Outcome;
+use crate::reconcile::{Outcome, Waiting};
 
 /// Which environments a cycle covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +60,21 @@ impl Scope {
     }
 }
 
+/// What a cycle covers, and the failing environments it leaves out.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub scope: Scope,
+    pub waiting: Waiting,
+}
+
 /// What one cycle did.
 #[derive(Debug, Default)]
 pub struct CycleReport {
     pub outcomes: Vec<Outcome>,
+    /// Each reconciled environment's inputs signal (see [`Waiting`]).
+    pub inputs: std::collections::BTreeMap<String, String>,
+    /// Whether a channel published something new since the last fetch.
+    pub channel_news: bool,
     /// Channel fetches: the channel, and `200`, `304`, `stale`, `file` or `error`.
     pub channel_fetches: Vec<(String, &'static str)>,
     /// The forge's API calls and rate-limit waits since the daemon started.
@@ -76,7 +95,7 @@ pub struct PollReport {
 
 /// The work the daemon drives.
 pub struct Jobs {
-    pub cycle: Box<dyn Fn(&Scope) -> CycleResult + Send + Sync>,
+    pub cycle: Box<dyn Fn(&Request) -> CycleResult + Send + Sync>,
     pub poll: Box<dyn Fn() -> Result<PollReport, String> + Send + Sync>,
 }
 
@@ -101,6 +120,8 @@ pub struct DaemonOptions {
 pub struct Shared {
     pub options: DaemonOptions,
     pub metrics: Mutex<Metrics>,
+    /// The failing environments and when each is tried again.
+    retries: Mutex<retry::Retries>,
     trigger: Notify,
     /// What the next cycle covers, when one was asked for.
     pending: Mutex<Option<Scope>>,
@@ -140,20 +161,23 @@ impl Shared {
         self.metrics.lock().is_ok_and(|m| m.knows(env))
     }
 
-    /// Ready when the last cycle succeeded and finished within three intervals.
+    /// Ready when the last cycle reached the repository and the channel,
+    /// and finished within three intervals. An environment that fails (a
+    /// typo in its values, a refused push) does not make the daemon unready:
+    /// it shows in `/metrics` and the logs.
     pub fn ready(&self) -> Result<(), String> {
         let m = self
             .metrics
             .lock()
             .map_err(|_| "metrics lock poisoned".to_string())?;
-        match (&m.last_finished, m.last_ok) {
+        match (&m.last_finished, &m.unhealthy) {
             (None, _) => Err("no cycle has finished yet".to_string()),
             (Some(at), _) if at.elapsed() > self.options.interval * 3 => Err(format!(
                 "the last cycle finished {}s ago, more than three intervals",
                 at.elapsed().as_secs()
             )),
-            (Some(_), false) => Err("the last cycle failed".to_string()),
-            (Some(_), true) => Ok(()),
+            (Some(_), Some(why)) => Err(why.clone()),
+            (Some(_), None) => Ok(()),
         }
     }
 }
@@ -195,6 +219,7 @@ async fn serve(options: DaemonOptions, jobs: Arc<Jobs>) -> anyhow::Result<Stoppe
     let shared = Arc::new(Shared {
         options: options.clone(),
         metrics: Mutex::new(Metrics::default()),
+        retries: Mutex::new(retry::Retries::default()),
         trigger: Notify::new(),
         pending: Mutex::new(None),
         stopping: AtomicBool::new(false),
@@ -267,6 +292,9 @@ async fn poll(shared: Arc<Shared>, jobs: Arc<Jobs>, every: Duration) {
                     m.record_fetches(&report.channel_fetches);
                 }
                 if !report.changed.is_empty() {
+                    if let Ok(mut r) = shared.retries.lock() {
+                        r.release_held();
+                    }
                     shared.trigger(
                         "a channel published a new release",
                         Scope::Envs(report.changed),
@@ -276,6 +304,16 @@ async fn poll(shared: Arc<Shared>, jobs: Arc<Jobs>, every: Duration) {
             Err(e) => tracing::warn!(error = %e, "channel poll failed"),
         }
     }
+}
+
+/// What woke the scheduler up.
+enum Wake {
+    /// The interval passed: a cycle over every environment.
+    Timer,
+    /// A trigger: the scope asked for.
+    Trigger,
+    /// Transient failures are due to be retried: a cycle over them.
+    Retry,
 }
 
 async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
@@ -288,36 +326,92 @@ async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
         }
         number += 1;
         let started = Instant::now();
+        let waiting = shared
+            .retries
+            .lock()
+            .map(|r| r.waiting(started))
+            .unwrap_or_default();
         let span = tracing::info_span!("cycle", cycle = number, scope = ?scope);
         let j = jobs.clone();
-        let s = scope.clone();
-        let result = tokio::task::spawn_blocking(move || span.in_scope(|| (j.cycle)(&s)))
+        let request = Request {
+            scope: scope.clone(),
+            waiting,
+        };
+        let result = tokio::task::spawn_blocking(move || span.in_scope(|| (j.cycle)(&request)))
             .await
             .unwrap_or_else(|e| Err(format!("the cycle panicked: {e}")));
-        let ok = matches!(&result, Ok(r) if r.outcomes.iter().all(|o| o.error.is_none()));
         match &result {
-            Ok(r) => tracing::info!(
-                cycle = number,
-                environments = r.outcomes.len(),
-                ok,
-                seconds = started.elapsed().as_secs_f64(),
-                "cycle finished"
-            ),
+            Ok(r) => {
+                let failed: Vec<&str> = r
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.error.is_some())
+                    .map(|o| o.env.as_str())
+                    .collect();
+                tracing::info!(
+                    cycle = number,
+                    environments = r.outcomes.len(),
+                    ok = failed.is_empty(),
+                    failed = ?failed,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "cycle finished"
+                );
+                if let Ok(mut retries) = shared.retries.lock() {
+                    if r.channel_news {
+                        retries.release_held();
+                    }
+                    retries.record(
+                        &r.outcomes,
+                        &r.inputs,
+                        shared.options.interval,
+                        Instant::now(),
+                    );
+                }
+            }
             Err(e) => tracing::error!(cycle = number, error = %e, "cycle failed"),
         }
         if let Ok(mut m) = shared.metrics.lock() {
             m.record(&result, started.elapsed());
+            if let Ok(retries) = shared.retries.lock() {
+                m.set_failing(retries.failing());
+            }
         }
-        failures = if ok { 0 } else { failures.saturating_add(1) };
+        // Only a cycle that could not run at all backs the whole schedule
+        // off; a failing environment has its own retries.
+        failures = if result.is_ok() {
+            0
+        } else {
+            failures.saturating_add(1)
+        };
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
         let delay = next_delay(shared.options.interval, failures);
-        let timer = tokio::select! {
-            _ = tokio::time::sleep(delay) => true,
-            _ = shared.trigger.notified() => false,
+        let retry_at = shared.retries.lock().ok().and_then(|r| r.next_due());
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending::<()>().await,
+            }
         };
-        scope = shared.next_scope(timer);
+        let wake = tokio::select! {
+            _ = tokio::time::sleep(delay) => Wake::Timer,
+            _ = shared.trigger.notified() => Wake::Trigger,
+            _ = retry => Wake::Retry,
+        };
+        scope = match wake {
+            Wake::Timer => shared.next_scope(true),
+            Wake::Trigger => shared.next_scope(false),
+            Wake::Retry => {
+                let due = shared
+                    .retries
+                    .lock()
+                    .map(|r| r.due(Instant::now()))
+                    .unwrap_or_default();
+                tracing::debug!(environments = ?due, "retrying environments after a transient failure");
+                Scope::Envs(due)
+            }
+        };
     }
 }
 

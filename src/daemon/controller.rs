@@ -1,0 +1,181 @@
+//! The daemon's controller over a config repository: what a cycle and a
+//! channel poll do with the workspace, the forge and the reconcile options
+//! the command line resolved, and the change detection of channel polls.
+//!
+//! The scheduler ([`super`]) decides when and over which environments; this
+//! module runs [`crate::reconcile`] for it, and tells which channels
+//! published something new. It keeps no per-environment retry state (that is
+//! [`super::retry`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::{CycleReport, CycleResult, DaemonOptions, Jobs, PollReport, Request, Scope, Stopped};
+use crate::forge::Forge;
+use crate::git::Workspace;
+use crate::project::{ChannelFetch, ChannelKey, Project};
+use crate::reconcile;
+
+/// Runs the daemon over a config repository until a signal stops it.
+pub fn serve_repository(
+    ws: Workspace,
+    forge: Box<dyn Forge>,
+    opts: reconcile::Options,
+    options: DaemonOptions,
+) -> anyhow::Result<Stopped> {
+    // One workspace for the daemon's life: cycles never overlap.
+    let controller = Arc::new(Controller {
+        ws: Mutex::new(ws),
+        forge,
+        opts,
+        project: Mutex::new(None),
+        seen: Mutex::new(Seen::default()),
+    });
+    let (for_cycle, for_poll) = (controller.clone(), controller);
+    super::run(
+        options,
+        Jobs {
+            cycle: Box::new(move |request| for_cycle.cycle(request)),
+            poll: Box::new(move || for_poll.poll()),
+        },
+    )
+}
+
+/// The last fingerprint seen of each channel (and pinned release).
+#[derive(Debug, Default)]
+struct Seen(HashMap<ChannelKey, String>);
+
+impl Seen {
+    /// Records a fetch; true when it shows something new since the last one.
+    /// A first sighting is not news: the cycle that made it rendered it.
+    fn news(&mut self, fetch: &ChannelFetch) -> bool {
+        let Some(now) = &fetch.fingerprint else {
+            return false;
+        };
+        match self.0.insert(fetch.key.clone(), now.clone()) {
+            Some(before) => &before != now,
+            None => false,
+        }
+    }
+}
+
+/// What the daemon's cycles and polls share.
+struct Controller {
+    ws: Mutex<Workspace>,
+    forge: Box<dyn Forge>,
+    opts: reconcile::Options,
+    /// The repository as the last cycle read it: what polls look at.
+    project: Mutex<Option<Arc<Project>>>,
+    seen: Mutex<Seen>,
+}
+
+fn fetches_shown(fetches: &[ChannelFetch]) -> Vec<(String, &'static str)> {
+    fetches
+        .iter()
+        .map(|f| (f.key.0.clone(), f.result))
+        .collect()
+}
+
+impl Controller {
+    /// Only environments the command line allows (all when it names none).
+    fn allowed(&self, env: &str) -> bool {
+        self.opts.envs.is_empty() || self.opts.envs.iter().any(|e| e == env)
+    }
+
+    fn cycle(&self, request: &Request) -> CycleResult {
+        let mut opts = self.opts.clone();
+        if let Scope::Envs(envs) = &request.scope {
+            opts.envs = envs.iter().filter(|e| self.allowed(e)).cloned().collect();
+            if opts.envs.is_empty() {
+                return Ok(CycleReport::default());
+            }
+        }
+        // A cycle that panicked (isolated per environment by reconcile, so
+        // this is a last resort) must not wedge every later cycle: the next
+        // one starts by fetching afresh, whatever state the last left.
+        let ws = self
+            .ws
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cycle = reconcile::run_cycle_waiting(&ws, self.forge.as_ref(), &opts, &request.waiting)
+            .map_err(|e| e.to_string())?;
+        let mut channel_news = false;
+        if let Ok(mut seen) = self.seen.lock() {
+            for f in &cycle.fetches {
+                channel_news |= seen.news(f);
+            }
+        }
+        if let Ok(mut p) = self.project.lock() {
+            *p = Some(Arc::new(cycle.project));
+        }
+        let (calls, waits) = self.forge.api_stats().map_or((0, 0), |s| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (s.calls.load(Relaxed), s.rate_limit_waits.load(Relaxed))
+        });
+        Ok(CycleReport {
+            channel_fetches: fetches_shown(&cycle.fetches),
+            outcomes: cycle.outcomes,
+            inputs: cycle.inputs,
+            channel_news,
+            forge_calls: calls,
+            forge_rate_limit_waits: waits,
+        })
+    }
+
+    fn poll(&self) -> Result<PollReport, String> {
+        let Some(project) = self.project.lock().ok().and_then(|p| p.clone()) else {
+            return Ok(PollReport::default());
+        };
+        let probes = project.probe_channels().map_err(|e| e.to_string())?;
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changed = BTreeSet::new();
+        for (fetch, envs) in &probes {
+            if seen.news(fetch) {
+                tracing::info!(channel = %fetch.key.0, release = ?fetch.key.1, found = ?fetch.fingerprint, "the channel published something new");
+                changed.extend(envs.iter().filter(|e| self.allowed(e)).cloned());
+            }
+        }
+        let fetches: Vec<ChannelFetch> = probes.into_iter().map(|(f, _)| f).collect();
+        Ok(PollReport {
+            channel_fetches: fetches_shown(&fetches),
+            changed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(channel: &str, fingerprint: Option<&str>) -> ChannelFetch {
+        ChannelFetch {
+            key: (channel.to_string(), None),
+            result: "200",
+            version: None,
+            fingerprint: fingerprint.map(String::from),
+        }
+    }
+
+    #[test]
+    fn only_a_changed_fingerprint_is_news() {
+        let mut seen = Seen::default();
+        assert!(
+            !seen.news(&fetch("stable", Some("0.62.1@aa"))),
+            "first sighting"
+        );
+        assert!(!seen.news(&fetch("stable", Some("0.62.1@aa"))));
+        assert!(
+            !seen.news(&fetch("stable", None)),
+            "a failed fetch says nothing"
+        );
+        assert!(seen.news(&fetch("stable", Some("0.63.0@bb"))));
+        assert!(
+            !seen.news(&fetch("canary", Some("0.63.0@bb"))),
+            "another channel"
+        );
+        assert!(!seen.news(&fetch("stable", Some("0.63.0@bb"))));
+    }
+}
