@@ -36,7 +36,7 @@ const LICENSE: &str = "crash-test-license";
 /// Bytes added to each spec for the kills aimed at the cache write.
 const PAD: usize = 256 * 1024;
 /// The killed daemon's interval: cycles follow each other closely.
-const INTERVAL: Duration = Duration::from_millis(500);
+const INTERVAL: Duration = Duration::from_secs(1);
 /// The bearer token of `POST /trigger`.
 const TRIGGER: &str = "crash-test-trigger";
 

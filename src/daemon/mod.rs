@@ -387,7 +387,12 @@ async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
             return;
         }
         let delay = next_delay(shared.options.interval, failures);
-        let retry_at = shared.retries.lock().ok().and_then(|r| r.next_due());
+        // After a cycle that could not run at all, its backoff holds for the
+        // environments due a retry too: they are in the next cycle's scope.
+        let retry_at = match failures {
+            0 => shared.retries.lock().ok().and_then(|r| r.next_due()),
+            _ => None,
+        };
         let retry = async {
             match retry_at {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
