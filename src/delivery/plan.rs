@@ -325,8 +325,12 @@ pub fn plan(observed: &Observed, proposal: &Proposal) -> Plan {
             return plan;
         }
         Proposal::Current { channel, version } => {
+            // The base holds the render of these inputs, at this version.
             plan.channel = Some(channel.clone());
-            plan.version.to = Some(version.clone());
+            plan.version = VersionChange {
+                from: Some(version.clone()),
+                to: Some(version.clone()),
+            };
             return settle(
                 plan,
                 format!("its inputs are unchanged since the render recorded on `{base}`"),
@@ -841,6 +845,26 @@ mod tests {
             plan.version,
             VersionChange {
                 from: Some("0.62.1".into()),
+                to: Some("0.63.0".into())
+            }
+        );
+    }
+
+    #[test]
+    fn an_environment_whose_inputs_are_unchanged_stays_at_its_recorded_version() {
+        let observed = Observed {
+            base_files: BTreeMap::new(),
+            ..base("0.63.0", "v2")
+        };
+        let proposal = Proposal::Current {
+            channel: "stable".into(),
+            version: "0.63.0".into(),
+        };
+        let plan = plan(&observed, &proposal);
+        assert_eq!(
+            plan.version,
+            VersionChange {
+                from: Some("0.63.0".into()),
                 to: Some("0.63.0".into())
             }
         );
