@@ -130,16 +130,21 @@ pub struct ReconcileArgs {
     pub lock_timeout: u64,
 }
 
+/// `stable 0.62.1 → 0.63.0`, as the summaries show an environment's release.
+fn channel_and_version(o: &Outcome) -> (&str, String) {
+    let version = match (&o.version.from, &o.version.to) {
+        (Some(f), Some(t)) if f != t => format!("{f} → {t}"),
+        (None, Some(t)) => format!("(new) → {t}"),
+        (_, Some(t)) => t.clone(),
+        _ => String::new(),
+    };
+    (o.channel.as_deref().unwrap_or(""), version)
+}
+
 fn print_text(outcomes: &[Outcome]) {
     let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
     for o in outcomes {
-        let version = match (&o.version.from, &o.version.to) {
-            (Some(f), Some(t)) if f != t => format!("{f} → {t}"),
-            (None, Some(t)) => format!("(new) → {t}"),
-            (_, Some(t)) => t.clone(),
-            _ => String::new(),
-        };
-        let channel = o.channel.as_deref().unwrap_or("");
+        let (channel, version) = channel_and_version(o);
         let mut line = format!(
             "{:width$}  {:9}  {channel} {version}",
             o.env,
@@ -226,13 +231,7 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
 fn print_plan(outcomes: &[Outcome]) {
     let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
     for o in outcomes {
-        let version = match (&o.version.from, &o.version.to) {
-            (Some(f), Some(t)) if f != t => format!("{f} → {t}"),
-            (None, Some(t)) => format!("(new) → {t}"),
-            (_, Some(t)) => t.clone(),
-            _ => String::new(),
-        };
-        let channel = o.channel.as_deref().unwrap_or("");
+        let (channel, version) = channel_and_version(o);
         let mut line = format!(
             "{:width$}  {:13}  {channel} {version}",
             o.env,
