@@ -536,6 +536,12 @@ mod tests {
         let bump = fresh("0.63.0", "v2");
         let bump_files = delivered(&bump);
         let old_files = rendered("0.62.1", "v1");
+        // The render of 0.63.0 at "v2" with only another inputs digest.
+        let mut metadata_only = fresh("0.63.0", "v2");
+        if let Proposal::Fresh(d) = &mut metadata_only {
+            d.files
+                .insert(METADATA.into(), metadata("0.63.0", "another digest"));
+        }
         vec![
             (
                 "a new release, no branch, no pull request",
@@ -662,20 +668,7 @@ mod tests {
             (
                 "only hydrant.metadata would change",
                 base("0.63.0", "v2"),
-                Proposal::Fresh(Box::new(Delivery {
-                    files: files(&[
-                        ("deployment-app.yaml", "v2"),
-                        (
-                            "kustomization.yaml",
-                            "resources:\n  - deployment-app.yaml\n",
-                        ),
-                        (METADATA, &metadata("0.63.0", "another digest")),
-                    ]),
-                    ..match fresh("0.63.0", "v2") {
-                        Proposal::Fresh(d) => *d,
-                        _ => unreachable!(),
-                    }
-                })),
+                metadata_only.clone(),
                 Kind::Nothing,
                 "only `hydrant.metadata` would change",
             ),
@@ -686,20 +679,7 @@ mod tests {
                     pull_request: Some(pr(4, "t", "b")),
                     ..base("0.63.0", "v2")
                 },
-                Proposal::Fresh(Box::new(Delivery {
-                    files: files(&[
-                        ("deployment-app.yaml", "v2"),
-                        (
-                            "kustomization.yaml",
-                            "resources:\n  - deployment-app.yaml\n",
-                        ),
-                        (METADATA, &metadata("0.63.0", "another digest")),
-                    ]),
-                    ..match fresh("0.63.0", "v2") {
-                        Proposal::Fresh(d) => *d,
-                        _ => unreachable!(),
-                    }
-                })),
+                metadata_only.clone(),
                 Kind::Close,
                 "no manifest changes; pull request #4 is no longer needed",
             ),
