@@ -25,6 +25,7 @@ pub mod project;
 pub mod reconcile;
 pub mod render;
 pub mod repo;
+pub mod rollout;
 pub mod settings;
 pub mod spec;
 pub mod tree;

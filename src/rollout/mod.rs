@@ -1,0 +1,6 @@
+//! Rollouts: which release each environment may take now, and why not.
+//!
+//! Pure: waves, soak times, holds and skipped releases in, one decision per
+//! environment out. No IO, no clock (the caller passes the time), no git.
+
+pub mod holds;
