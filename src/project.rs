@@ -374,14 +374,18 @@ impl Project {
 
     /// Fetches every channel (and pinned release) the environments follow,
     /// each with the environments that follow it: what a poll for new channel
-    /// releases looks at.
+    /// releases looks at. An environment whose own files do not parse is left
+    /// out (its render reports why): one broken environment does not stop the
+    /// others' channels from being polled.
     pub fn probe_channels(&self) -> Result<Vec<(ChannelFetch, Vec<String>)>, RepoError> {
         let mut users: BTreeMap<ChannelKey, Vec<String>> = BTreeMap::new();
         for name in &self.environments {
-            users
-                .entry(key(&self.repo.environment(name)?))
-                .or_default()
-                .push(name.clone());
+            match self.repo.environment(name) {
+                Ok(files) => users.entry(key(&files)).or_default().push(name.clone()),
+                Err(e) => {
+                    tracing::debug!(environment = %name, error = %e, "its channel is not polled: its files do not parse")
+                }
+            }
         }
         Ok(users
             .into_par_iter()

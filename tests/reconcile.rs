@@ -576,6 +576,42 @@ fn status_shows_what_is_available_what_is_rendered_and_the_open_pull_requests() 
 }
 
 #[test]
+fn status_names_an_environment_whose_own_files_do_not_parse_and_exits_1() {
+    let s = Setup::new();
+    s.remote.commit_to_main(
+        "environments/staging/values.yaml",
+        "global:\n  host: [unclosed\n",
+        "break staging's values",
+    );
+    let (work, state) = (s.work(), s.state());
+    let run = run_in(
+        s.dirs.path(),
+        &[
+            "status",
+            "--repo",
+            &s.remote.url(),
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let envs = outcomes(&run);
+    let staging = envs.iter().find(|e| e["env"] == "staging").unwrap();
+    let error = staging["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("environments/staging/values.yaml"),
+        "the error names the file: {staging}"
+    );
+    for env in envs.iter().filter(|e| e["env"] != "staging") {
+        assert!(env["error"].is_null(), "{env}");
+    }
+}
+
+#[test]
 fn an_unchanged_environment_is_not_rendered_again_but_a_hand_edit_of_its_output_is_repaired() {
     let s = Setup::new();
     let first = s.reconcile(&["--log-level", "debug"]).ok();

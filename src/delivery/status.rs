@@ -110,7 +110,15 @@ pub fn status(
         .iter()
         .map(|env| {
             let observed = observe::environment(ws, forge, &fetched, env, Depth::Full);
-            summarise(env, offered.get(env), observed, now)
+            let mut status = summarise(env, offered.get(env), observed, now);
+            // An environment whose own files do not parse fails every cycle
+            // until they are fixed: say so here, as the daemon's logs do.
+            if status.error.is_none()
+                && let Err(e) = project.inputs_of(env)
+            {
+                status.error = Some(e.to_string());
+            }
+            status
         })
         .collect())
 }
