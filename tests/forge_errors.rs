@@ -1,7 +1,9 @@
 //! Issue 14: what a forge answers decides how a failed environment is
 //! classified. The real binary, a real git repository, and a stateful fake of
 //! GitHub on 127.0.0.1: a refused token is a permanent failure of each
-//! environment, a server error that outlasts the retries a transient one.
+//! environment, a server error that outlasts the retries a transient one, an
+//! answer that lacks a field or holds another type there a permanent one that
+//! names the field.
 
 mod common;
 
@@ -91,4 +93,56 @@ fn a_forge_server_error_that_outlasts_the_retries_is_transient() {
         let error = env["error"].as_str().unwrap_or_default();
         assert!(error.contains("the server answered 502"), "{error}");
     }
+}
+
+/// The error of each environment with something to deliver: permanent, and naming `field`.
+fn assert_each_fails_naming(envs: &[Value], field: &str) {
+    for env in failures(envs) {
+        assert_eq!(env["class"], "permanent", "{env}");
+        let error = env["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(&format!("the answer's `{field}`")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_pull_request_answer_without_its_number_fails_each_environment_naming_the_field() {
+    let remote = Remote::new();
+    let gh = FakeGitHub::start(TOKEN, "acme/wandb-config", 0);
+    gh.change_field("number", None);
+    let (run, envs) = reconcile(&remote, &gh, TOKEN);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_each_fails_naming(&envs, "number");
+    // The first environment's opening call is answered so; later ones find
+    // that pull request in the list, answered so too.
+    let errors: Vec<&str> = failures(&envs)
+        .iter()
+        .filter_map(|env| env["error"].as_str())
+        .collect();
+    let opening = "POST /repos/acme/wandb-config/pulls: the answer's `number` is missing";
+    assert!(errors.iter().any(|e| e.contains(opening)), "{errors:?}");
+}
+
+#[test]
+fn a_listed_pull_request_whose_number_is_no_number_fails_each_environment_naming_the_field() {
+    let remote = Remote::new();
+    let gh = FakeGitHub::start(TOKEN, "acme/wandb-config", 3);
+    gh.change_field("number", Some(Value::from("x")));
+    let (run, envs) = reconcile(&remote, &gh, TOKEN);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_each_fails_naming(&envs, "number");
+    for env in failures(&envs) {
+        let error = env["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("GET /repos/acme/wandb-config/pulls"),
+            "{error}"
+        );
+        assert!(
+            error.contains("invalid type: string \"x\", expected u64"),
+            "{error}"
+        );
+    }
+    assert_eq!(gh.writes(), 0, "nothing was opened on a misread list");
 }

@@ -13,7 +13,9 @@
 //! - Errors show the method and path and at most a short, redacted excerpt of
 //!   what the server said; never the token, even when the server echoes it.
 //! - An answer's status becomes a [`ForgeError`] variant here and nowhere else
-//!   ([`status_error`]).
+//!   ([`status_error`]); an answer is read into a typed struct here too
+//!   ([`Api::call_as`], [`Api::list_as`]): a field that is missing or holds
+//!   something else is [`ForgeError::Invalid`] naming it, never a default.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::ForgeError;
@@ -448,6 +451,46 @@ impl Api {
         Err(self.refusal(&format!("{method} {path}"), &answer))
     }
 
+    /// Like [`call`](Self::call), with the answer read into `T`.
+    pub fn call_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ForgeError> {
+        let answer = self.call(method.clone(), path, body)?;
+        self.decode(&format!("{method} {path}"), answer, None)
+    }
+
+    /// Like [`list`](Self::list), with each item read into `T`.
+    pub fn list_as<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ForgeError> {
+        let request = format!("GET {path}");
+        self.list(path)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| self.decode(&request, item, Some(i)))
+            .collect()
+    }
+
+    /// Reads the answer to `request` (item `item` of a list) into `T`: a
+    /// field that is missing or holds another type is [`ForgeError::Invalid`]
+    /// naming the field (`head.ref`), never an empty string or a zero.
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        request: &str,
+        answer: Value,
+        item: Option<usize>,
+    ) -> Result<T, ForgeError> {
+        serde_path_to_error::deserialize(answer).map_err(|e| {
+            let (field, problem) = wire_problem(&e.path().to_string(), &e.inner().to_string());
+            let problem = match item {
+                Some(i) => format!("{problem} (item {} of the list)", i + 1),
+                None => problem,
+            };
+            self.invalid(request, &field, &self.server_text(&problem))
+        })
+    }
+
     /// Every item of a paginated list, following `Link: <…>; rel="next"`.
     pub fn list(&self, path: &str) -> Result<Vec<Value>, ForgeError> {
         let request = format!("GET {path}");
@@ -474,6 +517,28 @@ impl Api {
         }
         Ok(items)
     }
+}
+
+/// The field and what is wrong with it, from where serde stopped (`path`,
+/// `.` at the top) and what it said: serde names a missing field in its
+/// message, at the path of the object that lacks it.
+fn wire_problem(path: &str, message: &str) -> (String, String) {
+    let at = |name: &str| match path {
+        "." | "" => name.to_string(),
+        _ => format!("{path}.{name}"),
+    };
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+    {
+        return (at(name), "is missing".to_string());
+    }
+    let field = match path {
+        "." | "" => "(body)".to_string(),
+        _ => path.to_string(),
+    };
+    (field, format!("is not what the API promises: {message}"))
 }
 
 /// The error an answer's status stands for: the one place HTTP statuses
@@ -625,6 +690,59 @@ mod tests {
         assert_eq!(source.as_deref(), Some("reset by peer"));
         let refused = api.resolve(&Method::GET, "https://evil.example.com/x");
         assert!(!refused.unwrap_err().transient());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Wire {
+        #[allow(dead_code)]
+        number: u64,
+        #[allow(dead_code)]
+        head: WireRef,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct WireRef {
+        #[serde(rename = "ref")]
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    #[test]
+    fn an_answer_without_a_field_or_with_another_type_names_the_field() {
+        let api = api("https://api.example.com/").unwrap();
+        let decode = |v: Value, item| {
+            api.decode::<Wire>("GET /repos/a/b/pulls", v, item)
+                .unwrap_err()
+                .to_string()
+        };
+        let missing = decode(serde_json::json!({"head": {"ref": "x"}}), None);
+        assert_eq!(
+            missing,
+            "github: GET /repos/a/b/pulls: the answer's `number` is missing"
+        );
+        let mistyped = decode(
+            serde_json::json!({"number": "x", "head": {"ref": "x"}}),
+            None,
+        );
+        assert!(
+            mistyped.contains(
+                "the answer's `number` is not what the API promises: invalid type: string \"x\""
+            ),
+            "{mistyped}"
+        );
+        let nested = decode(serde_json::json!({"number": 1, "head": {}}), Some(2));
+        assert!(
+            nested.contains("the answer's `head.ref` is missing (item 3 of the list)"),
+            "{nested}"
+        );
+        let body = decode(serde_json::json!("<html>"), None);
+        assert!(body.contains("the answer's `(body)` is not what"), "{body}");
+        let ok = api.decode::<Wire>(
+            "GET /x",
+            serde_json::json!({"number": 7, "head": {"ref": "x"}}),
+            None,
+        );
+        assert_eq!(ok.unwrap().number, 7);
     }
 
     #[test]

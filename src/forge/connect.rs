@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::api::ApiOptions;
 use super::github_app::AppToken;
-use super::{Forge, ForgeError, GitHub, GitLab, Gitea, LocalForge};
+use super::{Dialect, Forge, ForgeError, GitLab, LocalForge, Rest};
 use crate::auth::{CredentialError, Secret, Token, fixed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -182,6 +182,7 @@ impl ForgeSettings {
             &owner,
             &name,
             app.installation_id,
+            self.api.clone(),
         )
         .map_err(|message| ConnectError::App {
             app_id: app.app_id.clone(),
@@ -248,11 +249,19 @@ pub fn connect(
         ForgeKind::Gitea => {
             let url = settings.server(kind, &settings.gitea_url, None)?;
             let (owner, name) = settings.owner_name()?;
-            Box::new(Gitea::new(&url, &owner, &name, token, options)?)
+            Box::new(Rest::new(
+                Dialect::GITEA,
+                &url,
+                &owner,
+                &name,
+                token,
+                options,
+            )?)
         }
         _ => {
             let (owner, name) = settings.owner_name()?;
-            Box::new(GitHub::new(
+            Box::new(Rest::new(
+                Dialect::GITHUB,
                 &settings.github_api_url,
                 &owner,
                 &name,

@@ -2,35 +2,64 @@
 //! (RS256), which buys an installation access token. The token is cached and
 //! renewed five minutes before it expires, or at once when GitHub refuses it;
 //! the same token authenticates the git push over HTTPS.
+//!
+//! Both calls go through [`Api`], the one forge HTTP client, with its
+//! retries, rate limits, origin rule, redirect policy and deadlines, and
+//! their answers are read into typed structs.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::blocking::Client;
-use serde_json::Value;
+use reqwest::Method;
+use serde::Deserialize;
 
+use super::api::{Api, ApiAuth, ApiOptions};
 use crate::auth::TokenSource;
 
 /// Renew this long before a token expires.
 const MARGIN: u64 = 300;
 
-/// The longest one call may take, its answer included.
-const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The largest answer accepted, in bytes.
-const MAX_ANSWER_BYTES: u64 = 1 << 20;
-
-pub struct AppToken {
+/// The app itself: each use signs a fresh JWT with its key. It goes to the
+/// API through [`Api`] like any token, so the JWT too travels only to the
+/// API's origin, under its deadlines, retries and rate limits, and never
+/// shows in an error.
+struct AppJwt {
     app_id: String,
     key: EncodingKey,
-    api: String,
+}
+
+impl TokenSource for AppJwt {
+    fn token(&self) -> Result<String, String> {
+        let t = now();
+        let claims = serde_json::json!({"iat": t - 60, "exp": t + 540, "iss": self.app_id});
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| format!("cannot sign the GitHub App JWT: {e}"))
+    }
+}
+
+/// GitHub's answer naming the installation that covers a repository.
+#[derive(Debug, Deserialize)]
+struct InstallationJson {
+    id: u64,
+}
+
+/// GitHub's answer to the token exchange.
+#[derive(Debug, Deserialize)]
+struct AccessTokenJson {
+    token: String,
+    /// RFC 3339; an hour from now when GitHub does not say.
+    expires_at: Option<String>,
+}
+
+pub struct AppToken {
+    /// The API, authenticated as the app.
+    api: Api,
     owner: String,
     repo: String,
     installation: Mutex<Option<u64>>,
     /// The token and when it expires (seconds since the epoch).
     cached: Mutex<Option<(String, u64)>>,
-    client: Client,
 }
 
 fn now() -> u64 {
@@ -40,23 +69,10 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time (`2026-11-21T12:00:00Z`).
-pub fn parse_utc(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+/// Seconds since the epoch of an RFC 3339 time (`2026-11-21T12:00:00Z`).
+fn parse_utc(s: &str) -> Option<u64> {
+    let at: jiff::Timestamp = s.parse().ok()?;
+    u64::try_from(at.as_second()).ok()
 }
 
 impl AppToken {
@@ -67,69 +83,23 @@ impl AppToken {
         owner: &str,
         repo: &str,
         installation: Option<u64>,
+        options: ApiOptions,
     ) -> Result<AppToken, String> {
         let key = EncodingKey::from_rsa_pem(key_pem)
             .map_err(|e| format!("the GitHub App key is not an RSA private key in PEM: {e}"))?;
-        let client = Client::builder()
-            .user_agent(concat!("hydrant/", env!("CARGO_PKG_VERSION")))
-            .timeout(TIMEOUT)
-            .redirect(crate::outbound::redirects())
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(AppToken {
+        let jwt = AppJwt {
             app_id: app_id.to_string(),
             key,
-            api: api.trim_end_matches('/').to_string(),
+        };
+        let api = Api::new("github app", api, ApiAuth::Bearer(Arc::new(jwt)), options)
+            .map_err(|e| e.to_string())?;
+        Ok(AppToken {
+            api,
             owner: owner.to_string(),
             repo: repo.to_string(),
             installation: Mutex::new(installation),
             cached: Mutex::new(None),
-            client,
         })
-    }
-
-    fn jwt(&self) -> Result<String, String> {
-        let t = now();
-        let claims = serde_json::json!({"iat": t - 60, "exp": t + 540, "iss": self.app_id});
-        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
-            .map_err(|e| format!("cannot sign the GitHub App JWT: {e}"))
-    }
-
-    /// One call to the API with the app's JWT. The JWT goes only to the
-    /// configured API origin (redirects elsewhere are refused), the answer
-    /// is read under one deadline, and an error carries only a short,
-    /// redacted excerpt of what GitHub said.
-    fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, String> {
-        let jwt = self.jwt()?;
-        let started = std::time::Instant::now();
-        let mut resp = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.api))
-            .timeout(TIMEOUT)
-            .bearer_auth(&jwt)
-            .header("Accept", "application/vnd.github+json")
-            .send()
-            .map_err(|e| {
-                let why =
-                    crate::outbound::refused_redirect(&e).unwrap_or_else(|| match e.is_timeout() {
-                        true => "timed out".to_string(),
-                        false => "connection failed".to_string(),
-                    });
-                format!("{method} {path}: {why}")
-            })?;
-        let status = resp.status();
-        let body = crate::outbound::read_body(&mut resp, started, TIMEOUT, MAX_ANSWER_BYTES)
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if !status.is_success() {
-            // (`token` holds the cache's lock while it calls: do not take it here.)
-            let said = crate::outbound::server_text(
-                body["message"].as_str().unwrap_or(""),
-                &[jwt.as_str()],
-            );
-            return Err(format!("{method} {path}: {status} {said}"));
-        }
-        Ok(body)
     }
 
     fn installation_id(&self) -> Result<u64, String> {
@@ -140,15 +110,13 @@ impl AppToken {
         if let Some(id) = *id {
             return Ok(id);
         }
-        let v = self.call(
-            reqwest::Method::GET,
-            &format!("/repos/{}/{}/installation", self.owner, self.repo),
-        )?;
-        let found = v["id"]
-            .as_u64()
-            .ok_or("GitHub did not say which installation covers the repository")?;
-        *id = Some(found);
-        Ok(found)
+        let path = format!("/repos/{}/{}/installation", self.owner, self.repo);
+        let found: InstallationJson = self
+            .api
+            .call_as(Method::GET, &path, None)
+            .map_err(|e| e.to_string())?;
+        *id = Some(found.id);
+        Ok(found.id)
     }
 }
 
@@ -164,18 +132,22 @@ impl TokenSource for AppToken {
             return Ok(token.clone());
         }
         let id = self.installation_id()?;
-        let v = self.call(
-            reqwest::Method::POST,
-            &format!("/app/installations/{id}/access_tokens"),
-        )?;
-        let token = v["token"]
-            .as_str()
-            .ok_or("GitHub sent no installation token")?
-            .to_string();
-        let expires = v["expires_at"]
-            .as_str()
-            .and_then(parse_utc)
-            .unwrap_or(now() + 3600);
+        let path = format!("/app/installations/{id}/access_tokens");
+        let answer: AccessTokenJson = self
+            .api
+            .call_as(Method::POST, &path, None)
+            .map_err(|e| e.to_string())?;
+        let token = answer.token;
+        let expires = match answer.expires_at {
+            Some(at) => parse_utc(&at).ok_or_else(|| {
+                let request = format!("POST {path}");
+                let e = self
+                    .api
+                    .invalid(&request, "expires_at", "is no RFC 3339 time");
+                e.to_string()
+            })?,
+            None => now() + 3600,
+        };
         tracing::info!(
             installation = id,
             expires_in = expires.saturating_sub(now()),
@@ -199,11 +171,95 @@ impl TokenSource for AppToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
 
     #[test]
     fn utc_times_are_read() {
         assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_utc("2026-11-21T12:00:00Z"), Some(1_795_262_400));
         assert_eq!(parse_utc("soon"), None);
+    }
+
+    /// A new RSA private key (PEM), made with `openssl` in `dir`.
+    fn new_key(dir: &std::path::Path) -> Vec<u8> {
+        let key = dir.join("app.pem");
+        let out = std::process::Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&key)
+            .arg("2048")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(key).unwrap()
+    }
+
+    /// Serves `answers` in turn on 127.0.0.1, one a connection; returns the
+    /// server's URL and the request lines it saw.
+    fn serve(answers: Vec<(u16, &'static str)>) -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, requests) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for (status, body) in answers {
+                let Ok((stream, _)) = listener.accept() else {
+                    return;
+                };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let _ = seen.send(line.trim_end().to_string());
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+                        break;
+                    }
+                }
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, requests)
+    }
+
+    #[test]
+    fn the_token_exchange_retries_a_server_error_and_names_a_missing_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, requests) = serve(vec![
+            (502, r#"{"message": "Server Error"}"#),
+            (201, r#"{"expires_at": "2026-11-21T12:00:00Z"}"#),
+        ]);
+        let options = ApiOptions {
+            backoff: std::time::Duration::from_millis(1),
+            ..ApiOptions::default()
+        };
+        let app = AppToken::new(
+            "123",
+            &new_key(dir.path()),
+            &url,
+            "acme",
+            "config",
+            Some(42),
+            options,
+        )
+        .unwrap();
+        let e = app.token().unwrap_err();
+        assert_eq!(
+            e,
+            "github app: POST /app/installations/42/access_tokens: the answer's `token` is missing"
+        );
+        let seen: Vec<String> = requests.try_iter().collect();
+        assert_eq!(
+            seen,
+            vec!["POST /app/installations/42/access_tokens HTTP/1.1"; 2],
+            "the server error was retried"
+        );
     }
 }

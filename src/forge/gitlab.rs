@@ -1,7 +1,11 @@
 //! GitLab merge requests (GitLab.com or self-managed, API v4).
+//!
+//! Answers are read into the typed structs at the bottom of this file: one
+//! that lacks a field or holds another type there is an error naming it.
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::json;
 
 use super::api::{Api, ApiAuth, ApiOptions};
 use super::{Comment, Ensured, Forge, ForgeError, PrRequest, PrState, PullRequest};
@@ -51,51 +55,14 @@ impl GitLab {
         format!("/projects/{}{rest}", self.project)
     }
 
-    fn parse(v: &Value) -> PullRequest {
-        PullRequest {
-            number: v["iid"].as_u64().unwrap_or(0),
-            url: v["web_url"].as_str().unwrap_or("").to_string(),
-            title: v["title"].as_str().unwrap_or("").to_string(),
-            body: v["description"].as_str().unwrap_or("").to_string(),
-            head: v["source_branch"].as_str().unwrap_or("").to_string(),
-            base: v["target_branch"].as_str().unwrap_or("").to_string(),
-            state: if v["state"] == "opened" {
-                PrState::Open
-            } else {
-                PrState::Closed
-            },
-            comments: Vec::new(),
-            id: None,
-            labels: v["labels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|l| l.as_str().map(String::from))
-                .collect(),
-            reviewers: v["reviewers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| r["username"].as_str().map(String::from))
-                .collect(),
-            draft: v["draft"].as_bool().unwrap_or(false),
-            auto_merge: v["merge_when_pipeline_succeeds"].as_bool().unwrap_or(false),
-            created_at: v["created_at"].as_str().map(String::from),
-        }
-    }
-
     fn user_ids(&self, names: &[String]) -> Result<Vec<u64>, ForgeError> {
         let mut ids = Vec::new();
         for name in names {
-            let found = self
-                .api
-                .call(Method::GET, &format!("/users?username={name}"), None)?;
-            match found
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|u| u["id"].as_u64())
-            {
-                Some(id) => ids.push(id),
+            let found: Vec<UserJson> =
+                self.api
+                    .call_as(Method::GET, &format!("/users?username={name}"), None)?;
+            match found.first() {
+                Some(user) => ids.push(user.id),
                 None => {
                     tracing::warn!(reviewer = %name, "no such GitLab user; not requested as reviewer")
                 }
@@ -115,15 +82,15 @@ impl Forge for GitLab {
     }
 
     fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
-        let list = self.api.list(&self.path(&format!(
+        let list: Vec<MergeRequestJson> = self.api.list_as(&self.path(&format!(
             "/merge_requests?state=opened&source_branch={}&target_branch={}&per_page=100",
             encode_path(head),
             encode_path(base)
         )))?;
         Ok(list
-            .iter()
-            .find(|m| m["source_branch"] == head && m["target_branch"] == base)
-            .map(Self::parse))
+            .into_iter()
+            .find(|m| m.source_branch == head && m.target_branch == base)
+            .map(MergeRequestJson::into_pull_request))
     }
 
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError> {
@@ -142,12 +109,13 @@ impl Forge for GitLab {
                 "reviewer_ids": self.user_ids(&req.reviewers)?,
                 "remove_source_branch": true,
             });
-            let answer = self
-                .api
-                .send(Method::POST, &self.path("/merge_requests"), Some(&body))?;
+            let path = self.path("/merge_requests");
+            let answer = self.api.send(Method::POST, &path, Some(&body))?;
+            let request = format!("POST {path}");
             match answer.status {
                 200 | 201 => {
-                    let mr = Self::parse(&answer.body);
+                    let mr: MergeRequestJson = self.api.decode(&request, answer.body, None)?;
+                    let mr = mr.into_pull_request();
                     if req.auto_merge {
                         let merge = json!({"merge_when_pipeline_succeeds": true, "squash": true});
                         let path = self.path(&format!("/merge_requests/{}/merge", mr.number));
@@ -162,19 +130,17 @@ impl Forge for GitLab {
                 }
                 // "Another open merge request already exists for this source branch"
                 409 => Ok(None),
-                _ => Err(self
-                    .api
-                    .refusal(&format!("POST {}", self.path("/merge_requests")), &answer)),
+                _ => Err(self.api.refusal(&request, &answer)),
             }
         };
         let update = |mr: &PullRequest| {
             let body = json!({"title": title, "description": req.body});
-            let v = self.api.call(
+            let mr: MergeRequestJson = self.api.call_as(
                 Method::PUT,
                 &self.path(&format!("/merge_requests/{}", mr.number)),
                 Some(&body),
             )?;
-            Ok(Self::parse(&v))
+            Ok(mr.into_pull_request())
         };
         super::ensure(
             "gitlab",
@@ -208,16 +174,75 @@ impl Forge for GitLab {
     }
 
     fn comments(&self, pr: &PullRequest) -> Result<Vec<Comment>, ForgeError> {
-        let list = self
+        let list: Vec<NoteJson> = self
             .api
-            .list(&self.path(&format!("/merge_requests/{}/notes?per_page=100", pr.number)))?;
-        Ok(list
-            .iter()
-            .map(|c| Comment {
-                body: c["body"].as_str().unwrap_or("").to_string(),
-            })
-            .collect())
+            .list_as(&self.path(&format!("/merge_requests/{}/notes?per_page=100", pr.number)))?;
+        Ok(list.into_iter().map(|n| Comment { body: n.body }).collect())
     }
+}
+
+/// A merge request as GitLab sends it; the fields hydrant reads.
+#[derive(Debug, Deserialize)]
+struct MergeRequestJson {
+    iid: u64,
+    web_url: String,
+    title: String,
+    /// `null` when the description is empty.
+    description: Option<String>,
+    source_branch: String,
+    target_branch: String,
+    /// `opened`, `closed`, `locked` or `merged`.
+    state: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    reviewers: Vec<ReviewerJson>,
+    #[serde(default)]
+    draft: bool,
+    #[serde(default)]
+    merge_when_pipeline_succeeds: bool,
+    created_at: Option<String>,
+}
+
+impl MergeRequestJson {
+    fn into_pull_request(self) -> PullRequest {
+        PullRequest {
+            number: self.iid,
+            url: self.web_url,
+            title: self.title,
+            body: self.description.unwrap_or_default(),
+            head: self.source_branch,
+            base: self.target_branch,
+            state: match self.state.as_str() {
+                "opened" => PrState::Open,
+                _ => PrState::Closed,
+            },
+            comments: Vec::new(),
+            id: None,
+            labels: self.labels,
+            reviewers: self.reviewers.into_iter().map(|r| r.username).collect(),
+            draft: self.draft,
+            auto_merge: self.merge_when_pipeline_succeeds,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A reviewer of a merge request.
+#[derive(Debug, Deserialize)]
+struct ReviewerJson {
+    username: String,
+}
+
+/// A user found by name, with the id reviewers are asked by.
+#[derive(Debug, Deserialize)]
+struct UserJson {
+    id: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct NoteJson {
+    body: String,
 }
 
 #[cfg(test)]

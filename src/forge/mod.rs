@@ -7,18 +7,16 @@
 
 pub mod api;
 pub mod connect;
-pub mod gitea;
-pub mod github;
 pub mod github_app;
 pub mod gitlab;
 pub mod local;
+pub mod rest;
 
 use serde::{Deserialize, Serialize};
 
-pub use gitea::Gitea;
-pub use github::GitHub;
 pub use gitlab::GitLab;
 pub use local::LocalForge;
+pub use rest::{Dialect, Rest};
 
 /// The host and the `owner/name` path of a repository URL
 /// (`https://host/owner/name.git`, `ssh://git@host/owner/name`, `git@host:owner/name.git`).

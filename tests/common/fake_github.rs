@@ -71,7 +71,13 @@ pub struct FakeGitHub {
     token: String,
     owner_repo: String,
     state: Arc<Mutex<State>>,
+    /// A field every pull request is sent without (`None`) or with another
+    /// value, as by a GitHub whose API changed.
+    changed_field: Arc<Mutex<Option<ChangedField>>>,
 }
+
+/// A field's name, and its new value (`None`: left out).
+type ChangedField = (String, Option<Value>);
 
 fn now() -> u64 {
     SystemTime::now()
@@ -124,6 +130,7 @@ impl FakeGitHub {
             token: token.to_string(),
             owner_repo: owner_repo.to_string(),
             state: Arc::new(Mutex::new(State::default())),
+            changed_field: Arc::new(Mutex::new(None)),
         };
         {
             let mut st = gh.state.lock().unwrap();
@@ -280,11 +287,30 @@ impl FakeGitHub {
             .collect()
     }
 
+    /// From now on, every pull request is sent without `field` (`None`) or
+    /// with `value` in it.
+    pub fn change_field(&self, field: &str, value: Option<Value>) {
+        *self.changed_field.lock().unwrap() = Some((field.to_string(), value));
+    }
+
     pub fn writes(&self) -> usize {
         self.state.lock().unwrap().writes
     }
 
     fn json_pr(&self, p: &Pr) -> Value {
+        let mut v = self.plain_json_pr(p);
+        if let Some((field, value)) = self.changed_field.lock().unwrap().clone() {
+            match value {
+                Some(value) => v[field.as_str()] = value,
+                None => {
+                    v.as_object_mut().unwrap().remove(&field);
+                }
+            }
+        }
+        v
+    }
+
+    fn plain_json_pr(&self, p: &Pr) -> Value {
         json!({
             "number": p.number,
             "node_id": format!("PR_{}", p.number),
