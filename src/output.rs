@@ -10,6 +10,29 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+/// `rendered <env>: <n> resources, <channel> <version> → <target>`: what
+/// writing (or printing) an environment's render produced.
+pub fn rendered_line(env: &str, rendered: &crate::pipeline::Rendered, target: &Path) -> String {
+    format!(
+        "rendered {env}: {} resources, {} {} → {}",
+        rendered.manifests.len(),
+        rendered.metadata.channel.name,
+        rendered.metadata.channel.version,
+        target.display()
+    )
+}
+
+/// Writes `text` to `path` whole or not at all (a temporary file renamed
+/// over it), creating its directory.
+pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), text)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Whether `dir` holds exactly `files` (and nothing else).
 fn holds_exactly(dir: &Path, files: &BTreeMap<String, String>) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -201,3 +201,36 @@ fn config_show_prints_the_work_dir_forge_and_channel_source_a_run_would_use() {
         assert!(!line.contains("unset"), "{line}");
     }
 }
+
+/// `--once` means something only to `reconcile` (kept for cron lines; it
+/// always runs one cycle) and `run`; elsewhere it is a usage error rather
+/// than a flag silently ignored.
+#[test]
+fn once_is_a_usage_error_where_it_means_nothing() {
+    let ex = Example::new();
+    for command in [&["status"][..], &["plan"], &["config", "show"]] {
+        let run: Run = hydrant()
+            .current_dir(ex.path())
+            .args(command)
+            .arg("--once")
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(run.code, 2, "{command:?} --once: {}", run.stderr);
+        assert!(
+            run.stderr.contains("unexpected argument '--once'"),
+            "{command:?}: {}",
+            run.stderr
+        );
+    }
+    for command in ["reconcile", "run"] {
+        let run: Run = hydrant()
+            .current_dir(ex.path())
+            .args([command, "--once", "--help"])
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(run.code, 0, "{command} --once: {}", run.stderr);
+        assert!(run.stdout.contains("--once"), "{command}: {}", run.stdout);
+    }
+}

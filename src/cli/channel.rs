@@ -1,12 +1,12 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{ChannelArgs, OutputFormat, RepoArgs};
-use crate::names::{self, NameKind};
+use crate::mirror::{self, Event};
 use crate::project::Project;
 
 #[derive(Debug, Args)]
@@ -110,80 +110,30 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), text)?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
-}
-
 fn mirror(args: MirrorArgs) -> anyhow::Result<ExitCode> {
     let mut settings = args.channel.settings()?;
     settings.source = Some(args.from.clone());
     let project = Project::open(&args.repo, &settings)?;
-    let mut wanted: Vec<(String, Option<String>, String)> = args
-        .names
-        .iter()
-        .map(|n| (n.clone(), None, "`--name`".to_string()))
-        .collect();
-    for pin in &args.releases {
-        let (channel, release) = pin
-            .split_once('=')
-            .context("`--release`: write it as CHANNEL=RELEASE")?;
-        wanted.push((
-            channel.to_string(),
-            Some(release.to_string()),
-            "`--release`".to_string(),
-        ));
-    }
-    if wanted.is_empty() {
-        wanted = project
-            .channels_in_use()?
-            .into_iter()
-            .map(|(c, r)| (c, r, format!("`{}`", args.repo.display())))
-            .collect();
-    }
-    // Every name becomes a path below `--to`: check them all before writing any.
-    for (channel, release, origin) in &wanted {
-        names::check(NameKind::Channel, channel, origin)?;
-        if let Some(release) = release {
-            names::check(NameKind::Release, release, origin)?;
+    let repo = args.repo.display().to_string();
+    let wanted = mirror::wanted(&project, &args.names, &args.releases, &repo)?;
+    let failed = mirror::mirror(&project, &wanted, &args.to, |event| match event {
+        Event::Mirrored {
+            channel,
+            version,
+            path,
+        } => eprintln!("mirrored {channel} {version} → {}", path.display()),
+        Event::Failed {
+            channel,
+            release,
+            error,
+        } => {
+            let release = release.map(|r| format!(" release `{r}`"));
+            eprintln!(
+                "error: channel `{channel}`{}: {error}",
+                release.unwrap_or_default()
+            );
         }
-    }
-    let mut failed = 0;
-    for (channel, release, origin) in &wanted {
-        let spec = match project.channel_spec(channel, release.as_deref(), origin) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "error: channel `{channel}`{}: {e}",
-                    release
-                        .as_deref()
-                        .map(|r| format!(" release `{r}`"))
-                        .unwrap_or_default()
-                );
-                failed += 1;
-                continue;
-            }
-        };
-        let rel = match release {
-            Some(r) => format!("{channel}/releases/{r}.json"),
-            None => format!("{channel}.json"),
-        };
-        // The exact bytes as served, so that signatures still verify.
-        write_atomic(&args.to.join(&rel), &spec.raw)?;
-        if let Some(sig) = &spec.signature {
-            write_atomic(&args.to.join(format!("{rel}.sig")), &format!("{sig}\n"))?;
-        }
-        eprintln!(
-            "mirrored {channel} {} → {}",
-            spec.version,
-            args.to.join(&rel).display()
-        );
-    }
+    })?;
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Subcommand};
 use serde_json::json;
 
-use super::run::RunArgs;
+use super::run::DaemonArgs;
 use super::{Cli, OutputFormat};
 use crate::settings::{self, Resolved, SettingsFile, Source};
 
@@ -20,7 +20,7 @@ pub struct ConfigCommand {
 pub enum ConfigSubcommand {
     /// List the settings of `hydrant run` (and so of `reconcile`) as they
     /// resolve with the flags given here, the environment and the settings file.
-    Show(Box<RunArgs>),
+    Show(Box<DaemonArgs>),
 }
 
 fn shown(r: &Resolved) -> String {

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{RepoArgs, report_problems};
+use crate::manifest::layout;
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -29,24 +30,10 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     };
     let dir = format!("rendered/{env}");
     let current = project.rendered_files(&env)?;
-    let names: std::collections::BTreeSet<&String> =
-        current.keys().chain(rendered.files.keys()).collect();
-    let mut differs = false;
-    for name in names {
-        let old = current.get(name).map(String::as_str).unwrap_or("");
-        let new = rendered.files.get(name).map(String::as_str).unwrap_or("");
-        if old == new {
-            continue;
-        }
-        differs = true;
-        let path = format!("{dir}/{name}");
-        print!(
-            "{}",
-            similar::TextDiff::from_lines(old, new)
-                .unified_diff()
-                .context_radius(3)
-                .header(&format!("a/{path}"), &format!("b/{path}"))
-        );
+    let diffs = layout::diff(&dir, &current, &rendered.files);
+    let differs = !diffs.is_empty();
+    for (_, text) in diffs {
+        print!("{text}");
     }
     if !differs {
         eprintln!("{dir}/ is up to date");

@@ -75,7 +75,7 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Render every environment from the base branch and deliver each change as
     /// a commit on `hydrant/<env>` with one pull request.
-    Reconcile(Box<reconcile::ReconcileArgs>),
+    Reconcile(Box<reconcile::ReconcileCommand>),
     /// Show what a reconcile would do to each environment and why (open,
     /// update, close, nothing, leave alone, failed), with the version change
     /// and the files it would change; changes nothing. Takes the flags of
@@ -335,7 +335,7 @@ pub fn run(
         Command::Render(args) => render::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Validate(args) => validate::run(args),
-        Command::Reconcile(args) => reconcile::run(*args),
+        Command::Reconcile(command) => reconcile::run(command.args),
         Command::Plan(mut args) => {
             args.dry_run = true;
             reconcile::run(*args)
@@ -409,10 +409,11 @@ mod tests {
         assert_eq!(flags.max_bytes, library.max_bytes);
 
         let cli = Cli::try_parse_from(["hydrant", "reconcile"]).expect("parses");
-        let Command::Reconcile(args) = cli.command else {
+        let Command::Reconcile(command) = cli.command else {
             panic!("not reconcile")
         };
-        let library = crate::forge::api::ApiOptions::default();
+        let args = command.args;
+        let library = crate::delivery::connect::ApiOptions::default();
         assert_eq!(
             std::time::Duration::from_secs(args.forge_timeout),
             library.timeout

@@ -6,17 +6,27 @@ use clap::Args;
 use serde_json::json;
 
 use super::{ChannelArgs, OutputFormat, secret_source};
-use crate::delivery::connect::{GitSettings, Session, Settings};
-use crate::forge::api::ApiOptions;
-pub use crate::forge::connect::ForgeKind;
-use crate::forge::connect::{ForgeSettings, GithubApp};
+use crate::delivery::connect::{
+    ApiOptions, ConnectError, ForgeKind, ForgeSettings, GitSettings, GithubApp, Session, Settings,
+    api_defaults,
+};
 use crate::reconcile::{self, Action, Options, Outcome};
 
+/// `hydrant reconcile`: always one cycle; `--once` is kept for the command
+/// lines (cron, CI) that say so.
 #[derive(Debug, Args)]
-pub struct ReconcileArgs {
+pub struct ReconcileCommand {
     /// Run one cycle and exit (the entry point for cron and CI).
     #[arg(long)]
     pub once: bool,
+    #[command(flatten)]
+    pub args: ReconcileArgs,
+}
+
+/// The repository, forge and credentials of a cycle: the flags of
+/// `reconcile`, `plan`, `status` and `run`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
     /// The config repository: a path, or a `file://`, `http(s)://` or `ssh://` URL.
     #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
     pub repo: String,
@@ -79,13 +89,13 @@ pub struct ReconcileArgs {
     pub forge_repository: Option<String>,
     /// The longest single wait for a forge rate limit, in seconds; a longer
     /// limit fails the call and the next cycle tries again.
-    #[arg(long, env = "HYDRANT_FORGE_MAX_WAIT", default_value_t = crate::forge::api::defaults::MAX_WAIT_SECS)]
+    #[arg(long, env = "HYDRANT_FORGE_MAX_WAIT", default_value_t = api_defaults::MAX_WAIT_SECS)]
     pub forge_max_wait: u64,
     /// The first wait before retrying a failed forge call, in milliseconds.
-    #[arg(long, env = "HYDRANT_FORGE_BACKOFF_MS", default_value_t = crate::forge::api::defaults::BACKOFF_MS)]
+    #[arg(long, env = "HYDRANT_FORGE_BACKOFF_MS", default_value_t = api_defaults::BACKOFF_MS)]
     pub forge_backoff_ms: u64,
     /// Total timeout of one forge API request, in seconds.
-    #[arg(long, env = "HYDRANT_FORGE_TIMEOUT", default_value_t = crate::forge::api::defaults::TIMEOUT_SECS)]
+    #[arg(long, env = "HYDRANT_FORGE_TIMEOUT", default_value_t = api_defaults::TIMEOUT_SECS)]
     pub forge_timeout: u64,
     /// The local forge's state directory [default: `<work-dir>/local-forge`].
     #[arg(long, env = "HYDRANT_STATE_DIR", value_name = "DIR")]
@@ -132,13 +142,7 @@ pub struct ReconcileArgs {
 
 /// `stable 0.62.1 → 0.63.0`, as the summaries show an environment's release.
 fn channel_and_version(o: &Outcome) -> (&str, String) {
-    let version = match (&o.version.from, &o.version.to) {
-        (Some(f), Some(t)) if f != t => format!("{f} → {t}"),
-        (None, Some(t)) => format!("(new) → {t}"),
-        (_, Some(t)) => t.clone(),
-        _ => String::new(),
-    };
-    (o.channel.as_deref().unwrap_or(""), version)
+    (o.channel.as_deref().unwrap_or(""), o.version.shown())
 }
 
 fn print_text(outcomes: &[Outcome]) {
@@ -168,7 +172,7 @@ fn print_text(outcomes: &[Outcome]) {
 
 impl ReconcileArgs {
     /// The forge `--forge` names, or the one the repository's host tells.
-    pub(crate) fn forge_kind(&self) -> Result<ForgeKind, crate::forge::connect::ConnectError> {
+    pub(crate) fn forge_kind(&self) -> Result<ForgeKind, ConnectError> {
         self.settings().forge.resolved_kind()
     }
 
@@ -243,12 +247,7 @@ fn print_plan(outcomes: &[Outcome]) {
         println!("{}", line.trim_end());
         println!("{:width$}  {}", "", o.reason);
         for f in &o.files {
-            let mark = match f.change {
-                crate::delivery::plan::Change::Added => '+',
-                crate::delivery::plan::Change::Removed => '-',
-                crate::delivery::plan::Change::Changed => '~',
-            };
-            println!("{:width$}  {mark} {}", "", f.path);
+            println!("{:width$}  {} {}", "", f.change.mark(), f.path);
         }
         if let Some(e) = &o.error {
             println!("{:width$}  error: {e}", "");

@@ -1,5 +1,5 @@
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::{EnvSelection, RepoArgs, report_problems};
 use crate::manifest::layout;
-use crate::output;
-use crate::pipeline::{Problem, Rendered};
+use crate::output::{self, rendered_line};
+use crate::pipeline::Problem;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -80,15 +80,4 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `rendered <env>: <n> resources, <channel> <version> → <target>`
-pub(super) fn rendered_line(env: &str, rendered: &Rendered, target: &Path) -> String {
-    format!(
-        "rendered {env}: {} resources, {} {} → {}",
-        rendered.manifests.len(),
-        rendered.metadata.channel.name,
-        rendered.metadata.channel.version,
-        target.display()
-    )
 }

@@ -7,9 +7,21 @@ use clap::Args;
 use super::reconcile::{ReconcileArgs, prepare};
 use super::secret;
 use crate::daemon::{self, DaemonOptions};
+use crate::settings::{parse_duration, parse_interval};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Run one cycle and exit (the entry point for cron and CI).
+    #[arg(long)]
+    pub once: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+/// The settings of the daemon: those of a cycle, and its schedule, listener
+/// and secrets (what `hydrant config show` lists).
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
     #[command(flatten)]
     pub reconcile: ReconcileArgs,
     /// Time between cycles (`30s`, `5m`, `1h`; at least `1s`), with up to 10%
@@ -40,38 +52,8 @@ pub struct RunArgs {
     pub gitlab_webhook_token_file: Option<std::path::PathBuf>,
 }
 
-/// `90s`, `5m`, `1h`, `250ms`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = t
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| t.split_at(i))
-        .unwrap_or((t, "s"));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 30s, 5m or 1h"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{text}`: use ms, s, m or h")),
-    })
-}
-
-/// `--interval`: a duration of at least a second.
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let interval = parse_duration(text)?;
-    if interval < Duration::from_secs(1) {
-        return Err(format!(
-            "`{text}` is under a second: the interval is the time between cycles, each of which fetches the repository and the channels (hint: use `30s`, `5m` or `1h`; `--once` runs one cycle and exits)"
-        ));
-    }
-    Ok(interval)
-}
-
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.reconcile.once {
+pub fn run(RunArgs { once, daemon: args }: RunArgs) -> anyhow::Result<ExitCode> {
+    if once {
         return super::reconcile::run(args.reconcile);
     }
     let (
@@ -103,29 +85,4 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         daemon::Stopped::Clean => ExitCode::SUCCESS,
         daemon::Stopped::Cut => ExitCode::FAILURE,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("soon").is_err());
-    }
-
-    #[test]
-    fn an_interval_under_a_second_is_refused_with_a_hint() {
-        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
-        for text in ["0s", "0", "999ms", "100ms"] {
-            let error = parse_interval(text).unwrap_err();
-            assert!(error.contains("under a second"), "{text}: {error}");
-            assert!(error.contains("hint:"), "{text}: {error}");
-        }
-    }
 }

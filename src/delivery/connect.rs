@@ -8,8 +8,13 @@ use std::time::Duration;
 
 use crate::auth::{CredentialError, Secret, fixed};
 use crate::forge::Forge;
-use crate::forge::connect::{ConnectError, ForgeSettings, connect};
+use crate::forge::connect::connect;
 use crate::git::{Credentials, GitError, Workspace, default_work_dir};
+
+// The forge's settings, so that the command line fills them without knowing
+// the forge module.
+pub use crate::forge::api::{ApiOptions, defaults as api_defaults};
+pub use crate::forge::connect::{ConnectError, ForgeKind, ForgeSettings, GithubApp};
 
 /// How to reach the config repository with git.
 #[derive(Debug, Clone)]

@@ -187,6 +187,19 @@ pub struct VersionChange {
     pub to: Option<String>,
 }
 
+impl VersionChange {
+    /// `0.62.1 → 0.63.0`, `(new) → 0.63.0`, or the version alone when it
+    /// does not change, as the summaries and the plan show it.
+    pub fn shown(&self) -> String {
+        match (&self.from, &self.to) {
+            (Some(f), Some(t)) if f != t => format!("{f} → {t}"),
+            (None, Some(t)) => format!("(new) → {t}"),
+            (_, Some(t)) => t.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
 /// How a file of `rendered/<env>/` would change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileChange {
@@ -200,6 +213,17 @@ pub enum Change {
     Added,
     Removed,
     Changed,
+}
+
+impl Change {
+    /// `+`, `-` or `~`, as the plan marks a file.
+    pub fn mark(self) -> char {
+        match self {
+            Change::Added => '+',
+            Change::Removed => '-',
+            Change::Changed => '~',
+        }
+    }
 }
 
 /// One environment's plan: the decision, why, and what it would change.
@@ -436,6 +460,21 @@ pub fn plan(observed: &Observed, proposal: &Proposal) -> Plan {
 mod tests {
     use super::*;
     use crate::forge::PrState;
+
+    #[test]
+    fn a_version_change_shows_where_it_goes_from_and_to() {
+        let change = |from: Option<&str>, to: Option<&str>| VersionChange {
+            from: from.map(String::from),
+            to: to.map(String::from),
+        };
+        assert_eq!(
+            change(Some("0.62.1"), Some("0.63.0")).shown(),
+            "0.62.1 → 0.63.0"
+        );
+        assert_eq!(change(None, Some("0.63.0")).shown(), "(new) → 0.63.0");
+        assert_eq!(change(Some("0.63.0"), Some("0.63.0")).shown(), "0.63.0");
+        assert_eq!(change(Some("0.63.0"), None).shown(), "");
+    }
 
     fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

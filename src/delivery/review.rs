@@ -577,23 +577,10 @@ pub fn body(c: &Change<'_>) -> String {
 
 /// Appends the collapsed unified diff, cut at file boundaries to fit [`MAX_BODY`].
 fn append_diff(b: &mut String, c: &Change<'_>) {
-    let names: BTreeSet<&String> = c.old_files.keys().chain(c.new_files.keys()).collect();
+    let dir = format!("rendered/{}", c.env);
     let mut diffs = Vec::new();
-    for name in names {
-        let (old, new) = (
-            c.old_files.get(name).map(String::as_str).unwrap_or(""),
-            c.new_files.get(name).map(String::as_str).unwrap_or(""),
-        );
-        if old == new {
-            continue;
-        }
-        let path = format!("rendered/{}/{name}", c.env);
-        let text = similar::TextDiff::from_lines(old, new)
-            .unified_diff()
-            .context_radius(3)
-            .header(&format!("a/{path}"), &format!("b/{path}"))
-            .to_string();
-        diffs.push((path, redact_diff(&text, name, c)));
+    for (name, text) in crate::manifest::layout::diff(&dir, c.old_files, c.new_files) {
+        diffs.push((format!("{dir}/{name}"), redact_diff(&text, &name, c)));
     }
     // One fence for the whole block, longer than any run of backticks in it.
     let fence = "`".repeat(

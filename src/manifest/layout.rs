@@ -105,6 +105,34 @@ pub fn outputs_digest<'a>(entries: impl IntoIterator<Item = (&'a str, String)>) 
     sha256(text.as_bytes())
 }
 
+/// The unified diff (3 lines of context, `a/<dir>/<name>` and
+/// `b/<dir>/<name>` headers) of each file that differs between `old` and
+/// `new`, the files of `dir`, by name; a file on one side only diffs against
+/// nothing.
+pub fn diff(
+    dir: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let names: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let mut diffs = Vec::new();
+    for name in names {
+        let a = old.get(name).map(String::as_str).unwrap_or("");
+        let b = new.get(name).map(String::as_str).unwrap_or("");
+        if a == b {
+            continue;
+        }
+        let path = format!("{dir}/{name}");
+        let text = similar::TextDiff::from_lines(a, b)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{path}"), &format!("b/{path}"))
+            .to_string();
+        diffs.push((name.clone(), text));
+    }
+    diffs
+}
+
 /// The file name of each manifest: `<kind>-<name>.yaml`, lowercase, with the
 /// namespace added where two objects would otherwise share a name.
 pub fn file_names(manifests: &[Manifest]) -> Vec<String> {
@@ -211,6 +239,30 @@ mod tests {
     use super::*;
     use crate::render::RenderedDoc;
     use serde_json::json;
+
+    #[test]
+    fn the_diff_has_a_unified_diff_per_changed_file_and_skips_the_same() {
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let old = map(&[
+            ("a.yaml", "x: 1\n"),
+            ("gone.yaml", "g: 1\n"),
+            ("same.yaml", "s\n"),
+        ]);
+        let new = map(&[("a.yaml", "x: 2\n"), ("same.yaml", "s\n")]);
+        let diffs = diff("rendered/dev", &old, &new);
+        let names: Vec<&str> = diffs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a.yaml", "gone.yaml"]);
+        assert_eq!(
+            diffs[0].1,
+            "--- a/rendered/dev/a.yaml\n+++ b/rendered/dev/a.yaml\n@@ -1 +1 @@\n-x: 1\n+x: 2\n"
+        );
+        assert!(diffs[1].1.contains("-g: 1\n"), "{}", diffs[1].1);
+    }
 
     #[test]
     fn a_rendered_directory_has_the_tree_id_git_gives_it() {

@@ -19,6 +19,8 @@
 //! CA files, where hydrant reads or writes) is an operator's: a flag, its
 //! `HYDRANT_*` variable, or the file `--config` names.
 
+mod duration;
+
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,8 @@ use clap::{Arg, Command};
 
 use crate::auth::{self, CredentialError};
 use crate::config::{self, ConfigError, FlatSetting};
+
+pub use duration::{parse_duration, parse_interval};
 
 /// Keys of `hydrant.yaml` the repository reads itself, not a flag.
 const REPOSITORY_KEYS: &[&str] = &["channelSource"];
