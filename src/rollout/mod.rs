@@ -6,4 +6,5 @@
 pub mod budget;
 pub mod duration;
 pub mod freeze;
+pub mod gate;
 pub mod holds;
