@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod forge;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gates;
 pub mod git;
 pub mod manifest;
 pub mod mirror;
