@@ -74,6 +74,7 @@ const REPOSITORY_SETTINGS: &[&str] = &[
 /// credential acts as.
 #[cfg(test)]
 const OPERATOR_SETTINGS: &[&str] = &[
+    "by",
     "caFile",
     "channel",
     "channelCacheDir",
@@ -97,12 +98,14 @@ const OPERATOR_SETTINGS: &[&str] = &[
     "gitUsername",
     "licenseFile",
     "out",
+    "reason",
     "ref",
     "repo",
     "sshKey",
     "stateDir",
     "to",
     "triggerTokenFile",
+    "wave",
     "workDir",
 ];
 
