@@ -155,6 +155,7 @@ pub fn parse_required<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, 
         lines.insert(path.clone(), line);
     })
     .map_err(|e| error(Some(e.line), e.message))?;
+    yaml::add_item_lines(&node, &mut lines);
     serde_path_to_error::deserialize(&value).map_err(|e| {
         let path: Vec<String> = e
             .path()

@@ -19,6 +19,7 @@ pub const MAX_LEN: usize = 253;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameKind {
     Environment,
+    Wave,
     Channel,
     Release,
     Kind,
@@ -29,6 +30,7 @@ impl fmt::Display for NameKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             NameKind::Environment => "environment",
+            NameKind::Wave => "wave",
             NameKind::Channel => "channel",
             NameKind::Release => "release",
             NameKind::Kind => "kind",

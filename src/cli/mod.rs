@@ -8,6 +8,7 @@ mod channel;
 mod config;
 mod diff;
 mod explain;
+mod hold;
 pub(crate) mod reconcile;
 mod render;
 mod run;
@@ -95,6 +96,13 @@ pub enum Command {
     /// Settings: `hydrant config show` lists each one, its value and where the
     /// value came from (flag, env, file or default).
     Config(config::ConfigCommand),
+    /// Stop new versions from reaching environments, a wave or everything: a
+    /// commit to `holds.yaml` straight to the base branch, naming who and
+    /// why. Override and template changes still flow.
+    Hold(Box<hold::HoldArgs>),
+    /// Release holds set with `hydrant hold`: a commit to `holds.yaml` on the
+    /// base branch.
+    ReleaseHold(Box<hold::HoldArgs>),
     /// Render environments into the working tree's `rendered/`, then re-render
     /// the ones a change affects as templates, overrides or channel specs are edited.
     Watch(watch::WatchArgs),
@@ -346,6 +354,8 @@ pub fn run(
         Command::Status(args) => status::run(*args),
         Command::Config(args) => config::run(args, matches, file),
         Command::Watch(args) => watch::run(args),
+        Command::Hold(args) => hold::run(*args, matches, true),
+        Command::ReleaseHold(args) => hold::run(*args, matches, false),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use super::{CycleReport, CycleResult, DaemonOptions, Jobs, PollReport, Request, Scope, Stopped};
+use crate::delivery::holds;
 use crate::forge::Forge;
 use crate::git::Workspace;
 use crate::project::{ChannelFetch, ChannelKey, Project};
@@ -31,12 +32,13 @@ pub fn serve_repository(
         project: Mutex::new(None),
         seen: Mutex::new(Seen::default()),
     });
-    let (for_cycle, for_poll) = (controller.clone(), controller);
+    let (for_cycle, for_poll, for_holds) = (controller.clone(), controller.clone(), controller);
     super::run(
         options,
         Jobs {
             cycle: Box::new(move |request| for_cycle.cycle(request)),
             poll: Box::new(move || for_poll.poll()),
+            holds: Box::new(move |change, by| for_holds.edit_holds(change, by)),
         },
     )
 }
@@ -120,6 +122,27 @@ impl Controller {
             forge_calls: calls,
             forge_rate_limit_waits: waits,
         })
+    }
+
+    /// Commits a change of `holds.yaml` to the base branch, once the cycle
+    /// in flight (which holds the workspace) has finished.
+    fn edit_holds(
+        &self,
+        change: holds::Change,
+        by: String,
+    ) -> Result<holds::Committed, holds::HoldsError> {
+        let edit = holds::Edit {
+            change,
+            by,
+            base: self.opts.base.clone(),
+            author_name: self.opts.author_name.clone(),
+            author_email: self.opts.author_email.clone(),
+        };
+        let ws = self
+            .ws
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        holds::commit(&ws, &edit)
     }
 
     fn poll(&self) -> Result<PollReport, String> {

@@ -122,6 +122,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/hooks/github", post(github))
         .route("/hooks/gitlab", post(gitlab))
         .layer(axum::middleware::from_fn(within_deadline))
+        // The API reads its body within the same deadline, then waits for
+        // the cycle in flight: it is outside the layer above.
+        .merge(super::api::routes())
         .with_state(shared)
 }
 
@@ -157,8 +160,16 @@ async fn metrics(State(s): State<Arc<Shared>>) -> ([(&'static str, &'static str)
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
+/// The bearer token a request presents, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// Compares secrets in constant time.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -179,11 +190,7 @@ async fn trigger(
             "triggers are off: set HYDRANT_TRIGGER_TOKEN\n".to_string(),
         );
     };
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|p| same(p.as_bytes(), token.as_bytes())) {
+    if !bearer(&headers).is_some_and(|p| same(p.as_bytes(), token.as_bytes())) {
         return (
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required\n".to_string(),

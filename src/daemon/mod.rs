@@ -8,7 +8,8 @@
 //! hold back the others: [`retry`] keeps its own backoff (transient) or holds
 //! it until its inputs change (permanent). It serves `/healthz`, `/readyz`
 //! (the daemon's own health: it reaches the repository and the channel) and
-//! `/metrics`. On SIGTERM or SIGINT it
+//! `/metrics`, and `/api/v1/holds` ([`api`]), which commits holds to the
+//! base branch between cycles and triggers one. On SIGTERM or SIGINT it
 //! stops taking triggers, lets the cycle in flight finish and exits 0; when
 //! the shutdown timeout passes first, or a second signal comes, it exits 1 at
 //! once, whatever the cycle in flight is doing.
@@ -22,6 +23,7 @@
 //! and a channel poll function, and records what they report; [`controller`]
 //! builds them over a config repository ([`serve_repository`]).
 
+mod api;
 mod controller;
 mod http;
 mod metrics;
@@ -93,10 +95,20 @@ pub struct PollReport {
     pub changed: BTreeSet<String>,
 }
 
+/// A change of `holds.yaml` asked for through the API, and who asks.
+pub type HoldsJob = dyn Fn(
+        crate::delivery::holds::Change,
+        String,
+    ) -> Result<crate::delivery::holds::Committed, crate::delivery::holds::HoldsError>
+    + Send
+    + Sync;
+
 /// The work the daemon drives.
 pub struct Jobs {
     pub cycle: Box<dyn Fn(&Request) -> CycleResult + Send + Sync>,
     pub poll: Box<dyn Fn() -> Result<PollReport, String> + Send + Sync>,
+    /// Commits a change of `holds.yaml` to the base branch (between cycles).
+    pub holds: Box<HoldsJob>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +140,8 @@ pub struct Shared {
     stopping: AtomicBool,
     /// Webhook deliveries handled lately: a replay triggers nothing.
     deliveries: Mutex<http::Deliveries>,
+    /// What the API's edits run.
+    jobs: Arc<Jobs>,
 }
 
 impl Shared {
@@ -224,6 +238,7 @@ async fn serve(options: DaemonOptions, jobs: Arc<Jobs>) -> anyhow::Result<Stoppe
         pending: Mutex::new(None),
         stopping: AtomicBool::new(false),
         deliveries: Mutex::new(http::Deliveries::default()),
+        jobs: jobs.clone(),
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

@@ -5,7 +5,8 @@
 //! commit straight from the object database and builds commits in memory. It
 //! never checks anything out, so a user's own checkout (even when `--repo` is
 //! that checkout) and its checked-out branch are never touched. Only
-//! `hydrant/<env>` branches are ever pushed.
+//! `hydrant/<env>` branches are pushed, but for an emergency edit (a hold)
+//! that goes straight to the base branch as a fast-forward.
 //!
 //! A lock file in the work directory keeps two runs from using it at once.
 //! Credentials (an HTTPS token or an SSH key) are handed to git on demand and

@@ -483,6 +483,27 @@ impl Workspace {
         Ok(root_builder.write()?)
     }
 
+    /// The tree of `base` with the file `name` at its root set to `text`,
+    /// or removed for `None`.
+    pub fn tree_with_root_file(
+        &self,
+        base: Oid,
+        name: &str,
+        text: Option<&str>,
+    ) -> Result<Oid, GitError> {
+        let root = self.repo.find_commit(base)?.tree()?;
+        let mut builder = self.repo.treebuilder(Some(&root))?;
+        match text {
+            Some(text) => {
+                let blob = self.repo.blob(text.as_bytes())?;
+                builder.insert(name, blob, 0o100644)?;
+            }
+            None if builder.get(name)?.is_some() => builder.remove(name)?,
+            None => {}
+        }
+        Ok(builder.write()?)
+    }
+
     /// The id of the tree at `path` inside tree `root`, if there is one.
     pub fn subtree(&self, root: Oid, path: &str) -> Option<Oid> {
         let tree = self.repo.find_tree(root).ok()?;
@@ -542,7 +563,33 @@ impl Workspace {
         commit: Option<Oid>,
         expected: Option<Oid>,
     ) -> Result<(), GitError> {
-        let branch = branch_name(env);
+        let outgoing = format!("refs/hydrant/push/{env}");
+        self.push_ref(&branch_name(env), &outgoing, commit, expected, true)
+    }
+
+    /// Moves the base branch on the remote from `expected` to `commit`, a
+    /// child of it: an emergency edit such as a hold, committed straight to
+    /// the base branch. Never forced: a base branch that moved meanwhile, a
+    /// receive hook or a branch protection refuses it
+    /// ([`GitError::PushRejected`]), and nothing is overwritten.
+    pub fn push_base(&self, branch: &str, commit: Oid, expected: Oid) -> Result<(), GitError> {
+        let outgoing = format!("refs/hydrant/push-base/{branch}");
+        self.push_ref(branch, &outgoing, Some(commit), Some(expected), false)
+    }
+
+    /// Pushes `commit` to `branch` (deletes it for `None`) if the remote
+    /// still holds `expected` there; `outgoing` is the local ref a network
+    /// push goes through. `force` lets a network push replace what the lease
+    /// checked; without it only a fast-forward is accepted.
+    fn push_ref(
+        &self,
+        branch: &str,
+        outgoing: &str,
+        commit: Option<Oid>,
+        expected: Option<Oid>,
+        force: bool,
+    ) -> Result<(), GitError> {
+        let branch = branch.to_string();
         let rejected = |message: String| GitError::PushRejected {
             branch: branch.clone(),
             url: self.url.clone(),
@@ -550,10 +597,11 @@ impl Workspace {
         };
         if let Some(git_dir) = &self.local_git_dir {
             clear_stale_lock(&git_dir.join(format!("refs/heads/{branch}.lock")));
-            if receive_hooks(git_dir) {
+            if receive_hooks(git_dir) || !force {
                 // A remote on this machine with hooks is pushed by git
                 // itself, with a lease: its hooks run and decide, as for any
-                // `git push`.
+                // `git push`. So is its base branch, so that git's own rules
+                // hold too (a branch checked out there is not moved).
                 self.push_local(&branch, commit, expected)
                     .map_err(rejected)?;
             } else {
@@ -580,7 +628,7 @@ impl Workspace {
             let mut tries = 1 + u32::from(renewable.is_some());
             loop {
                 tries -= 1;
-                match self.push_remote(env, &branch, commit) {
+                match self.push_remote(outgoing, &branch, commit, force) {
                     Ok(()) => break,
                     Err(PushFailure::Rejected(message)) => return Err(rejected(message)),
                     Err(PushFailure::Git(e, attempts)) => match self.classify(e, &attempts) {
@@ -616,7 +664,7 @@ impl Workspace {
     /// `post-receive` hooks run and a hook that refuses stops the push, as
     /// for any other push. The lease (`--force-with-lease`) makes it a
     /// compare-and-swap: another writer's change is never overwritten. Only
-    /// `hydrant/*` refs move; a checkout's working tree is never touched.
+    /// the branch named moves; a checkout's working tree is never touched.
     fn push_local(
         &self,
         branch: &str,
@@ -675,7 +723,7 @@ impl Workspace {
 
     /// Pushes to a repository on this machine that has no receive hooks by
     /// writing the new objects into it and moving the branch with a
-    /// compare-and-swap. Only `hydrant/*` refs move; a checkout's working
+    /// compare-and-swap. Only the branch named moves; a checkout's working
     /// tree is never touched.
     fn push_direct(
         &self,
@@ -715,14 +763,20 @@ impl Workspace {
         Ok(())
     }
 
-    fn push_remote(&self, env: &str, branch: &str, commit: Option<Oid>) -> Result<(), PushFailure> {
-        let local_ref = format!("refs/hydrant/push/{env}");
+    fn push_remote(
+        &self,
+        local_ref: &str,
+        branch: &str,
+        commit: Option<Oid>,
+        force: bool,
+    ) -> Result<(), PushFailure> {
         let refspec = match commit {
             Some(oid) => {
                 self.repo
-                    .reference(&local_ref, oid, true, "hydrant: push")
+                    .reference(local_ref, oid, true, "hydrant: push")
                     .map_err(|e| PushFailure::Git(e, Cell::new(0)))?;
-                format!("+{local_ref}:refs/heads/{branch}")
+                let plus = if force { "+" } else { "" };
+                format!("{plus}{local_ref}:refs/heads/{branch}")
             }
             None => format!(":refs/heads/{branch}"),
         };
@@ -744,7 +798,7 @@ impl Workspace {
         };
         let _ = self
             .repo
-            .find_reference(&local_ref)
+            .find_reference(local_ref)
             .and_then(|mut r| r.delete());
         if let Some(message) = status.into_inner() {
             return Err(PushFailure::Rejected(message));

@@ -78,6 +78,7 @@ const REPOSITORY_SETTINGS: &[&str] = &[
 /// credential acts as.
 #[cfg(test)]
 const OPERATOR_SETTINGS: &[&str] = &[
+    "by",
     "caFile",
     "channel",
     "channelCacheDir",
@@ -101,12 +102,14 @@ const OPERATOR_SETTINGS: &[&str] = &[
     "gitUsername",
     "licenseFile",
     "out",
+    "reason",
     "ref",
     "repo",
     "sshKey",
     "stateDir",
     "to",
     "triggerTokenFile",
+    "wave",
     "workDir",
 ];
 

@@ -186,6 +186,38 @@ fn convert(
     }
 }
 
+/// Adds the line of every item of a list, and of what it holds, to `lines`
+/// (which [`to_value`] reports as one leaf): where a settings error in the
+/// third entry of a list points. Lines already known are kept.
+pub fn add_item_lines(node: &Node, lines: &mut std::collections::HashMap<KeyPath, usize>) {
+    fn walk(
+        node: &Node,
+        path: &mut KeyPath,
+        in_list: bool,
+        lines: &mut std::collections::HashMap<KeyPath, usize>,
+    ) {
+        if in_list {
+            lines.entry(path.clone()).or_insert(node.line);
+        }
+        let children: Vec<(String, &Node)> = match &node.kind {
+            NodeKind::Scalar { .. } => return,
+            NodeKind::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i.to_string(), n))
+                .collect(),
+            NodeKind::Map(entries) => entries.iter().map(|(k, n)| (k.clone(), n)).collect(),
+        };
+        let list = in_list || matches!(node.kind, NodeKind::Seq(_));
+        for (key, child) in children {
+            path.push(key);
+            walk(child, path, list, lines);
+            path.pop();
+        }
+    }
+    walk(node, &mut Vec::new(), false, lines);
+}
+
 /// Shows a key path the way people write it: `global.extraEnv.BUCKET`, with
 /// keys that hold dots or spaces in brackets: `ingress.annotations["a.b/c"]`.
 pub fn display_path(path: &[String]) -> String {
