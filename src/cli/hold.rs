@@ -15,7 +15,6 @@ use crate::rollout::holds::{Hold, Scope};
 #[command(group = clap::ArgGroup::new("scope").args(["envs", "wave", "all"]).required(true))]
 #[command(mut_arg("envs", |a| a.env(None).help("An environment; repeat or separate with commas")))]
 #[command(mut_arg("all", |a| a.env(None).help("Every environment: the stop switch")))]
-#[command(mut_arg("once", |a| a.hide(true)))]
 #[command(mut_arg("output", |a| a.hide(true)))]
 pub struct HoldArgs {
     #[command(flatten)]

@@ -823,9 +823,8 @@ mod tests {
 
         let text = "freeze:\n  - schedule: \"0 17 * * FRI\"\n    duration: 64h\n  - schedule: \"0 17 * * FRY\"\n    duration: 64h\n";
         let e = crate::config::parse::<Rollout>("hydrant.yaml", text).unwrap_err();
-        // Items of a list carry the line of the list (see `yaml::to_value`);
-        // the path names the entry.
-        assert_eq!(e.line, Some(2), "{e}");
+        // The error points at the entry's own key, and its path names it.
+        assert_eq!(e.line, Some(4), "{e}");
         let shown = e.to_string();
         assert!(
             shown.contains("`freeze.1`") && shown.contains("`schedule`"),
@@ -835,6 +834,6 @@ mod tests {
         let text = "freeze:\n  - schedule: \"0 17 * * FRI\"\n    duraton: 64h\n";
         let e = crate::config::parse::<Rollout>("hydrant.yaml", text).unwrap_err();
         assert!(e.to_string().contains("duraton"), "{e}");
-        assert_eq!(e.line, Some(2), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
     }
 }
