@@ -29,7 +29,7 @@ use crate::auth::{self, CredentialError};
 use crate::config::{self, ConfigError, FlatSetting};
 
 /// Keys of `hydrant.yaml` the repository reads itself, not a flag.
-const REPOSITORY_KEYS: &[&str] = &["channelSource"];
+const REPOSITORY_KEYS: &[&str] = &["channelSource", "rollout"];
 /// Flags that are not settings.
 const NOT_SETTINGS: &[&str] = &["help", "version", "config"];
 
