@@ -75,3 +75,53 @@ impl Holds {
         self.skip.iter().any(|v| v == version)
     }
 }
+
+/// `holds.yaml` as written.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    holds: Vec<HoldEntry>,
+    #[serde(default)]
+    skip: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldEntry {
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    wave: Option<String>,
+    #[serde(default)]
+    environment: Option<String>,
+    reason: String,
+    by: String,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+impl Holds {
+    /// Reads `holds.yaml`'s text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Holds, crate::config::ConfigError> {
+        let parsed: File = crate::config::parse(file, text)?;
+        let holds = parsed
+            .holds
+            .into_iter()
+            .map(|h| Hold {
+                scope: match (h.all, h.wave, h.environment) {
+                    (_, Some(w), _) => Scope::Wave(w),
+                    (_, None, Some(e)) => Scope::Environment(e),
+                    _ => Scope::All,
+                },
+                reason: h.reason,
+                by: h.by,
+                since: h.since,
+            })
+            .collect();
+        Ok(Holds {
+            holds,
+            skip: parsed.skip,
+        })
+    }
+}
