@@ -19,6 +19,36 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// One line per rollout wave and channel: its target, how many run it, how
+/// many are offered it, wait or are held, the soak left and the holds.
+pub(crate) fn wave_lines(waves: &[crate::rollout::WaveSummary]) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in waves {
+        let mut line = format!(
+            "wave {}  {} {}: {} of {} run it, {} offered, {} waiting, {} held",
+            w.wave,
+            w.channel,
+            w.target.as_deref().unwrap_or("-"),
+            w.running,
+            w.environments,
+            w.offered,
+            w.waiting,
+            w.held
+        );
+        if w.pinned > 0 {
+            line.push_str(&format!(", {} pinned", w.pinned));
+        }
+        if let Some(secs) = w.soak_remaining_secs {
+            line.push_str(&format!(", soaking {} more", age(secs.unsigned_abs())));
+        }
+        for h in &w.holds {
+            line.push_str(&format!("; held by {}: {}", h.by, h.reason));
+        }
+        out.push(line);
+    }
+    out
+}
+
 fn line(s: &EnvStatus) -> [String; 5] {
     let channel = match (&s.channel, &s.release) {
         (Some(c), Some(r)) => format!("{c}@{r}"),

@@ -107,6 +107,9 @@ pub struct Verdict {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// The releases never offered (`skip` in `holds.yaml`).
+    #[serde(skip)]
+    pub skipped: Vec<String>,
 }
 
 impl Verdict {
@@ -307,6 +310,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
             state: State::Current,
             reason: None,
             hold: None,
+            skipped: input.holds.skip.clone(),
         };
         if let Some(pin) = &env.pinned {
             v.target = Some(pin.clone());
