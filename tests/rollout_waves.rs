@@ -224,13 +224,38 @@ fn a_release_goes_through_the_waves_and_restarts_when_the_channel_moves_on() {
         "{body}"
     );
 
-    // `plan` says why each one waits, per wave and per environment.
+    // `plan` and `status` say why each one waits, per wave and per
+    // environment.
     let plan = fleet.run(&["plan"]).ok().stdout;
     assert!(
-        plan.contains("wave `everyone` waits for `canary`: 0 of 2 run 0.63.0"),
+        plan.contains("wave canary  stable 0.63.0: 0 of 2 run it, 2 offered, 0 waiting, 0 held"),
         "{plan}"
     );
-    assert!(plan.contains("canary"), "{plan}");
+    assert!(
+        plan.contains(
+            "stays until it may take 0.63.0: wave `everyone` waits for `canary`: 0 of 2 run 0.63.0"
+        ),
+        "{plan}"
+    );
+    let status = fleet.run(&["status"]).ok().stdout;
+    assert!(
+        status.contains("wave early  stable 0.63.0: 0 of 7 run it, 0 offered, 7 waiting, 0 held"),
+        "{status}"
+    );
+    assert!(
+        status.contains("t03: wave early, stays until it may take 0.63.0: wave `early` waits for `canary`: 0 of 2 run 0.63.0"),
+        "{status}"
+    );
+    let status = json(&fleet.run(&["status", "--output", "json"]).ok());
+    assert_eq!(status["waves"][2]["wave"], "everyone", "{status}");
+    assert_eq!(status["waves"][2]["waiting"], 3, "{status}");
+    let t10 = &status["environments"].as_array().unwrap()[9];
+    assert_eq!(t10["env"], "t10");
+    assert_eq!(t10["wave"], "everyone");
+    assert_eq!(
+        t10["waiting"],
+        "wave `everyone` waits for `canary`: 0 of 2 run 0.63.0"
+    );
 
     // An override changed in a third-wave environment reaches it at the
     // release it runs.

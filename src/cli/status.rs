@@ -86,13 +86,21 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         },
         opts,
     ) = prepare(&args)?;
-    let statuses = status::status(&ws, forge.as_ref(), &opts)?;
+    let status::Status {
+        waves,
+        environments: statuses,
+    } = status::status(&ws, forge.as_ref(), &opts)?;
     if args.output == OutputFormat::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "environments": statuses }))?
-        );
+        let shown = if waves.is_empty() {
+            json!({ "environments": statuses })
+        } else {
+            json!({ "waves": waves, "environments": statuses })
+        };
+        println!("{}", serde_json::to_string_pretty(&shown)?);
     } else {
+        for line in wave_lines(&waves) {
+            println!("{line}");
+        }
         let mut rows = vec![
             [
                 "ENVIRONMENT",
@@ -114,6 +122,16 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
             }
             text.push_str(&r[4]);
             println!("{}", text.trim_end());
+        }
+        for s in &statuses {
+            if let Some(waiting) = &s.waiting {
+                println!(
+                    "{}: wave {}, stays until it may take {}: {waiting}",
+                    s.env,
+                    s.wave.as_deref().unwrap_or("-"),
+                    s.target.as_deref().unwrap_or("-")
+                );
+            }
         }
         for s in statuses.iter().filter(|s| s.error.is_some()) {
             eprintln!("error: {}: {}", s.env, s.error.as_deref().unwrap_or(""));
@@ -148,6 +166,9 @@ mod tests {
                 waits_for_review: true,
             }),
             error: None,
+            wave: None,
+            target: None,
+            waiting: None,
         };
         assert_eq!(
             line(&s),

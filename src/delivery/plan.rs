@@ -937,6 +937,89 @@ mod tests {
         );
     }
 
+    fn verdict(state: crate::rollout::State, target: &str, skipped: &[&str]) -> Verdict {
+        Verdict {
+            env: "prod".into(),
+            wave: Some("everyone".into()),
+            earlier: vec!["canary".into()],
+            channel: "stable".into(),
+            current: Some("0.62.1".into()),
+            target: Some(target.into()),
+            release: Some("0.62.1".into()),
+            state,
+            reason: Some("wave `everyone` waits for `canary`: 1 of 2 run 0.64.0".into()),
+            hold: None,
+            skipped: skipped.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_rollout_decides_about_a_pull_request_that_offers_another_version() {
+        use crate::rollout::State;
+        // A pull request for 0.63.0 is open; the environment renders at 0.62.1
+        // with a changed override.
+        let offered = Observed {
+            branch: Some(tip_holding(&rendered("0.63.0", "v2"), true, true)),
+            pull_request: Some(pr(4, "hydrant(prod): stable 0.62.1 → 0.63.0", "b")),
+            ..base("0.62.1", "v1")
+        };
+        let at_current = fresh("0.62.1", "v1 with an override");
+        for (name, verdict, kind, reason) in [
+            (
+                "held: left open, not pushed to",
+                verdict(State::Held, "0.63.0", &[]),
+                Kind::Nothing,
+                "pull request #4 (0.63.0) is left open and not updated",
+            ),
+            (
+                "its wave waits for the version it offers: left open",
+                verdict(State::Waiting, "0.63.0", &[]),
+                Kind::Nothing,
+                "is left open",
+            ),
+            (
+                "the version it offers is skipped",
+                verdict(State::Offered, "0.62.1", &["0.63.0"]),
+                Kind::Close,
+                "offers 0.63.0, which is skipped",
+            ),
+            (
+                "the rollout restarted with a newer release",
+                verdict(State::Waiting, "0.64.0", &[]),
+                Kind::Close,
+                "superseded by 0.64.0",
+            ),
+        ] {
+            let plan = plan_rollout(&offered, &at_current, Some(&verdict));
+            assert_eq!(plan.decision.kind(), kind, "{name}: {plan:?}");
+            assert!(plan.reason.contains(reason), "{name}: {}", plan.reason);
+        }
+        // An offered environment's pull request is updated as before.
+        let plan = plan_rollout(
+            &offered,
+            &fresh("0.64.0", "v3"),
+            Some(&verdict(State::Offered, "0.64.0", &[])),
+        );
+        assert_eq!(plan.decision.kind(), Kind::Update, "{plan:?}");
+        match plan_rollout(
+            &offered,
+            &at_current,
+            Some(&verdict(State::Offered, "0.62.1", &["0.63.0"])),
+        )
+        .decision
+        {
+            Decision::Close {
+                comment,
+                delete_branch,
+                ..
+            } => {
+                assert!(comment.contains("`0.63.0` is skipped"), "{comment}");
+                assert_eq!(delete_branch.as_deref(), Some("c0ffee"));
+            }
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_push_replaces_only_the_tip_hydrant_made() {
         let observed = Observed {
