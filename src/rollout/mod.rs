@@ -362,7 +362,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
             why = Some(format!("held by {}: {}", hold.by, hold.reason));
         }
         if why.is_none() {
-            for w in 0..i {
+            for (w, earlier) in waves.iter().enumerate().take(i) {
                 let members = counted(w, &env.channel);
                 if members.is_empty() {
                     continue;
@@ -372,7 +372,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
                     why = Some(format!(
                         "wave `{}` waits for `{}`: {running} of {} run {target}",
                         wave.0,
-                        waves[w].0,
+                        earlier.0,
                         members.len()
                     ));
                     break;
