@@ -57,7 +57,7 @@ pub struct Project {
     releases: HashMap<String, String>,
     /// Channel specs fetched ahead of rendering ([`Project::latest_versions`]),
     /// used once by the next render.
-    prefetched: Mutex<HashMap<ChannelKey, ChannelSpec>>,
+    prefetched: Mutex<HashMap<ChannelKey, Result<ChannelSpec, ChannelError>>>,
     /// Every channel fetch made, until taken.
     fetches: Mutex<Vec<ChannelFetch>>,
 }
@@ -282,8 +282,9 @@ impl Project {
         self.releases = releases.into_iter().collect();
     }
 
-    /// Each channel's latest version, where its fetch succeeds. The specs
-    /// are kept for the next render, which fetches them no second time.
+    /// Each channel's latest version, where its fetch succeeds. The answers
+    /// (specs and errors alike) are kept for the next render, which does not
+    /// fetch those channels a second time.
     pub fn latest_versions(&self, channels: &[String]) -> BTreeMap<String, String> {
         let keys: Vec<ChannelKey> = channels.iter().map(|c| (c.clone(), None)).collect();
         let fetched: Vec<(ChannelKey, Result<ChannelSpec, ChannelError>)> = keys
@@ -299,10 +300,10 @@ impl Project {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (k, spec) in fetched {
-            if let Ok(spec) = spec {
+            if let Ok(spec) = &spec {
                 out.insert(k.0.clone(), spec.version.clone());
-                kept.insert(k, spec);
             }
+            kept.insert(k, spec);
         }
         out
     }
@@ -423,7 +424,7 @@ impl Project {
             .lock()
             .map(|mut kept| std::mem::take(&mut *kept))
             .unwrap_or_default();
-        let todo: Vec<(ChannelKey, Option<ChannelSpec>)> = wanted
+        let todo: Vec<(ChannelKey, Option<Result<ChannelSpec, ChannelError>>)> = wanted
             .into_iter()
             .map(|k| {
                 let kept = prefetched.remove(&k);
@@ -433,7 +434,7 @@ impl Project {
         todo.into_par_iter()
             .map(|(k, kept)| {
                 let spec = match kept {
-                    Some(spec) => Ok(spec),
+                    Some(spec) => spec,
                     None => self.fetch(&k),
                 };
                 (k, spec)

@@ -113,11 +113,13 @@ fn read_holds(ws: &Workspace, fetched: &Fetched) -> Result<Holds, CycleError> {
 /// What the rollout lets every environment of the repository take at `now`,
 /// observed on the base branch: each one's recorded version, when that
 /// merged (for the waves whose soak matters, in one walk of the base
-/// branch's first parents), `holds.yaml` and each channel's latest release.
+/// branch's first parents), `holds.yaml` and the latest release of each
+/// channel the `selected` environments follow (no other channel is fetched).
 pub(crate) fn decide_rollout(
     ws: &Workspace,
     fetched: &Fetched,
     project: &Project,
+    selected: &[String],
     now: jiff::Timestamp,
 ) -> Result<rollout::Decision, CycleError> {
     let holds = read_holds(ws, fetched)?;
@@ -139,7 +141,7 @@ pub(crate) fn decide_rollout(
     }
     let mut channels: Vec<String> = environments
         .iter()
-        .filter(|e| e.pinned.is_none())
+        .filter(|e| e.pinned.is_none() && selected.contains(&e.name))
         .map(|e| e.channel.clone())
         .collect();
     channels.sort();
@@ -278,8 +280,6 @@ pub fn run_cycle_waiting(
     let mut project = load(ws, &fetched, &opts.channel)?;
     // The one reading of the clock in a cycle.
     let now = jiff::Timestamp::now();
-    let decision = decide_rollout(ws, &fetched, &project, now)?;
-    project.set_releases(decision.releases());
     let envs = selected(&project, opts)?;
     let inputs = input_signals(ws, &fetched, &envs)?;
     let envs: Vec<String> = envs
@@ -300,6 +300,8 @@ pub fn run_cycle_waiting(
         .iter()
         .filter_map(|env| inputs.get(env).map(|s| (env.clone(), s.clone())))
         .collect();
+    let decision = decide_rollout(ws, &fetched, &project, &envs, now)?;
+    project.set_releases(decision.releases());
     let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
     let rendered = render_isolated(&project, &envs, &recorded);
     let mut fetches = project.take_fetches();

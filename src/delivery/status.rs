@@ -132,7 +132,7 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
     let project = reconcile::load(ws, &fetched, &opts.channel)?;
     let envs = reconcile::selected(&project, opts)?;
     let now = jiff::Timestamp::now();
-    let decision = reconcile::decide_rollout(ws, &fetched, &project, now)?;
+    let decision = reconcile::decide_rollout(ws, &fetched, &project, &envs, now)?;
     let mut offered = BTreeMap::new();
     for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {
         for env in users {
