@@ -2,6 +2,8 @@
 //! files (`hydrant.yaml` is read into one type by [`crate::settings`]).
 //! Parsing is pure; the caller reads the files.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -29,6 +31,9 @@ pub struct EnvironmentConfig {
     /// How this environment's pull requests are opened.
     #[serde(default)]
     pub pull_request: PullRequestSettings,
+    /// Labels that rollout waves select environments by (`ring: canary`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// `pullRequest:` in environment.yaml.
@@ -142,6 +147,19 @@ const EMPTY: &str = "the file is empty";
 
 /// Like [`parse`], for files that must say something.
 pub fn parse_required<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, ConfigError> {
+    parse_located(file, text).map(|(value, _)| value)
+}
+
+/// The line of every key and list item of a document, by its path (a list
+/// item's segment is its index).
+pub type Lines = HashMap<Vec<String>, usize>;
+
+/// Like [`parse_required`], also giving the line of every key and list item,
+/// for checks made after parsing that name a line.
+pub fn parse_located<T: DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<(T, Lines), ConfigError> {
     let error = |line: Option<usize>, message: String| ConfigError {
         file: file.to_string(),
         line,
@@ -150,13 +168,13 @@ pub fn parse_required<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, 
     let node = yaml::parse_single(text)
         .map_err(|e| error(Some(e.line), format!("invalid YAML: {}", e.message)))?
         .ok_or_else(|| error(None, EMPTY.to_string()))?;
-    let mut lines = std::collections::HashMap::new();
+    let mut lines = Lines::new();
     let value = yaml::to_value(&node, &mut |path, line| {
         lines.insert(path.clone(), line);
     })
     .map_err(|e| error(Some(e.line), e.message))?;
     yaml::add_item_lines(&node, &mut lines);
-    serde_path_to_error::deserialize(&value).map_err(|e| {
+    let parsed = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path: Vec<String> = e
             .path()
             .iter()
@@ -175,7 +193,8 @@ pub fn parse_required<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, 
             format!("`{}`: ", yaml::display_path(&path))
         };
         error(line.or(Some(node.line)), format!("{key}{}", e.inner()))
-    })
+    })?;
+    Ok((parsed, lines))
 }
 
 /// One top-level key of a settings file, as text, with its line.
@@ -186,6 +205,10 @@ pub struct FlatSetting {
     pub values: Vec<String>,
     pub line: usize,
 }
+
+/// Top-level keys of `hydrant.yaml` that hold a block of their own, read by
+/// their module rather than as a flag's value: `rollout` ([`crate::rollout`]).
+pub const BLOCKS: &[&str] = &["rollout"];
 
 /// Reads a settings file whose top-level keys each hold a scalar or a list of
 /// scalars: the form of command-line settings in `hydrant.yaml`.
@@ -214,6 +237,15 @@ pub fn parse_flat(file: &str, text: &str) -> Result<Vec<FlatSetting>, ConfigErro
     };
     let mut out = Vec::with_capacity(entries.len());
     for (key, value) in entries {
+        if BLOCKS.contains(&key.as_str()) {
+            // Read by its own module, from the same text.
+            out.push(FlatSetting {
+                key: key.clone(),
+                values: Vec::new(),
+                line: value.line,
+            });
+            continue;
+        }
         let v =
             yaml::to_value(value, &mut |_, _| {}).map_err(|e| error(Some(e.line), e.message))?;
         let values = match &v {

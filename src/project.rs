@@ -50,6 +50,14 @@ pub struct Project {
     engine: Engine,
     source: Box<dyn Source>,
     environments: Vec<String>,
+    /// `rollout:` in `hydrant.yaml`, if any.
+    rollout: Option<crate::rollout::Rollout>,
+    /// The release each environment renders at when the rollout keeps it
+    /// off its channel's latest (see [`Project::set_releases`]).
+    releases: HashMap<String, String>,
+    /// Channel specs fetched ahead of rendering ([`Project::latest_versions`]),
+    /// used once by the next render.
+    prefetched: Mutex<HashMap<ChannelKey, Result<ChannelSpec, ChannelError>>>,
     /// Every channel fetch made, until taken.
     fetches: Mutex<Vec<ChannelFetch>>,
 }
@@ -233,17 +241,82 @@ impl Project {
         let source = source_for(&setting, from_flag, &repo, &channel.http)?;
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
+        let rollout = repo.rollout(&file, &environments)?;
         Ok(Project {
             repo,
             engine,
             source,
             environments,
+            rollout,
+            releases: HashMap::new(),
+            prefetched: Mutex::new(HashMap::new()),
             fetches: Mutex::new(Vec::new()),
         })
     }
 
     pub fn environments(&self) -> &[String] {
         &self.environments
+    }
+
+    /// `rollout:` in `hydrant.yaml`, if any.
+    pub fn rollout(&self) -> Option<&crate::rollout::Rollout> {
+        self.rollout.as_ref()
+    }
+
+    /// Every environment's `environment.yaml`, where it parses (one that does
+    /// not fails when it is rendered).
+    pub fn environment_configs(&self) -> Vec<(String, crate::config::EnvironmentConfig)> {
+        self.environments
+            .iter()
+            .filter_map(|name| {
+                let config = self.repo.environment_config(name).ok()?;
+                Some((name.clone(), config))
+            })
+            .collect()
+    }
+
+    /// Renders each environment named at the release given (fetched by
+    /// version, like a pin) instead of its channel's latest: where the
+    /// rollout keeps it. A `release:` pin still wins.
+    pub fn set_releases(&mut self, releases: impl IntoIterator<Item = (String, String)>) {
+        self.releases = releases.into_iter().collect();
+    }
+
+    /// Each channel's latest version, where its fetch succeeds. The answers
+    /// (specs and errors alike) are kept for the next render, which does not
+    /// fetch those channels a second time.
+    pub fn latest_versions(&self, channels: &[String]) -> BTreeMap<String, String> {
+        let keys: Vec<ChannelKey> = channels.iter().map(|c| (c.clone(), None)).collect();
+        let fetched: Vec<(ChannelKey, Result<ChannelSpec, ChannelError>)> = keys
+            .into_par_iter()
+            .map(|k| {
+                let spec = self.fetch(&k);
+                (k, spec)
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        let mut kept = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (k, spec) in fetched {
+            if let Ok(spec) = &spec {
+                out.insert(k.0.clone(), spec.version.clone());
+            }
+            kept.insert(k, spec);
+        }
+        out
+    }
+
+    /// The channel and release an environment's files render from: its pin,
+    /// else the release the rollout keeps it at, else its channel's latest.
+    fn key(&self, env: &EnvironmentFiles) -> ChannelKey {
+        let release = env
+            .config
+            .release
+            .clone()
+            .or_else(|| self.releases.get(&env.name).cloned());
+        (env.config.channel.clone(), release)
     }
 
     /// The environments named, or all of them; unknown names are an error.
@@ -318,9 +391,9 @@ impl Project {
             .map(|(name, env)| {
                 let result = match env {
                     Err(e) => Err(vec![Problem::new(e)]),
-                    Ok(env) => match &channels[&key(env)] {
+                    Ok(env) => match &channels[&self.key(env)] {
                         Err(e) => Err(vec![channel_problem(e, env)]),
-                        Ok(spec) => match downgrade_problem(spec, env) {
+                        Ok(spec) => match downgrade_problem(spec, env, &self.key(env)) {
                             Some(p) => Err(vec![p]),
                             None if current(
                                 name,
@@ -343,13 +416,27 @@ impl Project {
         &self,
         loaded: &[Result<EnvironmentFiles, RepoError>],
     ) -> HashMap<ChannelKey, Result<ChannelSpec, ChannelError>> {
-        let mut wanted: Vec<ChannelKey> = loaded.iter().flatten().map(key).collect();
+        let mut wanted: Vec<ChannelKey> = loaded.iter().flatten().map(|e| self.key(e)).collect();
         wanted.sort();
         wanted.dedup();
-        wanted
-            .into_par_iter()
+        let mut prefetched = self
+            .prefetched
+            .lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default();
+        let todo: Vec<(ChannelKey, Option<Result<ChannelSpec, ChannelError>>)> = wanted
+            .into_iter()
             .map(|k| {
-                let spec = self.fetch(&k);
+                let kept = prefetched.remove(&k);
+                (k, kept)
+            })
+            .collect();
+        todo.into_par_iter()
+            .map(|(k, kept)| {
+                let spec = match kept {
+                    Some(spec) => spec,
+                    None => self.fetch(&k),
+                };
                 (k, spec)
             })
             .collect()
@@ -484,10 +571,14 @@ pub fn rendered_files(tree: &dyn Tree, env: &str) -> Result<BTreeMap<String, Str
 }
 
 /// A spec older than the one last accepted is refused, unless the environment
-/// pins that release or allows downgrades.
-fn downgrade_problem(spec: &ChannelSpec, env: &EnvironmentFiles) -> Option<Problem> {
-    let accepted =
-        env.config.allow_downgrade || env.config.release.as_deref() == Some(spec.version.as_str());
+/// renders that release by name (its pin, or where the rollout keeps it) or
+/// allows downgrades.
+fn downgrade_problem(
+    spec: &ChannelSpec,
+    env: &EnvironmentFiles,
+    key: &ChannelKey,
+) -> Option<Problem> {
+    let accepted = env.config.allow_downgrade || key.1.as_deref() == Some(spec.version.as_str());
     if !spec.is_downgrade() || accepted {
         return None;
     }

@@ -24,6 +24,9 @@ use crate::git::{Fetched, GitError, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
 use crate::pipeline::Problem;
 use crate::project::{ChannelFetch, ChannelSettings, Project, ProjectError, Render};
+use crate::repo::RepoError;
+use crate::rollout::holds::{self, Holds};
+use crate::rollout::{self, Verdict};
 
 pub use crate::delivery::{Action, Outcome, PrRef, VersionChange};
 
@@ -94,6 +97,96 @@ fn recorded_metadata(
     Ok(out)
 }
 
+/// How many first-parent commits of the base branch are read to find when
+/// each environment's version merged (its soak starts then).
+pub const MERGE_WALK_LIMIT: usize = 1_000;
+
+/// `holds.yaml` on the base branch (none: no holds).
+fn read_holds(ws: &Workspace, fetched: &Fetched) -> Result<Holds, CycleError> {
+    match ws.file_at(fetched.base_commit, holds::FILE)? {
+        Some(text) => Ok(Holds::parse(holds::FILE, &text)
+            .map_err(|e| ProjectError::Repo(RepoError::Config(e)))?),
+        None => Ok(Holds::default()),
+    }
+}
+
+/// What the rollout lets every environment of the repository take at `now`,
+/// observed on the base branch: each one's recorded version, when that
+/// merged (for the waves whose soak matters, in one walk of the base
+/// branch's first parents), `holds.yaml` and the latest release of each
+/// channel the `selected` environments follow (no other channel is fetched).
+pub(crate) fn decide_rollout(
+    ws: &Workspace,
+    fetched: &Fetched,
+    project: &Project,
+    selected: &[String],
+    now: jiff::Timestamp,
+) -> Result<rollout::Decision, CycleError> {
+    let holds = read_holds(ws, fetched)?;
+    let base = fetched.base_commit;
+    let mut environments = Vec::new();
+    for (name, config) in project.environment_configs() {
+        let current = ws
+            .file_at(base, &format!("rendered/{name}/{}", layout::METADATA))?
+            .and_then(|text| serde_json::from_str::<Metadata>(&text).ok())
+            .map(|m| m.channel.version);
+        environments.push(rollout::Environment {
+            name,
+            channel: config.channel,
+            pinned: config.release,
+            labels: config.labels,
+            current,
+            merged_at: None,
+        });
+    }
+    let mut channels: Vec<String> = environments
+        .iter()
+        .filter(|e| e.pinned.is_none() && selected.contains(&e.name))
+        .map(|e| e.channel.clone())
+        .collect();
+    channels.sort();
+    channels.dedup();
+    let latest = project.latest_versions(&channels);
+    let soaking = rollout::soaking(&rollout::Input {
+        rollout: project.rollout(),
+        environments: &environments,
+        latest: &latest,
+        holds: &holds,
+        now,
+    });
+    if !soaking.is_empty() {
+        let wanted: Vec<(usize, String)> = environments
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| soaking.contains(&e.name))
+            .map(|(i, e)| (i, e.current.clone().unwrap_or_default()))
+            .collect();
+        let paths: Vec<String> = wanted
+            .iter()
+            .map(|(i, _)| format!("rendered/{}/{}", environments[*i].name, layout::METADATA))
+            .collect();
+        let started = std::time::Instant::now();
+        let times = ws.first_shown(base, &paths, MERGE_WALK_LIMIT, |i, text| {
+            serde_json::from_str::<Metadata>(text).is_ok_and(|m| m.channel.version == wanted[i].1)
+        })?;
+        tracing::debug!(
+            environments = paths.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "read when the soaking waves merged"
+        );
+        for ((i, _), time) in wanted.iter().zip(times) {
+            environments[*i].merged_at = time.and_then(|t| jiff::Timestamp::from_second(t).ok());
+        }
+    }
+    Ok(rollout::decide(&rollout::Input {
+        rollout: project.rollout(),
+        environments: &environments,
+        latest: &latest,
+        holds: &holds,
+        now,
+    }))
+}
+
 /// The environments `opts` names, or all.
 pub(crate) fn selected(project: &Project, opts: &Options) -> Result<Vec<String>, CycleError> {
     if opts.envs.is_empty() {
@@ -158,6 +251,8 @@ pub struct Cycle {
     pub fetches: Vec<ChannelFetch>,
     /// The repository as the cycle read it from the base branch.
     pub project: Project,
+    /// What the rollout let each environment take.
+    pub rollout: rollout::Decision,
 }
 
 /// Runs one cycle over the selected environments: observe, plan and (unless
@@ -183,6 +278,8 @@ pub fn run_cycle_waiting(
         "fetched"
     );
     let mut project = load(ws, &fetched, &opts.channel)?;
+    // The one reading of the clock in a cycle.
+    let now = jiff::Timestamp::now();
     let envs = selected(&project, opts)?;
     let inputs = input_signals(ws, &fetched, &envs)?;
     let envs: Vec<String> = envs
@@ -203,6 +300,8 @@ pub fn run_cycle_waiting(
         .iter()
         .filter_map(|env| inputs.get(env).map(|s| (env.clone(), s.clone())))
         .collect();
+    let decision = decide_rollout(ws, &fetched, &project, &envs, now)?;
+    project.set_releases(decision.releases());
     let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
     let rendered = render_isolated(&project, &envs, &recorded);
     let mut fetches = project.take_fetches();
@@ -233,7 +332,14 @@ pub fn run_cycle_waiting(
                 author: &author,
             };
             let delivered = catch_unwind(AssertUnwindSafe(|| {
-                deliver(&cx, opts.dry_run, &env, &result, recorded.get(&env))
+                deliver(
+                    &cx,
+                    opts.dry_run,
+                    &env,
+                    &result,
+                    recorded.get(&env),
+                    decision.verdict(&env),
+                )
             }));
             let delivered = match delivered {
                 Ok(delivered) => delivered,
@@ -253,7 +359,8 @@ pub fn run_cycle_waiting(
                         .fetch(opts.base.as_deref())
                         .map_err(CycleError::from)
                         .and_then(|f| {
-                            let p = load(ws, &f, &opts.channel)?;
+                            let mut p = load(ws, &f, &opts.channel)?;
+                            p.set_releases(decision.releases());
                             Ok((f, p))
                         });
                     match again {
@@ -292,6 +399,7 @@ pub fn run_cycle_waiting(
         inputs,
         fetches,
         project,
+        rollout: decision,
     })
 }
 
@@ -394,6 +502,7 @@ fn deliver(
     env: &str,
     render: &Result<Render, Vec<Problem>>,
     recorded: Option<&Metadata>,
+    verdict: Option<&Verdict>,
 ) -> Result<Outcome, StepError> {
     let depth = match render {
         Ok(Render::Current) => {
@@ -404,9 +513,9 @@ fn deliver(
     };
     let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
     let source = cx.fetched.base_commit.to_string();
-    let proposal = delivery::propose(&observed, &source, render, recorded);
-    let plan = plan::plan(&observed, &proposal);
-    let mut outcome = Outcome::planned(&plan, &observed);
+    let proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    let plan = plan::plan_rollout(&observed, &proposal, verdict);
+    let mut outcome = Outcome::planned(&plan, &observed).with_verdict(verdict);
     if dry_run || plan.decision.changes_nothing() {
         return Ok(outcome);
     }

@@ -127,6 +127,51 @@ impl ConfigRepo {
         Ok(())
     }
 
+    /// Reads and parses an environment's `environment.yaml` alone.
+    pub fn environment_config(&self, name: &str) -> Result<EnvironmentConfig, RepoError> {
+        if !valid_environment_name(name) {
+            return Err(RepoError::BadEnvironmentName {
+                name: name.to_string(),
+            });
+        }
+        let file = format!("environments/{name}/environment.yaml");
+        let text = self
+            .read(&file)?
+            .ok_or_else(|| RepoError::UnknownEnvironment {
+                name: name.to_string(),
+                known: Vec::new(),
+            })?;
+        Ok(config::parse_required(&file, &text)?)
+    }
+
+    /// `rollout:` in `hydrant.yaml`, checked against every environment's
+    /// name and labels; `None` without one.
+    pub fn rollout(
+        &self,
+        settings: &SettingsFile,
+        environments: &[String],
+    ) -> Result<Option<crate::rollout::Rollout>, RepoError> {
+        if settings.get("rollout").is_none() {
+            return Ok(None);
+        }
+        let text = self.read(config::SETTINGS_FILE)?.unwrap_or_default();
+        let labelled: Vec<(String, std::collections::BTreeMap<String, String>)> = environments
+            .iter()
+            .map(|name| {
+                let labels = self
+                    .environment_config(name)
+                    .map(|c| c.labels)
+                    .unwrap_or_default();
+                (name.clone(), labels)
+            })
+            .collect();
+        Ok(crate::rollout::config::parse(
+            config::SETTINGS_FILE,
+            &text,
+            &labelled,
+        )?)
+    }
+
     /// Reads and parses an environment's files.
     pub fn environment(&self, name: &str) -> Result<EnvironmentFiles, RepoError> {
         if !valid_environment_name(name) {

@@ -11,6 +11,7 @@ use crate::delivery::connect::{
     api_defaults,
 };
 use crate::reconcile::{self, Action, Options, Outcome};
+use crate::rollout::WaveSummary;
 
 /// `hydrant reconcile`: always one cycle; `--once` is kept for the command
 /// lines (cron, CI) that say so.
@@ -232,7 +233,10 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
 
 /// Prints what each environment's plan decided, why, and what it changes:
 /// `hydrant plan`, and `hydrant reconcile --dry-run`.
-fn print_plan(outcomes: &[Outcome]) {
+fn print_plan(outcomes: &[Outcome], waves: &[WaveSummary]) {
+    for line in super::status::wave_lines(waves) {
+        println!("{line}");
+    }
     let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
     for o in outcomes {
         let (channel, version) = channel_and_version(o);
@@ -244,8 +248,15 @@ fn print_plan(outcomes: &[Outcome]) {
         if let Some(pr) = &o.pull_request {
             line.push_str(&format!("  PR #{}", pr.number));
         }
+        if let Some(wave) = &o.wave {
+            line.push_str(&format!("  wave {wave}"));
+        }
         println!("{}", line.trim_end());
         println!("{:width$}  {}", "", o.reason);
+        if let Some(waiting) = &o.waiting {
+            let target = o.target.as_deref().unwrap_or("-");
+            println!("{:width$}  stays until it may take {target}: {waiting}", "");
+        }
         for f in &o.files {
             println!("{:width$}  {} {}", "", f.change.mark(), f.path);
         }
@@ -257,8 +268,8 @@ fn print_plan(outcomes: &[Outcome]) {
 
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (Session { workspace, forge }, opts) = prepare(&args)?;
-    let outcomes = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
-        Ok(cycle) => cycle.outcomes,
+    let (outcomes, waves) = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
+        Ok(cycle) => (cycle.outcomes, cycle.rollout.waves),
         Err(e) if args.output == OutputFormat::Json => {
             println!(
                 "{}",
@@ -269,11 +280,15 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     match args.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json if waves.is_empty() => println!(
             "{}",
             serde_json::to_string_pretty(&json!({"environments": outcomes}))?
         ),
-        OutputFormat::Text if opts.dry_run => print_plan(&outcomes),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"waves": waves, "environments": outcomes}))?
+        ),
+        OutputFormat::Text if opts.dry_run => print_plan(&outcomes, &waves),
         OutputFormat::Text => print_text(&outcomes),
     }
     let failed = outcomes

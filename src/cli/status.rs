@@ -19,6 +19,36 @@ fn age(secs: u64) -> String {
     }
 }
 
+/// One line per rollout wave and channel: its target, how many run it, how
+/// many are offered it, wait or are held, the soak left and the holds.
+pub(crate) fn wave_lines(waves: &[crate::rollout::WaveSummary]) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in waves {
+        let mut line = format!(
+            "wave {}  {} {}: {} of {} run it, {} offered, {} waiting, {} held",
+            w.wave,
+            w.channel,
+            w.target.as_deref().unwrap_or("-"),
+            w.running,
+            w.environments,
+            w.offered,
+            w.waiting,
+            w.held
+        );
+        if w.pinned > 0 {
+            line.push_str(&format!(", {} pinned", w.pinned));
+        }
+        if let Some(secs) = w.soak_remaining_secs {
+            line.push_str(&format!(", soaking {} more", age(secs.unsigned_abs())));
+        }
+        for h in &w.holds {
+            line.push_str(&format!("; held by {}: {}", h.by, h.reason));
+        }
+        out.push(line);
+    }
+    out
+}
+
 fn line(s: &EnvStatus) -> [String; 5] {
     let channel = match (&s.channel, &s.release) {
         (Some(c), Some(r)) => format!("{c}@{r}"),
@@ -56,13 +86,21 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         },
         opts,
     ) = prepare(&args)?;
-    let statuses = status::status(&ws, forge.as_ref(), &opts)?;
+    let status::Status {
+        waves,
+        environments: statuses,
+    } = status::status(&ws, forge.as_ref(), &opts)?;
     if args.output == OutputFormat::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "environments": statuses }))?
-        );
+        let shown = if waves.is_empty() {
+            json!({ "environments": statuses })
+        } else {
+            json!({ "waves": waves, "environments": statuses })
+        };
+        println!("{}", serde_json::to_string_pretty(&shown)?);
     } else {
+        for line in wave_lines(&waves) {
+            println!("{line}");
+        }
         let mut rows = vec![
             [
                 "ENVIRONMENT",
@@ -84,6 +122,16 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
             }
             text.push_str(&r[4]);
             println!("{}", text.trim_end());
+        }
+        for s in &statuses {
+            if let Some(waiting) = &s.waiting {
+                println!(
+                    "{}: wave {}, stays until it may take {}: {waiting}",
+                    s.env,
+                    s.wave.as_deref().unwrap_or("-"),
+                    s.target.as_deref().unwrap_or("-")
+                );
+            }
         }
         for s in statuses.iter().filter(|s| s.error.is_some()) {
             eprintln!("error: {}: {}", s.env, s.error.as_deref().unwrap_or(""));
@@ -118,6 +166,9 @@ mod tests {
                 waits_for_review: true,
             }),
             error: None,
+            wave: None,
+            target: None,
+            waiting: None,
         };
         assert_eq!(
             line(&s),

@@ -110,6 +110,7 @@ impl Controller {
         if let Ok(mut p) = self.project.lock() {
             *p = Some(Arc::new(cycle.project));
         }
+        let waves = cycle.rollout.waves;
         let (calls, waits) = self.forge.api_stats().map_or((0, 0), |s| {
             use std::sync::atomic::Ordering::Relaxed;
             (s.calls.load(Relaxed), s.rate_limit_waits.load(Relaxed))
@@ -121,6 +122,7 @@ impl Controller {
             channel_news,
             forge_calls: calls,
             forge_rate_limit_waits: waits,
+            waves,
         })
     }
 

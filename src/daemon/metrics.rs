@@ -27,6 +27,8 @@ pub struct Metrics {
     channel_fetches: BTreeMap<(String, &'static str), u64>,
     forge_calls: u64,
     forge_rate_limit_waits: u64,
+    /// Each rollout wave's progress, as the last cycle found it.
+    waves: Vec<crate::rollout::WaveSummary>,
     /// Environment → the class of its failure, while it fails.
     failing: BTreeMap<String, ErrorClass>,
     pub(super) last_finished: Option<Instant>,
@@ -86,6 +88,7 @@ impl Metrics {
                 self.forge_rate_limit_waits = self
                     .forge_rate_limit_waits
                     .max(report.forge_rate_limit_waits);
+                self.waves = report.waves.clone();
                 let outcomes = &report.outcomes;
                 let ok = outcomes.iter().all(|o| o.error.is_none());
                 if ok {
@@ -234,6 +237,99 @@ impl Metrics {
             "# HELP hydrant_forge_rate_limit_waits_total Waits for the hosting service's rate limit.\n# TYPE hydrant_forge_rate_limit_waits_total counter\nhydrant_forge_rate_limit_waits_total {}",
             self.forge_rate_limit_waits
         );
+        self.render_rollout(&mut out);
         out
+    }
+
+    /// `hydrant_rollout_environments{wave,state}` (summed over channels)
+    /// and `hydrant_rollout_target_info{wave,channel,version}`.
+    fn render_rollout(&self, out: &mut String) {
+        if self.waves.is_empty() {
+            return;
+        }
+        let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for w in &self.waves {
+            for (state, n) in [
+                ("running", w.running),
+                ("offered", w.offered),
+                ("waiting", w.waiting),
+                ("held", w.held),
+                ("pinned", w.pinned),
+            ] {
+                *counts.entry((w.wave.as_str(), state)).or_default() += n;
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_rollout_environments Environments per rollout wave: running the target, offered it, waiting, held, pinned.\n# TYPE hydrant_rollout_environments gauge"
+        );
+        for ((wave, state), n) in counts {
+            let _ = writeln!(
+                out,
+                "hydrant_rollout_environments{{wave=\"{}\",state=\"{state}\"}} {n}",
+                escape(wave)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_rollout_target_info The release each wave's rollout aims at, per channel.\n# TYPE hydrant_rollout_target_info gauge"
+        );
+        for w in &self.waves {
+            if let Some(version) = &w.target {
+                let _ = writeln!(
+                    out,
+                    "hydrant_rollout_target_info{{wave=\"{}\",channel=\"{}\",version=\"{}\"}} 1",
+                    escape(&w.wave),
+                    escape(&w.channel),
+                    escape(version)
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::WaveSummary;
+
+    fn wave(name: &str, channel: &str, running: usize, waiting: usize) -> WaveSummary {
+        WaveSummary {
+            wave: name.into(),
+            channel: channel.into(),
+            target: Some("0.63.0".into()),
+            environments: running + waiting,
+            running,
+            offered: 0,
+            waiting,
+            held: 0,
+            pinned: 0,
+            soak_remaining_secs: None,
+            holds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rollout_gauges_count_each_wave_and_state_and_name_each_target() {
+        let mut m = Metrics::default();
+        let report = super::super::CycleReport {
+            waves: vec![
+                wave("canary", "stable", 2, 0),
+                wave("canary", "beta", 1, 0),
+                wave("everyone", "stable", 0, 9),
+            ],
+            ..Default::default()
+        };
+        m.record(&Ok(report), Duration::from_secs(1));
+        let text = m.render();
+        for line in [
+            "hydrant_rollout_environments{wave=\"canary\",state=\"running\"} 3",
+            "hydrant_rollout_environments{wave=\"everyone\",state=\"waiting\"} 9",
+            "hydrant_rollout_target_info{wave=\"canary\",channel=\"beta\",version=\"0.63.0\"} 1",
+            "hydrant_rollout_target_info{wave=\"everyone\",channel=\"stable\",version=\"0.63.0\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!Metrics::default().render().contains("hydrant_rollout"));
     }
 }

@@ -82,6 +82,8 @@ pub struct CycleReport {
     /// The forge's API calls and rate-limit waits since the daemon started.
     pub forge_calls: u64,
     pub forge_rate_limit_waits: u64,
+    /// Each rollout wave's progress (empty without a `rollout:` block).
+    pub waves: Vec<crate::rollout::WaveSummary>,
 }
 
 /// What one cycle reports, or why it could not run.

@@ -89,6 +89,16 @@ pub struct Outcome {
     /// For a failure: whether it may pass by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<ErrorClass>,
+    /// Its rollout wave (only with a `rollout:` block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// The release its channel's rollout aims at, when it is not there yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why it does not take the target now (an earlier wave, a soak,
+    /// `notBefore`, a hold, a skipped release).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl Outcome {
@@ -114,7 +124,27 @@ impl Outcome {
             files: plan.files.clone(),
             error,
             class,
+            wave: None,
+            target: None,
+            waiting: None,
         }
+    }
+
+    /// The outcome with what the rollout said of the environment.
+    pub fn with_verdict(mut self, verdict: Option<&crate::rollout::Verdict>) -> Outcome {
+        if let Some(v) = verdict {
+            self.wave = v.wave.clone();
+            if v.target.is_some()
+                && v.target != v.current
+                && v.state != crate::rollout::State::Pinned
+            {
+                self.target = v.target.clone();
+            }
+            if v.stays() {
+                self.waiting = v.reason.clone();
+            }
+        }
+        self
     }
 
     /// An environment that failed before it could be planned.
@@ -148,6 +178,7 @@ pub fn propose(
     source_commit: &str,
     render: &Result<Render, Vec<Problem>>,
     recorded: Option<&crate::manifest::layout::Metadata>,
+    verdict: Option<&crate::rollout::Verdict>,
 ) -> Proposal {
     let rendered: &Rendered = match render {
         Ok(Render::Fresh(r)) => r,
@@ -204,6 +235,12 @@ pub fn propose(
         new_files: &rendered.files,
         manifests: &rendered.manifests,
         provenance: &rendered.merged.provenance,
+        wave: verdict.and_then(|v| {
+            v.wave.as_deref().map(|name| review::WaveText {
+                name,
+                earlier: &v.earlier,
+            })
+        }),
     };
     Proposal::Fresh(Box::new(plan::Delivery {
         channel: channel.clone(),

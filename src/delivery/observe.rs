@@ -63,7 +63,17 @@ pub fn environment(
                 }
                 _ => false,
             };
+            let version = ws
+                .file_at(
+                    t.commit,
+                    &format!("{dir}/{}", crate::manifest::layout::METADATA),
+                )?
+                .and_then(|text| {
+                    serde_json::from_str::<crate::manifest::layout::Metadata>(&text).ok()
+                })
+                .map(|m| m.channel.version);
             Some(BranchTip {
+                version,
                 commit: t.commit.to_string(),
                 by_hydrant: t.is_hydrant,
                 author: t.author.clone(),

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::forge::PullRequest;
 use crate::manifest::layout::{self, METADATA};
+use crate::rollout::{State, Verdict};
 
 /// Marks hydrant's one comment on a pull request whose branch a person pushed to.
 pub const HUMAN_MARKER: &str = "<!-- hydrant:foreign-commit -->";
@@ -52,6 +53,8 @@ pub struct BranchTip {
     /// Whether the tip is one commit on a commit of the base branch whose
     /// `rendered/<env>/` is still the base's: its pull request merges cleanly.
     pub on_current_base: bool,
+    /// The channel version `hydrant.metadata` records at the tip.
+    pub version: Option<String>,
 }
 
 /// What the render of one environment proposes.
@@ -288,6 +291,75 @@ fn file_changes(
 
 /// Decides what should happen to one environment, and why.
 pub fn plan(observed: &Observed, proposal: &Proposal) -> Plan {
+    plan_rollout(observed, proposal, None)
+}
+
+/// What the rollout's verdict decides about an open pull request of
+/// hydrant's that offers another version than the render's: a skipped
+/// version is closed; a held environment's, or one whose wave waits for the
+/// version it offers, is left open and not pushed to; one the rollout moved
+/// past (it restarted with a newer release) is closed. `None`: plan as usual.
+fn rollout_decision(
+    observed: &Observed,
+    rendering: &str,
+    verdict: &Verdict,
+) -> Option<(Decision, String)> {
+    let pr = observed.pull_request.as_ref()?;
+    let tip = observed.branch.as_ref().filter(|t| t.by_hydrant)?;
+    let offered = tip.version.as_deref()?;
+    if offered == rendering {
+        return None;
+    }
+    let env = observed.env.as_str();
+    let close = |comment: String, reason: String| {
+        Some((
+            Decision::Close {
+                number: pr.number,
+                comment,
+                delete_branch: Some(tip.commit.clone()),
+            },
+            reason,
+        ))
+    };
+    if verdict.skipped.iter().any(|v| v == offered) {
+        return close(
+            format!(
+                "Closed by hydrant: release `{offered}` is skipped (`skip` in `holds.yaml`), so it is not offered to `{env}`."
+            ),
+            format!(
+                "pull request #{} offers {offered}, which is skipped: close it",
+                pr.number
+            ),
+        );
+    }
+    if !verdict.stays() {
+        return None;
+    }
+    let why = verdict.reason.clone().unwrap_or_default();
+    if verdict.state == State::Held || verdict.target.as_deref() == Some(offered) {
+        return Some((
+            Decision::Nothing,
+            format!(
+                "{why}; pull request #{} ({offered}) is left open and not updated",
+                pr.number
+            ),
+        ));
+    }
+    let target = verdict.target.as_deref().unwrap_or("a newer release");
+    close(
+        format!(
+            "Closed by hydrant: `{offered}` was superseded by `{target}`, which reaches `{env}` in its rollout wave's turn ({why})."
+        ),
+        format!(
+            "pull request #{} offers {offered}, superseded by {target}: close it ({why})",
+            pr.number
+        ),
+    )
+}
+
+/// Decides what should happen to one environment, and why, given what its
+/// channel's rollout lets it take now.
+pub fn plan_rollout(observed: &Observed, proposal: &Proposal, verdict: Option<&Verdict>) -> Plan {
     let env = observed.env.as_str();
     let branch = crate::git::branch_name(env);
     let base = observed.base_branch.as_str();
@@ -331,6 +403,20 @@ pub fn plan(observed: &Observed, proposal: &Proposal) -> Plan {
             ..plan
         }
     };
+    let rendering = match proposal {
+        Proposal::Fresh(d) => Some(d.version.as_str()),
+        Proposal::Current { version, .. } => Some(version.as_str()),
+        Proposal::Failed { .. } => None,
+    };
+    if let (Some(rendering), Some(verdict)) = (rendering, verdict)
+        && let Some((decision, reason)) = rollout_decision(observed, rendering, verdict)
+    {
+        plan.channel = Some(verdict.channel.clone());
+        plan.version.to = Some(rendering.to_string());
+        plan.decision = decision;
+        plan.reason = reason;
+        return plan;
+    }
     let delivery = match proposal {
         Proposal::Failed { error, class } => {
             plan.decision = Decision::Failed {
@@ -534,6 +620,7 @@ mod tests {
             author: if by_hydrant { "hydrant" } else { "Ada" }.into(),
             rendered_tree: Some(layout::git_tree_id(files)),
             on_current_base,
+            version: recorded_version(files),
         }
     }
 
@@ -887,6 +974,89 @@ mod tests {
                 to: Some("0.63.0".into())
             }
         );
+    }
+
+    fn verdict(state: crate::rollout::State, target: &str, skipped: &[&str]) -> Verdict {
+        Verdict {
+            env: "prod".into(),
+            wave: Some("everyone".into()),
+            earlier: vec!["canary".into()],
+            channel: "stable".into(),
+            current: Some("0.62.1".into()),
+            target: Some(target.into()),
+            release: Some("0.62.1".into()),
+            state,
+            reason: Some("wave `everyone` waits for `canary`: 1 of 2 run 0.64.0".into()),
+            hold: None,
+            skipped: skipped.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_rollout_decides_about_a_pull_request_that_offers_another_version() {
+        use crate::rollout::State;
+        // A pull request for 0.63.0 is open; the environment renders at 0.62.1
+        // with a changed override.
+        let offered = Observed {
+            branch: Some(tip_holding(&rendered("0.63.0", "v2"), true, true)),
+            pull_request: Some(pr(4, "hydrant(prod): stable 0.62.1 → 0.63.0", "b")),
+            ..base("0.62.1", "v1")
+        };
+        let at_current = fresh("0.62.1", "v1 with an override");
+        for (name, verdict, kind, reason) in [
+            (
+                "held: left open, not pushed to",
+                verdict(State::Held, "0.63.0", &[]),
+                Kind::Nothing,
+                "pull request #4 (0.63.0) is left open and not updated",
+            ),
+            (
+                "its wave waits for the version it offers: left open",
+                verdict(State::Waiting, "0.63.0", &[]),
+                Kind::Nothing,
+                "is left open",
+            ),
+            (
+                "the version it offers is skipped",
+                verdict(State::Offered, "0.62.1", &["0.63.0"]),
+                Kind::Close,
+                "offers 0.63.0, which is skipped",
+            ),
+            (
+                "the rollout restarted with a newer release",
+                verdict(State::Waiting, "0.64.0", &[]),
+                Kind::Close,
+                "superseded by 0.64.0",
+            ),
+        ] {
+            let plan = plan_rollout(&offered, &at_current, Some(&verdict));
+            assert_eq!(plan.decision.kind(), kind, "{name}: {plan:?}");
+            assert!(plan.reason.contains(reason), "{name}: {}", plan.reason);
+        }
+        // An offered environment's pull request is updated as before.
+        let plan = plan_rollout(
+            &offered,
+            &fresh("0.64.0", "v3"),
+            Some(&verdict(State::Offered, "0.64.0", &[])),
+        );
+        assert_eq!(plan.decision.kind(), Kind::Update, "{plan:?}");
+        match plan_rollout(
+            &offered,
+            &at_current,
+            Some(&verdict(State::Offered, "0.62.1", &["0.63.0"])),
+        )
+        .decision
+        {
+            Decision::Close {
+                comment,
+                delete_branch,
+                ..
+            } => {
+                assert!(comment.contains("`0.63.0` is skipped"), "{comment}");
+                assert_eq!(delete_branch.as_deref(), Some("c0ffee"));
+            }
+            other => panic!("expected a close, got {other:?}"),
+        }
     }
 
     #[test]

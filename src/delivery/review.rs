@@ -42,6 +42,15 @@ pub struct Change<'a> {
     pub new_files: &'a BTreeMap<String, String>,
     pub manifests: &'a [Manifest],
     pub provenance: &'a Provenance,
+    /// The environment's rollout wave, when `hydrant.yaml` has a `rollout:` block.
+    pub wave: Option<WaveText<'a>>,
+}
+
+/// An environment's rollout wave and the waves before it.
+#[derive(Debug, Clone, Copy)]
+pub struct WaveText<'a> {
+    pub name: &'a str,
+    pub earlier: &'a [String],
 }
 
 /// `hydrant(prod): stable 0.62.1 → 0.63.0`, or `hydrant(prod): re-render`.
@@ -399,6 +408,20 @@ pub fn body(c: &Change<'_>) -> String {
         code_cell(c.namespace)
     );
     let _ = writeln!(b, "| Channel | {} {version} |", code_cell(c.channel));
+    if let Some(w) = &c.wave {
+        let after = match w.earlier {
+            [] => "the first wave".to_string(),
+            earlier => format!(
+                "after {}",
+                earlier
+                    .iter()
+                    .map(|e| code_cell(e))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let _ = writeln!(b, "| Wave | {} ({after}) |", code_cell(w.name));
+    }
     let _ = writeln!(b, "| Base | {} |", code_cell(c.base));
     let _ = writeln!(
         b,
@@ -710,6 +733,7 @@ mod tests {
             old_files: &old_files,
             new_files: &new_files,
             manifests: &manifests,
+            wave: None,
             provenance: &merged.provenance,
         };
         let body = body(&c);
@@ -768,6 +792,7 @@ mod tests {
             old_files: &old_files,
             new_files: &new_files,
             manifests: &[],
+            wave: None,
             provenance: &prov,
         };
         let body = body(&c);
@@ -807,6 +832,7 @@ mod tests {
             old_files: &old_files,
             new_files: &new_files,
             manifests: &[],
+            wave: None,
             provenance: &prov,
         };
         let body = body(&c);
@@ -904,6 +930,7 @@ mod tests {
             old_files: &old_files,
             new_files: &new_files,
             manifests: &manifests,
+            wave: None,
             provenance: &prov,
         };
         let body = body(&c);

@@ -15,6 +15,7 @@ use crate::forge::Forge;
 use crate::git::Workspace;
 use crate::project::{ChannelFetch, ProjectError};
 use crate::reconcile::{self, CycleError, Options};
+use crate::rollout::{self, WaveSummary};
 
 /// Where one environment stands: `hydrant status`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,6 +30,24 @@ pub struct EnvStatus {
     pub rendered: Option<String>,
     pub pull_request: Option<PrStatus>,
     pub error: Option<String>,
+    /// Its rollout wave (only with a `rollout:` block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// The release its channel's rollout aims at, when it does not run it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why it does not take the target now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+/// Where the fleet stands: each environment, and each rollout wave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// Per wave and channel; empty without a `rollout:` block.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveSummary>,
+    pub environments: Vec<EnvStatus>,
 }
 
 /// An environment's open pull request.
@@ -70,6 +89,9 @@ pub fn summarise(
                 "the channel could not be fetched; `hydrant channel show --env {env}` tells why"
             )
         }),
+        wave: None,
+        target: None,
+        waiting: None,
     };
     match observed {
         Ok(observed) => {
@@ -88,29 +110,43 @@ pub fn summarise(
     status
 }
 
+/// Adds what the rollout says of the environment.
+pub fn with_verdict(mut status: EnvStatus, verdict: Option<&rollout::Verdict>) -> EnvStatus {
+    if let Some(v) = verdict {
+        status.wave = v.wave.clone();
+        if v.state != rollout::State::Pinned && v.target != v.current {
+            status.target = v.target.clone();
+        }
+        if v.stays() {
+            status.waiting = v.reason.clone();
+        }
+    }
+    status
+}
+
 /// Where each selected environment stands: the version its channel offers,
-/// the version rendered on the base branch, and its open pull request.
-/// Changes nothing.
-pub fn status(
-    ws: &Workspace,
-    forge: &dyn Forge,
-    opts: &Options,
-) -> Result<Vec<EnvStatus>, CycleError> {
+/// the version rendered on the base branch, its open pull request, and
+/// where its rollout wave stands. Changes nothing.
+pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Status, CycleError> {
     let fetched = ws.fetch(opts.base.as_deref())?;
     let project = reconcile::load(ws, &fetched, &opts.channel)?;
     let envs = reconcile::selected(&project, opts)?;
+    let now = jiff::Timestamp::now();
+    let decision = reconcile::decide_rollout(ws, &fetched, &project, &envs, now)?;
     let mut offered = BTreeMap::new();
     for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {
         for env in users {
             offered.insert(env, fetch.clone());
         }
     }
-    let now = jiff::Timestamp::now();
-    Ok(envs
+    let environments = envs
         .iter()
         .map(|env| {
             let observed = observe::environment(ws, forge, &fetched, env, Depth::Full);
-            let mut status = summarise(env, offered.get(env), observed, now);
+            let mut status = with_verdict(
+                summarise(env, offered.get(env), observed, now),
+                decision.verdict(env),
+            );
             // An environment whose own files do not parse fails every cycle
             // until they are fixed: say so here, as the daemon's logs do.
             if status.error.is_none()
@@ -120,7 +156,11 @@ pub fn status(
             }
             status
         })
-        .collect())
+        .collect();
+    Ok(Status {
+        waves: decision.waves,
+        environments,
+    })
 }
 
 #[cfg(test)]

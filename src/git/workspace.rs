@@ -438,6 +438,73 @@ impl Workspace {
         Ok(files)
     }
 
+    /// Walks the first parents of `commit` (newest first, at most `limit`
+    /// commits) once for all `paths`, and gives for each the commit time (in
+    /// seconds since the epoch) of the oldest commit from which on the file
+    /// satisfies `keeps(index, content)` at every commit: when it first
+    /// showed what it shows now. `None` where the file at `commit` does not.
+    /// A walk that reaches `limit` gives the time of the last commit read.
+    pub fn first_shown(
+        &self,
+        commit: Oid,
+        paths: &[String],
+        limit: usize,
+        keeps: impl Fn(usize, &str) -> bool,
+    ) -> Result<Vec<Option<i64>>, GitError> {
+        let mut since: Vec<Option<i64>> = vec![None; paths.len()];
+        let mut open: Vec<bool> = vec![true; paths.len()];
+        let mut blobs: Vec<Option<Oid>> = vec![None; paths.len()];
+        // When every path is below one directory and its tree did not change
+        // between two commits, no file below it did.
+        let top = paths
+            .first()
+            .and_then(|p| p.split('/').next())
+            .filter(|t| paths.iter().all(|p| p.split('/').next() == Some(*t)));
+        let mut last_top: Option<Oid> = None;
+        let mut next = Some(self.repo.find_commit(commit)?);
+        let mut walked = 0;
+        while let Some(c) = next {
+            if walked >= limit || !open.iter().any(|o| *o) {
+                break;
+            }
+            let tree = c.tree()?;
+            let time = c.time().seconds();
+            let top_id = top.and_then(|t| tree.get_name(t)).map(|e| e.id());
+            let unchanged = walked > 0 && top_id.is_some() && top_id == last_top;
+            for (i, path) in paths.iter().enumerate() {
+                if !open[i] {
+                    continue;
+                }
+                if !unchanged {
+                    let blob = tree
+                        .get_path(Path::new(path))
+                        .ok()
+                        .filter(|e| e.kind() == Some(ObjectType::Blob))
+                        .map(|e| e.id());
+                    let same = walked > 0 && blob == blobs[i];
+                    let ok = match blob {
+                        None => false,
+                        Some(_) if same => true,
+                        Some(id) => {
+                            let b = self.repo.find_blob(id)?;
+                            keeps(i, &String::from_utf8_lossy(b.content()))
+                        }
+                    };
+                    blobs[i] = blob;
+                    if !ok {
+                        open[i] = false;
+                        continue;
+                    }
+                }
+                since[i] = Some(time);
+            }
+            last_top = top_id;
+            walked += 1;
+            next = c.parent(0).ok();
+        }
+        Ok(since)
+    }
+
     /// The tip of `hydrant/<env>` on the remote, as last fetched.
     pub fn tip(&self, env: &str) -> Result<Option<Tip>, GitError> {
         let name = format!("refs/remotes/origin/{}", branch_name(env));

@@ -33,7 +33,7 @@ use crate::config::{self, ConfigError, FlatSetting};
 pub use duration::{parse_duration, parse_interval};
 
 /// Keys of `hydrant.yaml` the repository reads itself, not a flag.
-const REPOSITORY_KEYS: &[&str] = &["channelSource"];
+const REPOSITORY_KEYS: &[&str] = &["channelSource", "rollout"];
 /// Flags that are not settings.
 const NOT_SETTINGS: &[&str] = &["help", "version", "config"];
 
@@ -737,6 +737,19 @@ mod tests {
             ),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn the_repository_file_may_hold_a_rollout_block() {
+        let cmd = crate::cli::Cli::command();
+        let f = repository_file(
+            "interval: 5m\nrollout:\n  waves:\n    - name: canary\n      environments: [dev]\n",
+        );
+        assert_eq!(f.get("rollout").map(|s| s.line), Some(2));
+        check(&cmd, &f).unwrap();
+        // Any other block is still refused, with its line.
+        let err = config::parse_flat("hydrant.yaml", "rollouts:\n  waves: []\n").unwrap_err();
+        assert_eq!(err.line, Some(1), "{err}");
     }
 
     fn values_of(argv: &[&str], env: Option<&str>) -> Result<(), ValueError> {

@@ -1,0 +1,391 @@
+//! `rollout:` in the repository's `hydrant.yaml`: the waves a new release
+//! goes through, each with the environments it selects (names, globs,
+//! labels), its soak and the time it may start.
+//!
+//! ```yaml
+//! rollout:
+//!   waves:
+//!     - name: canary
+//!       environments: [dev, "tenant-000*"]
+//!       soak: 2h
+//!     - name: early
+//!       labels: {ring: early}
+//!       soak: 1d
+//!     - name: everyone
+//!       environments: ["*"]
+//!       notBefore: 2027-01-27T09:00:00Z
+//! ```
+//!
+//! Parsing is pure; the caller reads the file and the environments' labels.
+//! Every error names the file, the line and the key.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::config::{self, ConfigError};
+
+/// The waves of a rollout, in order. None: one implicit wave holding every
+/// environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rollout {
+    pub waves: Vec<Wave>,
+}
+
+/// One wave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wave {
+    pub name: String,
+    /// Names or globs (`*`, `?`); empty: any name.
+    pub environments: Vec<String>,
+    /// Labels an environment must all carry; empty: any.
+    pub labels: BTreeMap<String, String>,
+    /// How long the wave's last merge must stand before the next wave starts.
+    pub soak_secs: i64,
+    /// The wave does not start before this time.
+    pub not_before: Option<jiff::Timestamp>,
+}
+
+impl Wave {
+    /// Whether the wave selects an environment of this name and labels.
+    pub fn selects(&self, env: &str, labels: &BTreeMap<String, String>) -> bool {
+        let named = self.environments.is_empty() || self.environments.iter().any(|p| glob(p, env));
+        let labelled = self.labels.iter().all(|(k, v)| labels.get(k) == Some(v));
+        named && labelled
+    }
+}
+
+/// The part of `hydrant.yaml` read here; its other keys are flags' settings.
+#[derive(Debug, Default, Deserialize)]
+struct File {
+    #[serde(default)]
+    rollout: Option<Block>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Block {
+    waves: Vec<WaveBlock>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct WaveBlock {
+    name: String,
+    #[serde(default)]
+    environments: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "soak")]
+    soak: i64,
+    #[serde(default, deserialize_with = "timestamp")]
+    not_before: Option<jiff::Timestamp>,
+}
+
+fn soak<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let text = match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(serde::de::Error::custom(DURATION_HINT)),
+    };
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<jiff::Timestamp>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse::<jiff::Timestamp>().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{}` is not a time: give one in RFC 3339, such as `2027-01-27T09:00:00Z`",
+            text.escape_debug()
+        ))
+    })
+}
+
+const DURATION_HINT: &str =
+    "expected a duration such as `90s`, `30m`, `2h`, `1d` or `1h30m` (`0` for none)";
+
+/// `90s`, `30m`, `2h`, `1d`, `1h30m` (or `0`) in seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let bad = || format!("`{}`: {DURATION_HINT}", text.escape_debug());
+    let text = text.trim();
+    if text == "0" {
+        return Ok(0);
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    let mut units = 0;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: i64 = digits.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(bad)?;
+        digits.clear();
+        units += 1;
+    }
+    if units == 0 || !digits.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of
+/// characters and `?` for one.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // The classic two-pointer match with backtracking to the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// Reads `rollout:` from `hydrant.yaml`'s text (`file` names it in errors);
+/// `environments` are every environment of the repository with its labels,
+/// against which each selector is checked. No block, or no waves: `None`.
+pub fn parse(
+    file: &str,
+    text: &str,
+    environments: &[(String, BTreeMap<String, String>)],
+) -> Result<Option<Rollout>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let (parsed, lines) = match config::parse_located::<File>(file, text) {
+        Ok(parsed) => parsed,
+        Err(e) if e.message == "the file is empty" => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(block) = parsed.rollout else {
+        return Ok(None);
+    };
+    let error = |path: &[&str], message: String| {
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let line = (0..=path.len())
+            .rev()
+            .find_map(|n| lines.get(&path[..n]).copied());
+        ConfigError {
+            file: file.to_string(),
+            line,
+            message: format!("`{}`: {message}", crate::yaml::display_path(&path)),
+        }
+    };
+    let mut names = BTreeSet::new();
+    let mut waves = Vec::with_capacity(block.waves.len());
+    for (i, w) in block.waves.into_iter().enumerate() {
+        let i = i.to_string();
+        let at = |rest: &[&'static str]| {
+            let mut p = vec!["rollout", "waves", i.as_str()];
+            p.extend_from_slice(rest);
+            p.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+        };
+        let err = |rest: &[&'static str], message: String| {
+            let p = at(rest);
+            let p: Vec<&str> = p.iter().map(String::as_str).collect();
+            error(&p, message)
+        };
+        if !names.insert(w.name.clone()) {
+            return Err(err(
+                &["name"],
+                format!(
+                    "wave `{}` is named twice: each wave needs its own name",
+                    w.name
+                ),
+            ));
+        }
+        if crate::names::check(crate::names::NameKind::Channel, &w.name, file).is_err() {
+            return Err(err(
+                &["name"],
+                format!(
+                    "`{}` is not a wave name: use letters, digits, `-`, `_` and `.`",
+                    w.name.escape_debug()
+                ),
+            ));
+        }
+        if w.environments.is_empty() && w.labels.is_empty() {
+            return Err(err(
+                &[],
+                format!(
+                    "wave `{}` selects nothing: give `environments` (names or globs) or `labels`",
+                    w.name
+                ),
+            ));
+        }
+        for (j, pattern) in w.environments.iter().enumerate() {
+            if !environments.iter().any(|(n, _)| glob(pattern, n)) {
+                let j = j.to_string();
+                let p = at(&["environments"]);
+                let mut p: Vec<&str> = p.iter().map(String::as_str).collect();
+                p.push(&j);
+                return Err(error(
+                    &p,
+                    format!(
+                        "`{}` (wave `{}`) selects no environment",
+                        pattern.escape_debug(),
+                        w.name
+                    ),
+                ));
+            }
+        }
+        if !w.labels.is_empty()
+            && !environments
+                .iter()
+                .any(|(_, l)| w.labels.iter().all(|(k, v)| l.get(k) == Some(v)))
+        {
+            let shown: Vec<String> = w.labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            return Err(err(
+                &["labels"],
+                format!(
+                    "no environment carries the labels `{}` (wave `{}`)",
+                    shown.join(", "),
+                    w.name
+                ),
+            ));
+        }
+        waves.push(Wave {
+            name: w.name,
+            environments: w.environments,
+            labels: w.labels,
+            soak_secs: w.soak,
+            not_before: w.not_before,
+        });
+    }
+    Ok((!waves.is_empty()).then_some(Rollout { waves }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet() -> Vec<(String, BTreeMap<String, String>)> {
+        ["dev", "tenant-0001", "tenant-0002", "tenant-0150", "prod"]
+            .iter()
+            .map(|n| {
+                let mut labels = BTreeMap::new();
+                if *n == "prod" {
+                    labels.insert("ring".to_string(), "last".to_string());
+                }
+                (n.to_string(), labels)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn durations_read_in_seconds_minutes_hours_and_days() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("30m", 1_800),
+            ("2h", 7_200),
+            ("1d", 86_400),
+            ("1h30m", 5_400),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_duration(text), Ok(secs), "{text}");
+        }
+        for bad in ["", "h", "2", "2x", "1.5h", "-1h", "2h3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn globs_match_any_run_or_one_character() {
+        assert!(glob("*", "anything"));
+        assert!(glob("tenant-000*", "tenant-0001"));
+        assert!(!glob("tenant-000*", "tenant-0150"));
+        assert!(glob("tenant-0?50", "tenant-0150"));
+        assert!(glob("dev", "dev"));
+        assert!(!glob("dev", "dev2"));
+        assert!(glob("*-eu-*", "prod-eu-1"));
+    }
+
+    #[test]
+    fn a_rollout_block_reads_its_waves() {
+        let text = "interval: 5m\nrollout:\n  waves:\n    - name: canary\n      environments: [dev, \"tenant-000*\"]\n      soak: 2h\n    - name: everyone\n      labels: {ring: last}\n      notBefore: 2027-01-27T09:00:00Z\n";
+        let r = parse("hydrant.yaml", text, &fleet()).unwrap().unwrap();
+        assert_eq!(r.waves.len(), 2);
+        assert_eq!(r.waves[0].soak_secs, 7_200);
+        assert!(r.waves[0].selects("tenant-0002", &BTreeMap::new()));
+        assert_eq!(
+            r.waves[1].not_before,
+            Some("2027-01-27T09:00:00Z".parse().unwrap())
+        );
+        assert_eq!(parse("hydrant.yaml", "interval: 5m\n", &fleet()), Ok(None));
+        assert_eq!(parse("hydrant.yaml", "", &fleet()), Ok(None));
+    }
+
+    #[test]
+    fn a_misconfigured_rollout_names_file_line_and_key() {
+        for (text, line, says) in [
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      sok: 2h\n",
+                5,
+                "sok",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n    - name: b\n      environments: [\"tenant-9*\"]\n",
+                6,
+                "`tenant-9*` (wave `b`) selects no environment",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments:\n        - dev\n        - staging\n",
+                6,
+                "`staging` (wave `a`) selects no environment",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      soak: 2 hours\n",
+                5,
+                "rollout.waves.0.soak",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      notBefore: tomorrow\n",
+                5,
+                "not a time",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n    - name: a\n      environments: [prod]\n",
+                5,
+                "named twice",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      labels: {ring: first}\n",
+                4,
+                "no environment carries the labels `ring: first`",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      soak: 1h\n",
+                3,
+                "selects nothing",
+            ),
+        ] {
+            let err = parse("hydrant.yaml", text, &fleet()).unwrap_err();
+            assert_eq!(err.file, "hydrant.yaml");
+            assert_eq!(err.line, Some(line), "{text}: {err}");
+            assert!(err.to_string().contains(says), "{text}: {err}");
+        }
+    }
+}
