@@ -10,8 +10,8 @@ use crate::delivery::connect::{
     ApiOptions, ConnectError, ForgeKind, ForgeSettings, GitSettings, GithubApp, Session, Settings,
     api_defaults,
 };
-use crate::reconcile::{self, Action, Options, Outcome};
-use crate::rollout::WaveSummary;
+use crate::delivery::text;
+use crate::reconcile::{self, Action, Options};
 
 /// `hydrant reconcile`: always one cycle; `--once` is kept for the command
 /// lines (cron, CI) that say so.
@@ -141,36 +141,6 @@ pub struct ReconcileArgs {
     pub lock_timeout: u64,
 }
 
-/// `stable 0.62.1 → 0.63.0`, as the summaries show an environment's release.
-fn channel_and_version(o: &Outcome) -> (&str, String) {
-    (o.channel.as_deref().unwrap_or(""), o.version.shown())
-}
-
-fn print_text(outcomes: &[Outcome]) {
-    let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
-    for o in outcomes {
-        let (channel, version) = channel_and_version(o);
-        let mut line = format!(
-            "{:width$}  {:9}  {channel} {version}",
-            o.env,
-            o.action.to_string()
-        );
-        if let Some(c) = &o.commit {
-            line.push_str(&format!("  {}@{}", o.branch, &c[..12.min(c.len())]));
-        }
-        if let Some(pr) = &o.pull_request {
-            line.push_str(&format!("  PR #{} {}", pr.number, pr.url));
-        }
-        println!("{}", line.trim_end());
-        if o.action == Action::Skipped {
-            println!("{:width$}  {}", "", o.reason);
-        }
-        if let Some(e) = &o.error {
-            println!("{:width$}  error: {e}", "");
-        }
-    }
-}
-
 impl ReconcileArgs {
     /// The forge `--forge` names, or the one the repository's host tells.
     pub(crate) fn forge_kind(&self) -> Result<ForgeKind, ConnectError> {
@@ -231,41 +201,6 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
     Ok((session, opts))
 }
 
-/// Prints what each environment's plan decided, why, and what it changes:
-/// `hydrant plan`, and `hydrant reconcile --dry-run`.
-fn print_plan(outcomes: &[Outcome], waves: &[WaveSummary]) {
-    for line in super::status::wave_lines(waves) {
-        println!("{line}");
-    }
-    let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
-    for o in outcomes {
-        let (channel, version) = channel_and_version(o);
-        let mut line = format!(
-            "{:width$}  {:13}  {channel} {version}",
-            o.env,
-            o.decision.to_string()
-        );
-        if let Some(pr) = &o.pull_request {
-            line.push_str(&format!("  PR #{}", pr.number));
-        }
-        if let Some(wave) = &o.wave {
-            line.push_str(&format!("  wave {wave}"));
-        }
-        println!("{}", line.trim_end());
-        println!("{:width$}  {}", "", o.reason);
-        if let Some(waiting) = &o.waiting {
-            let target = o.target.as_deref().unwrap_or("-");
-            println!("{:width$}  stays until it may take {target}: {waiting}", "");
-        }
-        for f in &o.files {
-            println!("{:width$}  {} {}", "", f.change.mark(), f.path);
-        }
-        if let Some(e) = &o.error {
-            println!("{:width$}  error: {e}", "");
-        }
-    }
-}
-
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (Session { workspace, forge }, opts) = prepare(&args)?;
     let (outcomes, waves) = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
@@ -280,16 +215,12 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     match args.output {
-        OutputFormat::Json if waves.is_empty() => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"environments": outcomes}))?
-        ),
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"waves": waves, "environments": outcomes}))?
+            serde_json::to_string_pretty(&text::json(&waves, &outcomes))?
         ),
-        OutputFormat::Text if opts.dry_run => print_plan(&outcomes, &waves),
-        OutputFormat::Text => print_text(&outcomes),
+        OutputFormat::Text if opts.dry_run => print!("{}", text::plan(&outcomes, &waves)),
+        OutputFormat::Text => print!("{}", text::outcomes(&outcomes)),
     }
     let failed = outcomes
         .iter()

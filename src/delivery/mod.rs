@@ -15,6 +15,7 @@ pub mod observe;
 pub mod plan;
 pub mod review;
 pub mod status;
+pub mod text;
 
 use serde::Serialize;
 

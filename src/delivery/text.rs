@@ -1,0 +1,255 @@
+//! How a cycle's outcomes, a plan and a status read as text: what
+//! `hydrant reconcile`, `hydrant plan` (and `reconcile --dry-run`) and
+//! `hydrant status` print. Pure: values in, text out.
+
+use super::status::{EnvStatus, Status};
+use super::{Action, Outcome};
+use crate::rollout::WaveSummary;
+
+/// `stable 0.62.1 → 0.63.0`, as the summaries show an environment's release.
+fn channel_and_version(o: &Outcome) -> (&str, String) {
+    (o.channel.as_deref().unwrap_or(""), o.version.shown())
+}
+
+/// One line per environment a reconcile went through, with what it did.
+pub fn outcomes(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
+    for o in outcomes {
+        let (channel, version) = channel_and_version(o);
+        let mut line = format!(
+            "{:width$}  {:9}  {channel} {version}",
+            o.env,
+            o.action.to_string()
+        );
+        if let Some(c) = &o.commit {
+            line.push_str(&format!("  {}@{}", o.branch, &c[..12.min(c.len())]));
+        }
+        if let Some(pr) = &o.pull_request {
+            line.push_str(&format!("  PR #{} {}", pr.number, pr.url));
+        }
+        writeln(&mut out, line.trim_end());
+        if o.action == Action::Skipped {
+            writeln(&mut out, format!("{:width$}  {}", "", o.reason));
+        }
+        if let Some(e) = &o.error {
+            writeln(&mut out, format!("{:width$}  error: {e}", ""));
+        }
+    }
+    out
+}
+
+/// What each environment's plan decided, why, and what it changes:
+/// `hydrant plan`, and `hydrant reconcile --dry-run`.
+pub fn plan(outcomes: &[Outcome], waves: &[WaveSummary]) -> String {
+    let mut out = String::new();
+    for line in wave_lines(waves) {
+        writeln(&mut out, &line);
+    }
+    let width = outcomes.iter().map(|o| o.env.len()).max().unwrap_or(0);
+    for o in outcomes {
+        let (channel, version) = channel_and_version(o);
+        let mut line = format!(
+            "{:width$}  {:13}  {channel} {version}",
+            o.env,
+            o.decision.to_string()
+        );
+        if let Some(pr) = &o.pull_request {
+            line.push_str(&format!("  PR #{}", pr.number));
+        }
+        if let Some(wave) = &o.wave {
+            line.push_str(&format!("  wave {wave}"));
+        }
+        writeln(&mut out, line.trim_end());
+        writeln(&mut out, format!("{:width$}  {}", "", o.reason));
+        if let Some(waiting) = &o.waiting {
+            let target = o.target.as_deref().unwrap_or("-");
+            writeln(
+                &mut out,
+                format!("{:width$}  stays until it may take {target}: {waiting}", ""),
+            );
+        }
+        for f in &o.files {
+            writeln(
+                &mut out,
+                format!("{:width$}  {} {}", "", f.change.mark(), f.path),
+            );
+        }
+        if let Some(e) = &o.error {
+            writeln(&mut out, format!("{:width$}  error: {e}", ""));
+        }
+    }
+    out
+}
+
+/// `3d`, `5h`, `12m`, `40s`.
+fn age(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// One line per rollout wave and channel: its target, how many run it, how
+/// many are offered it, wait or are held, the soak left and the holds.
+fn wave_lines(waves: &[crate::rollout::WaveSummary]) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in waves {
+        let mut line = format!(
+            "wave {}  {} {}: {} of {} run it, {} offered, {} waiting, {} held",
+            w.wave,
+            w.channel,
+            w.target.as_deref().unwrap_or("-"),
+            w.running,
+            w.environments,
+            w.offered,
+            w.waiting,
+            w.held
+        );
+        if w.pinned > 0 {
+            line.push_str(&format!(", {} pinned", w.pinned));
+        }
+        if let Some(secs) = w.soak_remaining_secs {
+            line.push_str(&format!(", soaking {} more", age(secs.unsigned_abs())));
+        }
+        for h in &w.holds {
+            line.push_str(&format!("; held by {}: {}", h.by, h.reason));
+        }
+        out.push(line);
+    }
+    out
+}
+
+fn line(s: &EnvStatus) -> [String; 5] {
+    let channel = match (&s.channel, &s.release) {
+        (Some(c), Some(r)) => format!("{c}@{r}"),
+        (Some(c), None) => c.clone(),
+        _ => "-".to_string(),
+    };
+    let available = s.available.clone().unwrap_or_else(|| "-".to_string());
+    let rendered = s.rendered.clone().unwrap_or_else(|| "-".to_string());
+    let pr = match &s.pull_request {
+        None if s.available.is_some() && s.available == s.rendered => "up to date".to_string(),
+        None => "-".to_string(),
+        Some(pr) => {
+            let mut text = format!("#{}", pr.number);
+            if let Some(a) = pr.age_secs {
+                text.push_str(&format!(" opened {} ago", age(a)));
+            }
+            text.push_str(if pr.draft {
+                ", draft"
+            } else if pr.waits_for_review {
+                ", waits for review"
+            } else {
+                ", merges when checks pass"
+            });
+            format!("{text}  {}", pr.url)
+        }
+    };
+    [s.env.clone(), channel, available, rendered, pr]
+}
+
+/// The status table, with each rollout wave above it and why each
+/// environment waits below it.
+pub fn status(status: &Status) -> String {
+    let mut out = String::new();
+    for line in wave_lines(&status.waves) {
+        writeln(&mut out, line);
+    }
+    let mut rows = vec![
+        [
+            "ENVIRONMENT",
+            "CHANNEL",
+            "AVAILABLE",
+            "RENDERED",
+            "PULL REQUEST",
+        ]
+        .map(String::from),
+    ];
+    rows.extend(status.environments.iter().map(line));
+    let widths: Vec<usize> = (0..4)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let mut text = String::new();
+        for (cell, w) in r.iter().zip(&widths) {
+            text.push_str(&format!("{cell:w$}  "));
+        }
+        text.push_str(&r[4]);
+        writeln(&mut out, text.trim_end());
+    }
+    for s in &status.environments {
+        if let Some(waiting) = &s.waiting {
+            writeln(
+                &mut out,
+                format!(
+                    "{}: wave {}, stays until it may take {}: {waiting}",
+                    s.env,
+                    s.wave.as_deref().unwrap_or("-"),
+                    s.target.as_deref().unwrap_or("-")
+                ),
+            );
+        }
+    }
+    out
+}
+
+fn writeln(out: &mut String, line: impl AsRef<str>) {
+    out.push_str(line.as_ref());
+    out.push('\n');
+}
+
+/// The JSON of a plan, a cycle or a status: `waves` only when the repository
+/// has a rollout block.
+pub fn json<T: serde::Serialize>(waves: &[WaveSummary], environments: &[T]) -> serde_json::Value {
+    if waves.is_empty() {
+        serde_json::json!({ "environments": environments })
+    } else {
+        serde_json::json!({ "waves": waves, "environments": environments })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::status::PrStatus;
+
+    #[test]
+    fn a_row_says_what_waits() {
+        let mut s = EnvStatus {
+            env: "prod".into(),
+            channel: Some("stable".into()),
+            release: None,
+            available: Some("0.63.0".into()),
+            rendered: Some("0.62.1".into()),
+            pull_request: Some(PrStatus {
+                number: 7,
+                url: "https://example.test/7".into(),
+                opened_at: None,
+                age_secs: Some(7_300),
+                draft: false,
+                waits_for_review: true,
+            }),
+            error: None,
+            wave: None,
+            target: None,
+            waiting: None,
+        };
+        assert_eq!(
+            line(&s),
+            [
+                "prod",
+                "stable",
+                "0.63.0",
+                "0.62.1",
+                "#7 opened 2h ago, waits for review  https://example.test/7"
+            ]
+            .map(String::from)
+        );
+        s.pull_request = None;
+        s.rendered = Some("0.63.0".into());
+        assert_eq!(line(&s)[4], "up to date");
+    }
+}
