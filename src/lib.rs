@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod duration;
 pub mod forge;
 #[doc(hidden)]
 pub mod fuzzing;

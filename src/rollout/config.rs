@@ -86,7 +86,11 @@ fn soak<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let text = match serde_json::Value::deserialize(d)? {
         serde_json::Value::String(s) => s,
         serde_json::Value::Number(n) => n.to_string(),
-        _ => return Err(serde::de::Error::custom(DURATION_HINT)),
+        _ => {
+            return Err(serde::de::Error::custom(
+                "expected a duration such as `90s`, `30m`, `2h`, `1d` or `1h30m` (`0` for none)",
+            ));
+        }
     };
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
@@ -101,43 +105,10 @@ fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<jiff::Timestamp>,
     })
 }
 
-const DURATION_HINT: &str =
-    "expected a duration such as `90s`, `30m`, `2h`, `1d` or `1h30m` (`0` for none)";
-
 /// `90s`, `30m`, `2h`, `1d`, `1h30m` (or `0`) in seconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let bad = || format!("`{}`: {DURATION_HINT}", text.escape_debug());
-    let text = text.trim();
-    if text == "0" {
-        return Ok(0);
-    }
-    let mut total: i64 = 0;
-    let mut digits = String::new();
-    let mut units = 0;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
-            _ => return Err(bad()),
-        };
-        let n: i64 = digits.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(bad)?;
-        digits.clear();
-        units += 1;
-    }
-    if units == 0 || !digits.is_empty() {
-        return Err(bad());
-    }
-    Ok(total)
+    let d = crate::duration::parse_duration(text)?;
+    i64::try_from(d.as_secs()).map_err(|_| format!("`{}` is too long", text.escape_debug()))
 }
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of

@@ -38,7 +38,7 @@ use jiff::tz::{TimeZone, TimeZoneDatabase};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 
-use super::duration::{format_duration, parse_duration};
+use crate::duration::{format_duration, parse_duration};
 
 /// The longest freeze window, recurring or one-off: a bound on the cost of
 /// looking back for the window that applies.

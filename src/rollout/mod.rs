@@ -17,7 +17,6 @@
 
 pub mod budget;
 pub mod config;
-pub mod duration;
 pub mod freeze;
 pub mod gate;
 pub mod holds;

@@ -1,25 +1,15 @@
 //! Durations as people write them in flags, variables and the settings
-//! file: `30s`, `5m`, `1h`, `250ms`.
+//! file: `30s`, `5m`, `1h`, `250ms`, or a bare number of seconds.
 
 use std::time::Duration;
 
-/// `90s`, `5m`, `1h`, `250ms`, or plain seconds.
+/// `90s`, `5m`, `1h30m`, `250ms`, or plain seconds: the one duration syntax
+/// ([`crate::duration`]), where a flag also takes a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = t
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| t.split_at(i))
-        .unwrap_or((t, "s"));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 30s, 5m or 1h"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{text}`: use ms, s, m or h")),
-    })
+    match text.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => crate::duration::parse_duration(text),
+    }
 }
 
 /// `--interval`: a duration of at least a second.

@@ -1,10 +1,13 @@
-//! Durations as people write them in `hydrant.yaml`: `90s`, `30m`, `2h`,
-//! `1d`, `1h30m` (units from the largest to the smallest, each at most once;
-//! `ms` too, for tests and short timeouts). A day is 24 hours here; where a
+//! Durations as people write them, everywhere hydrant reads one (flags,
+//! variables, settings files, `rollout:`): `90s`, `30m`, `2h`, `1d`, `1h30m`
+//! (units from the largest to the smallest, each at most once; `ms` too, for
+//! tests and short timeouts). A day is 24 hours here; where a
 //! duration meets a calendar (a freeze window across a daylight saving
 //! change) the caller decides on the wall clock, not this parser.
 //!
-//! A bare number is refused: in a rollout, `64` could mean seconds or hours.
+//! A bare number is refused (`0` aside): in a rollout, `64` could mean
+//! seconds or hours. Flags keep reading a bare number as seconds
+//! ([`crate::settings::parse_duration`]).
 
 use std::time::Duration;
 
@@ -29,6 +32,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
         return refuse(" (it is empty)");
+    }
+    if t == "0" {
+        return Ok(Duration::ZERO);
     }
     let mut rest = t;
     let mut total: u64 = 0;
