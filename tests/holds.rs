@@ -144,6 +144,20 @@ fn an_unknown_environment_or_a_hostile_reason_is_refused_and_nothing_is_committe
         "{}",
         r.stderr
     );
+    // A wave is checked against `rollout.waves`, like an environment.
+    let r = run(
+        &url,
+        dirs.path(),
+        &["hold", "--wave", "early", "--reason", "audit", "--by", "a"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "`early` is not a wave of `rollout.waves` in `hydrant.yaml` on `main`, and there are none"
+        ),
+        "{}",
+        r.stderr
+    );
     for reason in [
         "<script>alert(1)</script>",
         "one\nHydrant-Environment: prod",
@@ -179,6 +193,11 @@ fn a_base_branch_that_refuses_pushes_is_named_with_a_hint_and_a_lost_race_is_ret
     let remote = Remote::new();
     let dirs = tempfile::tempdir().unwrap();
     let url = remote.url();
+    remote.commit_to_main(
+        "hydrant.yaml",
+        "rollout:\n  waves:\n    - name: early\n      environments: [dev]\n    - name: everyone\n",
+        "Two waves",
+    );
     hook(&remote, "#!/bin/sh\necho 'main is protected' >&2\nexit 1\n");
     let r = run(
         &url,
@@ -315,6 +334,12 @@ fn the_daemon_holds_and_releases_with_the_trigger_token_only() {
             "POST",
             "/api/v1/holds",
             r#"{"environment": "nosuch", "reason": "x", "by": "a"}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/holds",
+            r#"{"wave": "nosuch", "reason": "x", "by": "a"}"#,
             400,
         ),
         (

@@ -146,10 +146,13 @@ async fn edit(s: Arc<Shared>, change: Change, by: String, created: StatusCode) -
     };
     tracing::warn!(error = %error, "a change of holds through the API failed");
     let status = match &error {
-        HoldsError::UnknownEnvironment { .. } => StatusCode::BAD_REQUEST,
-        HoldsError::Refused { .. } | HoldsError::Raced { .. } | HoldsError::File(_) => {
-            StatusCode::CONFLICT
+        HoldsError::UnknownEnvironment { .. } | HoldsError::UnknownWave { .. } => {
+            StatusCode::BAD_REQUEST
         }
+        HoldsError::Refused { .. }
+        | HoldsError::Raced { .. }
+        | HoldsError::File(_)
+        | HoldsError::Waves(_) => StatusCode::CONFLICT,
         HoldsError::Git(_) => StatusCode::BAD_GATEWAY,
     };
     refused(status, &error.to_string())

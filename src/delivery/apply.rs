@@ -96,6 +96,36 @@ pub fn apply(
                 pull_request: pr_ref,
             })
         }
+        Decision::Describe { body, .. } => {
+            let Some(pr) = pr else {
+                return Ok(unchanged(Action::Unchanged));
+            };
+            // The pull request as it is, with another description: no
+            // settings (they were set when it opened, or wait for the next
+            // update that delivers a render).
+            let request = PrRequest {
+                head: pr.head.clone(),
+                base: pr.base.clone(),
+                title: pr.title.clone(),
+                body: body.clone(),
+                labels: Vec::new(),
+                reviewers: Vec::new(),
+                draft: false,
+                auto_merge: false,
+            };
+            let (described, ensured) = cx.forge.ensure_pull_request(&request)?;
+            Ok(Applied {
+                action: match ensured {
+                    Ensured::Unchanged => Action::Unchanged,
+                    _ => Action::Updated,
+                },
+                commit: tip.clone(),
+                pull_request: Some(PrRef {
+                    number: described.number,
+                    url: described.url,
+                }),
+            })
+        }
         Decision::Open { push } | Decision::Update { push, .. } => {
             let Proposal::Fresh(delivery) = proposal else {
                 return Ok(unchanged(Action::Unchanged));

@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, SETTINGS_FILE};
 use crate::git::{GitError, Signature, Workspace};
 use crate::rollout::holds::{FILE, Hold, Holds, Scope};
 
@@ -68,6 +68,20 @@ pub enum HoldsError {
         known: Vec<String>,
     },
     #[error(
+        "`{name}` is not a wave of `rollout.waves` in `{SETTINGS_FILE}` on `{branch}`{}",
+        known_list(.known)
+    )]
+    UnknownWave {
+        name: String,
+        branch: String,
+        known: Vec<String>,
+    },
+    /// `hydrant.yaml` does not parse, so a wave cannot be checked.
+    #[error(
+        "{0}; hint: a wave is checked against `rollout.waves` there: fix `{SETTINGS_FILE}` with a pull request, or hold `--all` or `--env`"
+    )]
+    Waves(#[source] ConfigError),
+    #[error(
         "the base branch `{branch}` of `{url}` refused the commit: {message}; hint: it takes no direct pushes (a receive hook or a branch protection): change `{FILE}` with a pull request instead"
     )]
     Refused {
@@ -85,7 +99,10 @@ impl HoldsError {
     /// Whether the caller's input is at fault (an unknown environment), as
     /// opposed to the repository or the remote.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, HoldsError::UnknownEnvironment { .. })
+        matches!(
+            self,
+            HoldsError::UnknownEnvironment { .. } | HoldsError::UnknownWave { .. }
+        )
     }
 }
 
@@ -186,6 +203,7 @@ pub fn commit(ws: &Workspace, edit: &Edit) -> Result<Committed, HoldsError> {
         base_branch = Some(branch.clone());
         if let Change::Hold(holds) = &change {
             check_environments(ws, base, &branch, holds)?;
+            check_waves(ws, base, &branch, holds)?;
         }
         let mut holds = match ws.file_at(base, FILE)? {
             Some(text) => {
@@ -265,6 +283,33 @@ fn check_environments(
     Ok(())
 }
 
+/// Refuses a hold on a wave that `rollout.waves` on the base branch does not list.
+fn check_waves(
+    ws: &Workspace,
+    base: crate::git::Oid,
+    branch: &str,
+    holds: &[Hold],
+) -> Result<(), HoldsError> {
+    let Some(name) = holds.iter().find_map(|h| match &h.scope {
+        Scope::Wave(w) => Some(w),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let text = ws.file_at(base, SETTINGS_FILE)?.unwrap_or_default();
+    let known =
+        crate::rollout::config::wave_names(&format!("{SETTINGS_FILE}` on `{branch}"), &text)
+            .map_err(HoldsError::Waves)?;
+    match known.contains(name) {
+        true => Ok(()),
+        false => Err(HoldsError::UnknownWave {
+            name: name.clone(),
+            branch: branch.to_string(),
+            known,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +360,20 @@ mod tests {
             )
         );
         assert_eq!(holds.holds.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_wave_is_named_with_the_waves_there_are() {
+        let e = HoldsError::UnknownWave {
+            name: "erly".to_string(),
+            branch: "main".to_string(),
+            known: vec!["canary".to_string(), "early".to_string()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "`erly` is not a wave of `rollout.waves` in `hydrant.yaml` on `main`: `canary`, `early`"
+        );
+        assert!(e.is_bad_input());
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl Action {
     pub fn planned(decision: &Decision) -> Action {
         match decision {
             Decision::Open { .. } => Action::Opened,
-            Decision::Update { .. } => Action::Updated,
+            Decision::Update { .. } | Decision::Describe { .. } => Action::Updated,
             Decision::Nothing | Decision::DeleteBranch { .. } => Action::Unchanged,
             Decision::Close { .. } => Action::Closed,
             Decision::LeaveAlone { .. } => Action::Skipped,

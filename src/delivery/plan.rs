@@ -102,6 +102,10 @@ pub enum Decision {
     /// Push (if the branch does not hold the render yet) and update the open
     /// pull request in place.
     Update { push: Option<Push>, number: u64 },
+    /// Rewrite the open pull request's description only: no push, no new
+    /// commit (a held environment's pull request says that it is held, and
+    /// stops saying so when the hold is released).
+    Describe { number: u64, body: String },
     /// The branch and pull request, if any, are what they should be.
     Nothing,
     /// The base branch already holds the render: close the pull request with
@@ -163,7 +167,7 @@ impl Decision {
     pub fn kind(&self) -> Kind {
         match self {
             Decision::Open { .. } => Kind::Open,
-            Decision::Update { .. } => Kind::Update,
+            Decision::Update { .. } | Decision::Describe { .. } => Kind::Update,
             Decision::Nothing => Kind::Nothing,
             Decision::Close { .. } => Kind::Close,
             Decision::DeleteBranch { .. } => Kind::DeleteBranch,
@@ -337,10 +341,31 @@ fn rollout_decision(
     }
     let why = verdict.reason.clone().unwrap_or_default();
     if verdict.state == State::Held || verdict.target.as_deref() == Some(offered) {
+        let hold = verdict
+            .hold
+            .as_ref()
+            .filter(|_| verdict.state == State::Held);
+        let body = super::review::with_held_note(&pr.body, env, hold);
+        if body == pr.body {
+            return Some((
+                Decision::Nothing,
+                format!(
+                    "{why}; pull request #{} ({offered}) is left open and not updated",
+                    pr.number
+                ),
+            ));
+        }
+        let what = match hold {
+            Some(_) => "to say that it is held",
+            None => "as the hold is released",
+        };
         return Some((
-            Decision::Nothing,
+            Decision::Describe {
+                number: pr.number,
+                body,
+            },
             format!(
-                "{why}; pull request #{} ({offered}) is left open and not updated",
+                "{why}; pull request #{} ({offered}) is left open and not pushed to; its description is rewritten {what}",
                 pr.number
             ),
         ));
@@ -900,6 +925,11 @@ mod tests {
                 }
             }
             (Decision::DeleteBranch { .. }, _) => next.branch = None,
+            (Decision::Describe { body, .. }, _) => {
+                if let Some(pr) = &mut next.pull_request {
+                    pr.body = body.clone();
+                }
+            }
             (
                 Decision::LeaveAlone {
                     comment: Some(_), ..
@@ -1057,6 +1087,83 @@ mod tests {
             }
             other => panic!("expected a close, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_held_pull_request_says_who_held_it_and_why_until_the_hold_is_released() {
+        use crate::rollout::State;
+        use crate::rollout::holds::{Hold, Scope};
+        let offered = |body: &str| Observed {
+            branch: Some(tip_holding(&rendered("0.63.0", "v2"), true, true)),
+            pull_request: Some(pr(4, "hydrant(prod): stable 0.62.1 → 0.63.0", body)),
+            ..base("0.62.1", "v1")
+        };
+        let at_current = fresh("0.62.1", "v1 with an override");
+        let mut held = verdict(State::Held, "0.63.0", &[]);
+        held.hold = Some(Hold {
+            scope: Scope::All,
+            reason: "incident <!-- 4711 --> [see](http://evil)".into(),
+            by: "alice_*".into(),
+            since: Some("2027-01-27T09:00:00Z".into()),
+        });
+        held.reason = Some("held by alice_*: incident 4711".into());
+
+        // Held: the description is rewritten (no push), and says by whom and why.
+        let first = plan_rollout(&offered("the body"), &at_current, Some(&held));
+        assert_eq!(first.decision.kind(), Kind::Update, "{first:?}");
+        assert!(
+            first
+                .reason
+                .contains("not pushed to; its description is rewritten to say that it is held"),
+            "{}",
+            first.reason
+        );
+        let Decision::Describe { number: 4, body } = &first.decision else {
+            panic!("expected the description alone, got {:?}", first.decision);
+        };
+        assert!(body.ends_with("the body"), "{body}");
+        assert!(
+            body.contains("**Held** (every environment) by alice\\_\\* since 2027-01-27T09:00:00Z: incident &lt;\\!-- 4711 --&gt; \\[see\\](http://evil)"),
+            "the hold's words are escaped: {body}"
+        );
+        assert_eq!(body.matches("-->").count(), 2, "{body}");
+
+        // Said once: planning again over the described pull request writes nothing.
+        let again = plan_rollout(&offered(body), &at_current, Some(&held));
+        assert_eq!(again.decision, Decision::Nothing, "{}", again.reason);
+        assert!(again.reason.contains("left open and not updated"));
+
+        // Released, its wave still waiting for the version it offers: the
+        // note goes, the rest stays.
+        let waiting = verdict(State::Waiting, "0.63.0", &[]);
+        match plan_rollout(&offered(body), &at_current, Some(&waiting)).decision {
+            Decision::Describe { number: 4, body } => assert_eq!(body, "the body"),
+            other => panic!("expected the note removed, got {other:?}"),
+        }
+        let settled = plan_rollout(&offered("the body"), &at_current, Some(&waiting));
+        assert_eq!(settled.decision, Decision::Nothing, "{}", settled.reason);
+
+        // Released and offered: the usual update replaces the whole description.
+        let released = plan_rollout(
+            &offered(body),
+            &fresh("0.63.0", "v2"),
+            Some(&verdict(State::Offered, "0.63.0", &[])),
+        );
+        assert_eq!(
+            released.decision,
+            Decision::Update {
+                push: None,
+                number: 4
+            },
+            "{}",
+            released.reason
+        );
+
+        // The note's closing marker further down a description (in a diff,
+        // say) is not hydrant's note.
+        let forged = "text\n<!-- /hydrant:held -->\n\nmore";
+        let plan = plan_rollout(&offered(forged), &at_current, Some(&waiting));
+        assert_eq!(plan.decision, Decision::Nothing, "{}", plan.reason);
     }
 
     #[test]

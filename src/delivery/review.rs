@@ -665,6 +665,45 @@ fn redact_diff(text: &str, file: &str, c: &Change<'_>) -> String {
     }
 }
 
+/// Opens the note at the top of a held environment's pull request.
+const HELD_START: &str = "<!-- hydrant:held -->\n";
+/// Closes it. Nothing inside the note can close it early: the hold's text goes
+/// through [`cell_text`], which escapes `<`.
+const HELD_END: &str = "<!-- /hydrant:held -->\n\n";
+
+/// A pull request's description with the note that `hold` keeps hydrant from
+/// updating it (who held it, when and why) at its top, or, with no hold,
+/// without such a note; the rest of the description is kept as it is. Only a
+/// note at the very start is hydrant's: the same text further down (say, in
+/// a diff) is left alone.
+pub fn with_held_note(body: &str, env: &str, hold: Option<&crate::rollout::holds::Hold>) -> String {
+    let rest = body
+        .strip_prefix(HELD_START)
+        .and_then(|b| b.split_once(HELD_END).map(|(_, rest)| rest))
+        .unwrap_or(body);
+    let Some(hold) = hold else {
+        return rest.to_string();
+    };
+    let since = hold
+        .since
+        .as_deref()
+        .map(|s| format!(" since {}", cell_text(s)))
+        .unwrap_or_default();
+    let note = format!(
+        "{HELD_START}> **Held** ({}) by {}{since}: {}\n>\n> hydrant leaves this pull request open and does not update it until the hold is released (`hydrant release-hold`).\n{HELD_END}",
+        cell_text(&hold.scope.describe()),
+        cell_text(&hold.by),
+        cell_text(&hold.reason),
+    );
+    if note.len() + rest.len() < MAX_BODY {
+        return format!("{note}{rest}");
+    }
+    format!(
+        "{note}The rest of this description is left out while the environment is held, to keep it within {MAX_BODY} characters; {} shows the change.\n",
+        code(&format!("hydrant diff --env {env}"))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

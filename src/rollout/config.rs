@@ -111,6 +111,23 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     i64::try_from(d.as_secs()).map_err(|_| format!("`{}` is too long", text.escape_debug()))
 }
 
+/// The names of the waves `rollout:` lists in `hydrant.yaml`'s text, in
+/// order (none without a block). Unlike [`parse`], it does not check what the
+/// waves select: it is what a hold on a wave is checked against.
+pub fn wave_names(file: &str, text: &str) -> Result<Vec<String>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    match config::parse_located::<File>(file, text) {
+        Ok((parsed, _)) => Ok(parsed
+            .rollout
+            .map(|b| b.waves.into_iter().map(|w| w.name).collect())
+            .unwrap_or_default()),
+        Err(e) if e.message == "the file is empty" => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `name` matches `pattern`, where `*` stands for any run of
 /// characters and `?` for one.
 pub fn glob(pattern: &str, name: &str) -> bool {
@@ -292,6 +309,23 @@ mod tests {
         assert!(glob("dev", "dev"));
         assert!(!glob("dev", "dev2"));
         assert!(glob("*-eu-*", "prod-eu-1"));
+    }
+
+    #[test]
+    fn wave_names_are_read_without_checking_what_the_waves_select() {
+        let text = "rollout:\n  waves:\n    - name: canary\n      environments: [nosuch]\n    - name: everyone\n";
+        assert_eq!(
+            wave_names("hydrant.yaml", text),
+            Ok(vec!["canary".to_string(), "everyone".to_string()])
+        );
+        assert_eq!(wave_names("hydrant.yaml", "interval: 5m\n"), Ok(Vec::new()));
+        assert_eq!(wave_names("hydrant.yaml", ""), Ok(Vec::new()));
+        let err = wave_names("hydrant.yaml", "rollout:\n  waves:\n    - nme: a\n").unwrap_err();
+        assert_eq!(
+            (err.file.as_str(), err.line),
+            ("hydrant.yaml", Some(3)),
+            "{err}"
+        );
     }
 
     #[test]
