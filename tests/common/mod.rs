@@ -10,6 +10,7 @@ pub mod fake_github;
 pub mod flaky;
 pub mod git;
 pub mod prometheus;
+pub mod rollout;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
