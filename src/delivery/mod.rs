@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod connect;
+pub mod group;
 pub mod holds;
 pub mod observe;
 pub mod plan;

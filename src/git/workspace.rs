@@ -51,6 +51,17 @@ pub struct Tip {
     pub author: String,
 }
 
+/// One commit of a branch above its base, as [`Workspace::commits_above`]
+/// lists it.
+#[derive(Debug, Clone)]
+pub struct BranchCommit {
+    pub commit: Oid,
+    pub tree: Oid,
+    pub parents: Vec<Oid>,
+    pub author: String,
+    pub message: String,
+}
+
 pub struct Workspace {
     repo: Repository,
     /// The remote as shown to people: a URL without credentials, or a path.
@@ -503,6 +514,53 @@ impl Workspace {
             next = c.parent(0).ok();
         }
         Ok(since)
+    }
+
+    /// The first-parent commits from `tip` down to (not including) the first
+    /// one `base` contains, newest first; `None` when there are more than
+    /// `limit`.
+    pub fn commits_above(
+        &self,
+        tip: Oid,
+        base: Oid,
+        limit: usize,
+    ) -> Result<Option<Vec<BranchCommit>>, GitError> {
+        let mut out = Vec::new();
+        let mut next = Some(tip);
+        while let Some(id) = next {
+            if self.contains(base, id) {
+                break;
+            }
+            if out.len() == limit {
+                return Ok(None);
+            }
+            let c = self.repo.find_commit(id)?;
+            let parents: Vec<Oid> = c.parent_ids().collect();
+            next = parents.first().copied();
+            out.push(BranchCommit {
+                commit: id,
+                tree: c.tree_id(),
+                parents,
+                author: c.author().name().unwrap_or("").to_string(),
+                message: c.message().unwrap_or("").to_string(),
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// The names of the remote's branches (as last fetched) that start with
+    /// `prefix`, such as `hydrant/wave-`.
+    pub fn branches_starting(&self, prefix: &str) -> Result<Vec<String>, GitError> {
+        let tracking = "refs/remotes/origin/";
+        let mut out = Vec::new();
+        let mut refs = self.repo.references_glob(&format!("{tracking}{prefix}*"))?;
+        for name in refs.names() {
+            if let Some(name) = name?.strip_prefix(tracking) {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The tip of `hydrant/<env>` on the remote, as last fetched.
