@@ -3,13 +3,15 @@
 //! [`apply`] does what one environment's [`Plan`] decided, and nothing else:
 //! it commits and pushes `hydrant/<env>` (with a lease on the tip it
 //! replaces), opens, updates or closes the pull request, deletes a branch no
-//! pull request needs, and comments once where a person pushed. It decides
-//! nothing; a dry run does not call it.
+//! pull request needs, and comments once where a person pushed. [`group`]
+//! does the same for a grouped wave's branch, `hydrant/wave-<name>`, and its
+//! one pull request. It decides nothing; a dry run does not call it.
 
 use crate::config::PullRequestSettings;
 use crate::forge::{Ensured, Forge, ForgeError, PrRequest};
 use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
 
+use super::group::{GroupPlan, ObservedGroup};
 use super::plan::{Decision, Observed, Plan, Proposal, Push};
 use super::{Action, PrRef};
 
@@ -147,4 +149,113 @@ fn deliver(
     let replaces = push.replaces.as_deref().map(oid).transpose()?;
     cx.ws.push(env, Some(commit), replaces)?;
     Ok(commit)
+}
+
+/// Carries out a grouped wave's plan: rebuilds `hydrant/wave-<name>` on the
+/// base commit, one commit per member in the plan's order (each the
+/// member's own commit message and `rendered/<env>/`), pushes it with a
+/// lease on the tip it replaces, and opens, updates or closes the one pull
+/// request. `members` are the wave's members with their proposals.
+pub fn group(
+    cx: &Context<'_>,
+    observed: &ObservedGroup,
+    members: &[(Observed, Proposal)],
+    settings: &PullRequestSettings,
+    plan: &GroupPlan,
+) -> Result<Applied, ApplyError> {
+    let key = git::group_key(&plan.wave);
+    let pr = observed.pull_request.as_ref();
+    let pr_ref = pr.map(|p| PrRef {
+        number: p.number,
+        url: p.url.clone(),
+    });
+    let tip = observed.branch.as_ref().map(|t| t.commit.clone());
+    let unchanged = |action: Action| Applied {
+        action,
+        commit: tip.clone(),
+        pull_request: pr_ref.clone(),
+    };
+    match &plan.decision {
+        Decision::Nothing => Ok(unchanged(Action::Unchanged)),
+        Decision::Failed { .. } => Ok(unchanged(Action::Failed)),
+        Decision::LeaveAlone { comment, .. } => {
+            if let (Some(pr), Some(body)) = (pr, comment) {
+                cx.forge.comment(pr, body)?;
+            }
+            Ok(unchanged(Action::Skipped))
+        }
+        Decision::DeleteBranch { tip } => {
+            cx.ws.push(&key, None, Some(oid(tip)?))?;
+            Ok(Applied {
+                action: Action::Unchanged,
+                commit: None,
+                pull_request: None,
+            })
+        }
+        Decision::Close {
+            comment,
+            delete_branch,
+            ..
+        } => {
+            if let Some(pr) = pr {
+                cx.forge.close_pull_request(pr, comment)?;
+            }
+            if let Some(tip) = delete_branch {
+                cx.ws.push(&key, None, Some(oid(tip)?))?;
+            }
+            Ok(Applied {
+                action: Action::Closed,
+                commit: None,
+                pull_request: pr_ref,
+            })
+        }
+        Decision::Open { push } | Decision::Update { push, .. } => {
+            let commit = match push {
+                Some(push) => {
+                    let mut parent = cx.fetched.base_commit;
+                    for env in &plan.members {
+                        let Some(delivery) = members.iter().find_map(|(o, p)| match p {
+                            Proposal::Fresh(d) if o.env == *env => Some(d),
+                            _ => None,
+                        }) else {
+                            continue;
+                        };
+                        let tree = cx.ws.tree_with(parent, env, &delivery.files)?;
+                        parent = cx
+                            .ws
+                            .commit(parent, tree, &delivery.commit_message, cx.author)?;
+                    }
+                    let replaces = push.replaces.as_deref().map(oid).transpose()?;
+                    cx.ws.push(&key, Some(parent), replaces)?;
+                    parent.to_string()
+                }
+                None => tip.clone().unwrap_or_default(),
+            };
+            let request = PrRequest {
+                head: plan.branch.clone(),
+                base: cx.fetched.base_branch.clone(),
+                title: plan.title.clone(),
+                body: plan.body.clone(),
+                labels: settings.labels.clone(),
+                reviewers: settings.reviewers.clone(),
+                draft: settings.draft,
+                auto_merge: settings.auto_merge,
+            };
+            let (opened, ensured) = cx.forge.ensure_pull_request(&request)?;
+            let action = match ensured {
+                Ensured::Created => Action::Opened,
+                Ensured::Updated => Action::Updated,
+                Ensured::Unchanged if push.is_some() => Action::Updated,
+                Ensured::Unchanged => Action::Unchanged,
+            };
+            Ok(Applied {
+                action,
+                commit: Some(commit),
+                pull_request: Some(PrRef {
+                    number: opened.number,
+                    url: opened.url,
+                }),
+            })
+        }
+    }
 }

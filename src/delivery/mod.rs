@@ -71,6 +71,23 @@ pub struct PrRef {
     pub url: String,
 }
 
+/// What happened (or, in a dry run, would happen) to a grouped wave's one
+/// branch, `hydrant/wave-<name>`, and pull request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupOutcome {
+    pub wave: String,
+    pub branch: String,
+    /// The planner's decision and why.
+    pub decision: Kind,
+    pub action: Action,
+    pub reason: String,
+    /// The environments it delivers, one commit each, in order.
+    pub members: Vec<String>,
+    pub commit: Option<String>,
+    pub pull_request: Option<PrRef>,
+    pub error: Option<String>,
+}
+
 /// What happened (or, in a dry run, would happen) to one environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
