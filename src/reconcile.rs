@@ -722,8 +722,8 @@ fn settled_outcome(m: &Member) -> Outcome {
         told_human: false,
         ..m.observed.clone()
     };
-    let mut outcome = Outcome::planned(&plan::plan(&clean, &m.proposal), &clean)
-        .with_verdict(m.verdict.as_ref());
+    let mut outcome =
+        Outcome::planned(&plan::plan(&clean, &m.proposal), &clean).with_verdict(m.verdict.as_ref());
     if let Some((action, why)) = &m.superseded {
         outcome.reason = format!("{}; {why}", outcome.reason);
         if outcome.action == Action::Unchanged {

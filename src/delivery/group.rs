@@ -427,7 +427,9 @@ fn body(wave: &str, base: &str, branch: &str, wanted: &[Delivered<'_>]) -> Strin
         let dir = format!("rendered/{env}/");
         let see = format!(
             "{} or {}",
-            code(&format!("git diff origin/{base}...origin/{branch} -- {dir}")),
+            code(&format!(
+                "git diff origin/{base}...origin/{branch} -- {dir}"
+            )),
             code(&format!("hydrant diff --env {env}"))
         );
         sections.push(Section {
@@ -480,7 +482,10 @@ fn body(wave: &str, base: &str, branch: &str, wanted: &[Delivered<'_>]) -> Strin
     // Then the last rows of the table, and their sections.
     let mut kept = rows.len();
     let more = |n: usize| {
-        format!("| …and {n} more | | | | | see the commits of {} |\n", code_cell(branch))
+        format!(
+            "| …and {n} more | | | | | see the commits of {} |\n",
+            code_cell(branch)
+        )
     };
     while total >= limit && kept > 0 {
         kept -= 1;
@@ -546,7 +551,9 @@ mod tests {
                 "## hydrant({env})\n\nhead of {env}\n{DIFF_OPENING}1 files)</summary>\n\n```diff\n{}\n```\n\n</details>\n",
                 "+x".repeat(diff / 2)
             ),
-            commit_message: format!("hydrant({env}): stable {version}\n\nHydrant-Environment: {env}\n"),
+            commit_message: format!(
+                "hydrant({env}): stable {version}\n\nHydrant-Environment: {env}\n"
+            ),
         }))
     }
 
@@ -635,7 +642,13 @@ mod tests {
         )
     }
 
-    fn table() -> Vec<(&'static str, ObservedGroup, Vec<(Observed, Proposal)>, Kind, &'static str)> {
+    fn table() -> Vec<(
+        &'static str,
+        ObservedGroup,
+        Vec<(Observed, Proposal)>,
+        Kind,
+        &'static str,
+    )> {
         let three = members(4, 3, 10);
         let mut bumped_again = three.clone();
         bumped_again[0].1 = fresh("t01", "0.64.0", "v3", 10);
@@ -852,7 +865,10 @@ mod tests {
         };
         let plan = plan_group(&observed, &members);
         assert_eq!(plan.members, vec!["t01", "t02", "t03"]);
-        assert_eq!(plan.title, "hydrant(wave-canary): stable 0.62.1 → 0.63.0, 3 environments");
+        assert_eq!(
+            plan.title,
+            "hydrant(wave-canary): stable 0.62.1 → 0.63.0, 3 environments"
+        );
         match plan.decision {
             Decision::Open { push: Some(p) } => assert_eq!(p.replaces.as_deref(), Some("c0ffee")),
             other => panic!("expected a push, got {other:?}"),
@@ -916,7 +932,10 @@ mod tests {
             assert!(plan.body.len() < MAX_BODY, "{n}: {}", plan.body.len());
             assert!(plan.body.contains("| `t01` |"), "{n}");
             if n == 2_000 {
-                assert!(plan.body.contains("more | | | | | see the commits of `hydrant/wave-canary` |"));
+                assert!(
+                    plan.body
+                        .contains("more | | | | | see the commits of `hydrant/wave-canary` |")
+                );
             }
         }
     }

@@ -221,7 +221,11 @@ pub fn groups(groups: &[GroupOutcome], planned: bool) -> String {
         if !g.members.is_empty() {
             writeln(
                 &mut out,
-                format!("  {} environment(s): {}", g.members.len(), g.members.join(", ")),
+                format!(
+                    "  {} environment(s): {}",
+                    g.members.len(),
+                    g.members.join(", ")
+                ),
             );
         }
         if let Some(e) = &g.error {

@@ -985,9 +985,10 @@ fn receive_hooks(git_dir: &Path) -> bool {
     })
 }
 
-/// Copies a commit and whatever of its tree `to` lacks. The commit's parents
-/// are on the remote already (hydrant only builds on fetched commits), so
-/// only the entries that differ from the first parent's tree are visited:
+/// Copies a commit, and its first parents down to one `to` holds, with
+/// whatever of their trees `to` lacks. hydrant only builds on fetched
+/// commits, so only the entries that differ from each first parent's tree
+/// are visited:
 /// one environment's delivery costs the same with 10 or 10,000 environments
 /// beside it.
 fn copy_objects(
@@ -1037,10 +1038,20 @@ fn copy_objects(
         }
         Ok(())
     }
-    let c = repo.find_commit(commit)?;
-    let parent = c.parents().next().map(|p| p.tree()).transpose()?;
-    copy_tree(repo, from, to, c.tree_id(), parent.as_ref())?;
-    copy(from, to, commit)?;
+    // Down the first parents to the first commit the remote holds: a
+    // branch of several commits (a grouped wave's) brings each of them.
+    let mut next = Some(commit);
+    while let Some(id) = next {
+        if to.exists(id) {
+            break;
+        }
+        let c = repo.find_commit(id)?;
+        let parent = c.parents().next();
+        let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
+        copy_tree(repo, from, to, c.tree_id(), parent_tree.as_ref())?;
+        copy(from, to, id)?;
+        next = parent.map(|p| p.id());
+    }
     Ok(())
 }
 
