@@ -642,13 +642,17 @@ mod tests {
         )
     }
 
-    fn table() -> Vec<(
+    /// A case: its name, what is observed, the members, the decision
+    /// expected and what its reason says.
+    type Case = (
         &'static str,
         ObservedGroup,
         Vec<(Observed, Proposal)>,
         Kind,
         &'static str,
-    )> {
+    );
+
+    fn table() -> Vec<Case> {
         let three = members(4, 3, 10);
         let mut bumped_again = three.clone();
         bumped_again[0].1 = fresh("t01", "0.64.0", "v3", 10);
