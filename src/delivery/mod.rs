@@ -71,6 +71,15 @@ pub struct PrRef {
     pub url: String,
 }
 
+impl From<&crate::forge::PullRequest> for PrRef {
+    fn from(pr: &crate::forge::PullRequest) -> PrRef {
+        PrRef {
+            number: pr.number,
+            url: pr.url.clone(),
+        }
+    }
+}
+
 /// What happened (or, in a dry run, would happen) to a grouped wave's one
 /// branch, `hydrant/wave-<name>`, and pull request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
