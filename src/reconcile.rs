@@ -16,9 +16,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use crate::config::PullRequestSettings;
 use crate::delivery::apply::{self, ApplyError, Context};
+use crate::delivery::group;
 use crate::delivery::observe::{self, Depth, ObserveError};
-use crate::delivery::{self, ErrorClass, plan};
+use crate::delivery::{self, ErrorClass, Observed, Proposal, plan};
 use crate::forge::{Forge, ForgeError};
 use crate::git::{Fetched, GitError, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
@@ -28,7 +30,7 @@ use crate::repo::RepoError;
 use crate::rollout::holds::{self, Holds};
 use crate::rollout::{self, Verdict};
 
-pub use crate::delivery::{Action, Outcome, PrRef, VersionChange};
+pub use crate::delivery::{Action, GroupOutcome, Outcome, PrRef, VersionChange};
 
 /// How many times a push that lost a race is tried again.
 pub const PUSH_ATTEMPTS: usize = 3;
@@ -253,6 +255,8 @@ pub struct Cycle {
     pub project: Project,
     /// What the rollout let each environment take.
     pub rollout: rollout::Decision,
+    /// What happened to each grouped wave's one pull request.
+    pub groups: Vec<GroupOutcome>,
 }
 
 /// Runs one cycle over the selected environments: observe, plan and (unless
@@ -281,6 +285,7 @@ pub fn run_cycle_waiting(
     // The one reading of the clock in a cycle.
     let now = jiff::Timestamp::now();
     let envs = selected(&project, opts)?;
+    let chosen: BTreeSet<String> = envs.iter().cloned().collect();
     let inputs = input_signals(ws, &fetched, &envs)?;
     let envs: Vec<String> = envs
         .into_iter()
@@ -307,6 +312,7 @@ pub fn run_cycle_waiting(
     let mut fetches = project.take_fetches();
     let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;
     let mut outcomes = Vec::with_capacity(envs.len());
+    let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     for (env, mut result) in rendered {
         let channel = match &result {
             Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
@@ -323,6 +329,30 @@ pub fn run_cycle_waiting(
             None => tracing::info_span!("environment", environment = %env),
         };
         let _entered = span.enter();
+        if let Some(wave) = grouped_wave(&project, decision.verdict(&env)) {
+            // Delivered with its wave after the other environments.
+            let cx = Context {
+                ws,
+                forge,
+                fetched: &fetched,
+                author: &author,
+            };
+            let verdict = decision.verdict(&env);
+            let recorded = recorded.get(&env);
+            let gathered = catch_unwind(AssertUnwindSafe(|| {
+                gather(&cx, opts.dry_run, &wave, &env, &result, recorded, verdict)
+            }));
+            match gathered {
+                Ok(Ok(member)) => members.entry(wave).or_default().push(member),
+                Ok(Err(e)) => outcomes.push(Outcome::failed(&env, e.to_string(), e.class())),
+                Err(payload) => outcomes.push(Outcome::failed(
+                    &env,
+                    panicked(&env, "delivering", &*payload),
+                    ErrorClass::Permanent,
+                )),
+            }
+            continue;
+        }
         let mut attempt = 1;
         let outcome = loop {
             let cx = Context {
@@ -394,12 +424,28 @@ pub fn run_cycle_waiting(
         }
         outcomes.push(outcome);
     }
+    let cx = Context {
+        ws,
+        forge,
+        fetched: &fetched,
+        author: &author,
+    };
+    let groups = deliver_groups(
+        &cx,
+        opts,
+        &project,
+        &decision,
+        &chosen,
+        members,
+        &mut outcomes,
+    )?;
     Ok(Cycle {
         outcomes,
         inputs,
         fetches,
         project,
         rollout: decision,
+        groups,
     })
 }
 
@@ -528,4 +574,300 @@ fn deliver(
     outcome.commit = applied.commit;
     outcome.pull_request = applied.pull_request;
     Ok(outcome)
+}
+
+/// The grouped wave (`pullRequest: {group: wave}`) the rollout puts an
+/// environment in, if its wave is one.
+fn grouped_wave(project: &Project, verdict: Option<&Verdict>) -> Option<String> {
+    let wave = verdict?.wave.as_deref()?;
+    project
+        .rollout()?
+        .waves
+        .iter()
+        .find(|w| w.name == wave && w.group)
+        .map(|w| w.name.clone())
+}
+
+/// A member of a grouped wave, observed and proposed, waiting for its group.
+struct Member {
+    observed: Observed,
+    proposal: Proposal,
+    settings: PullRequestSettings,
+    verdict: Option<Verdict>,
+    /// What superseding its own `hydrant/<env>` did (or would do).
+    superseded: Option<(Action, String)>,
+}
+
+/// Observes and proposes one member of grouped wave `wave`, and supersedes
+/// its own branch and pull request, which the wave's replace (unless `dry_run`).
+fn gather(
+    cx: &Context<'_>,
+    dry_run: bool,
+    wave: &str,
+    env: &str,
+    render: &Result<Render, Vec<Problem>>,
+    recorded: Option<&Metadata>,
+    verdict: Option<&Verdict>,
+) -> Result<Member, StepError> {
+    let depth = match render {
+        Ok(Render::Current) => Depth::Settled,
+        _ => Depth::Full,
+    };
+    let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
+    let source = cx.fetched.base_commit.to_string();
+    let proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    let settings = match render {
+        Ok(Render::Fresh(r)) => r.pull_request.clone(),
+        _ => PullRequestSettings::default(),
+    };
+    let superseded = match group::supersede_single(&observed, wave) {
+        None => None,
+        Some((decision, reason)) => {
+            let action = Action::planned(&decision);
+            if !dry_run {
+                let plan = plan::Plan {
+                    env: env.to_string(),
+                    decision,
+                    reason: reason.clone(),
+                    channel: None,
+                    version: VersionChange::default(),
+                    files: Vec::new(),
+                };
+                apply::apply(cx, &observed, &proposal, &settings, &plan)?;
+            }
+            Some((action, reason))
+        }
+    };
+    Ok(Member {
+        observed,
+        proposal,
+        settings,
+        verdict: verdict.cloned(),
+        superseded,
+    })
+}
+
+/// Delivers each grouped wave's members in its one branch and pull request,
+/// adding their outcomes to `outcomes`; closes the pull request of a wave
+/// that no longer groups its environments (when every environment was
+/// selected). A wave whose environments were not all selected (`--env`) is
+/// left as it is: its pull request holds them all.
+fn deliver_groups(
+    cx: &Context<'_>,
+    opts: &Options,
+    project: &Project,
+    decision: &rollout::Decision,
+    chosen: &BTreeSet<String>,
+    members: BTreeMap<String, Vec<Member>>,
+    outcomes: &mut Vec<Outcome>,
+) -> Result<Vec<GroupOutcome>, CycleError> {
+    let mut groups = Vec::new();
+    let grouped: BTreeSet<&str> = project
+        .rollout()
+        .map(|r| {
+            r.waves
+                .iter()
+                .filter(|w| w.group)
+                .map(|w| w.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for (wave, members) in members {
+        let missing: Vec<&str> = decision
+            .verdicts
+            .values()
+            .filter(|v| v.wave.as_deref() == Some(wave.as_str()) && !chosen.contains(&v.env))
+            .map(|v| v.env.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let branch = crate::git::branch_name(&crate::git::group_key(&wave));
+            for m in members {
+                let mut outcome = settled_outcome(&m);
+                outcome.reason = format!(
+                    "wave `{wave}` delivers its environments together in `{branch}`; reconcile all of them (without `--env`) to update it"
+                );
+                outcomes.push(outcome);
+            }
+            continue;
+        }
+        let _span = tracing::info_span!("wave", wave = %wave).entered();
+        let (mut delivered, group) = deliver_group(cx, opts.dry_run, &wave, &members);
+        outcomes.append(&mut delivered);
+        groups.push(group);
+    }
+    if opts.envs.is_empty() {
+        let prefix = crate::git::branch_name(&crate::git::group_key(""));
+        for branch in cx.ws.branches_starting(&prefix)? {
+            let Some(wave) = branch.strip_prefix(&prefix) else {
+                continue;
+            };
+            let key = crate::git::group_key(wave);
+            if grouped.contains(wave) || project.environments().contains(&key) {
+                continue;
+            }
+            let _span = tracing::info_span!("wave", wave = %wave).entered();
+            let (_, group) = deliver_group(cx, opts.dry_run, wave, &[]);
+            groups.push(group);
+        }
+    }
+    Ok(groups)
+}
+
+/// A member's outcome as its own planner sees it, with its own branch and
+/// pull request left out (the group's replace them).
+fn settled_outcome(m: &Member) -> Outcome {
+    let clean = Observed {
+        branch: None,
+        pull_request: None,
+        told_human: false,
+        ..m.observed.clone()
+    };
+    let mut outcome =
+        Outcome::planned(&plan::plan(&clean, &m.proposal), &clean).with_verdict(m.verdict.as_ref());
+    if let Some((action, why)) = &m.superseded {
+        outcome.reason = format!("{}; {why}", outcome.reason);
+        if outcome.action == Action::Unchanged {
+            outcome.action = *action;
+        }
+    }
+    outcome
+}
+
+/// Observes, plans and (unless `dry_run`) applies one grouped wave; the
+/// outcome of each member and of the group.
+fn deliver_group(
+    cx: &Context<'_>,
+    dry_run: bool,
+    wave: &str,
+    members: &[Member],
+) -> (Vec<Outcome>, GroupOutcome) {
+    let pairs: Vec<(Observed, Proposal)> = members
+        .iter()
+        .map(|m| (m.observed.clone(), m.proposal.clone()))
+        .collect();
+    let delivered = catch_unwind(AssertUnwindSafe(|| -> Result<_, StepError> {
+        let observed = observe::group(cx.ws, cx.forge, cx.fetched, wave, members.len())?;
+        let plan = group::plan_group(&observed, &pairs);
+        let mut applied = apply::Applied {
+            action: Action::planned(&plan.decision),
+            commit: observed.branch.as_ref().map(|t| t.commit.clone()),
+            pull_request: observed.pull_request.as_ref().map(|pr| PrRef {
+                number: pr.number,
+                url: pr.url.clone(),
+            }),
+        };
+        if !dry_run && !plan.decision.changes_nothing() {
+            let settings = group_settings(members, &plan.members);
+            applied = apply::group(cx, &observed, &pairs, &settings, &plan)?;
+        }
+        Ok((plan, applied))
+    }));
+    let branch = crate::git::branch_name(&crate::git::group_key(wave));
+    let failure = |error: String, class: ErrorClass| {
+        let wanted: Vec<String> = group::plan_group(&Default::default(), &pairs).members;
+        (error, class, wanted)
+    };
+    let result = match delivered {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(failure(e.to_string(), e.class())),
+        Err(payload) => Err(failure(
+            panicked(wave, "delivering wave", &*payload),
+            ErrorClass::Permanent,
+        )),
+    };
+    let mut outcomes = Vec::with_capacity(members.len());
+    for m in members {
+        let mut outcome = settled_outcome(m);
+        let env = m.observed.env.as_str();
+        match &result {
+            Ok((plan, applied)) if plan.members.iter().any(|e| e == env) => {
+                let others = plan.members.len() - 1;
+                outcome.decision = plan.decision.kind();
+                outcome.action = applied.action;
+                outcome.branch = branch.clone();
+                outcome.commit = applied.commit.clone();
+                outcome.pull_request = applied.pull_request.clone();
+                outcome.reason = format!(
+                    "delivered in wave `{wave}`'s one pull request with {others} other environment(s): {}{}",
+                    plan.reason,
+                    m.superseded
+                        .as_ref()
+                        .map(|(_, why)| format!("; {why}"))
+                        .unwrap_or_default()
+                );
+            }
+            Err((error, class, wanted)) if wanted.iter().any(|e| e == env) => {
+                outcome.decision = plan::Kind::Failed;
+                outcome.action = Action::Failed;
+                outcome.branch = branch.clone();
+                outcome.error = Some(error.clone());
+                outcome.class = Some(*class);
+                outcome.reason = format!("wave `{wave}`'s pull request could not be delivered");
+            }
+            _ => {}
+        }
+        match &outcome.error {
+            Some(error) => {
+                tracing::warn!(environment = %env, action = %outcome.action, %error, "environment failed")
+            }
+            None => {
+                tracing::debug!(environment = %env, action = %outcome.action, reason = %outcome.reason, "environment reconciled")
+            }
+        }
+        outcomes.push(outcome);
+    }
+    let group = match result {
+        Ok((plan, applied)) => {
+            if applied.action != Action::Unchanged {
+                tracing::info!(action = %applied.action, reason = %plan.reason, "wave reconciled");
+            }
+            GroupOutcome {
+                wave: wave.to_string(),
+                branch,
+                decision: plan.decision.kind(),
+                action: applied.action,
+                reason: plan.reason,
+                members: plan.members,
+                commit: applied.commit,
+                pull_request: applied.pull_request,
+                error: None,
+            }
+        }
+        Err((error, class, wanted)) => {
+            tracing::warn!(class = ?class, %error, "wave failed");
+            GroupOutcome {
+                wave: wave.to_string(),
+                branch,
+                decision: plan::Kind::Failed,
+                action: Action::Failed,
+                reason: "its pull request could not be delivered".to_string(),
+                members: wanted,
+                commit: None,
+                pull_request: None,
+                error: Some(error),
+            }
+        }
+    };
+    (outcomes, group)
+}
+
+/// The group pull request's settings, from its members' `pullRequest:`:
+/// every label and reviewer any asks for, a draft if any asks, and
+/// auto-merge only if all allow it.
+fn group_settings(members: &[Member], delivered: &[String]) -> PullRequestSettings {
+    let chosen: Vec<&PullRequestSettings> = members
+        .iter()
+        .filter(|m| delivered.contains(&m.observed.env))
+        .map(|m| &m.settings)
+        .collect();
+    let union = |pick: fn(&PullRequestSettings) -> &Vec<String>| {
+        let all: BTreeSet<&String> = chosen.iter().flat_map(|s| pick(s)).collect();
+        all.into_iter().cloned().collect()
+    };
+    PullRequestSettings {
+        labels: union(|s| &s.labels),
+        reviewers: union(|s| &s.reviewers),
+        draft: chosen.iter().any(|s| s.draft),
+        auto_merge: !chosen.is_empty() && chosen.iter().all(|s| s.auto_merge),
+    }
 }

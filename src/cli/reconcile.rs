@@ -203,8 +203,8 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
 
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (Session { workspace, forge }, opts) = prepare(&args)?;
-    let (outcomes, waves) = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
-        Ok(cycle) => (cycle.outcomes, cycle.rollout.waves),
+    let (outcomes, waves, groups) = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
+        Ok(cycle) => (cycle.outcomes, cycle.rollout.waves, cycle.groups),
         Err(e) if args.output == OutputFormat::Json => {
             println!(
                 "{}",
@@ -215,12 +215,23 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     match args.output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&text::json(&waves, &outcomes))?
+        OutputFormat::Json => {
+            let mut value = text::json(&waves, &outcomes);
+            if !groups.is_empty() {
+                value["groups"] = serde_json::to_value(&groups)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&value)?)
+        }
+        OutputFormat::Text if opts.dry_run => print!(
+            "{}{}",
+            text::plan(&outcomes, &waves),
+            text::groups(&groups, true)
         ),
-        OutputFormat::Text if opts.dry_run => print!("{}", text::plan(&outcomes, &waves)),
-        OutputFormat::Text => print!("{}", text::outcomes(&outcomes)),
+        OutputFormat::Text => print!(
+            "{}{}",
+            text::outcomes(&outcomes),
+            text::groups(&groups, false)
+        ),
     }
     let failed = outcomes
         .iter()

@@ -3,13 +3,15 @@
 //! [`apply`] does what one environment's [`Plan`] decided, and nothing else:
 //! it commits and pushes `hydrant/<env>` (with a lease on the tip it
 //! replaces), opens, updates or closes the pull request, deletes a branch no
-//! pull request needs, and comments once where a person pushed. It decides
-//! nothing; a dry run does not call it.
+//! pull request needs, and comments once where a person pushed. [`group`]
+//! does the same for a grouped wave's branch, `hydrant/wave-<name>`, and its
+//! one pull request. It decides nothing; a dry run does not call it.
 
 use crate::config::PullRequestSettings;
 use crate::forge::{Ensured, Forge, ForgeError, PrRequest};
 use crate::git::{self, Fetched, GitError, Oid, Signature, Workspace};
 
+use super::group::{GroupPlan, ObservedGroup};
 use super::plan::{Decision, Observed, Plan, Proposal, Push};
 use super::{Action, PrRef};
 
@@ -52,32 +54,90 @@ pub fn apply(
 ) -> Result<Applied, ApplyError> {
     let env = plan.env.as_str();
     let pr = observed.pull_request.as_ref();
-    let pr_ref = pr.map(|p| PrRef {
-        number: p.number,
-        url: p.url.clone(),
-    });
     let tip = observed.branch.as_ref().map(|t| t.commit.clone());
+    if let Some(done) = settle(cx, env, pr, tip.as_deref(), &plan.decision)? {
+        return Ok(done);
+    }
+    let (Decision::Open { push } | Decision::Update { push, .. }, Proposal::Fresh(delivery)) =
+        (&plan.decision, proposal)
+    else {
+        return Ok(Applied {
+            action: Action::Unchanged,
+            commit: tip,
+            pull_request: pr.map(PrRef::from),
+        });
+    };
+    let commit = match push {
+        Some(push) => deliver(cx, env, &delivery.files, push)?.to_string(),
+        None => tip.unwrap_or_default(),
+    };
+    let request = PrRequest {
+        head: git::branch_name(env),
+        base: cx.fetched.base_branch.clone(),
+        title: delivery.title.clone(),
+        body: delivery.body.clone(),
+        labels: settings.labels.clone(),
+        reviewers: settings.reviewers.clone(),
+        draft: settings.draft,
+        auto_merge: settings.auto_merge,
+    };
+    ensure(cx, &request, push.is_some(), commit)
+}
+
+/// Opens or updates the pull request `request` describes, once its branch
+/// holds `commit` (`pushed`: pushed just now).
+fn ensure(
+    cx: &Context<'_>,
+    request: &PrRequest,
+    pushed: bool,
+    commit: String,
+) -> Result<Applied, ApplyError> {
+    let (opened, ensured) = cx.forge.ensure_pull_request(request)?;
+    let action = match ensured {
+        Ensured::Created => Action::Opened,
+        Ensured::Updated => Action::Updated,
+        Ensured::Unchanged if pushed => Action::Updated,
+        Ensured::Unchanged => Action::Unchanged,
+    };
+    Ok(Applied {
+        action,
+        commit: Some(commit),
+        pull_request: Some(PrRef::from(&opened)),
+    })
+}
+
+/// Carries out the decisions that push nothing new, for `hydrant/<key>`
+/// (an environment's branch, or a grouped wave's) and its pull request
+/// `pr`, whose tip is `tip`; `None` for an open or an update.
+fn settle(
+    cx: &Context<'_>,
+    key: &str,
+    pr: Option<&crate::forge::PullRequest>,
+    tip: Option<&str>,
+    decision: &Decision,
+) -> Result<Option<Applied>, ApplyError> {
+    let pr_ref = pr.map(PrRef::from);
     let unchanged = |action: Action| Applied {
         action,
-        commit: tip.clone(),
+        commit: tip.map(String::from),
         pull_request: pr_ref.clone(),
     };
-    match &plan.decision {
-        Decision::Nothing => Ok(unchanged(Action::Unchanged)),
-        Decision::Failed { .. } => Ok(unchanged(Action::Failed)),
+    Ok(Some(match decision {
+        Decision::Nothing => unchanged(Action::Unchanged),
+        Decision::Failed { .. } => unchanged(Action::Failed),
         Decision::LeaveAlone { comment, .. } => {
             if let (Some(pr), Some(body)) = (pr, comment) {
                 cx.forge.comment(pr, body)?;
             }
-            Ok(unchanged(Action::Skipped))
+            unchanged(Action::Skipped)
         }
         Decision::DeleteBranch { tip } => {
-            cx.ws.push(env, None, Some(oid(tip)?))?;
-            Ok(Applied {
+            cx.ws.push(key, None, Some(oid(tip)?))?;
+            Applied {
                 action: Action::Unchanged,
                 commit: None,
                 pull_request: None,
-            })
+            }
         }
         Decision::Close {
             comment,
@@ -88,17 +148,17 @@ pub fn apply(
                 cx.forge.close_pull_request(pr, comment)?;
             }
             if let Some(tip) = delete_branch {
-                cx.ws.push(env, None, Some(oid(tip)?))?;
+                cx.ws.push(key, None, Some(oid(tip)?))?;
             }
-            Ok(Applied {
+            Applied {
                 action: Action::Closed,
                 commit: None,
                 pull_request: pr_ref,
-            })
+            }
         }
         Decision::Describe { body, .. } => {
             let Some(pr) = pr else {
-                return Ok(unchanged(Action::Unchanged));
+                return Ok(Some(unchanged(Action::Unchanged)));
             };
             // The pull request as it is, with another description: no
             // settings (they were set when it opened, or wait for the next
@@ -114,53 +174,17 @@ pub fn apply(
                 auto_merge: false,
             };
             let (described, ensured) = cx.forge.ensure_pull_request(&request)?;
-            Ok(Applied {
+            Applied {
                 action: match ensured {
                     Ensured::Unchanged => Action::Unchanged,
                     _ => Action::Updated,
                 },
-                commit: tip.clone(),
-                pull_request: Some(PrRef {
-                    number: described.number,
-                    url: described.url,
-                }),
-            })
+                commit: tip.map(String::from),
+                pull_request: Some(PrRef::from(&described)),
+            }
         }
-        Decision::Open { push } | Decision::Update { push, .. } => {
-            let Proposal::Fresh(delivery) = proposal else {
-                return Ok(unchanged(Action::Unchanged));
-            };
-            let commit = match push {
-                Some(push) => deliver(cx, env, &delivery.files, push)?.to_string(),
-                None => tip.clone().unwrap_or_default(),
-            };
-            let request = PrRequest {
-                head: git::branch_name(env),
-                base: cx.fetched.base_branch.clone(),
-                title: delivery.title.clone(),
-                body: delivery.body.clone(),
-                labels: settings.labels.clone(),
-                reviewers: settings.reviewers.clone(),
-                draft: settings.draft,
-                auto_merge: settings.auto_merge,
-            };
-            let (opened, ensured) = cx.forge.ensure_pull_request(&request)?;
-            let action = match ensured {
-                Ensured::Created => Action::Opened,
-                Ensured::Updated => Action::Updated,
-                Ensured::Unchanged if push.is_some() => Action::Updated,
-                Ensured::Unchanged => Action::Unchanged,
-            };
-            Ok(Applied {
-                action,
-                commit: Some(commit),
-                pull_request: Some(PrRef {
-                    number: opened.number,
-                    url: opened.url,
-                }),
-            })
-        }
-    }
+        Decision::Open { .. } | Decision::Update { .. } => return Ok(None),
+    }))
 }
 
 /// Commits `files` as `rendered/<env>/` on the base commit and pushes it to
@@ -177,4 +201,63 @@ fn deliver(
     let replaces = push.replaces.as_deref().map(oid).transpose()?;
     cx.ws.push(env, Some(commit), replaces)?;
     Ok(commit)
+}
+
+/// Carries out a grouped wave's plan: rebuilds `hydrant/wave-<name>` on the
+/// base commit, one commit per member in the plan's order (each the
+/// member's own commit message and `rendered/<env>/`), pushes it with a
+/// lease on the tip it replaces, and opens, updates or closes the one pull
+/// request. `members` are the wave's members with their proposals.
+pub fn group(
+    cx: &Context<'_>,
+    observed: &ObservedGroup,
+    members: &[(Observed, Proposal)],
+    settings: &PullRequestSettings,
+    plan: &GroupPlan,
+) -> Result<Applied, ApplyError> {
+    let key = git::group_key(&plan.wave);
+    let pr = observed.pull_request.as_ref();
+    let tip = observed.branch.as_ref().map(|t| t.commit.clone());
+    if let Some(done) = settle(cx, &key, pr, tip.as_deref(), &plan.decision)? {
+        return Ok(done);
+    }
+    let (Decision::Open { push } | Decision::Update { push, .. }) = &plan.decision else {
+        return Ok(Applied {
+            action: Action::Unchanged,
+            commit: tip,
+            pull_request: pr.map(PrRef::from),
+        });
+    };
+    let commit = match push {
+        Some(push) => {
+            let mut parent = cx.fetched.base_commit;
+            for env in &plan.members {
+                let Some(delivery) = members.iter().find_map(|(o, p)| match p {
+                    Proposal::Fresh(d) if o.env == *env => Some(d),
+                    _ => None,
+                }) else {
+                    continue;
+                };
+                let tree = cx.ws.tree_with(parent, env, &delivery.files)?;
+                parent = cx
+                    .ws
+                    .commit(parent, tree, &delivery.commit_message, cx.author)?;
+            }
+            let replaces = push.replaces.as_deref().map(oid).transpose()?;
+            cx.ws.push(&key, Some(parent), replaces)?;
+            parent.to_string()
+        }
+        None => tip.unwrap_or_default(),
+    };
+    let request = PrRequest {
+        head: plan.branch.clone(),
+        base: cx.fetched.base_branch.clone(),
+        title: plan.title.clone(),
+        body: plan.body.clone(),
+        labels: settings.labels.clone(),
+        reviewers: settings.reviewers.clone(),
+        draft: settings.draft,
+        auto_merge: settings.auto_merge,
+    };
+    ensure(cx, &request, push.is_some(), commit)
 }

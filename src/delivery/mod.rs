@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod connect;
+pub mod group;
 pub mod holds;
 pub mod observe;
 pub mod plan;
@@ -68,6 +69,32 @@ impl Action {
 pub struct PrRef {
     pub number: u64,
     pub url: String,
+}
+
+impl From<&crate::forge::PullRequest> for PrRef {
+    fn from(pr: &crate::forge::PullRequest) -> PrRef {
+        PrRef {
+            number: pr.number,
+            url: pr.url.clone(),
+        }
+    }
+}
+
+/// What happened (or, in a dry run, would happen) to a grouped wave's one
+/// branch, `hydrant/wave-<name>`, and pull request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupOutcome {
+    pub wave: String,
+    pub branch: String,
+    /// The planner's decision and why.
+    pub decision: Kind,
+    pub action: Action,
+    pub reason: String,
+    /// The environments it delivers, one commit each, in order.
+    pub members: Vec<String>,
+    pub commit: Option<String>,
+    pub pull_request: Option<PrRef>,
+    pub error: Option<String>,
 }
 
 /// What happened (or, in a dry run, would happen) to one environment.

@@ -263,7 +263,7 @@ pub(crate) fn same_manifests(a: &BTreeMap<String, String>, b: &BTreeMap<String, 
     a.len() == b.len() && manifests(a) == manifests(b)
 }
 
-fn file_changes(
+pub(crate) fn file_changes(
     env: &str,
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,

@@ -69,7 +69,7 @@ pub fn title(c: &Change<'_>) -> String {
 
 /// Untrusted text made one line: line breaks become `⏎`, other control
 /// characters `�`.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '\n' | '\r' => '⏎',
@@ -92,7 +92,7 @@ fn longest_run(s: &str, c: char) -> usize {
 /// Untrusted text as a Markdown code span, outside a table: one line, fenced
 /// by more backticks than any run inside it. Nothing in a code span is read
 /// as Markdown or HTML.
-fn code(s: &str) -> String {
+pub(crate) fn code(s: &str) -> String {
     let s = one_line(s);
     if s.is_empty() {
         return "*(empty)*".to_string();
@@ -111,14 +111,14 @@ fn code(s: &str) -> String {
 
 /// Untrusted text as a code span inside a table cell: a `|` would end the
 /// cell even inside a code span, so it is escaped (the table reads `\|` as `|`).
-fn code_cell(s: &str) -> String {
+pub(crate) fn code_cell(s: &str) -> String {
     code(s).replace('|', "\\|")
 }
 
 /// Untrusted text as plain Markdown text in a table cell or a list: one line,
 /// with every character that could start an inline construct, a link, an
 /// HTML tag or comment, or end the cell escaped.
-fn cell_text(s: &str) -> String {
+pub(crate) fn cell_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in one_line(s).chars() {
         match c {
@@ -371,6 +371,17 @@ fn set_by(c: &Change<'_>, m: &Manifest, index: &[String]) -> (String, bool) {
     (shown.join("; "), secret)
 }
 
+/// Whether an environment's name says it is production.
+pub(crate) fn is_production(env: &str) -> bool {
+    matches!(env, "prod" | "production") || env.starts_with("prod-") || env.starts_with("prod_")
+}
+
+/// How the collapsed diff of a body opens: everything from its last
+/// occurrence on is the diff (no line of the text before it, all one-line
+/// cells and code spans, and no line of a diff, which starts with a
+/// prefix, can hold it).
+pub(crate) const DIFF_OPENING: &str = "\n<details>\n<summary>Diff (";
+
 /// The pull request body.
 pub fn body(c: &Change<'_>) -> String {
     let r = resources(c.old_files, c.new_files);
@@ -448,10 +459,7 @@ pub fn body(c: &Change<'_>) -> String {
                 .join(", ")
         ));
     }
-    if matches!(c.env, "prod" | "production")
-        || c.env.starts_with("prod-")
-        || c.env.starts_with("prod_")
-    {
+    if is_production(c.env) {
         warnings.push(format!(
             "This changes the production environment {}.",
             code(c.env)
@@ -617,7 +625,7 @@ fn append_diff(b: &mut String, c: &Change<'_>) {
     );
     let closing = format!("{fence}\n\n</details>\n");
     let opening = format!(
-        "\n<details>\n<summary>Diff ({} files)</summary>\n\n{fence}diff\n",
+        "{DIFF_OPENING}{} files)</summary>\n\n{fence}diff\n",
         diffs.len()
     );
     let reserve = 400;

@@ -3,7 +3,7 @@
 //! `hydrant status` print. Pure: values in, text out.
 
 use super::status::{EnvStatus, Status};
-use super::{Action, Outcome};
+use super::{Action, GroupOutcome, Outcome};
 use crate::rollout::WaveSummary;
 
 /// `stable 0.62.1 → 0.63.0`, as the summaries show an environment's release.
@@ -203,6 +203,38 @@ fn writeln(out: &mut String, line: impl AsRef<str>) {
 
 /// The JSON of a plan, a cycle or a status: `waves` only when the repository
 /// has a rollout block.
+/// One paragraph per grouped wave: its branch, what its one pull request
+/// does (or, in a plan, would do) and why, and its members.
+pub fn groups(groups: &[GroupOutcome], planned: bool) -> String {
+    let mut out = String::new();
+    for g in groups {
+        let what = match planned {
+            true => g.decision.to_string(),
+            false => g.action.to_string(),
+        };
+        let mut line = format!("wave {}  {what}  {}", g.wave, g.branch);
+        if let Some(pr) = &g.pull_request {
+            line.push_str(&format!("  PR #{} {}", pr.number, pr.url));
+        }
+        writeln(&mut out, line);
+        writeln(&mut out, format!("  {}", g.reason));
+        if !g.members.is_empty() {
+            writeln(
+                &mut out,
+                format!(
+                    "  {} environment(s): {}",
+                    g.members.len(),
+                    g.members.join(", ")
+                ),
+            );
+        }
+        if let Some(e) = &g.error {
+            writeln(&mut out, format!("  error: {e}"));
+        }
+    }
+    out
+}
+
 pub fn json<T: serde::Serialize>(waves: &[WaveSummary], environments: &[T]) -> serde_json::Value {
     if waves.is_empty() {
         serde_json::json!({ "environments": environments })

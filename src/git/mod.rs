@@ -18,7 +18,7 @@ mod workspace;
 pub use snapshot::Snapshot;
 
 pub use git2::{Oid, Signature};
-pub use workspace::{Credentials, Fetched, Tip, Workspace, default_work_dir};
+pub use workspace::{BranchCommit, Credentials, Fetched, Tip, Workspace, default_work_dir};
 
 /// How long a remote may stay silent (connecting, or between two reads or
 /// writes of a fetch or push) before the operation fails. libgit2 waits
@@ -40,6 +40,12 @@ pub fn set_timeout(timeout: std::time::Duration) {
 /// The branch hydrant owns for an environment.
 pub fn branch_name(env: &str) -> String {
     format!("hydrant/{env}")
+}
+
+/// The key of a grouped rollout wave's branch: its branch is
+/// `hydrant/wave-<wave>` ([`branch_name`] of this key).
+pub fn group_key(wave: &str) -> String {
+    format!("wave-{wave}")
 }
 
 /// The trailer marking a commit as hydrant's own.

@@ -51,6 +51,17 @@ pub struct Tip {
     pub author: String,
 }
 
+/// One commit of a branch above its base, as [`Workspace::commits_above`]
+/// lists it.
+#[derive(Debug, Clone)]
+pub struct BranchCommit {
+    pub commit: Oid,
+    pub tree: Oid,
+    pub parents: Vec<Oid>,
+    pub author: String,
+    pub message: String,
+}
+
 pub struct Workspace {
     repo: Repository,
     /// The remote as shown to people: a URL without credentials, or a path.
@@ -505,6 +516,53 @@ impl Workspace {
         Ok(since)
     }
 
+    /// The first-parent commits from `tip` down to (not including) the first
+    /// one `base` contains, newest first; `None` when there are more than
+    /// `limit`.
+    pub fn commits_above(
+        &self,
+        tip: Oid,
+        base: Oid,
+        limit: usize,
+    ) -> Result<Option<Vec<BranchCommit>>, GitError> {
+        let mut out = Vec::new();
+        let mut next = Some(tip);
+        while let Some(id) = next {
+            if self.contains(base, id) {
+                break;
+            }
+            if out.len() == limit {
+                return Ok(None);
+            }
+            let c = self.repo.find_commit(id)?;
+            let parents: Vec<Oid> = c.parent_ids().collect();
+            next = parents.first().copied();
+            out.push(BranchCommit {
+                commit: id,
+                tree: c.tree_id(),
+                parents,
+                author: c.author().name().unwrap_or("").to_string(),
+                message: c.message().unwrap_or("").to_string(),
+            });
+        }
+        Ok(Some(out))
+    }
+
+    /// The names of the remote's branches (as last fetched) that start with
+    /// `prefix`, such as `hydrant/wave-`.
+    pub fn branches_starting(&self, prefix: &str) -> Result<Vec<String>, GitError> {
+        let tracking = "refs/remotes/origin/";
+        let mut out = Vec::new();
+        let mut refs = self.repo.references_glob(&format!("{tracking}{prefix}*"))?;
+        for name in refs.names() {
+            if let Some(name) = name?.strip_prefix(tracking) {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The tip of `hydrant/<env>` on the remote, as last fetched.
     pub fn tip(&self, env: &str) -> Result<Option<Tip>, GitError> {
         let name = format!("refs/remotes/origin/{}", branch_name(env));
@@ -927,9 +985,10 @@ fn receive_hooks(git_dir: &Path) -> bool {
     })
 }
 
-/// Copies a commit and whatever of its tree `to` lacks. The commit's parents
-/// are on the remote already (hydrant only builds on fetched commits), so
-/// only the entries that differ from the first parent's tree are visited:
+/// Copies a commit, and its first parents down to one `to` holds, with
+/// whatever of their trees `to` lacks. hydrant only builds on fetched
+/// commits, so only the entries that differ from each first parent's tree
+/// are visited:
 /// one environment's delivery costs the same with 10 or 10,000 environments
 /// beside it.
 fn copy_objects(
@@ -979,10 +1038,20 @@ fn copy_objects(
         }
         Ok(())
     }
-    let c = repo.find_commit(commit)?;
-    let parent = c.parents().next().map(|p| p.tree()).transpose()?;
-    copy_tree(repo, from, to, c.tree_id(), parent.as_ref())?;
-    copy(from, to, commit)?;
+    // Down the first parents to the first commit the remote holds: a
+    // branch of several commits (a grouped wave's) brings each of them.
+    let mut next = Some(commit);
+    while let Some(id) = next {
+        if to.exists(id) {
+            break;
+        }
+        let c = repo.find_commit(id)?;
+        let parent = c.parents().next();
+        let parent_tree = parent.as_ref().map(|p| p.tree()).transpose()?;
+        copy_tree(repo, from, to, c.tree_id(), parent_tree.as_ref())?;
+        copy(from, to, id)?;
+        next = parent.map(|p| p.id());
+    }
     Ok(())
 }
 

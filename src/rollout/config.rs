@@ -14,6 +14,7 @@
 //!     - name: everyone
 //!       environments: ["*"]
 //!       notBefore: 2027-01-27T09:00:00Z
+//!       pullRequest: {group: wave}   # one pull request for the whole wave
 //! ```
 //!
 //! Parsing is pure; the caller reads the file and the environments' labels.
@@ -44,6 +45,9 @@ pub struct Wave {
     pub soak_secs: i64,
     /// The wave does not start before this time.
     pub not_before: Option<jiff::Timestamp>,
+    /// `pullRequest: {group: wave}`: its environments are delivered together
+    /// in one branch, `hydrant/wave-<name>`, and one pull request.
+    pub group: bool,
 }
 
 impl Wave {
@@ -80,6 +84,24 @@ struct WaveBlock {
     soak: i64,
     #[serde(default, deserialize_with = "timestamp")]
     not_before: Option<jiff::Timestamp>,
+    #[serde(default)]
+    pull_request: Option<PullRequestBlock>,
+}
+
+/// A wave's `pullRequest:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PullRequestBlock {
+    #[serde(default)]
+    group: Option<GroupBy>,
+}
+
+/// What a wave's pull requests are grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum GroupBy {
+    /// One pull request for all the wave's environments.
+    Wave,
 }
 
 fn soak<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -255,12 +277,24 @@ pub fn parse(
                 ),
             ));
         }
+        let group = w.pull_request.and_then(|p| p.group) == Some(GroupBy::Wave);
+        let branch = crate::git::group_key(&w.name);
+        if group && environments.iter().any(|(n, _)| *n == branch) {
+            return Err(err(
+                &["pullRequest", "group"],
+                format!(
+                    "wave `{}` would deliver its pull request from `hydrant/{branch}`, the branch of environment `{branch}`: rename the wave or the environment",
+                    w.name
+                ),
+            ));
+        }
         waves.push(Wave {
             name: w.name,
             environments: w.environments,
             labels: w.labels,
             soak_secs: w.soak,
             not_before: w.not_before,
+            group,
         });
     }
     Ok((!waves.is_empty()).then_some(Rollout { waves }))
@@ -339,8 +373,25 @@ mod tests {
             r.waves[1].not_before,
             Some("2027-01-27T09:00:00Z".parse().unwrap())
         );
+        assert!(!r.waves[0].group);
         assert_eq!(parse("hydrant.yaml", "interval: 5m\n", &fleet()), Ok(None));
         assert_eq!(parse("hydrant.yaml", "", &fleet()), Ok(None));
+    }
+
+    #[test]
+    fn a_wave_may_deliver_its_environments_in_one_pull_request() {
+        let text = "rollout:\n  waves:\n    - name: canary\n      environments: [dev]\n    - name: tenants\n      environments: [\"tenant-*\"]\n      pullRequest: {group: wave}\n";
+        let r = parse("hydrant.yaml", text, &fleet()).unwrap().unwrap();
+        assert_eq!(
+            r.waves.iter().map(|w| w.group).collect::<Vec<_>>(),
+            vec![false, true]
+        );
+        // A grouped wave's branch may not be an environment's branch.
+        let mut fleet = fleet();
+        fleet.push(("wave-tenants".to_string(), BTreeMap::new()));
+        let err = parse("hydrant.yaml", text, &fleet).unwrap_err();
+        assert_eq!(err.line, Some(7), "{err}");
+        assert!(err.to_string().contains("`hydrant/wave-tenants`"), "{err}");
     }
 
     #[test]
@@ -385,6 +436,16 @@ mod tests {
                 "rollout:\n  waves:\n    - name: a\n      soak: 1h\n",
                 3,
                 "selects nothing",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      pullRequest: {group: environment}\n",
+                5,
+                "unknown variant `environment`",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      pullRequest: {grup: wave}\n",
+                5,
+                "grup",
             ),
         ] {
             let err = parse("hydrant.yaml", text, &fleet()).unwrap_err();

@@ -13,6 +13,7 @@ fn rollout() -> Rollout {
         labels: BTreeMap::new(),
         soak_secs: soak,
         not_before: not_before.map(t),
+        group: false,
     };
     Rollout {
         waves: vec![
