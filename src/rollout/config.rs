@@ -16,6 +16,19 @@
 //!       notBefore: 2027-01-27T09:00:00Z
 //! ```
 //!
+//! Health gates are defined once under `rollout.gates` ([`super::gate`]) and
+//! named by the waves that use them; `onFailure` says what a failed gate does:
+//! `halt` (the default) or `rollback`.
+//!
+//! ```yaml
+//! rollout:
+//!   gates:
+//!     - name: argocd-healthy
+//!       argocd: {application: "wandb-{env}", server: "https://argocd.example.com", credential: argocd}
+//!   waves:
+//!     - {name: canary, environments: [dev], soak: 2h, gates: [argocd-healthy], onFailure: rollback}
+//! ```
+//!
 //! Parsing is pure; the caller reads the file and the environments' labels.
 //! Every error names the file, the line and the key.
 
@@ -23,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer};
 
+use super::gate::Gate;
 use crate::config::{self, ConfigError};
 
 /// The waves of a rollout, in order. None: one implicit wave holding every
@@ -30,6 +44,32 @@ use crate::config::{self, ConfigError};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rollout {
     pub waves: Vec<Wave>,
+    /// `rollout.gates`: the health gates the waves name.
+    pub gates: Vec<Gate>,
+}
+
+impl Rollout {
+    /// The gate of this name.
+    pub fn gate(&self, name: &str) -> Option<&Gate> {
+        self.gates.iter().find(|g| g.name == name)
+    }
+
+    /// The wave of this name.
+    pub fn wave(&self, name: &str) -> Option<&Wave> {
+        self.waves.iter().find(|w| w.name == name)
+    }
+}
+
+/// What a failed gate does to the rollout of the release it judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// No further wave takes the release (an automatic hold).
+    #[default]
+    Halt,
+    /// Halt, skip the release, and take the failed environments back to
+    /// the release they ran before, by pull request.
+    Rollback,
 }
 
 /// One wave.
@@ -44,6 +84,10 @@ pub struct Wave {
     pub soak_secs: i64,
     /// The wave does not start before this time.
     pub not_before: Option<jiff::Timestamp>,
+    /// The names of the gates checked for its environments (in
+    /// `rollout.gates`).
+    pub gates: Vec<String>,
+    pub on_failure: OnFailure,
 }
 
 impl Wave {
@@ -66,6 +110,8 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct Block {
     waves: Vec<WaveBlock>,
+    #[serde(default)]
+    gates: Vec<Gate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +126,10 @@ struct WaveBlock {
     soak: i64,
     #[serde(default, deserialize_with = "timestamp")]
     not_before: Option<jiff::Timestamp>,
+    #[serde(default)]
+    gates: Vec<String>,
+    #[serde(default)]
+    on_failure: OnFailure,
 }
 
 fn soak<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -166,6 +216,16 @@ pub fn parse(
             message: format!("`{}`: {message}", crate::yaml::display_path(&path)),
         }
     };
+    let mut gate_names = BTreeSet::new();
+    for (i, g) in block.gates.iter().enumerate() {
+        if !gate_names.insert(g.name.as_str()) {
+            let i = i.to_string();
+            return Err(error(
+                &["rollout", "gates", &i, "name"],
+                format!("gate `{}` is defined twice: each gate needs its own name", g.name),
+            ));
+        }
+    }
     let mut names = BTreeSet::new();
     let mut waves = Vec::with_capacity(block.waves.len());
     for (i, w) in block.waves.into_iter().enumerate() {
@@ -238,15 +298,42 @@ pub fn parse(
                 ),
             ));
         }
+        for (j, gate) in w.gates.iter().enumerate() {
+            if !gate_names.contains(gate.as_str()) {
+                let j = j.to_string();
+                let p = at(&["gates"]);
+                let mut p: Vec<&str> = p.iter().map(String::as_str).collect();
+                p.push(&j);
+                let known: Vec<String> = gate_names.iter().map(|n| format!("`{n}`")).collect();
+                let known = if known.is_empty() {
+                    "`rollout.gates` defines none".to_string()
+                } else {
+                    format!("`rollout.gates` defines {}", known.join(", "))
+                };
+                return Err(error(
+                    &p,
+                    format!(
+                        "wave `{}` names the gate `{}`, which is not defined: {known}",
+                        w.name,
+                        gate.escape_debug()
+                    ),
+                ));
+            }
+        }
         waves.push(Wave {
             name: w.name,
             environments: w.environments,
             labels: w.labels,
             soak_secs: w.soak,
             not_before: w.not_before,
+            gates: w.gates,
+            on_failure: w.on_failure,
         });
     }
-    Ok((!waves.is_empty()).then_some(Rollout { waves }))
+    Ok((!waves.is_empty()).then_some(Rollout {
+        waves,
+        gates: block.gates,
+    }))
 }
 
 #[cfg(test)]
@@ -310,6 +397,21 @@ mod tests {
     }
 
     #[test]
+    fn waves_name_the_gates_they_check_and_what_a_failure_does() {
+        let text = "rollout:\n  gates:\n    - name: argocd-healthy\n      argocd: {application: \"wandb-{env}\", server: \"https://argocd.example.com\", credential: argocd}\n  waves:\n    - {name: canary, environments: [dev], soak: 2h, gates: [argocd-healthy], onFailure: rollback}\n    - {name: rest, environments: [\"*\"]}\n";
+        let r = parse("hydrant.yaml", text, &fleet()).unwrap().unwrap();
+        assert_eq!(r.gates.len(), 1);
+        assert_eq!(r.waves[0].gates, vec!["argocd-healthy".to_string()]);
+        assert_eq!(r.waves[0].on_failure, OnFailure::Rollback);
+        assert_eq!(r.waves[1].on_failure, OnFailure::Halt);
+        assert!(r.waves[1].gates.is_empty());
+        assert_eq!(
+            r.gate("argocd-healthy").map(|g| g.credential.as_deref()),
+            Some(Some("argocd"))
+        );
+    }
+
+    #[test]
     fn a_misconfigured_rollout_names_file_line_and_key() {
         for (text, line, says) in [
             (
@@ -351,6 +453,26 @@ mod tests {
                 "rollout:\n  waves:\n    - name: a\n      soak: 1h\n",
                 3,
                 "selects nothing",
+            ),
+            (
+                "rollout:\n  gates:\n    - name: up\n      http: {url: \"https://h.example.com/{env}\", expect: {status: 200}}\n  waves:\n    - name: a\n      environments: [dev]\n      gates:\n        - up\n        - argocd-healthy\n",
+                10,
+                "wave `a` names the gate `argocd-healthy`, which is not defined: `rollout.gates` defines `up`",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      gates: [up]\n",
+                5,
+                "`rollout.gates` defines none",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      onFailure: revert\n",
+                5,
+                "rollout.waves.0.onFailure",
+            ),
+            (
+                "rollout:\n  gates:\n    - name: up\n      http: {url: \"https://h.example.com/{env}\", expect: {status: 999}}\n  waves:\n    - name: a\n      environments: [dev]\n",
+                3,
+                "http.expect.status",
             ),
         ] {
             let err = parse("hydrant.yaml", text, &fleet()).unwrap_err();

@@ -13,6 +13,8 @@ fn rollout() -> Rollout {
         labels: BTreeMap::new(),
         soak_secs: soak,
         not_before: not_before.map(t),
+        gates: Vec::new(),
+        on_failure: Default::default(),
     };
     Rollout {
         waves: vec![
@@ -20,6 +22,7 @@ fn rollout() -> Rollout {
             wave("early", &["e*"], 3_600, None),
             wave("everyone", &["x*"], 0, Some("2026-12-01T12:00:00Z")),
         ],
+        gates: Vec::new(),
     }
 }
 
