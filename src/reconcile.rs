@@ -44,6 +44,8 @@ pub struct Options {
     pub dry_run: bool,
     pub author_name: String,
     pub author_email: String,
+    /// The operator's credentials for health gates.
+    pub credentials: crate::gates::Credentials,
 }
 
 #[derive(Debug, thiserror::Error)]
