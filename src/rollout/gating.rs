@@ -299,6 +299,14 @@ pub fn apply(
     book: &GateBook,
     previous: &BTreeMap<String, String>,
 ) {
+    wait_for_gates(decision, rollout, book);
+    roll_back(decision, rollout, book, previous);
+}
+
+/// Makes an environment offered the target wait while a gate of the
+/// nearest earlier wave has not answered Healthy for each of that wave's
+/// environments running it.
+pub fn wait_for_gates(decision: &mut Decision, rollout: &Rollout, book: &GateBook) {
     let order: BTreeMap<&str, usize> = rollout
         .waves
         .iter()
@@ -368,6 +376,16 @@ pub fn apply(
             s.waiting += 1;
         }
     }
+}
+
+/// Sends each environment of `previous` back to the release given there
+/// (the one it ran before the skipped release it runs).
+pub fn roll_back(
+    decision: &mut Decision,
+    rollout: &Rollout,
+    book: &GateBook,
+    previous: &BTreeMap<String, String>,
+) {
     for (env, back_to) in previous {
         let Some(v) = decision.verdicts.get_mut(env) else {
             continue;
