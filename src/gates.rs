@@ -285,7 +285,12 @@ pub const PARALLEL: usize = 8;
 pub fn check_all(rollout: &Rollout, checks: &[Check], creds: &Credentials) -> Vec<Verdict> {
     let client = match GateClient::new(TIMEOUT) {
         Ok(client) => client,
-        Err(e) => return checks.iter().map(|_| Verdict::Unknown(e.to_string())).collect(),
+        Err(e) => {
+            return checks
+                .iter()
+                .map(|_| Verdict::Unknown(e.to_string()))
+                .collect();
+        }
     };
     let one = |c: &Check| -> Verdict {
         let Some(gate) = rollout.gate(&c.gate) else {

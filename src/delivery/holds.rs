@@ -358,8 +358,13 @@ mod tests {
     fn a_halt_holds_everything_and_skips_the_release_but_keeps_a_hold_already_there() {
         let mut holds = Holds::default();
         let halt = Change::Halt {
-            hold: Hold::new(Scope::All, "gate `up` failed for c1 on 1.1.0", "hydrant", None)
-                .unwrap(),
+            hold: Hold::new(
+                Scope::All,
+                "gate `up` failed for c1 on 1.1.0",
+                "hydrant",
+                None,
+            )
+            .unwrap(),
             skip: vec!["1.1.0".to_string()],
         };
         let (changed, message) = apply(&mut holds, &halt, "hydrant");

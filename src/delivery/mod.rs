@@ -250,8 +250,10 @@ pub fn propose(
     };
     let (mut title, mut body) = (review::title(&change), review::body(&change));
     if let Some(v) = verdict.filter(|v| v.state == crate::rollout::State::Rollback) {
-        let (rollback_title, section) =
-            review::rollback(&change, v.reason.as_deref().unwrap_or("a health gate failed"));
+        let (rollback_title, section) = review::rollback(
+            &change,
+            v.reason.as_deref().unwrap_or("a health gate failed"),
+        );
         title = rollback_title;
         body = format!("{section}{body}");
     }

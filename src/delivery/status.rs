@@ -142,12 +142,7 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
     let mut decision = reconcile::decide_rollout(ws, &fetched, &project, &envs, now)?;
     if let Some(rollout) = project.rollout() {
         let previous = reconcile::previous_releases(ws, &fetched, rollout, &decision)?;
-        crate::rollout::gating::roll_back(
-            &mut decision,
-            rollout,
-            &Default::default(),
-            &previous,
-        );
+        crate::rollout::gating::roll_back(&mut decision, rollout, &Default::default(), &previous);
     }
     let mut offered = BTreeMap::new();
     for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {

@@ -222,7 +222,10 @@ pub fn parse(
             let i = i.to_string();
             return Err(error(
                 &["rollout", "gates", &i, "name"],
-                format!("gate `{}` is defined twice: each gate needs its own name", g.name),
+                format!(
+                    "gate `{}` is defined twice: each gate needs its own name",
+                    g.name
+                ),
             ));
         }
     }

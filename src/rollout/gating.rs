@@ -343,8 +343,10 @@ pub fn wait_for_gates(decision: &mut Decision, rollout: &Rollout, book: &GateBoo
             .into_iter()
             .filter(|e| e.current.as_deref() == Some(target))
             .find_map(|e| {
-                earlier.gates.iter().find_map(|g| {
-                    match state(rollout, book, &e.env, g, target) {
+                earlier
+                    .gates
+                    .iter()
+                    .find_map(|g| match state(rollout, book, &e.env, g, target) {
                         GateState::Passing => None,
                         GateState::Pending(why) => Some(format!(
                             "gate `{g}` has not answered Healthy for {}: {why}",
@@ -353,8 +355,7 @@ pub fn wait_for_gates(decision: &mut Decision, rollout: &Rollout, book: &GateBoo
                         GateState::Failed(why) => {
                             Some(format!("gate `{g}` failed for {}: {why}", e.env))
                         }
-                    }
-                })
+                    })
             });
         if let Some(why) = why {
             waits.push((v.env.clone(), why));
@@ -393,14 +394,18 @@ pub fn roll_back(
         let Some(current) = v.current.clone() else {
             continue;
         };
-        let failed = v.wave.as_deref().and_then(|w| rollout.wave(w)).and_then(|w| {
-            w.gates
-                .iter()
-                .find_map(|g| match state(rollout, book, env, g, &current) {
-                    GateState::Failed(why) => Some(format!("gate `{g}` failed: {why}")),
-                    _ => None,
-                })
-        });
+        let failed = v
+            .wave
+            .as_deref()
+            .and_then(|w| rollout.wave(w))
+            .and_then(|w| {
+                w.gates
+                    .iter()
+                    .find_map(|g| match state(rollout, book, env, g, &current) {
+                        GateState::Failed(why) => Some(format!("gate `{g}` failed: {why}")),
+                        _ => None,
+                    })
+            });
         let because = failed.unwrap_or_else(|| format!("{current} is skipped"));
         v.state = State::Rollback;
         v.release = Some(back_to.clone());
