@@ -261,6 +261,13 @@ impl Metrics {
     /// `hydrant_rollout_skipped{version}` and
     /// `hydrant_rollout_rollback{environment}`.
     fn render_gates(&self, out: &mut String) {
+        if self.waves.is_empty()
+            && self.halted.is_empty()
+            && self.gate_failures.is_empty()
+            && self.skipped.is_empty()
+        {
+            return;
+        }
         let _ = writeln!(
             out,
             "# HELP hydrant_rollout_halted Rollouts a failed health gate halted (1), by channel and release.\n# TYPE hydrant_rollout_halted gauge"
@@ -398,5 +405,28 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
         assert!(!Metrics::default().render().contains("hydrant_rollout"));
+    }
+
+    #[test]
+    fn gate_metrics_name_halted_releases_failures_skips_and_rollbacks() {
+        let mut m = Metrics::default();
+        let report = super::super::CycleReport {
+            waves: vec![wave("canary", "stable", 1, 0)],
+            halted: vec![("stable".into(), "0.63.0".into())],
+            gate_failures: BTreeMap::from([("argocd-healthy".to_string(), 3)]),
+            skipped: vec!["0.63.0".into()],
+            rollbacks: vec!["dev".into()],
+            ..Default::default()
+        };
+        m.record(&Ok(report), Duration::from_secs(1));
+        let text = m.render();
+        for line in [
+            "hydrant_rollout_halted{channel=\"stable\",version=\"0.63.0\"} 1",
+            "hydrant_gate_failures_total{gate=\"argocd-healthy\"} 3",
+            "hydrant_rollout_skipped{version=\"0.63.0\"} 1",
+            "hydrant_rollout_rollback{environment=\"dev\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }
