@@ -205,8 +205,10 @@ impl Fleet {
         let Ok(dir) = std::fs::read_dir(self.dirs.path().join("state/pulls")) else {
             return Vec::new();
         };
+        // The daemon may be writing one as it is read: what does not parse
+        // yet is not there yet.
         dir.flatten()
-            .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
+            .filter_map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok())
             .collect()
     }
 
