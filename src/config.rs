@@ -207,8 +207,9 @@ pub struct FlatSetting {
 }
 
 /// Top-level keys of `hydrant.yaml` that hold a block of their own, read by
-/// their module rather than as a flag's value: `rollout` ([`crate::rollout`]).
-pub const BLOCKS: &[&str] = &["rollout"];
+/// their module rather than as a flag's value: `rollout` ([`crate::rollout`])
+/// and, in the operator's file only, `credentials` ([`crate::gates`]).
+pub const BLOCKS: &[&str] = &["rollout", "credentials"];
 
 /// Reads a settings file whose top-level keys each hold a scalar or a list of
 /// scalars: the form of command-line settings in `hydrant.yaml`.

@@ -218,6 +218,7 @@ pub fn settings_file(data: &[u8]) {
         path: PathBuf::from("/etc/hydrant/hydrant.yaml"),
         settings: flat,
         operator: true,
+        credentials: Default::default(),
     };
     static COMMAND: OnceLock<clap::Command> = OnceLock::new();
     let command = COMMAND.get_or_init(cli::Cli::command).clone();

@@ -37,7 +37,9 @@ use serde::Deserialize;
 use crate::auth::CredentialError;
 use crate::config::ConfigError;
 use crate::outbound::{self, BodyError};
+use crate::rollout::Rollout;
 use crate::rollout::gate::{Gate, Verdict};
+use crate::rollout::gating::Check;
 
 /// The key of the operator's settings file that binds credentials.
 pub const CREDENTIALS_KEY: &str = "credentials";
@@ -271,6 +273,50 @@ pub fn check(
         Verdict::Unhealthy(why) => Verdict::Unhealthy(redact(&why, &secrets)),
         Verdict::Unknown(why) => Verdict::Unknown(redact(&why, &secrets)),
     })
+}
+
+/// How many checks run at once.
+pub const PARALLEL: usize = 8;
+
+/// Sends `checks` (at most [`PARALLEL`] at once, each within [`TIMEOUT`])
+/// and gives their answers in order. A gate that cannot be checked as
+/// configured (an unbound credential, a URL outside its origins, an
+/// unreadable token) answers "not yet", with the reason.
+pub fn check_all(rollout: &Rollout, checks: &[Check], creds: &Credentials) -> Vec<Verdict> {
+    let client = match GateClient::new(TIMEOUT) {
+        Ok(client) => client,
+        Err(e) => {
+            return checks
+                .iter()
+                .map(|_| Verdict::Unknown(e.to_string()))
+                .collect();
+        }
+    };
+    let one = |c: &Check| -> Verdict {
+        let Some(gate) = rollout.gate(&c.gate) else {
+            return Verdict::Unknown(format!("gate `{}` is not defined", c.gate));
+        };
+        match check(gate, &c.env, &c.version, creds, &client) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                tracing::warn!(environment = %c.env, gate = %c.gate, error = %e, "cannot check the health gate");
+                Verdict::Unknown(e.to_string().lines().next().unwrap_or("").to_string())
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(checks.len());
+    for chunk in checks.chunks(PARALLEL) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk.iter().map(|c| s.spawn(|| one(c))).collect();
+            for h in handles {
+                out.push(
+                    h.join()
+                        .unwrap_or_else(|_| Verdict::Unknown("the check panicked".to_string())),
+                );
+            }
+        });
+    }
+    out
 }
 
 fn redact(text: &str, secrets: &[&str]) -> String {

@@ -27,6 +27,7 @@ use crate::manifest::layout::{self, Metadata};
 use crate::pipeline::Problem;
 use crate::project::{ChannelFetch, ChannelSettings, Project, ProjectError, Render};
 use crate::repo::RepoError;
+use crate::rollout::gating::{self, GateBook};
 use crate::rollout::holds::{self, Holds};
 use crate::rollout::{self, Verdict};
 
@@ -46,6 +47,8 @@ pub struct Options {
     pub dry_run: bool,
     pub author_name: String,
     pub author_email: String,
+    /// The operator's credentials for health gates.
+    pub credentials: crate::gates::Credentials,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,42 @@ pub(crate) fn decide_rollout(
     }))
 }
 
+/// The release each environment to roll back ([`gating::rollbacks`]) ran
+/// before the skipped one it runs, read from the history of its
+/// `hydrant.metadata` on the base branch (a release skipped too is passed
+/// over). An environment without one is left where it is.
+pub(crate) fn previous_releases(
+    ws: &Workspace,
+    fetched: &Fetched,
+    rollout: &rollout::Rollout,
+    decision: &rollout::Decision,
+) -> Result<BTreeMap<String, String>, CycleError> {
+    let mut previous = BTreeMap::new();
+    for (env, current) in gating::rollbacks(rollout, decision) {
+        let skipped = &decision.skip;
+        let version_of = |text: &str| {
+            serde_json::from_str::<Metadata>(text)
+                .ok()
+                .map(|m| m.channel.version)
+        };
+        let before = ws.first_other(
+            fetched.base_commit,
+            &format!("rendered/{env}/{}", layout::METADATA),
+            MERGE_WALK_LIMIT,
+            |text| version_of(text).is_none_or(|v| v == current || skipped.contains(&v)),
+        )?;
+        match before.as_deref().and_then(version_of) {
+            Some(version) => {
+                previous.insert(env, version);
+            }
+            None => {
+                tracing::warn!(environment = %env, version = %current, "runs a skipped release, but no earlier release is recorded in the base branch's history: not rolled back")
+            }
+        }
+    }
+    Ok(previous)
+}
+
 /// The environments `opts` names, or all.
 pub(crate) fn selected(project: &Project, opts: &Options) -> Result<Vec<String>, CycleError> {
     if opts.envs.is_empty() {
@@ -257,6 +296,11 @@ pub struct Cycle {
     pub rollout: rollout::Decision,
     /// What happened to each grouped wave's one pull request.
     pub groups: Vec<GroupOutcome>,
+    /// The releases whose rollout a failed health gate halted (channel,
+    /// version), and each gate's definite failures, since the gate book
+    /// began.
+    pub halted: Vec<(String, String)>,
+    pub gate_failures: BTreeMap<String, u64>,
 }
 
 /// Runs one cycle over the selected environments: observe, plan and (unless
@@ -273,6 +317,18 @@ pub fn run_cycle_waiting(
     forge: &dyn Forge,
     opts: &Options,
     waiting: &Waiting,
+) -> Result<Cycle, CycleError> {
+    run_cycle_gated(ws, forge, opts, waiting, &mut GateBook::default())
+}
+
+/// Runs one cycle like [`run_cycle_waiting`], with the answers of health
+/// gates kept in `gates` across the daemon's cycles.
+pub fn run_cycle_gated(
+    ws: &Workspace,
+    forge: &dyn Forge,
+    opts: &Options,
+    waiting: &Waiting,
+    gates: &mut GateBook,
 ) -> Result<Cycle, CycleError> {
     let started = std::time::Instant::now();
     let mut fetched = ws.fetch(opts.base.as_deref())?;
@@ -305,7 +361,16 @@ pub fn run_cycle_waiting(
         .iter()
         .filter_map(|env| inputs.get(env).map(|s| (env.clone(), s.clone())))
         .collect();
-    let decision = decide_rollout(ws, &fetched, &project, &envs, now)?;
+    let mut decision = decide_rollout(ws, &fetched, &project, &envs, now)?;
+    gate_rollout(
+        ws,
+        opts,
+        (&mut fetched, &mut project),
+        &envs,
+        now,
+        &mut decision,
+        gates,
+    )?;
     project.set_releases(decision.releases());
     let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
     let rendered = render_isolated(&project, &envs, &recorded);
@@ -446,7 +511,77 @@ pub fn run_cycle_waiting(
         project,
         rollout: decision,
         groups,
+        halted: gates.halted().iter().cloned().collect(),
+        gate_failures: gates.failures().clone(),
     })
+}
+
+/// The health gates of one cycle: checks the gates due (see
+/// [`gating::due`]) and records their answers in `book`; when a gate has
+/// failed, commits the halt to `holds.yaml` (not in a dry run) and decides
+/// again on the new base; finds, in the base branch's history, the release
+/// each environment to roll back ran before; and applies all of it to
+/// `decision`.
+fn gate_rollout(
+    ws: &Workspace,
+    opts: &Options,
+    (fetched, project): (&mut Fetched, &mut Project),
+    envs: &[String],
+    now: jiff::Timestamp,
+    decision: &mut rollout::Decision,
+    book: &mut GateBook,
+) -> Result<(), CycleError> {
+    let Some(rollout) = project.rollout().filter(|r| !r.gates.is_empty()).cloned() else {
+        return Ok(());
+    };
+    let checks = gating::due(&rollout, decision, book);
+    if !checks.is_empty() {
+        let answers = crate::gates::check_all(&rollout, &checks, &opts.credentials);
+        for (check, answer) in checks.iter().zip(answers) {
+            let fail_after = rollout
+                .gate(&check.gate)
+                .map_or(crate::rollout::gate::DEFAULT_FAIL_AFTER, |g| g.fail_after);
+            let state = book.record(check, answer, fail_after);
+            tracing::info!(environment = %check.env, gate = %check.gate, version = %check.version, state = ?state, "health gate checked");
+        }
+    }
+    let failed = gating::failures(&rollout, decision, book);
+    if let Some(halt) = gating::halt(&failed) {
+        for f in &failed {
+            tracing::warn!(environment = %f.env, gate = %f.gate, version = %f.version, answer = %f.why, "health gate failed: halting the rollout");
+        }
+        if opts.dry_run {
+            tracing::info!("a dry run: the halt is not committed");
+        } else {
+            let edit = crate::delivery::holds::Edit {
+                change: crate::delivery::holds::Change::Halt {
+                    hold: halt.hold.clone(),
+                    skip: halt.skip.clone(),
+                },
+                by: gating::BY.to_string(),
+                base: opts.base.clone(),
+                author_name: opts.author_name.clone(),
+                author_email: opts.author_email.clone(),
+            };
+            match crate::delivery::holds::commit(ws, &edit) {
+                Ok(committed) => {
+                    tracing::warn!(commit = ?committed.commit, message = %committed.message, "committed the halt of the rollout to {}", holds::FILE);
+                    for (channel, version) in &halt.halted {
+                        book.mark_halted(channel, version);
+                    }
+                    *fetched = ws.fetch(opts.base.as_deref())?;
+                    *project = load(ws, fetched, &opts.channel)?;
+                    *decision = decide_rollout(ws, fetched, project, envs, now)?;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot commit the halt of the rollout; trying again next cycle")
+                }
+            }
+        }
+    }
+    let previous = previous_releases(ws, fetched, &rollout, decision)?;
+    gating::apply(decision, &rollout, book, &previous);
+    Ok(())
 }
 
 /// The error of an environment whose rendering or delivery panicked.

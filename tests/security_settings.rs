@@ -434,3 +434,53 @@ fn issue_13_a_hostile_value_cannot_forge_or_hide_the_pull_request_description() 
     assert!(body.trim_end().ends_with("</details>"), "{body}");
     assert!(!pr["title"].as_str().unwrap().contains('\n'));
 }
+
+#[test]
+fn issue_16_a_repository_file_cannot_bind_a_credential_for_a_gate() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = fake_passwd(dir.path());
+    let text = format!(
+        "rollout:\n  gates:\n    - name: up\n      http: {{url: \"{url}/{{env}}\", credential: stolen, expect: {{status: 200}}}}\n  waves:\n    - {{name: a, environments: [dev], gates: [up]}}\n    - {{name: b, environments: [\"*\"]}}\ncredentials:\n  stolen:\n    tokenFile: {passwd}\n    origins: [\"{url}\"]\n",
+        url = server.url()
+    );
+    let says = |run: &Run| {
+        assert_ne!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("hydrant.yaml")
+                && run.stderr.contains("line 8")
+                && run.stderr.contains("`credentials` is an operator setting")
+                && run.stderr.contains("the file `--config` names"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("root:"), "{}", run.stderr);
+        assert!(!run.stdout.contains("root:"), "{}", run.stdout);
+    };
+
+    // Read from the working tree.
+    let ex = Example::new();
+    ex.write("hydrant.yaml", &text);
+    says(&run(&ex, &["validate", "--all"], &[]));
+
+    // Read from the base branch of a remote, in a cycle.
+    let remote = Remote::new();
+    remote.commit_to_main("hydrant.yaml", &text, "Bind a credential");
+    let work = dir.path().join("work");
+    let state = dir.path().join("state");
+    let url = remote.url();
+    says(&run(
+        &ex,
+        &[
+            "reconcile",
+            "--repo",
+            &url,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(server.log().is_empty(), "{:?}", server.log());
+}

@@ -339,19 +339,30 @@ pub fn run(
     matches: &clap::ArgMatches,
     file: Option<&settings::SettingsFile>,
 ) -> ExitCode {
+    let credentials = file.map(|f| f.credentials.clone()).unwrap_or_default();
     let result = match cli.command {
         Command::Render(args) => render::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Validate(args) => validate::run(args),
-        Command::Reconcile(command) => reconcile::run(command.args),
+        Command::Reconcile(mut command) => {
+            command.args.credentials = credentials;
+            reconcile::run(command.args)
+        }
         Command::Plan(mut args) => {
             args.dry_run = true;
+            args.credentials = credentials;
             reconcile::run(*args)
         }
         Command::Diff(args) => diff::run(args),
         Command::Channel(args) => channel::run(args),
-        Command::Run(args) => run::run(*args),
-        Command::Status(args) => status::run(*args),
+        Command::Run(mut args) => {
+            args.daemon.reconcile.credentials = credentials;
+            run::run(*args)
+        }
+        Command::Status(mut args) => {
+            args.credentials = credentials;
+            status::run(*args)
+        }
         Command::Config(args) => config::run(args, matches, file),
         Command::Watch(args) => watch::run(args),
         Command::Hold(args) => hold::run(*args, matches, true),

@@ -28,6 +28,10 @@ pub struct ReconcileCommand {
 /// `reconcile`, `plan`, `status` and `run`.
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
+    /// The credentials health gates use: bound in the operator's settings
+    /// file (`credentials:`), never a flag.
+    #[arg(skip)]
+    pub credentials: crate::gates::Credentials,
     /// The config repository: a path, or a `file://`, `http(s)://` or `ssh://` URL.
     #[arg(long, env = "HYDRANT_REPO", default_value = ".")]
     pub repo: String,
@@ -197,6 +201,7 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
         dry_run: args.dry_run,
         author_name: args.author_name.clone(),
         author_email: args.author_email.clone(),
+        credentials: args.credentials.clone(),
     };
     Ok((session, opts))
 }

@@ -16,6 +16,7 @@ use crate::forge::Forge;
 use crate::git::Workspace;
 use crate::project::{ChannelFetch, ChannelKey, Project};
 use crate::reconcile;
+use crate::rollout::gating::GateBook;
 
 /// Runs the daemon over a config repository until a signal stops it.
 pub fn serve_repository(
@@ -31,6 +32,7 @@ pub fn serve_repository(
         opts,
         project: Mutex::new(None),
         seen: Mutex::new(Seen::default()),
+        gates: Mutex::new(GateBook::default()),
     });
     let (for_cycle, for_poll, for_holds) = (controller.clone(), controller.clone(), controller);
     super::run(
@@ -69,6 +71,8 @@ struct Controller {
     /// The repository as the last cycle read it: what polls look at.
     project: Mutex<Option<Arc<Project>>>,
     seen: Mutex<Seen>,
+    /// The answers of health gates across cycles.
+    gates: Mutex<GateBook>,
 }
 
 fn fetches_shown(fetches: &[ChannelFetch]) -> Vec<(String, &'static str)> {
@@ -99,8 +103,19 @@ impl Controller {
             .ws
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let cycle = reconcile::run_cycle_waiting(&ws, self.forge.as_ref(), &opts, &request.waiting)
-            .map_err(|e| e.to_string())?;
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cycle = reconcile::run_cycle_gated(
+            &ws,
+            self.forge.as_ref(),
+            &opts,
+            &request.waiting,
+            &mut gates,
+        )
+        .map_err(|e| e.to_string())?;
+        drop(gates);
         let mut channel_news = false;
         if let Ok(mut seen) = self.seen.lock() {
             for f in &cycle.fetches {
@@ -110,6 +125,14 @@ impl Controller {
         if let Ok(mut p) = self.project.lock() {
             *p = Some(Arc::new(cycle.project));
         }
+        let rollbacks = cycle
+            .rollout
+            .verdicts
+            .values()
+            .filter(|v| v.state == crate::rollout::State::Rollback)
+            .map(|v| v.env.clone())
+            .collect();
+        let skipped = cycle.rollout.skip;
         let waves = cycle.rollout.waves;
         let (calls, waits) = self.forge.api_stats().map_or((0, 0), |s| {
             use std::sync::atomic::Ordering::Relaxed;
@@ -123,6 +146,10 @@ impl Controller {
             forge_calls: calls,
             forge_rate_limit_waits: waits,
             waves,
+            halted: cycle.halted,
+            gate_failures: cycle.gate_failures,
+            skipped,
+            rollbacks,
         })
     }
 

@@ -31,6 +31,13 @@ pub struct Metrics {
     waves: Vec<crate::rollout::WaveSummary>,
     /// Environment → the class of its failure, while it fails.
     failing: BTreeMap<String, ErrorClass>,
+    /// Health gates: halted (channel, version), definite failures per gate,
+    /// skipped releases and environments rolling back, as the last cycle
+    /// found them.
+    halted: Vec<(String, String)>,
+    gate_failures: BTreeMap<String, u64>,
+    skipped: Vec<String>,
+    rollbacks: Vec<String>,
     pub(super) last_finished: Option<Instant>,
     /// Why the last cycle shows the daemon unhealthy (the repository or
     /// every channel unreachable); `None` when it is healthy.
@@ -89,6 +96,13 @@ impl Metrics {
                     .forge_rate_limit_waits
                     .max(report.forge_rate_limit_waits);
                 self.waves = report.waves.clone();
+                self.halted = report.halted.clone();
+                for (gate, n) in &report.gate_failures {
+                    let total = self.gate_failures.entry(gate.clone()).or_default();
+                    *total = (*total).max(*n);
+                }
+                self.skipped = report.skipped.clone();
+                self.rollbacks = report.rollbacks.clone();
                 let outcomes = &report.outcomes;
                 let ok = outcomes.iter().all(|o| o.error.is_none());
                 if ok {
@@ -238,7 +252,67 @@ impl Metrics {
             self.forge_rate_limit_waits
         );
         self.render_rollout(&mut out);
+        self.render_gates(&mut out);
         out
+    }
+
+    /// `hydrant_rollout_halted{channel,version}`,
+    /// `hydrant_gate_failures_total{gate}`,
+    /// `hydrant_rollout_skipped{version}` and
+    /// `hydrant_rollout_rollback{environment}`.
+    fn render_gates(&self, out: &mut String) {
+        if self.waves.is_empty()
+            && self.halted.is_empty()
+            && self.gate_failures.is_empty()
+            && self.skipped.is_empty()
+        {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_rollout_halted Rollouts a failed health gate halted (1), by channel and release.\n# TYPE hydrant_rollout_halted gauge"
+        );
+        for (channel, version) in &self.halted {
+            let _ = writeln!(
+                out,
+                "hydrant_rollout_halted{{channel=\"{}\",version=\"{}\"}} 1",
+                escape(channel),
+                escape(version)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_gate_failures_total Definite failures health gates answered.\n# TYPE hydrant_gate_failures_total counter"
+        );
+        for (gate, n) in &self.gate_failures {
+            let _ = writeln!(
+                out,
+                "hydrant_gate_failures_total{{gate=\"{}\"}} {n}",
+                escape(gate)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_rollout_skipped Releases never offered (`skip` in holds.yaml).\n# TYPE hydrant_rollout_skipped gauge"
+        );
+        for version in &self.skipped {
+            let _ = writeln!(
+                out,
+                "hydrant_rollout_skipped{{version=\"{}\"}} 1",
+                escape(version)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP hydrant_rollout_rollback Environments going back to the release they ran before (1).\n# TYPE hydrant_rollout_rollback gauge"
+        );
+        for env in &self.rollbacks {
+            let _ = writeln!(
+                out,
+                "hydrant_rollout_rollback{{environment=\"{}\"}} 1",
+                escape(env)
+            );
+        }
     }
 
     /// `hydrant_rollout_environments{wave,state}` (summed over channels)
@@ -331,5 +405,28 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
         assert!(!Metrics::default().render().contains("hydrant_rollout"));
+    }
+
+    #[test]
+    fn gate_metrics_name_halted_releases_failures_skips_and_rollbacks() {
+        let mut m = Metrics::default();
+        let report = super::super::CycleReport {
+            waves: vec![wave("canary", "stable", 1, 0)],
+            halted: vec![("stable".into(), "0.63.0".into())],
+            gate_failures: BTreeMap::from([("argocd-healthy".to_string(), 3)]),
+            skipped: vec!["0.63.0".into()],
+            rollbacks: vec!["dev".into()],
+            ..Default::default()
+        };
+        m.record(&Ok(report), Duration::from_secs(1));
+        let text = m.render();
+        for line in [
+            "hydrant_rollout_halted{channel=\"stable\",version=\"0.63.0\"} 1",
+            "hydrant_gate_failures_total{gate=\"argocd-healthy\"} 3",
+            "hydrant_rollout_skipped{version=\"0.63.0\"} 1",
+            "hydrant_rollout_rollback{environment=\"dev\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

@@ -84,6 +84,14 @@ pub struct CycleReport {
     pub forge_rate_limit_waits: u64,
     /// Each rollout wave's progress (empty without a `rollout:` block).
     pub waves: Vec<crate::rollout::WaveSummary>,
+    /// The (channel, version) rollouts a failed health gate halted.
+    pub halted: Vec<(String, String)>,
+    /// Each health gate's definite failures since the daemon started.
+    pub gate_failures: std::collections::BTreeMap<String, u64>,
+    /// Releases skipped (`skip` in `holds.yaml`).
+    pub skipped: Vec<String>,
+    /// Environments going back to their previous release.
+    pub rollbacks: Vec<String>,
 }
 
 /// What one cycle reports, or why it could not run.

@@ -27,6 +27,10 @@ pub enum Change {
     Hold(Vec<Hold>),
     /// Release the holds of these scopes.
     Release(Vec<Scope>),
+    /// Halt a rollout after a health gate failed: add `hold` (unless a hold
+    /// of its scope is there already, whose words are kept) and skip the
+    /// releases of `skip`.
+    Halt { hold: Hold, skip: Vec<String> },
 }
 
 /// One edit, and who makes it.
@@ -160,6 +164,39 @@ pub fn apply(holds: &mut Holds, change: &Change, by: &str) -> (bool, String) {
                 (false, format!("{what}: already held by {by}: {reason}"))
             }
         }
+        Change::Halt { hold, skip } => {
+            let mut changed = false;
+            if !holds.holds.iter().any(|h| h.scope == hold.scope) {
+                changed |= holds.hold(hold.clone());
+            }
+            let mut skipped = Vec::new();
+            for release in skip {
+                if !holds.skips(release) {
+                    holds.skip.push(release.clone());
+                    skipped.push(format!("skip {release}, "));
+                    changed = true;
+                }
+            }
+            if changed {
+                (
+                    true,
+                    format!(
+                        "Halt the rollout: {}hold {}: {}\n\nHeld by {by}.\n",
+                        skipped.concat(),
+                        hold.scope.describe(),
+                        hold.reason
+                    ),
+                )
+            } else {
+                (
+                    false,
+                    format!(
+                        "{}: already held, and every release to skip is skipped",
+                        hold.scope.describe()
+                    ),
+                )
+            }
+        }
         Change::Release(scopes) => {
             let what = describe(&scopes.iter().collect::<Vec<_>>());
             let mut changed = false;
@@ -184,16 +221,16 @@ pub fn commit(ws: &Workspace, edit: &Edit) -> Result<Committed, HoldsError> {
     let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
         .map(|t| t.to_string())
         .ok();
+    let dated = |h: &Hold| Hold {
+        since: h.since.clone().or_else(|| now.clone()),
+        ..h.clone()
+    };
     let change = match &edit.change {
-        Change::Hold(holds) => Change::Hold(
-            holds
-                .iter()
-                .map(|h| Hold {
-                    since: h.since.clone().or_else(|| now.clone()),
-                    ..h.clone()
-                })
-                .collect(),
-        ),
+        Change::Hold(holds) => Change::Hold(holds.iter().map(dated).collect()),
+        Change::Halt { hold, skip } => Change::Halt {
+            hold: dated(hold),
+            skip: skip.clone(),
+        },
         release => release.clone(),
     };
     let mut base_branch = edit.base.clone();
@@ -374,6 +411,36 @@ mod tests {
             "`erly` is not a wave of `rollout.waves` in `hydrant.yaml` on `main`: `canary`, `early`"
         );
         assert!(e.is_bad_input());
+    }
+
+    #[test]
+    fn a_halt_holds_everything_and_skips_the_release_but_keeps_a_hold_already_there() {
+        let mut holds = Holds::default();
+        let halt = Change::Halt {
+            hold: Hold::new(
+                Scope::All,
+                "gate `up` failed for c1 on 1.1.0",
+                "hydrant",
+                None,
+            )
+            .unwrap(),
+            skip: vec!["1.1.0".to_string()],
+        };
+        let (changed, message) = apply(&mut holds, &halt, "hydrant");
+        assert!(changed);
+        assert_eq!(
+            message,
+            "Halt the rollout: skip 1.1.0, hold every environment: gate `up` failed for c1 on 1.1.0\n\nHeld by hydrant.\n"
+        );
+        assert_eq!(holds.skip, vec!["1.1.0".to_string()]);
+        assert!(!apply(&mut holds, &halt, "hydrant").0);
+        // A person's hold on everything keeps its words.
+        let mut holds = Holds::default();
+        holds.hold(hold(Scope::All, "incident 4711"));
+        assert!(apply(&mut holds, &halt, "hydrant").0);
+        assert_eq!(holds.holds.len(), 1);
+        assert_eq!(holds.holds[0].reason, "incident 4711");
+        assert!(holds.skips("1.1.0"));
     }
 
     #[test]

@@ -171,6 +171,11 @@ impl Outcome {
             if v.stays() {
                 self.waiting = v.reason.clone();
             }
+            if v.state == crate::rollout::State::Rollback
+                && let Some(why) = &v.reason
+            {
+                self.reason = format!("{why}; {}", self.reason);
+            }
         }
         self
     }
@@ -270,12 +275,21 @@ pub fn propose(
             })
         }),
     };
+    let (mut title, mut body) = (review::title(&change), review::body(&change));
+    if let Some(v) = verdict.filter(|v| v.state == crate::rollout::State::Rollback) {
+        let (rollback_title, section) = review::rollback(
+            &change,
+            v.reason.as_deref().unwrap_or("a health gate failed"),
+        );
+        title = rollback_title;
+        body = format!("{section}{body}");
+    }
     Proposal::Fresh(Box::new(plan::Delivery {
         channel: channel.clone(),
         version: version.clone(),
         files: rendered.files.clone(),
-        title: review::title(&change),
-        body: review::body(&change),
+        title,
+        body,
         commit_message: review::commit_message(&change),
     }))
 }

@@ -67,6 +67,26 @@ pub fn title(c: &Change<'_>) -> String {
     one_line(&title)
 }
 
+/// A rollback's title and the section that opens its body:
+/// `hydrant(canary-1): roll back stable 1.1.0 → 1.0.0`, and why.
+pub fn rollback(c: &Change<'_>, why: &str) -> (String, String) {
+    let from = c.from_version.unwrap_or("?");
+    let title = one_line(&format!(
+        "hydrant({}): roll back {} {from} → {}",
+        c.env, c.channel, c.to_version
+    ));
+    let section = format!(
+        "## Rollback\n\nThis pull request takes `{}` back from {} to {}, the release it ran before: {}.\n\nThe rollout of {} is halted and {} is skipped (see `holds.yaml`).\n\n",
+        cell_text(c.env),
+        code(from),
+        code(c.to_version),
+        cell_text(why),
+        code(from),
+        code(from),
+    );
+    (title, section)
+}
+
 /// Untrusted text made one line: line breaks become `⏎`, other control
 /// characters `�`.
 pub(crate) fn one_line(s: &str) -> String {

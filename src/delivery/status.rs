@@ -39,6 +39,9 @@ pub struct EnvStatus {
     /// Why it does not take the target now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// Why it goes back to the release it ran before, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
 }
 
 /// Where the fleet stands: each environment, and each rollout wave.
@@ -92,6 +95,7 @@ pub fn summarise(
         wave: None,
         target: None,
         waiting: None,
+        rollback: None,
     };
     match observed {
         Ok(observed) => {
@@ -120,6 +124,9 @@ pub fn with_verdict(mut status: EnvStatus, verdict: Option<&rollout::Verdict>) -
         if v.stays() {
             status.waiting = v.reason.clone();
         }
+        if v.state == rollout::State::Rollback {
+            status.rollback = v.reason.clone();
+        }
     }
     status
 }
@@ -132,7 +139,11 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
     let project = reconcile::load(ws, &fetched, &opts.channel)?;
     let envs = reconcile::selected(&project, opts)?;
     let now = jiff::Timestamp::now();
-    let decision = reconcile::decide_rollout(ws, &fetched, &project, &envs, now)?;
+    let mut decision = reconcile::decide_rollout(ws, &fetched, &project, &envs, now)?;
+    if let Some(rollout) = project.rollout() {
+        let previous = reconcile::previous_releases(ws, &fetched, rollout, &decision)?;
+        crate::rollout::gating::roll_back(&mut decision, rollout, &Default::default(), &previous);
+    }
     let mut offered = BTreeMap::new();
     for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {
         for env in users {

@@ -181,6 +181,16 @@ pub fn status(status: &Status) -> String {
         writeln(&mut out, text.trim_end());
     }
     for s in &status.environments {
+        if let Some(rollback) = &s.rollback {
+            writeln(
+                &mut out,
+                format!(
+                    "{}: wave {}, {rollback}",
+                    s.env,
+                    s.wave.as_deref().unwrap_or("-")
+                ),
+            );
+        }
         if let Some(waiting) = &s.waiting {
             writeln(
                 &mut out,
@@ -268,6 +278,7 @@ mod tests {
             wave: None,
             target: None,
             waiting: None,
+            rollback: None,
         };
         assert_eq!(
             line(&s),

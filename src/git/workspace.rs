@@ -563,6 +563,47 @@ impl Workspace {
         Ok(out)
     }
 
+    /// Walks the first parents of `commit` (newest first, at most `limit`
+    /// commits) and gives the content of `path` at the newest commit where
+    /// `keeps(content)` is false: what the file said before what `keeps`
+    /// accepts. `None` when the file is absent there, or the walk ends first.
+    pub fn first_other(
+        &self,
+        commit: Oid,
+        path: &str,
+        limit: usize,
+        keeps: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, GitError> {
+        let mut next = Some(self.repo.find_commit(commit)?);
+        let mut last: Option<Oid> = None;
+        let mut walked = 0;
+        while let Some(c) = next {
+            if walked >= limit {
+                break;
+            }
+            let Some(id) = c
+                .tree()?
+                .get_path(Path::new(path))
+                .ok()
+                .filter(|e| e.kind() == Some(ObjectType::Blob))
+                .map(|e| e.id())
+            else {
+                return Ok(None);
+            };
+            if last != Some(id) {
+                let blob = self.repo.find_blob(id)?;
+                let text = String::from_utf8_lossy(blob.content());
+                if !keeps(&text) {
+                    return Ok(Some(text.into_owned()));
+                }
+                last = Some(id);
+            }
+            walked += 1;
+            next = c.parent(0).ok();
+        }
+        Ok(None)
+    }
+
     /// The tip of `hydrant/<env>` on the remote, as last fetched.
     pub fn tip(&self, env: &str) -> Result<Option<Tip>, GitError> {
         let name = format!("refs/remotes/origin/{}", branch_name(env));

@@ -17,6 +17,19 @@
 //!       pullRequest: {group: wave}   # one pull request for the whole wave
 //! ```
 //!
+//! Health gates are defined once under `rollout.gates` ([`super::gate`]) and
+//! named by the waves that use them; `onFailure` says what a failed gate does:
+//! `halt` (the default) or `rollback`.
+//!
+//! ```yaml
+//! rollout:
+//!   gates:
+//!     - name: argocd-healthy
+//!       argocd: {application: "wandb-{env}", server: "https://argocd.example.com", credential: argocd}
+//!   waves:
+//!     - {name: canary, environments: [dev], soak: 2h, gates: [argocd-healthy], onFailure: rollback}
+//! ```
+//!
 //! Parsing is pure; the caller reads the file and the environments' labels.
 //! Every error names the file, the line and the key.
 
@@ -24,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer};
 
+use super::gate::Gate;
 use crate::config::{self, ConfigError};
 
 /// The waves of a rollout, in order. None: one implicit wave holding every
@@ -31,6 +45,32 @@ use crate::config::{self, ConfigError};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rollout {
     pub waves: Vec<Wave>,
+    /// `rollout.gates`: the health gates the waves name.
+    pub gates: Vec<Gate>,
+}
+
+impl Rollout {
+    /// The gate of this name.
+    pub fn gate(&self, name: &str) -> Option<&Gate> {
+        self.gates.iter().find(|g| g.name == name)
+    }
+
+    /// The wave of this name.
+    pub fn wave(&self, name: &str) -> Option<&Wave> {
+        self.waves.iter().find(|w| w.name == name)
+    }
+}
+
+/// What a failed gate does to the rollout of the release it judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// No further wave takes the release (an automatic hold).
+    #[default]
+    Halt,
+    /// Halt, skip the release, and take the failed environments back to
+    /// the release they ran before, by pull request.
+    Rollback,
 }
 
 /// One wave.
@@ -48,6 +88,10 @@ pub struct Wave {
     /// `pullRequest: {group: wave}`: its environments are delivered together
     /// in one branch, `hydrant/wave-<name>`, and one pull request.
     pub group: bool,
+    /// The names of the gates checked for its environments (in
+    /// `rollout.gates`).
+    pub gates: Vec<String>,
+    pub on_failure: OnFailure,
 }
 
 impl Wave {
@@ -70,6 +114,8 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct Block {
     waves: Vec<WaveBlock>,
+    #[serde(default)]
+    gates: Vec<Gate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +132,10 @@ struct WaveBlock {
     not_before: Option<jiff::Timestamp>,
     #[serde(default)]
     pull_request: Option<PullRequestBlock>,
+    #[serde(default)]
+    gates: Vec<String>,
+    #[serde(default)]
+    on_failure: OnFailure,
 }
 
 /// A wave's `pullRequest:`.
@@ -205,6 +255,19 @@ pub fn parse(
             message: format!("`{}`: {message}", crate::yaml::display_path(&path)),
         }
     };
+    let mut gate_names = BTreeSet::new();
+    for (i, g) in block.gates.iter().enumerate() {
+        if !gate_names.insert(g.name.as_str()) {
+            let i = i.to_string();
+            return Err(error(
+                &["rollout", "gates", &i, "name"],
+                format!(
+                    "gate `{}` is defined twice: each gate needs its own name",
+                    g.name
+                ),
+            ));
+        }
+    }
     let mut names = BTreeSet::new();
     let mut waves = Vec::with_capacity(block.waves.len());
     for (i, w) in block.waves.into_iter().enumerate() {
@@ -288,6 +351,28 @@ pub fn parse(
                 ),
             ));
         }
+        for (j, gate) in w.gates.iter().enumerate() {
+            if !gate_names.contains(gate.as_str()) {
+                let j = j.to_string();
+                let p = at(&["gates"]);
+                let mut p: Vec<&str> = p.iter().map(String::as_str).collect();
+                p.push(&j);
+                let known: Vec<String> = gate_names.iter().map(|n| format!("`{n}`")).collect();
+                let known = if known.is_empty() {
+                    "`rollout.gates` defines none".to_string()
+                } else {
+                    format!("`rollout.gates` defines {}", known.join(", "))
+                };
+                return Err(error(
+                    &p,
+                    format!(
+                        "wave `{}` names the gate `{}`, which is not defined: {known}",
+                        w.name,
+                        gate.escape_debug()
+                    ),
+                ));
+            }
+        }
         waves.push(Wave {
             name: w.name,
             environments: w.environments,
@@ -295,9 +380,14 @@ pub fn parse(
             soak_secs: w.soak,
             not_before: w.not_before,
             group,
+            gates: w.gates,
+            on_failure: w.on_failure,
         });
     }
-    Ok((!waves.is_empty()).then_some(Rollout { waves }))
+    Ok((!waves.is_empty()).then_some(Rollout {
+        waves,
+        gates: block.gates,
+    }))
 }
 
 #[cfg(test)]
@@ -395,6 +485,21 @@ mod tests {
     }
 
     #[test]
+    fn waves_name_the_gates_they_check_and_what_a_failure_does() {
+        let text = "rollout:\n  gates:\n    - name: argocd-healthy\n      argocd: {application: \"wandb-{env}\", server: \"https://argocd.example.com\", credential: argocd}\n  waves:\n    - {name: canary, environments: [dev], soak: 2h, gates: [argocd-healthy], onFailure: rollback}\n    - {name: rest, environments: [\"*\"]}\n";
+        let r = parse("hydrant.yaml", text, &fleet()).unwrap().unwrap();
+        assert_eq!(r.gates.len(), 1);
+        assert_eq!(r.waves[0].gates, vec!["argocd-healthy".to_string()]);
+        assert_eq!(r.waves[0].on_failure, OnFailure::Rollback);
+        assert_eq!(r.waves[1].on_failure, OnFailure::Halt);
+        assert!(r.waves[1].gates.is_empty());
+        assert_eq!(
+            r.gate("argocd-healthy").map(|g| g.credential.as_deref()),
+            Some(Some("argocd"))
+        );
+    }
+
+    #[test]
     fn a_misconfigured_rollout_names_file_line_and_key() {
         for (text, line, says) in [
             (
@@ -446,6 +551,26 @@ mod tests {
                 "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      pullRequest: {grup: wave}\n",
                 5,
                 "grup",
+            ),
+            (
+                "rollout:\n  gates:\n    - name: up\n      http: {url: \"https://h.example.com/{env}\", expect: {status: 200}}\n  waves:\n    - name: a\n      environments: [dev]\n      gates:\n        - up\n        - argocd-healthy\n",
+                10,
+                "wave `a` names the gate `argocd-healthy`, which is not defined: `rollout.gates` defines `up`",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      gates: [up]\n",
+                5,
+                "`rollout.gates` defines none",
+            ),
+            (
+                "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n      onFailure: revert\n",
+                5,
+                "rollout.waves.0.onFailure",
+            ),
+            (
+                "rollout:\n  gates:\n    - name: up\n      http: {url: \"https://h.example.com/{env}\", expect: {status: 999}}\n  waves:\n    - name: a\n      environments: [dev]\n",
+                3,
+                "http.expect.status",
             ),
         ] {
             let err = parse("hydrant.yaml", text, &fleet()).unwrap_err();

@@ -19,6 +19,7 @@ pub mod budget;
 pub mod config;
 pub mod freeze;
 pub mod gate;
+pub mod gating;
 pub mod holds;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +73,9 @@ pub enum State {
     Held,
     /// Its channel's latest release is not known (its fetch failed).
     Unknown,
+    /// A health gate failed for the release it runs, now skipped: it goes
+    /// back to the release it ran before (`onFailure: rollback`).
+    Rollback,
 }
 
 impl std::fmt::Display for State {
@@ -83,6 +87,7 @@ impl std::fmt::Display for State {
             State::Waiting => "waiting",
             State::Held => "held",
             State::Unknown => "unknown",
+            State::Rollback => "rollback",
         })
     }
 }

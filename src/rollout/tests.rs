@@ -14,6 +14,8 @@ fn rollout() -> Rollout {
         soak_secs: soak,
         not_before: not_before.map(t),
         group: false,
+        gates: Vec::new(),
+        on_failure: Default::default(),
     };
     Rollout {
         waves: vec![
@@ -21,6 +23,7 @@ fn rollout() -> Rollout {
             wave("early", &["e*"], 3_600, None),
             wave("everyone", &["x*"], 0, Some("2026-12-01T12:00:00Z")),
         ],
+        gates: Vec::new(),
     }
 }
 

@@ -34,6 +34,10 @@ pub use duration::{parse_duration, parse_interval};
 
 /// Keys of `hydrant.yaml` the repository reads itself, not a flag.
 const REPOSITORY_KEYS: &[&str] = &["channelSource", "rollout"];
+/// Blocks only the operator's file (the one `--config` names) may hold, not
+/// a flag: `credentials` binds the names gates use to token files and the
+/// origins each token may be sent to ([`crate::gates::Credentials`]).
+const OPERATOR_KEYS: &[&str] = &[crate::gates::CREDENTIALS_KEY];
 /// Flags that are not settings.
 const NOT_SETTINGS: &[&str] = &["help", "version", "config"];
 
@@ -126,6 +130,8 @@ pub struct SettingsFile {
     /// Named by `--config` or `HYDRANT_CONFIG` (the operator's), rather than
     /// found in the repository (which a pull request edits).
     pub operator: bool,
+    /// `credentials`: bound only in the operator's file.
+    pub credentials: crate::gates::Credentials,
 }
 
 impl SettingsFile {
@@ -133,10 +139,20 @@ impl SettingsFile {
     /// the command line and for the repository it configures. `operator`
     /// says whether `--config` named it.
     pub fn parse(path: &Path, text: &str, operator: bool) -> Result<SettingsFile, ConfigError> {
+        let settings = config::parse_flat(&path.display().to_string(), text)?;
+        let credentials = if settings
+            .iter()
+            .any(|s| s.key == crate::gates::CREDENTIALS_KEY)
+        {
+            crate::gates::Credentials::parse(path, text, operator)?
+        } else {
+            crate::gates::Credentials::default()
+        };
         Ok(SettingsFile {
             path: path.to_path_buf(),
-            settings: config::parse_flat(&path.display().to_string(), text)?,
+            settings,
             operator,
+            credentials,
         })
     }
 
@@ -146,6 +162,7 @@ impl SettingsFile {
             path: path.to_path_buf(),
             settings: Vec::new(),
             operator: false,
+            credentials: Default::default(),
         }
     }
 
@@ -293,7 +310,11 @@ fn arg_of(cmd: &Command, key: &str) -> Option<Arg> {
 /// Refuses keys that are no setting, and, in the repository's own file,
 /// operator settings, naming the file, line and key.
 pub fn check(cmd: &Command, file: &SettingsFile) -> Result<(), ConfigError> {
-    let mut known: BTreeSet<String> = REPOSITORY_KEYS.iter().map(|k| k.to_string()).collect();
+    let mut known: BTreeSet<String> = REPOSITORY_KEYS
+        .iter()
+        .chain(OPERATOR_KEYS)
+        .map(|k| k.to_string())
+        .collect();
     known_keys(cmd, &mut known);
     for s in &file.settings {
         if known.contains(&s.key) && !file.operator && !repository_may_set(&s.key) {
@@ -612,6 +633,7 @@ mod tests {
             path: PathBuf::from("/etc/hydrant/hydrant.yaml"),
             settings: config::parse_flat("hydrant.yaml", text).unwrap(),
             operator: true,
+            credentials: Default::default(),
         }
     }
 
