@@ -14,6 +14,8 @@
 //!     - name: everyone
 //!       environments: ["*"]
 //!       notBefore: 2027-01-27T09:00:00Z
+//!   freeze:                              # see `super::freeze`
+//!     - {schedule: "0 17 * * FRI", duration: 64h, timezone: Europe/Berlin, reason: weekend}
 //! ```
 //!
 //! Parsing is pure; the caller reads the file and the environments' labels.
@@ -23,13 +25,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer};
 
+use super::freeze::Freeze;
 use crate::config::{self, ConfigError};
 
-/// The waves of a rollout, in order. None: one implicit wave holding every
-/// environment.
+/// The waves of a rollout, in order, and its freeze windows. No waves: one
+/// implicit wave holding every environment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rollout {
     pub waves: Vec<Wave>,
+    /// When no new version reaches an environment (`rollout.freeze`).
+    pub freeze: Vec<Freeze>,
 }
 
 /// One wave.
@@ -65,7 +70,10 @@ struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Block {
+    #[serde(default)]
     waves: Vec<WaveBlock>,
+    #[serde(default)]
+    freeze: Vec<Freeze>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +146,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 
 /// Reads `rollout:` from `hydrant.yaml`'s text (`file` names it in errors);
 /// `environments` are every environment of the repository with its labels,
-/// against which each selector is checked. No block, or no waves: `None`.
+/// against which each selector is checked. No block, or neither waves nor
+/// freeze windows: `None`.
 pub fn parse(
     file: &str,
     text: &str,
@@ -246,7 +255,8 @@ pub fn parse(
             not_before: w.not_before,
         });
     }
-    Ok((!waves.is_empty()).then_some(Rollout { waves }))
+    let freeze = block.freeze;
+    Ok((!waves.is_empty() || !freeze.is_empty()).then_some(Rollout { waves, freeze }))
 }
 
 #[cfg(test)]
@@ -307,6 +317,19 @@ mod tests {
         );
         assert_eq!(parse("hydrant.yaml", "interval: 5m\n", &fleet()), Ok(None));
         assert_eq!(parse("hydrant.yaml", "", &fleet()), Ok(None));
+    }
+
+    #[test]
+    fn a_rollout_block_may_hold_freeze_windows_with_or_without_waves() {
+        let text = "rollout:\n  freeze:\n    - from: 2026-12-20T00:00:00Z\n      to: 2027-01-04T00:00:00Z\n      reason: holidays\n";
+        let r = parse("hydrant.yaml", text, &fleet()).unwrap().unwrap();
+        assert!(r.waves.is_empty());
+        assert_eq!(r.freeze.len(), 1);
+        assert_eq!(r.freeze[0].reason.as_deref(), Some("holidays"));
+        let text = "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n  freeze:\n    - schedule: \"0 17 * * FRY\"\n      duration: 64h\n";
+        let err = parse("hydrant.yaml", text, &fleet()).unwrap_err();
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(err.to_string().contains("schedule"), "{err}");
     }
 
     #[test]
