@@ -98,6 +98,21 @@ pub struct ReconcileArgs {
     /// Total timeout of one forge API request, in seconds.
     #[arg(long, env = "HYDRANT_FORGE_TIMEOUT", default_value_t = api_defaults::TIMEOUT_SECS)]
     pub forge_timeout: u64,
+    /// The most new pull requests hydrant opens in any hour: the forge
+    /// token's budget. Over it, environments wait in wave order; a forge's
+    /// secondary rate limit halves it for an hour. An operator's setting.
+    #[arg(
+        long,
+        env = "HYDRANT_MAX_NEW_PULL_REQUESTS_PER_HOUR",
+        value_name = "N",
+        default_value_t = crate::rollout::budget::DEFAULT_PER_HOUR,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_new_pull_requests_per_hour: u32,
+    /// The most of hydrant's pull requests open at once [default: no limit].
+    /// An operator's setting.
+    #[arg(long, env = "HYDRANT_MAX_OPEN_PULL_REQUESTS", value_name = "N")]
+    pub max_open_pull_requests: Option<u32>,
     /// The local forge's state directory [default: `<work-dir>/local-forge`].
     #[arg(long, env = "HYDRANT_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -197,30 +212,51 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
         dry_run: args.dry_run,
         author_name: args.author_name.clone(),
         author_email: args.author_email.clone(),
+        budget: crate::rollout::budget::Budget {
+            per_hour: args.max_new_pull_requests_per_hour,
+            max_open: args.max_open_pull_requests,
+        },
     };
     Ok((session, opts))
 }
 
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (Session { workspace, forge }, opts) = prepare(&args)?;
-    let (outcomes, waves) = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
-        Ok(cycle) => (cycle.outcomes, cycle.rollout.waves),
-        Err(e) if args.output == OutputFormat::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"environments": [], "error": e.to_string()}))?
-            );
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (outcomes, waves, freeze, budget) =
+        match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
+            Ok(cycle) => (
+                cycle.outcomes,
+                cycle.rollout.waves,
+                cycle.rollout.freeze,
+                cycle.budget,
+            ),
+            Err(e) if args.output == OutputFormat::Json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &json!({"environments": [], "error": e.to_string()})
+                    )?
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) => return Err(e.into()),
+        };
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&text::json(&waves, &outcomes))?
+            serde_json::to_string_pretty(&text::with_pacing(
+                text::json(&waves, &outcomes),
+                freeze.as_ref(),
+                budget.as_ref()
+            ))?
         ),
-        OutputFormat::Text if opts.dry_run => print!("{}", text::plan(&outcomes, &waves)),
-        OutputFormat::Text => print!("{}", text::outcomes(&outcomes)),
+        OutputFormat::Text => {
+            print!("{}", text::pacing(freeze.as_ref(), budget.as_ref()));
+            match opts.dry_run {
+                true => print!("{}", text::plan(&outcomes, &waves)),
+                false => print!("{}", text::outcomes(&outcomes)),
+            }
+        }
     }
     let failed = outcomes
         .iter()

@@ -111,6 +111,7 @@ impl Controller {
             *p = Some(Arc::new(cycle.project));
         }
         let waves = cycle.rollout.waves;
+        let frozen = cycle.rollout.freeze.is_some();
         let (calls, waits) = self.forge.api_stats().map_or((0, 0), |s| {
             use std::sync::atomic::Ordering::Relaxed;
             (s.calls.load(Relaxed), s.rate_limit_waits.load(Relaxed))
@@ -123,6 +124,8 @@ impl Controller {
             forge_calls: calls,
             forge_rate_limit_waits: waits,
             waves,
+            frozen,
+            budget: cycle.budget,
         })
     }
 

@@ -84,6 +84,10 @@ pub struct CycleReport {
     pub forge_rate_limit_waits: u64,
     /// Each rollout wave's progress (empty without a `rollout:` block).
     pub waves: Vec<crate::rollout::WaveSummary>,
+    /// Whether a freeze window keeps new versions back.
+    pub frozen: bool,
+    /// The pull-request budget, when an environment would have opened one.
+    pub budget: Option<crate::delivery::pace::BudgetUse>,
 }
 
 /// What one cycle reports, or why it could not run.

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod connect;
 pub mod holds;
 pub mod observe;
+pub mod pace;
 pub mod plan;
 pub mod review;
 pub mod status;

@@ -2,9 +2,10 @@
 //! `hydrant reconcile`, `hydrant plan` (and `reconcile --dry-run`) and
 //! `hydrant status` print. Pure: values in, text out.
 
+use super::pace::BudgetUse;
 use super::status::{EnvStatus, Status};
 use super::{Action, Outcome};
-use crate::rollout::WaveSummary;
+use crate::rollout::{Frozen, WaveSummary};
 
 /// `stable 0.62.1 → 0.63.0`, as the summaries show an environment's release.
 fn channel_and_version(o: &Outcome) -> (&str, String) {
@@ -194,6 +195,56 @@ pub fn status(status: &Status) -> String {
         }
     }
     out
+}
+
+/// The freeze window that applies now and the pull-request budget, as lines
+/// above a plan, a cycle's outcomes or a status.
+pub fn pacing(freeze: Option<&Frozen>, budget: Option<&BudgetUse>) -> String {
+    let mut out = String::new();
+    if let Some(f) = freeze {
+        let overrides = match &f.overrides {
+            Some(_) => "override and template changes wait too",
+            None => "override and template changes still flow",
+        };
+        writeln(
+            &mut out,
+            format!(
+                "{}: new versions wait, {overrides}, no auto-merge is turned on",
+                f.message
+            ),
+        );
+        if let Some(o) = f.overrides.as_ref().filter(|o| **o != f.message) {
+            writeln(&mut out, format!("override changes: {o}"));
+        }
+    }
+    if let Some(b) = budget {
+        writeln(
+            &mut out,
+            format!(
+                "forge budget: {} of {} new pull requests this hour, {} left",
+                b.used, b.limit, b.remaining
+            ),
+        );
+    }
+    out
+}
+
+/// Adds the freeze window that applies (`freeze`) and the pull-request
+/// budget (`budget`) to the JSON of a plan, a cycle or a status.
+pub fn with_pacing(
+    mut json: serde_json::Value,
+    freeze: Option<&Frozen>,
+    budget: Option<&BudgetUse>,
+) -> serde_json::Value {
+    if let Some(map) = json.as_object_mut() {
+        if let Some(f) = freeze {
+            map.insert("freeze".into(), serde_json::json!(f));
+        }
+        if let Some(b) = budget {
+            map.insert("budget".into(), serde_json::json!(b));
+        }
+    }
+    json
 }
 
 fn writeln(out: &mut String, line: impl AsRef<str>) {

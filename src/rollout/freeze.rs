@@ -673,7 +673,10 @@ mod tests {
                 zone: TimeZone::UTC,
             }
         );
-        assert_eq!(a.message(), "frozen until Sun 2027-01-03 23:00 UTC: holidays");
+        assert_eq!(
+            a.message(),
+            "frozen until Sun 2027-01-03 23:00 UTC: holidays"
+        );
         assert_eq!(active(&w, ts("2027-01-03T23:00:00Z")), None);
     }
 

@@ -389,7 +389,10 @@ fn a_freeze_window_keeps_new_releases_back_until_it_ends() {
     let frozen = at("2026-12-01T10:00:00Z");
     assert!(frozen.waves.is_empty());
     let f = frozen.freeze.clone().expect("the window applies");
-    assert_eq!(f.message, "frozen until Tue 2026-12-01 18:00 UTC: release party");
+    assert_eq!(
+        f.message,
+        "frozen until Tue 2026-12-01 18:00 UTC: release party"
+    );
     assert_eq!(f.ends, "2026-12-01T18:00:00Z");
     assert_eq!(f.overrides, None, "override changes flow");
     for v in frozen.verdicts.values() {

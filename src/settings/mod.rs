@@ -101,6 +101,8 @@ const OPERATOR_SETTINGS: &[&str] = &[
     "gitTokenFile",
     "gitUsername",
     "licenseFile",
+    "maxNewPullRequestsPerHour",
+    "maxOpenPullRequests",
     "out",
     "reason",
     "ref",
