@@ -337,6 +337,7 @@ impl Forge for Rest {
                     .is_some_and(|t| t >= since)
             },
         )?;
+        let closed = closed.into_iter().filter(|p| p.state == PrState::Closed);
         Ok(open
             .into_iter()
             .chain(closed)
