@@ -127,38 +127,7 @@ fn outcome<'a>(run: &'a Value, env: &str) -> &'a Value {
 /// hours ago); stable 0.63.0 waits in `channels/stable/releases/`.
 fn thirty_tenants() -> Local {
     let fleet = Local::new(Remote::new());
-    let w = fleet.remote.work();
-    git(&w, &["rm", "-r", "-q", "environments", "rendered"]);
-    let staging = common::project_root().join("environments/staging");
-    for t in tenants() {
-        let dir = w.join("environments").join(&t);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("environment.yaml"),
-            format!("channel: stable\nnamespace: {t}\n"),
-        )
-        .unwrap();
-        for f in ["values.yaml", "pinned.yaml"] {
-            std::fs::copy(staging.join(f), dir.join(f)).unwrap();
-        }
-    }
-    let channels = w.join("channels");
-    std::fs::copy(
-        channels.join("stable.yaml"),
-        channels.join("stable/releases/0.63.0.yaml"),
-    )
-    .unwrap();
-    std::fs::copy(
-        channels.join("stable/releases/0.62.1.yaml"),
-        channels.join("stable.yaml"),
-    )
-    .unwrap();
-    git(&w, &["add", "-A"]);
-    git(
-        &w,
-        &["commit", "-q", "-m", "Thirty tenants on stable 0.62.1"],
-    );
-    git(&w, &["push", "-q", "origin", "main"]);
+    fleet.remote.seed_tenants(&tenants(), &[]);
     fleet.run(&["reconcile"]).ok();
     assert_eq!(fleet.open().len(), 30);
     fleet.merge(&tenants());
