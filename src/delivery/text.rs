@@ -197,8 +197,8 @@ pub fn status(status: &Status) -> String {
     out
 }
 
-/// The freeze window that applies now and the pull-request budget, as lines
-/// above a plan, a cycle's outcomes or a status.
+/// The freeze window that applies now and the pull-request budget (when it
+/// is used up), as lines above a plan, a cycle's outcomes or a status.
 pub fn pacing(freeze: Option<&Frozen>, budget: Option<&BudgetUse>) -> String {
     let mut out = String::new();
     if let Some(f) = freeze {
@@ -217,12 +217,13 @@ pub fn pacing(freeze: Option<&Frozen>, budget: Option<&BudgetUse>) -> String {
             writeln(&mut out, format!("override changes: {o}"));
         }
     }
-    if let Some(b) = budget {
+    // The budget is news only when it holds pull requests back.
+    if let Some(b) = budget.filter(|b| b.remaining == 0) {
         writeln(
             &mut out,
             format!(
-                "forge budget: {} of {} new pull requests this hour, {} left",
-                b.used, b.limit, b.remaining
+                "forge budget: {} of {} new pull requests this hour, none left",
+                b.used, b.limit
             ),
         );
     }
@@ -266,6 +267,27 @@ pub fn json<T: serde::Serialize>(waves: &[WaveSummary], environments: &[T]) -> s
 mod tests {
     use super::*;
     use crate::delivery::status::PrStatus;
+
+    #[test]
+    fn a_freeze_and_a_used_up_budget_show_above_the_plan() {
+        let freeze = Frozen {
+            reason: "weekend".into(),
+            ends: "2026-12-07T08:00:00Z".into(),
+            ends_local: "Mon 2026-12-07 09:00 CET".into(),
+            message: "frozen until Mon 2026-12-07 09:00 CET: weekend".into(),
+            overrides: None,
+        };
+        let budget = |remaining| BudgetUse {
+            limit: 10,
+            used: 10 - remaining,
+            remaining,
+        };
+        assert_eq!(
+            pacing(Some(&freeze), Some(&budget(0))),
+            "frozen until Mon 2026-12-07 09:00 CET: weekend: new versions wait, override and template changes still flow, no auto-merge is turned on\nforge budget: 10 of 10 new pull requests this hour, none left\n"
+        );
+        assert_eq!(pacing(None, Some(&budget(3))), "");
+    }
 
     #[test]
     fn a_row_says_what_waits() {
