@@ -330,8 +330,9 @@ fn a_freeze_window_that_ended_lets_new_versions_and_auto_merge_through() {
 
 const TOKEN: &str = "ghp_testtoken0123456789abcdef";
 
-#[test]
-fn after_a_secondary_rate_limit_nothing_is_sent_before_its_retry_after_and_the_budget_halves() {
+/// One cycle against a fake GitHub whose first answer is a secondary rate
+/// limit (`403`, `Retry-After: 1`); the run and the requests it sent.
+fn reconcile_after_a_secondary_limit(extra: &[&str]) -> (Run, FakeGitHub) {
     let remote = Remote::new();
     let git_server = HttpGit::start(remote.root.path(), TOKEN);
     let gh = FakeGitHub::start(TOKEN, "acme/wandb-config", 120);
@@ -340,43 +341,57 @@ fn after_a_secondary_rate_limit_nothing_is_sent_before_its_retry_after_and_the_b
     let work = dirs.path().join("work");
     let url = git_server.url("remote.git");
     let api = gh.url();
+    let mut args = vec![
+        "reconcile",
+        "--repo",
+        &url,
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--forge",
+        "github",
+        "--github-api-url",
+        &api,
+        "--forge-repository",
+        "acme/wandb-config",
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
     let out = common::hydrant()
-        .args([
-            "reconcile",
-            "--repo",
-            &url,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--forge",
-            "github",
-            "--github-api-url",
-            &api,
-            "--forge-repository",
-            "acme/wandb-config",
-            "--output",
-            "json",
-            "--max-new-pull-requests-per-hour",
-            "2",
-        ])
+        .args(&args)
         .env("HYDRANT_GITHUB_TOKEN", TOKEN)
         .current_dir(dirs.path())
         .output()
         .unwrap();
-    let run = Run::from(out);
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    (Run::from(out), gh)
+}
+
+/// Asserts that no request reached the fake within its `Retry-After` (1 s)
+/// of the rate limit.
+fn none_sent_within_retry_after(gh: &FakeGitHub) {
     let requests = gh.requests();
     let limited = requests
         .iter()
         .position(|r| r.status == 403)
         .expect("the secondary limit was met");
-    let next = requests.get(limited + 1).expect("a request after it");
-    assert!(
-        next.at.duration_since(requests[limited].at) >= Duration::from_secs(1),
-        "{} {} came {:?} after the limit",
-        next.method,
-        next.path,
-        next.at.duration_since(requests[limited].at)
-    );
+    let at = requests[limited].at;
+    for r in &requests[limited + 1..] {
+        assert!(
+            r.at.duration_since(at) >= Duration::from_secs(1),
+            "{} {} came {:?} after the limit",
+            r.method,
+            r.path,
+            r.at.duration_since(at)
+        );
+    }
+}
+
+#[test]
+fn after_a_secondary_rate_limit_nothing_is_sent_before_its_retry_after_and_the_budget_halves() {
+    let (run, gh) = reconcile_after_a_secondary_limit(&["--max-new-pull-requests-per-hour", "2"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    none_sent_within_retry_after(&gh);
+    assert!(gh.requests().len() > 2, "the cycle went on after the wait");
     // Two an hour, halved: prod (first by name) opens, staging waits.
     let pulls = gh.hydrant_pulls();
     assert_eq!(pulls.len(), 1, "{pulls:?}");
@@ -393,4 +408,14 @@ fn after_a_secondary_rate_limit_nothing_is_sent_before_its_retry_after_and_the_b
         "{staging}"
     );
     assert_eq!(json["budget"]["limit"], 1, "{json}");
+}
+
+#[test]
+fn a_retry_after_longer_than_hydrant_waits_sends_nothing_else_until_it_has_passed() {
+    // hydrant waits for no rate limit: the call fails, and so does every
+    // other call before the retry-after, without being sent.
+    let (run, gh) = reconcile_after_a_secondary_limit(&["--forge-max-wait", "0"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("rate limited"), "{}", run.stdout);
+    none_sent_within_retry_after(&gh);
 }
