@@ -20,6 +20,7 @@ use crate::config::PullRequestSettings;
 use crate::delivery::apply::{self, ApplyError, Context};
 use crate::delivery::group;
 use crate::delivery::observe::{self, Depth, ObserveError};
+use crate::delivery::pace::{self, BudgetUse};
 use crate::delivery::{self, ErrorClass, Observed, Proposal, plan};
 use crate::forge::{Forge, ForgeError};
 use crate::git::{Fetched, GitError, Signature, Workspace};
@@ -27,9 +28,10 @@ use crate::manifest::layout::{self, Metadata};
 use crate::pipeline::Problem;
 use crate::project::{ChannelFetch, ChannelSettings, Project, ProjectError, Render};
 use crate::repo::RepoError;
+use crate::rollout::budget::{self, Budget, Throttle, Usage};
 use crate::rollout::gating::{self, GateBook};
 use crate::rollout::holds::{self, Holds};
-use crate::rollout::{self, Verdict};
+use crate::rollout::{self, Frozen, Verdict};
 
 pub use crate::delivery::{Action, GroupOutcome, Outcome, PrRef, VersionChange};
 
@@ -49,6 +51,8 @@ pub struct Options {
     pub author_email: String,
     /// The operator's credentials for health gates.
     pub credentials: crate::gates::Credentials,
+    /// How many new pull requests may be opened (the operator's setting).
+    pub budget: Budget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +305,122 @@ pub struct Cycle {
     /// began.
     pub halted: Vec<(String, String)>,
     pub gate_failures: BTreeMap<String, u64>,
+    /// The pull-request budget, when an environment would have opened one.
+    pub budget: Option<BudgetUse>,
+}
+
+impl Cycle {
+    /// What `reconcile` prints, or with `plan` (a dry run) the plan.
+    pub fn text(&self, plan: bool) -> String {
+        use crate::delivery::text;
+        let pacing = text::pacing(self.rollout.freeze.as_ref(), self.budget.as_ref());
+        let body = match plan {
+            true => text::plan(&self.outcomes, &self.rollout.waves),
+            false => text::outcomes(&self.outcomes),
+        };
+        format!("{pacing}{body}{}", text::groups(&self.groups, plan))
+    }
+
+    /// What `reconcile --output json` and `plan --output json` print.
+    pub fn json(&self) -> serde_json::Value {
+        use crate::delivery::text;
+        let mut value = text::with_pacing(
+            text::json(&self.rollout.waves, &self.outcomes),
+            self.rollout.freeze.as_ref(),
+            self.budget.as_ref(),
+        );
+        if !self.groups.is_empty() {
+            value["groups"] = serde_json::to_value(&self.groups).unwrap_or_default();
+        }
+        value
+    }
+}
+
+/// An hour, the span of the pull-request budget.
+const HOUR: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+/// The pull-request budget over one cycle. hydrant's pull requests of the
+/// last hour are read from the forge (so a restart, or a second replica,
+/// counts the same) once, when the first environment would open one; the
+/// forge's secondary rate limits come from its API client, which remembers
+/// them across a daemon's cycles.
+struct Pacing<'a> {
+    budget: Budget,
+    forge: &'a dyn Forge,
+    /// When hydrant's pull requests of the last hour were opened, and how
+    /// many are open, once read.
+    usage: Option<(Vec<jiff::Timestamp>, u32)>,
+    last: Option<BudgetUse>,
+}
+
+impl<'a> Pacing<'a> {
+    fn new(budget: Budget, forge: &'a dyn Forge) -> Pacing<'a> {
+        Pacing {
+            budget,
+            forge,
+            usage: None,
+            last: None,
+        }
+    }
+
+    /// The forge's secondary rate limits of the last hour.
+    fn throttles(&self) -> Vec<Throttle> {
+        let Some(stats) = self.forge.api_stats() else {
+            return Vec::new();
+        };
+        stats
+            .throttles()
+            .into_iter()
+            .filter_map(|(at, retry_after)| {
+                let at = jiff::Timestamp::try_from(at).ok()?;
+                Some(Throttle { at, retry_after })
+            })
+            .collect()
+    }
+
+    /// Takes one new pull request from the budget, or says why none is left.
+    /// The time is read here: the forge's rate limits are told in real time.
+    fn admit(&mut self) -> Result<Result<(), String>, ForgeError> {
+        let now = jiff::Timestamp::now();
+        if self.usage.is_none() {
+            let pulls = self.forge.recent_pulls(now - HOUR)?;
+            let created = pulls.iter().filter_map(crate::forge::opened_at).collect();
+            let open = pulls
+                .iter()
+                .filter(|p| p.state == crate::forge::PrState::Open)
+                .count();
+            self.usage = Some((created, u32::try_from(open).unwrap_or(u32::MAX)));
+        }
+        let throttles = self.throttles();
+        let Some((created, open)) = self.usage.as_mut() else {
+            return Ok(Ok(()));
+        };
+        let allowance = budget::allowance(
+            &self.budget,
+            &Usage {
+                created,
+                open: *open,
+                throttles: &throttles,
+            },
+            now,
+        );
+        let admitted = allowance.may_open > 0;
+        if admitted {
+            created.push(now);
+            *open += 1;
+        }
+        self.last = Some(BudgetUse {
+            limit: allowance.limit,
+            used: allowance.used + u32::from(admitted),
+            remaining: allowance.may_open.saturating_sub(u32::from(admitted)),
+        });
+        Ok(match admitted {
+            true => Ok(()),
+            false => Err(allowance
+                .reason()
+                .unwrap_or_else(|| "waiting for forge budget".to_string())),
+        })
+    }
 }
 
 /// Runs one cycle over the selected environments: observe, plan and (unless
@@ -372,6 +492,17 @@ pub fn run_cycle_gated(
         gates,
     )?;
     project.set_releases(decision.releases());
+    // Delivered in wave order (earlier waves first, then by name), so that
+    // over budget the later waves wait; reported in the selection's order.
+    let order: HashMap<String, usize> = envs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.clone(), i))
+        .collect();
+    let mut envs = envs;
+    let wave_of = |env: &str| decision.verdict(env).map_or(0, |v| v.earlier.len());
+    envs.sort_by(|a, b| wave_of(a).cmp(&wave_of(b)).then_with(|| a.cmp(b)));
+    let mut pacing = Pacing::new(opts.budget, forge);
     let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
     let rendered = render_isolated(&project, &envs, &recorded);
     let mut fetches = project.take_fetches();
@@ -434,6 +565,8 @@ pub fn run_cycle_gated(
                     &result,
                     recorded.get(&env),
                     decision.verdict(&env),
+                    decision.freeze.as_ref(),
+                    &mut pacing,
                 )
             }));
             let delivered = match delivered {
@@ -504,11 +637,13 @@ pub fn run_cycle_gated(
         members,
         &mut outcomes,
     )?;
+    outcomes.sort_by_key(|o| order.get(&o.env).copied().unwrap_or(usize::MAX));
     Ok(Cycle {
         outcomes,
         inputs,
         fetches,
         project,
+        budget: pacing.last,
         rollout: decision,
         groups,
         halted: gates.halted().iter().cloned().collect(),
@@ -676,7 +811,11 @@ fn class_of(transient: bool) -> ErrorClass {
     }
 }
 
-/// Observes, plans and (unless `dry_run`) applies one environment.
+/// Observes, plans and (unless `dry_run`) applies one environment: during a
+/// freeze no auto-merge is turned on (the description says so), and with
+/// `overrides: true` nothing is opened or updated; a new pull request waits
+/// when the budget has none left.
+#[allow(clippy::too_many_arguments)]
 fn deliver(
     cx: &Context<'_>,
     dry_run: bool,
@@ -684,6 +823,8 @@ fn deliver(
     render: &Result<Render, Vec<Problem>>,
     recorded: Option<&Metadata>,
     verdict: Option<&Verdict>,
+    freeze: Option<&Frozen>,
+    pacing: &mut Pacing<'_>,
 ) -> Result<Outcome, StepError> {
     let depth = match render {
         Ok(Render::Current) => {
@@ -694,16 +835,34 @@ fn deliver(
     };
     let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
     let source = cx.fetched.base_commit.to_string();
-    let proposal = delivery::propose(&observed, &source, render, recorded, verdict);
-    let plan = plan::plan_rollout(&observed, &proposal, verdict);
+    let mut proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    let mut settings = match render {
+        Ok(Render::Fresh(r)) => r.pull_request.clone(),
+        _ => Default::default(),
+    };
+    if let Some(f) = freeze
+        && settings.auto_merge
+    {
+        settings.auto_merge = false;
+        if let delivery::Proposal::Fresh(d) = &mut proposal
+            && !d.body.is_empty()
+        {
+            d.body.push_str(&pace::freeze_note(f));
+        }
+    }
+    let mut plan = plan::plan_rollout(&observed, &proposal, verdict);
+    if let Some(why) = freeze.and_then(|f| f.overrides.as_deref()) {
+        plan = pace::frozen(plan, why);
+    }
+    if matches!(plan.decision, delivery::Decision::Open { .. })
+        && let Err(why) = pacing.admit().map_err(ApplyError::from)?
+    {
+        plan = pace::over_budget(plan, &why);
+    }
     let mut outcome = Outcome::planned(&plan, &observed).with_verdict(verdict);
     if dry_run || plan.decision.changes_nothing() {
         return Ok(outcome);
     }
-    let settings = match render {
-        Ok(Render::Fresh(r)) => r.pull_request.clone(),
-        _ => Default::default(),
-    };
     let applied = apply::apply(cx, &observed, &proposal, &settings, &plan)?;
     outcome.action = applied.action;
     outcome.commit = applied.commit;

@@ -10,7 +10,6 @@ use crate::delivery::connect::{
     ApiOptions, ConnectError, ForgeKind, ForgeSettings, GitSettings, GithubApp, Session, Settings,
     api_defaults,
 };
-use crate::delivery::text;
 use crate::reconcile::{self, Action, Options};
 
 /// `hydrant reconcile`: always one cycle; `--once` is kept for the command
@@ -102,6 +101,21 @@ pub struct ReconcileArgs {
     /// Total timeout of one forge API request, in seconds.
     #[arg(long, env = "HYDRANT_FORGE_TIMEOUT", default_value_t = api_defaults::TIMEOUT_SECS)]
     pub forge_timeout: u64,
+    /// The most new pull requests hydrant opens in any hour: the forge
+    /// token's budget. Over it, environments wait in wave order; a forge's
+    /// secondary rate limit halves it for an hour. An operator's setting.
+    #[arg(
+        long,
+        env = "HYDRANT_MAX_NEW_PULL_REQUESTS_PER_HOUR",
+        value_name = "N",
+        default_value_t = crate::rollout::budget::DEFAULT_PER_HOUR,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_new_pull_requests_per_hour: u32,
+    /// The most of hydrant's pull requests open at once [default: no limit].
+    /// An operator's setting.
+    #[arg(long, env = "HYDRANT_MAX_OPEN_PULL_REQUESTS", value_name = "N")]
+    pub max_open_pull_requests: Option<u32>,
     /// The local forge's state directory [default: `<work-dir>/local-forge`].
     #[arg(long, env = "HYDRANT_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -202,42 +216,30 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
         author_name: args.author_name.clone(),
         author_email: args.author_email.clone(),
         credentials: args.credentials.clone(),
+        budget: crate::rollout::budget::Budget {
+            per_hour: args.max_new_pull_requests_per_hour,
+            max_open: args.max_open_pull_requests,
+        },
     };
     Ok((session, opts))
 }
 
 pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let (Session { workspace, forge }, opts) = prepare(&args)?;
-    let (outcomes, waves, groups) = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
-        Ok(cycle) => (cycle.outcomes, cycle.rollout.waves, cycle.groups),
+    let cycle = match reconcile::run_cycle(&workspace, forge.as_ref(), &opts) {
+        Ok(cycle) => cycle,
         Err(e) if args.output == OutputFormat::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"environments": [], "error": e.to_string()}))?
-            );
+            let failed = json!({"environments": [], "error": e.to_string()});
+            println!("{}", serde_json::to_string_pretty(&failed)?);
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e.into()),
     };
     match args.output {
-        OutputFormat::Json => {
-            let mut value = text::json(&waves, &outcomes);
-            if !groups.is_empty() {
-                value["groups"] = serde_json::to_value(&groups)?;
-            }
-            println!("{}", serde_json::to_string_pretty(&value)?)
-        }
-        OutputFormat::Text if opts.dry_run => print!(
-            "{}{}",
-            text::plan(&outcomes, &waves),
-            text::groups(&groups, true)
-        ),
-        OutputFormat::Text => print!(
-            "{}{}",
-            text::outcomes(&outcomes),
-            text::groups(&groups, false)
-        ),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&cycle.json())?),
+        OutputFormat::Text => print!("{}", cycle.text(opts.dry_run)),
     }
+    let outcomes = &cycle.outcomes;
     let failed = outcomes
         .iter()
         .filter(|o| o.action == Action::Failed)

@@ -17,9 +17,14 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     ) = prepare(&args)?;
     let status = status::status(&ws, forge.as_ref(), &opts)?;
     if args.output == OutputFormat::Json {
-        let shown = text::json(&status.waves, &status.environments);
+        let shown = text::with_pacing(
+            text::json(&status.waves, &status.environments),
+            status.freeze.as_ref(),
+            None,
+        );
         println!("{}", serde_json::to_string_pretty(&shown)?);
     } else {
+        print!("{}", text::pacing(status.freeze.as_ref(), None));
         print!("{}", text::status(&status));
         for s in status.environments.iter().filter(|s| s.error.is_some()) {
             eprintln!("error: {}: {}", s.env, s.error.as_deref().unwrap_or(""));

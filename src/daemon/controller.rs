@@ -134,6 +134,7 @@ impl Controller {
             .collect();
         let skipped = cycle.rollout.skip;
         let waves = cycle.rollout.waves;
+        let frozen = cycle.rollout.freeze.is_some();
         let (calls, waits) = self.forge.api_stats().map_or((0, 0), |s| {
             use std::sync::atomic::Ordering::Relaxed;
             (s.calls.load(Relaxed), s.rate_limit_waits.load(Relaxed))
@@ -150,6 +151,8 @@ impl Controller {
             gate_failures: cycle.gate_failures,
             skipped,
             rollbacks,
+            frozen,
+            budget: cycle.budget,
         })
     }
 

@@ -29,6 +29,10 @@ pub struct Metrics {
     forge_rate_limit_waits: u64,
     /// Each rollout wave's progress, as the last cycle found it.
     waves: Vec<crate::rollout::WaveSummary>,
+    /// Whether a freeze window applied in the last cycle (unknown before one).
+    frozen: Option<bool>,
+    /// The pull-request budget, as the last cycle that needed it found it.
+    budget: Option<crate::delivery::pace::BudgetUse>,
     /// Environment → the class of its failure, while it fails.
     failing: BTreeMap<String, ErrorClass>,
     /// Health gates: halted (channel, version), definite failures per gate,
@@ -103,6 +107,10 @@ impl Metrics {
                 }
                 self.skipped = report.skipped.clone();
                 self.rollbacks = report.rollbacks.clone();
+                self.frozen = Some(report.frozen);
+                if report.budget.is_some() {
+                    self.budget = report.budget;
+                }
                 let outcomes = &report.outcomes;
                 let ok = outcomes.iter().all(|o| o.error.is_none());
                 if ok {
@@ -253,6 +261,7 @@ impl Metrics {
         );
         self.render_rollout(&mut out);
         self.render_gates(&mut out);
+        self.render_pacing(&mut out);
         out
     }
 
@@ -311,6 +320,24 @@ impl Metrics {
                 out,
                 "hydrant_rollout_rollback{{environment=\"{}\"}} 1",
                 escape(env)
+            );
+        }
+    }
+
+    /// `hydrant_rollout_frozen` and `hydrant_pull_request_budget{kind}`.
+    fn render_pacing(&self, out: &mut String) {
+        if let Some(frozen) = self.frozen {
+            let _ = writeln!(
+                out,
+                "# HELP hydrant_rollout_frozen Whether a freeze window keeps new versions back now.\n# TYPE hydrant_rollout_frozen gauge\nhydrant_rollout_frozen {}",
+                u8::from(frozen)
+            );
+        }
+        if let Some(b) = self.budget {
+            let _ = writeln!(
+                out,
+                "# HELP hydrant_pull_request_budget New pull requests opened in the last hour (used) and that may still be opened now (remaining).\n# TYPE hydrant_pull_request_budget gauge\nhydrant_pull_request_budget{{kind=\"used\"}} {}\nhydrant_pull_request_budget{{kind=\"remaining\"}} {}",
+                b.used, b.remaining
             );
         }
     }
@@ -425,6 +452,31 @@ mod tests {
             "hydrant_gate_failures_total{gate=\"argocd-healthy\"} 3",
             "hydrant_rollout_skipped{version=\"0.63.0\"} 1",
             "hydrant_rollout_rollback{environment=\"dev\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_freeze_and_the_budget_show_as_gauges() {
+        let mut m = Metrics::default();
+        let report = super::super::CycleReport {
+            frozen: true,
+            budget: Some(crate::delivery::pace::BudgetUse {
+                limit: 10,
+                used: 10,
+                remaining: 0,
+            }),
+            ..Default::default()
+        };
+        m.record(&Ok(report), Duration::from_secs(1));
+        // A cycle that opened nothing keeps the budget last seen.
+        m.record(&Ok(Default::default()), Duration::from_secs(1));
+        let text = m.render();
+        for line in [
+            "hydrant_rollout_frozen 0",
+            "hydrant_pull_request_budget{kind=\"used\"} 10",
+            "hydrant_pull_request_budget{kind=\"remaining\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

@@ -92,6 +92,10 @@ pub struct CycleReport {
     pub skipped: Vec<String>,
     /// Environments going back to their previous release.
     pub rollbacks: Vec<String>,
+    /// Whether a freeze window keeps new versions back.
+    pub frozen: bool,
+    /// The pull-request budget, when an environment would have opened one.
+    pub budget: Option<crate::delivery::pace::BudgetUse>,
 }
 
 /// What one cycle reports, or why it could not run.

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod group;
 pub mod holds;
 pub mod observe;
+pub mod pace;
 pub mod plan;
 pub mod review;
 pub mod status;

@@ -51,6 +51,9 @@ pub struct Status {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waves: Vec<WaveSummary>,
     pub environments: Vec<EnvStatus>,
+    /// The freeze window that applies now, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<crate::rollout::Frozen>,
 }
 
 /// An environment's open pull request.
@@ -171,6 +174,7 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
     Ok(Status {
         waves: decision.waves,
         environments,
+        freeze: decision.freeze,
     })
 }
 

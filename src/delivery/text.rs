@@ -2,9 +2,10 @@
 //! `hydrant reconcile`, `hydrant plan` (and `reconcile --dry-run`) and
 //! `hydrant status` print. Pure: values in, text out.
 
+use super::pace::BudgetUse;
 use super::status::{EnvStatus, Status};
 use super::{Action, GroupOutcome, Outcome};
-use crate::rollout::WaveSummary;
+use crate::rollout::{Frozen, WaveSummary};
 
 /// `stable 0.62.1 → 0.63.0`, as the summaries show an environment's release.
 fn channel_and_version(o: &Outcome) -> (&str, String) {
@@ -206,6 +207,57 @@ pub fn status(status: &Status) -> String {
     out
 }
 
+/// The freeze window that applies now and the pull-request budget (when it
+/// is used up), as lines above a plan, a cycle's outcomes or a status.
+pub fn pacing(freeze: Option<&Frozen>, budget: Option<&BudgetUse>) -> String {
+    let mut out = String::new();
+    if let Some(f) = freeze {
+        let overrides = match &f.overrides {
+            Some(_) => "override and template changes wait too",
+            None => "override and template changes still flow",
+        };
+        writeln(
+            &mut out,
+            format!(
+                "{}: new versions wait, {overrides}, no auto-merge is turned on",
+                f.message
+            ),
+        );
+        if let Some(o) = f.overrides.as_ref().filter(|o| **o != f.message) {
+            writeln(&mut out, format!("override changes: {o}"));
+        }
+    }
+    // The budget is news only when it holds pull requests back.
+    if let Some(b) = budget.filter(|b| b.remaining == 0) {
+        writeln(
+            &mut out,
+            format!(
+                "forge budget: {} of {} new pull requests this hour, none left",
+                b.used, b.limit
+            ),
+        );
+    }
+    out
+}
+
+/// Adds the freeze window that applies (`freeze`) and the pull-request
+/// budget (`budget`) to the JSON of a plan, a cycle or a status.
+pub fn with_pacing(
+    mut json: serde_json::Value,
+    freeze: Option<&Frozen>,
+    budget: Option<&BudgetUse>,
+) -> serde_json::Value {
+    if let Some(map) = json.as_object_mut() {
+        if let Some(f) = freeze {
+            map.insert("freeze".into(), serde_json::json!(f));
+        }
+        if let Some(b) = budget {
+            map.insert("budget".into(), serde_json::json!(b));
+        }
+    }
+    json
+}
+
 fn writeln(out: &mut String, line: impl AsRef<str>) {
     out.push_str(line.as_ref());
     out.push('\n');
@@ -257,6 +309,27 @@ pub fn json<T: serde::Serialize>(waves: &[WaveSummary], environments: &[T]) -> s
 mod tests {
     use super::*;
     use crate::delivery::status::PrStatus;
+
+    #[test]
+    fn a_freeze_and_a_used_up_budget_show_above_the_plan() {
+        let freeze = Frozen {
+            reason: "weekend".into(),
+            ends: "2026-12-07T08:00:00Z".into(),
+            ends_local: "Mon 2026-12-07 09:00 CET".into(),
+            message: "frozen until Mon 2026-12-07 09:00 CET: weekend".into(),
+            overrides: None,
+        };
+        let budget = |remaining| BudgetUse {
+            limit: 10,
+            used: 10 - remaining,
+            remaining,
+        };
+        assert_eq!(
+            pacing(Some(&freeze), Some(&budget(0))),
+            "frozen until Mon 2026-12-07 09:00 CET: weekend: new versions wait, override and template changes still flow, no auto-merge is turned on\nforge budget: 10 of 10 new pull requests this hour, none left\n"
+        );
+        assert_eq!(pacing(None, Some(&budget(3))), "");
+    }
 
     #[test]
     fn a_row_says_what_waits() {

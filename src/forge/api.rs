@@ -4,6 +4,11 @@
 //! - `429` and `403` rate-limit answers wait for `Retry-After` or
 //!   `x-ratelimit-reset` (GitHub's secondary limits say so in a `403`), never
 //!   longer than `max_wait`; a longer wait is an error saying until when.
+//! - After a rate limit, no request at all is sent before the time it named:
+//!   a call made meanwhile waits (or, when that is longer than `max_wait`,
+//!   fails without being sent). Secondary limits (`429`, or `403` with
+//!   `Retry-After`) are kept for an hour in [`ApiStats::throttles`]: the
+//!   pull-request budget shrinks after them.
 //! - 5xx and connection errors back off exponentially, a bounded number of times.
 //! - `next` links of the `Link` header are followed for lists, within the
 //!   API's origin only.
@@ -82,6 +87,36 @@ impl Default for ApiOptions {
 pub struct ApiStats {
     pub calls: AtomicU64,
     pub rate_limit_waits: AtomicU64,
+    /// The secondary rate limits of the last hour: when each came, and how
+    /// long it asked to wait where it said.
+    throttles: Mutex<Vec<(SystemTime, Option<Duration>)>>,
+}
+
+/// How long throttling answers are remembered.
+const THROTTLE_MEMORY: Duration = Duration::from_secs(3_600);
+
+impl ApiStats {
+    /// The secondary rate limits of the last hour, oldest first.
+    pub fn throttles(&self) -> Vec<(SystemTime, Option<Duration>)> {
+        let now = SystemTime::now();
+        self.throttles
+            .lock()
+            .map(|t| {
+                t.iter()
+                    .filter(|(at, _)| now.duration_since(*at).unwrap_or_default() < THROTTLE_MEMORY)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn throttled(&self, retry_after: Option<Duration>) {
+        let now = SystemTime::now();
+        if let Ok(mut t) = self.throttles.lock() {
+            t.retain(|(at, _)| now.duration_since(*at).unwrap_or_default() < THROTTLE_MEMORY);
+            t.push((now, retry_after));
+        }
+    }
 }
 
 pub struct Api {
@@ -95,6 +130,9 @@ pub struct Api {
     client: Client,
     options: ApiOptions,
     pub stats: ApiStats,
+    /// No request is sent before this time (a rate limit asked so), and the
+    /// status that asked.
+    paused: Mutex<Option<(Instant, u16)>>,
 }
 
 /// An answer: status and JSON body (`Null` when there is none).
@@ -170,6 +208,7 @@ impl Api {
             client,
             options,
             stats: ApiStats::default(),
+            paused: Mutex::new(None),
         })
     }
 
@@ -320,6 +359,7 @@ impl Api {
         let mut attempt = 0;
         let mut renewed = false;
         loop {
+            self.wait_for_pause(&shown)?;
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let mut req = self.authorised(
@@ -382,6 +422,14 @@ impl Api {
                         serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
                     };
                     if let Some(wait) = Self::rate_limit_wait(status, &headers, &text) {
+                        self.pause(wait, status);
+                        if status == 429 || headers.contains_key("retry-after") {
+                            let said = headers
+                                .get("retry-after")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(|v| outbound::retry_after(v.trim(), SystemTime::now()));
+                            self.stats.throttled(said);
+                        }
                         let too_long = wait > self.options.max_wait;
                         let limited = ForgeError::RateLimited {
                             forge: self.forge.clone(),
@@ -413,6 +461,41 @@ impl Api {
             };
             self.retry_or_fail(&mut attempt, wait, problem)?;
         }
+    }
+
+    /// Sends nothing before `wait` has passed.
+    fn pause(&self, wait: Duration, status: u16) {
+        let until = Instant::now() + wait;
+        if let Ok(mut p) = self.paused.lock()
+            && p.is_none_or(|(at, _)| at < until)
+        {
+            *p = Some((until, status));
+        }
+    }
+
+    /// Waits out a pause a rate limit asked for, or refuses to send when it
+    /// lasts longer than hydrant waits.
+    fn wait_for_pause(&self, request: &str) -> Result<(), ForgeError> {
+        let left = self.paused.lock().ok().and_then(|p| {
+            let (until, status) = (*p)?;
+            let left = until.checked_duration_since(Instant::now())?;
+            Some((left, status))
+        });
+        let Some((left, status)) = left else {
+            return Ok(());
+        };
+        if left > self.options.max_wait {
+            return Err(ForgeError::RateLimited {
+                forge: self.forge.clone(),
+                request: request.to_string(),
+                status,
+                wait_secs: Some(left.as_secs().max(1)),
+                longest_wait_secs: Some(self.options.max_wait.as_secs()),
+            });
+        }
+        tracing::debug!(forge = %self.forge, wait_ms = left.as_millis() as u64, "waiting out the forge's rate limit before the next request");
+        std::thread::sleep(left);
+        Ok(())
     }
 
     /// Waits before the next attempt, or gives up with `problem` when the
@@ -493,6 +576,47 @@ impl Api {
 
     /// Every item of a paginated list, following `Link: <…>; rel="next"`.
     pub fn list(&self, path: &str) -> Result<Vec<Value>, ForgeError> {
+        self.list_while(path, |_| true)
+    }
+
+    /// Like [`list_as`](Self::list_as) over a list sorted newest first: the
+    /// items while `wanted` holds; no page after the first item it refuses
+    /// is asked for.
+    pub fn list_while_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>, ForgeError> {
+        let request = format!("GET {path}");
+        let mut out = Vec::new();
+        let mut done = false;
+        let mut seen = 0;
+        self.list_while(path, |item: &Value| {
+            if done {
+                return false;
+            }
+            seen += 1;
+            // A decoding error is kept to be reported below.
+            match self.decode::<T>(&request, item.clone(), Some(seen - 1)) {
+                Ok(t) if wanted(&t) => out.push(Ok(t)),
+                Ok(_) => done = true,
+                Err(e) => {
+                    out.push(Err(e));
+                    done = true;
+                }
+            }
+            !done
+        })?;
+        out.into_iter().collect()
+    }
+
+    /// The items of a paginated list up to the first that `more` refuses
+    /// (that one included); no further page is asked for then.
+    fn list_while(
+        &self,
+        path: &str,
+        mut more: impl FnMut(&Value) -> bool,
+    ) -> Result<Vec<Value>, ForgeError> {
         let request = format!("GET {path}");
         let mut items = Vec::new();
         let mut next = Some(path.to_string());
@@ -507,7 +631,15 @@ impl Api {
                 return Err(self.refusal(&request, &answer));
             }
             match answer.body {
-                Value::Array(a) => items.extend(a),
+                Value::Array(a) => {
+                    for item in a {
+                        let go_on = more(&item);
+                        items.push(item);
+                        if !go_on {
+                            return Ok(items);
+                        }
+                    }
+                }
                 other => {
                     let got = self.server_text(&other.to_string());
                     return Err(self.invalid(&request, "(body)", &format!("is no list: {got}")));

@@ -154,6 +154,27 @@ impl Forge for GitLab {
         )
     }
 
+    fn recent_pulls(&self, since: jiff::Timestamp) -> Result<Vec<PullRequest>, ForgeError> {
+        let open: Vec<MergeRequestJson> = self
+            .api
+            .list_as(&self.path("/merge_requests?state=opened&per_page=100"))?;
+        let since_text = jiff::Timestamp::from_second(since.as_second())
+            .unwrap_or(since)
+            .to_string();
+        let recent: Vec<MergeRequestJson> = self.api.list_as(&self.path(&format!(
+            "/merge_requests?state=all&created_after={}&per_page=100",
+            encode_path(&since_text)
+        )))?;
+        let mut seen = std::collections::BTreeSet::new();
+        Ok(open
+            .into_iter()
+            .chain(recent)
+            .filter(|m| seen.insert(m.iid))
+            .map(MergeRequestJson::into_pull_request)
+            .filter(|p| super::recent(p, since))
+            .collect())
+    }
+
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError> {
         self.comment(pr, comment)?;
         self.api.call(

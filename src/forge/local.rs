@@ -166,6 +166,18 @@ impl Forge for LocalForge {
         Ok((pr, Ensured::Created))
     }
 
+    fn recent_pulls(&self, since: jiff::Timestamp) -> Result<Vec<PullRequest>, ForgeError> {
+        let pulls = self
+            .pulls
+            .lock()
+            .map_err(|_| fail("state lock poisoned".to_string()))?;
+        Ok(pulls
+            .values()
+            .filter(|p| super::recent(p, since))
+            .cloned()
+            .collect())
+    }
+
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError> {
         self.update(pr.number, |p| {
             p.comments.push(Comment {

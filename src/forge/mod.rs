@@ -300,6 +300,24 @@ pub(crate) fn ensure(
     Ok((pr, ensured))
 }
 
+/// Whether a pull request is from a `hydrant/*` branch.
+pub(crate) fn is_hydrants(pr_head: &str) -> bool {
+    pr_head.starts_with(&crate::git::branch_name(""))
+}
+
+/// When a pull request was opened, where the forge said in a form hydrant reads.
+pub fn opened_at(pr: &PullRequest) -> Option<jiff::Timestamp> {
+    pr.created_at.as_deref()?.parse().ok()
+}
+
+/// Whether a pull request counts for [`Forge::recent_pulls`]: hydrant's, and
+/// open or opened at or after `since`. One the forge gives no time for counts
+/// while open.
+pub(crate) fn recent(pr: &PullRequest, since: jiff::Timestamp) -> bool {
+    is_hydrants(&pr.head)
+        && (pr.state == PrState::Open || opened_at(pr).is_some_and(|t| t >= since))
+}
+
 pub trait Forge: Send + Sync {
     /// The forge as shown in messages (`local`, `github`, …).
     fn name(&self) -> &str;
@@ -309,6 +327,10 @@ pub trait Forge: Send + Sync {
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError>;
     /// Closes a pull request with a comment saying why.
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError>;
+    /// hydrant's pull requests (from `hydrant/*` branches): every one open
+    /// now, and every one opened at or after `since`, whatever became of it.
+    /// The pull-request budget is counted from them, in one call per cycle.
+    fn recent_pulls(&self, since: jiff::Timestamp) -> Result<Vec<PullRequest>, ForgeError>;
     /// Comments on a pull request.
     fn comment(&self, pr: &PullRequest, body: &str) -> Result<(), ForgeError>;
     /// The comments of a pull request.

@@ -58,6 +58,8 @@ pub struct Dialect {
     pub auto_merge: AutoMerge,
     /// The longest description the forge takes, in characters.
     pub max_body: Option<usize>,
+    /// The query that lists pull requests newest first.
+    pub newest_first: &'static str,
 }
 
 impl Dialect {
@@ -73,6 +75,7 @@ impl Dialect {
         auto_merge: AutoMerge::GraphQl,
         // GitHub's limit; the review writer keeps its descriptions under it.
         max_body: Some(65_536),
+        newest_first: "sort=created&direction=desc",
     };
 
     pub const GITEA: Dialect = Dialect {
@@ -86,6 +89,7 @@ impl Dialect {
         labels: Labels::ById,
         auto_merge: AutoMerge::WhenChecksSucceed,
         max_body: None,
+        newest_first: "sort=newest",
     };
 
     /// The API URL of a server (`https://gitea.example.com` → `…/api/v1`).
@@ -306,6 +310,41 @@ impl Forge for Rest {
             |pr| self.decorate(pr, req),
             update,
         )
+    }
+
+    fn recent_pulls(&self, since: jiff::Timestamp) -> Result<Vec<PullRequest>, ForgeError> {
+        let page = self.dialect.page_size;
+        let full = format!("{}/{}", self.owner, self.repo);
+        let ours = |p: &PullRequestJson| {
+            p.head
+                .repo
+                .as_ref()
+                .is_none_or(|r| r.full_name.eq_ignore_ascii_case(&full))
+        };
+        let open: Vec<PullRequestJson> = self
+            .api
+            .list_as(&self.path(&format!("/pulls?state=open&{page}")))?;
+        // Newest first: no page older than `since` is asked for.
+        let closed: Vec<PullRequestJson> = self.api.list_while_as(
+            &self.path(&format!(
+                "/pulls?state=closed&{}&{page}",
+                self.dialect.newest_first
+            )),
+            |p: &PullRequestJson| {
+                p.created_at
+                    .as_deref()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .is_some_and(|t| t >= since)
+            },
+        )?;
+        let closed = closed.into_iter().filter(|p| p.state == PrState::Closed);
+        Ok(open
+            .into_iter()
+            .chain(closed)
+            .filter(ours)
+            .map(PullRequestJson::into_pull_request)
+            .filter(|p| super::recent(p, since))
+            .collect())
     }
 
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError> {

@@ -104,6 +104,26 @@ pub struct Allowance {
     pub wait: Option<Wait>,
 }
 
+impl Allowance {
+    /// Why a new pull request waits, when one does:
+    /// `waiting for forge budget: 10 of 10 this hour, next at 14:05 UTC`.
+    pub fn reason(&self) -> Option<String> {
+        let hhmm = |t: &Timestamp| t.strftime("%H:%M UTC").to_string();
+        Some(match self.wait? {
+            Wait::Hourly { until, limit } => format!(
+                "waiting for forge budget: {} of {limit} this hour, next at {}",
+                self.used,
+                hhmm(&until)
+            ),
+            Wait::Forge { until } => format!(
+                "waiting for forge budget: the forge asked to slow down until {}",
+                until.strftime("%H:%M:%S UTC")
+            ),
+            open @ Wait::Open { .. } => open.to_string(),
+        })
+    }
+}
+
 /// The hourly limit after `throttles` answers in the last hour.
 fn shrunk(per_hour: u32, throttles: usize) -> u32 {
     let halvings = throttles.min(31) as u32;
@@ -237,6 +257,10 @@ mod tests {
                 .to_string()
                 .starts_with("waiting for forge budget")
         );
+        assert_eq!(
+            a.reason().as_deref(),
+            Some("waiting for forge budget: 10 of 10 this hour, next at 09:00 UTC")
+        );
         // At minute 61: the one of minute 0 aged out.
         let a = allowance(&budget(10, None), &usage, at(61));
         assert_eq!((a.may_open, a.used, a.wait), (1, 9, None));
@@ -274,6 +298,10 @@ mod tests {
         let a = allowance(&budget(10, None), &usage, at(15));
         assert_eq!((a.may_open, a.limit), (0, 5));
         assert_eq!(a.wait, Some(Wait::Forge { until: at(20) }));
+        assert_eq!(
+            a.reason().as_deref(),
+            Some("waiting for forge budget: the forge asked to slow down until 08:20:00 UTC")
+        );
         // After the retry-after: half of ten, four used.
         let a = allowance(&budget(10, None), &usage, at(20));
         assert_eq!((a.may_open, a.limit, a.wait), (1, 5, None));

@@ -15,6 +15,8 @@
 //!       environments: ["*"]
 //!       notBefore: 2027-01-27T09:00:00Z
 //!       pullRequest: {group: wave}   # one pull request for the whole wave
+//!   freeze:                              # see `super::freeze`
+//!     - {schedule: "0 17 * * FRI", duration: 64h, timezone: Europe/Berlin, reason: weekend}
 //! ```
 //!
 //! Health gates are defined once under `rollout.gates` ([`super::gate`]) and
@@ -37,16 +39,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer};
 
+use super::freeze::Freeze;
 use super::gate::Gate;
 use crate::config::{self, ConfigError};
 
-/// The waves of a rollout, in order. None: one implicit wave holding every
-/// environment.
+/// The waves of a rollout, in order, and its freeze windows. No waves: one
+/// implicit wave holding every environment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rollout {
     pub waves: Vec<Wave>,
     /// `rollout.gates`: the health gates the waves name.
     pub gates: Vec<Gate>,
+    /// When no new version reaches an environment (`rollout.freeze`).
+    pub freeze: Vec<Freeze>,
 }
 
 impl Rollout {
@@ -113,9 +118,12 @@ struct File {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Block {
+    #[serde(default)]
     waves: Vec<WaveBlock>,
     #[serde(default)]
     gates: Vec<Gate>,
+    #[serde(default)]
+    freeze: Vec<Freeze>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,7 +235,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 
 /// Reads `rollout:` from `hydrant.yaml`'s text (`file` names it in errors);
 /// `environments` are every environment of the repository with its labels,
-/// against which each selector is checked. No block, or no waves: `None`.
+/// against which each selector is checked. No block, or neither waves nor
+/// freeze windows: `None`.
 pub fn parse(
     file: &str,
     text: &str,
@@ -384,10 +393,14 @@ pub fn parse(
             on_failure: w.on_failure,
         });
     }
-    Ok((!waves.is_empty()).then_some(Rollout {
-        waves,
-        gates: block.gates,
-    }))
+    let freeze = block.freeze;
+    Ok(
+        (!waves.is_empty() || !freeze.is_empty()).then_some(Rollout {
+            waves,
+            gates: block.gates,
+            freeze,
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -497,6 +510,19 @@ mod tests {
             r.gate("argocd-healthy").map(|g| g.credential.as_deref()),
             Some(Some("argocd"))
         );
+    }
+
+    #[test]
+    fn a_rollout_block_may_hold_freeze_windows_with_or_without_waves() {
+        let text = "rollout:\n  freeze:\n    - from: 2026-12-20T00:00:00Z\n      to: 2027-01-04T00:00:00Z\n      reason: holidays\n";
+        let r = parse("hydrant.yaml", text, &fleet()).unwrap().unwrap();
+        assert!(r.waves.is_empty());
+        assert_eq!(r.freeze.len(), 1);
+        assert_eq!(r.freeze[0].reason.as_deref(), Some("holidays"));
+        let text = "rollout:\n  waves:\n    - name: a\n      environments: [dev]\n  freeze:\n    - schedule: \"0 17 * * FRY\"\n      duration: 64h\n";
+        let err = parse("hydrant.yaml", text, &fleet()).unwrap_err();
+        assert_eq!(err.line, Some(6), "{err}");
+        assert!(err.to_string().contains("schedule"), "{err}");
     }
 
     #[test]

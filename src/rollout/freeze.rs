@@ -262,6 +262,25 @@ pub struct ActiveFreeze {
     pub ends: Timestamp,
     /// Whether a window that applies now also stops override changes.
     pub overrides: bool,
+    /// The time zone its end is shown in: a recurring window's own, UTC for
+    /// a one-off window.
+    pub zone: TimeZone,
+}
+
+impl ActiveFreeze {
+    /// When it ends on its own wall clock: `Mon 2026-12-07 09:00 CET`.
+    pub fn ends_shown(&self) -> String {
+        self.ends
+            .to_zoned(self.zone.clone())
+            .strftime("%a %Y-%m-%d %H:%M %Z")
+            .to_string()
+    }
+
+    /// `frozen until Mon 2026-12-07 09:00 CET: weekend`, as a verdict and
+    /// a plan give it.
+    pub fn message(&self) -> String {
+        format!("frozen until {}: {}", self.ends_shown(), self.reason)
+    }
 }
 
 impl Freeze {
@@ -282,6 +301,14 @@ impl Freeze {
                 format_duration(*duration)
             ),
             Window::OneOff { from, to } => format!("freeze from {from} to {to}"),
+        }
+    }
+
+    /// The time zone the window is read in (UTC for a one-off window).
+    pub fn zone(&self) -> TimeZone {
+        match &self.window {
+            Window::Recurring { zone, .. } => zone.clone(),
+            Window::OneOff { .. } => TimeZone::UTC,
         }
     }
 
@@ -338,6 +365,7 @@ fn latest(applying: &[(&Freeze, Timestamp)]) -> Option<ActiveFreeze> {
         reason: f.describe(),
         ends: *ends,
         overrides: f.overrides,
+        zone: f.zone(),
     })
 }
 
@@ -591,6 +619,10 @@ mod tests {
         assert_eq!(active(&w, ts("2026-03-27T15:59:00Z")), None, "16:59 CET");
         let spring = active(&w, ts("2026-03-27T16:00:00Z")).unwrap();
         assert_eq!(spring.reason, "weekend");
+        assert_eq!(
+            spring.message(),
+            "frozen until Mon 2026-03-30 09:00 CEST: weekend"
+        );
         // 64 hours on the wall clock: Monday 09:00 CEST is 07:00Z, an hour
         // before 64 elapsed hours would end.
         assert_eq!(spring.ends, ts("2026-03-30T07:00:00Z"));
@@ -637,8 +669,13 @@ mod tests {
             ActiveFreeze {
                 reason: "holidays".into(),
                 ends: ts("2027-01-03T23:00:00Z"),
-                overrides: false
+                overrides: false,
+                zone: TimeZone::UTC,
             }
+        );
+        assert_eq!(
+            a.message(),
+            "frozen until Sun 2027-01-03 23:00 UTC: holidays"
         );
         assert_eq!(active(&w, ts("2027-01-03T23:00:00Z")), None);
     }

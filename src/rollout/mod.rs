@@ -14,6 +14,8 @@
 //! `notBefore` has passed and no hold covers it. Otherwise it stays on the
 //! release it runs. A `release:` pin wins over waves. Without a `rollout:`
 //! block every environment is in one wave: it takes the target at once.
+//! While a freeze window (`rollout.freeze`) applies, no environment is
+//! offered a new release: it waits, saying until when and why.
 
 pub mod budget;
 pub mod config;
@@ -158,6 +160,39 @@ pub struct Decision {
     pub waves: Vec<WaveSummary>,
     /// Releases never offered.
     pub skip: Vec<String>,
+    /// The freeze window that applies now, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Frozen>,
+}
+
+/// The freeze window that applies now, as `plan`, `status` and `/metrics`
+/// show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Frozen {
+    /// Its reason, or what the window is when it gives none.
+    pub reason: String,
+    /// When it ends (RFC 3339).
+    pub ends: String,
+    /// When it ends on its own wall clock (`Mon 2026-12-07 09:00 CET`).
+    pub ends_local: String,
+    /// `frozen until Mon 2026-12-07 09:00 CET: weekend`: why new versions wait.
+    pub message: String,
+    /// Why override and template changes wait too, while a window with
+    /// `overrides: true` applies; `None`: they flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<String>,
+}
+
+/// The freeze that applies at `now`, if any.
+pub fn frozen(freezes: &[freeze::Freeze], now: jiff::Timestamp) -> Option<Frozen> {
+    let active = freeze::active(freezes, now)?;
+    Some(Frozen {
+        reason: active.reason.clone(),
+        ends: active.ends.to_string(),
+        ends_local: active.ends_shown(),
+        message: active.message(),
+        overrides: freeze::active_for_overrides(freezes, now).map(|o| o.message()),
+    })
 }
 
 impl Decision {
@@ -228,7 +263,7 @@ pub fn targets(input: &Input<'_>) -> BTreeMap<String, Option<String>> {
 /// with a soak (not the last wave, whose soak holds back no one) that run
 /// their channel's target. The caller looks these up, and no others.
 pub fn soaking(input: &Input<'_>) -> BTreeSet<String> {
-    let Some(rollout) = input.rollout else {
+    let Some(rollout) = input.rollout.filter(|r| !r.waves.is_empty()) else {
         return BTreeSet::new();
     };
     let targets = targets(input);
@@ -257,6 +292,15 @@ fn shown(t: jiff::Timestamp) -> String {
 
 /// Decides, for every environment, the release it may take now and why not.
 pub fn decide(input: &Input<'_>) -> Decision {
+    let freeze = frozen(
+        input.rollout.map_or(&[][..], |r| r.freeze.as_slice()),
+        input.now,
+    );
+    // A block with freeze windows and no waves: one implicit wave.
+    let input = &Input {
+        rollout: input.rollout.filter(|r| !r.waves.is_empty()),
+        ..*input
+    };
     let targets = targets(input);
     let waves: Vec<(String, i64, Option<jiff::Timestamp>)> = match input.rollout {
         Some(r) => r
@@ -404,6 +448,11 @@ pub fn decide(input: &Input<'_>) -> Decision {
         {
             why = Some(format!("wave `{}` starts at {}", wave.0, shown(at)));
         }
+        if why.is_none()
+            && let Some(f) = &freeze
+        {
+            why = Some(f.message.clone());
+        }
         match why {
             None => {
                 v.state = State::Offered;
@@ -499,6 +548,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
         verdicts,
         waves: summaries,
         skip: input.holds.skip.clone(),
+        freeze,
     }
 }
 

@@ -24,6 +24,7 @@ fn rollout() -> Rollout {
             wave("everyone", &["x*"], 0, Some("2026-12-01T12:00:00Z")),
         ],
         gates: Vec::new(),
+        freeze: Vec::new(),
     }
 }
 
@@ -355,6 +356,76 @@ fn without_a_rollout_block_every_environment_takes_the_latest_at_once() {
         assert_eq!(v.wave, None);
         assert_eq!(v.release, None);
     }
+}
+
+/// A one-off freeze window from 09:00 to 18:00 on 1 December.
+fn december_freeze(overrides: bool) -> freeze::Freeze {
+    freeze::FreezeSpec {
+        from: Some("2026-12-01T09:00:00Z".into()),
+        to: Some("2026-12-01T18:00:00Z".into()),
+        reason: Some("release party".into()),
+        overrides,
+        ..freeze::FreezeSpec::default()
+    }
+    .validate()
+    .expect("a freeze window")
+}
+
+#[test]
+fn a_freeze_window_keeps_new_releases_back_until_it_ends() {
+    let latest = BTreeMap::from([("stable".to_string(), "0.63.0".to_string())]);
+    let fleet = fleet();
+    let holds = Holds::default();
+    // A block with freeze windows and no waves: one implicit wave.
+    let only_freeze = Rollout {
+        waves: Vec::new(),
+        gates: Vec::new(),
+        freeze: vec![december_freeze(false)],
+    };
+    let at = |now: &str| {
+        decide(&Input {
+            rollout: Some(&only_freeze),
+            environments: &fleet,
+            latest: &latest,
+            holds: &holds,
+            now: t(now),
+        })
+    };
+    let frozen = at("2026-12-01T10:00:00Z");
+    assert!(frozen.waves.is_empty());
+    let f = frozen.freeze.clone().expect("the window applies");
+    assert_eq!(
+        f.message,
+        "frozen until Tue 2026-12-01 18:00 UTC: release party"
+    );
+    assert_eq!(f.ends, "2026-12-01T18:00:00Z");
+    assert_eq!(f.overrides, None, "override changes flow");
+    for v in frozen.verdicts.values() {
+        assert_eq!(v.state, State::Waiting, "{v:?}");
+        assert_eq!(v.reason.as_deref(), Some(f.message.as_str()));
+        assert_eq!(v.wave, None);
+        // It stays where it is.
+        assert_eq!(v.release.as_deref(), Some("0.62.0"));
+    }
+    let after = at("2026-12-01T18:00:00Z");
+    assert_eq!(after.freeze, None);
+    assert!(after.verdicts.values().all(|v| v.state == State::Offered));
+
+    // Within waves, a reason of its own (an earlier wave) comes first.
+    let mut waved = rollout();
+    waved.freeze = vec![december_freeze(true)];
+    let decision = decide(&Input {
+        rollout: Some(&waved),
+        environments: &fleet,
+        latest: &latest,
+        holds: &holds,
+        now: t("2026-12-01T10:00:00Z"),
+    });
+    let f = decision.freeze.clone().expect("the window applies");
+    assert_eq!(f.overrides.as_deref(), Some(f.message.as_str()));
+    let reason = |env: &str| decision.verdict(env).and_then(|v| v.reason.clone());
+    assert_eq!(reason("c1"), Some(f.message.clone()));
+    assert!(reason("e1").is_some_and(|r| r.contains("waits for `canary`")));
 }
 
 #[test]

@@ -105,6 +105,8 @@ const OPERATOR_SETTINGS: &[&str] = &[
     "gitTokenFile",
     "gitUsername",
     "licenseFile",
+    "maxNewPullRequestsPerHour",
+    "maxOpenPullRequests",
     "out",
     "reason",
     "ref",

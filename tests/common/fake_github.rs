@@ -42,6 +42,17 @@ pub struct Pr {
     pub draft: bool,
     pub auto_merge: bool,
     pub comments: Vec<String>,
+    /// When it was opened, in seconds since the epoch.
+    pub created_at: u64,
+}
+
+/// One request that reached the API: when, what, and the status answered.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub at: std::time::Instant,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
 }
 
 #[derive(Default)]
@@ -74,6 +85,8 @@ pub struct FakeGitHub {
     /// A field every pull request is sent without (`None`) or with another
     /// value, as by a GitHub whose API changed.
     changed_field: Arc<Mutex<Option<ChangedField>>>,
+    /// Every request answered, in order.
+    log: Arc<Mutex<Vec<Request>>>,
 }
 
 /// A field's name, and its new value (`None`: left out).
@@ -131,6 +144,7 @@ impl FakeGitHub {
             owner_repo: owner_repo.to_string(),
             state: Arc::new(Mutex::new(State::default())),
             changed_field: Arc::new(Mutex::new(None)),
+            log: Arc::new(Mutex::new(Vec::new())),
         };
         {
             let mut st = gh.state.lock().unwrap();
@@ -147,6 +161,7 @@ impl FakeGitHub {
                     draft: false,
                     auto_merge: false,
                     comments: vec![],
+                    created_at: now() - 86_400,
                 });
             }
         }
@@ -293,6 +308,11 @@ impl FakeGitHub {
         *self.changed_field.lock().unwrap() = Some((field.to_string(), value));
     }
 
+    /// Every request that reached the API so far, in order, with its time.
+    pub fn requests(&self) -> Vec<Request> {
+        self.log.lock().unwrap().clone()
+    }
+
     pub fn writes(&self) -> usize {
         self.state.lock().unwrap().writes
     }
@@ -324,6 +344,7 @@ impl FakeGitHub {
             "labels": p.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
             "requested_reviewers": p.reviewers.iter().map(|r| json!({"login": r})).collect::<Vec<_>>(),
             "auto_merge": if p.auto_merge { json!({"merge_method": "squash"}) } else { Value::Null },
+            "created_at": rfc3339(p.created_at),
         })
     }
 
@@ -354,7 +375,15 @@ impl FakeGitHub {
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let logged = self.log.clone();
+        let (log_method, log_target) = (method.clone(), target.clone());
         let mut respond = |status: u16, headers: &str, body: &Value| -> std::io::Result<()> {
+            logged.lock().unwrap().push(Request {
+                at: std::time::Instant::now(),
+                method: log_method.clone(),
+                path: log_target.clone(),
+                status,
+            });
             let text = if body.is_null() {
                 String::new()
             } else {
@@ -469,6 +498,10 @@ impl FakeGitHub {
                     .iter()
                     .filter(|p| p.open == want_open && base.as_deref().is_none_or(|b| b == p.base))
                     .collect();
+                let mut all = all;
+                if param("direction").as_deref() == Some("desc") {
+                    all.reverse();
+                }
                 let items: Vec<Value> = all
                     .iter()
                     .skip((page - 1) * per_page)
@@ -476,12 +509,11 @@ impl FakeGitHub {
                     .map(|p| self.json_pr(p))
                     .collect();
                 let link = if page * per_page < all.len() {
-                    let next = format!(
-                        "{}{path}?state=open&base={}&per_page={per_page}&page={}",
-                        self.url(),
-                        base.unwrap_or_default(),
-                        page + 1
-                    );
+                    let kept: Vec<&str> = query
+                        .split('&')
+                        .filter(|kv| !kv.starts_with("page=") && !kv.is_empty())
+                        .collect();
+                    let next = format!("{}{path}?{}&page={}", self.url(), kept.join("&"), page + 1);
                     format!("Link: <{next}>; rel=\"next\"\r\n")
                 } else {
                     String::new()
@@ -510,6 +542,7 @@ impl FakeGitHub {
                     draft: input["draft"].as_bool().unwrap_or(false),
                     auto_merge: false,
                     comments: vec![],
+                    created_at: now(),
                 };
                 let v = self.json_pr(&pr);
                 st.pulls.push(pr);

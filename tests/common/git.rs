@@ -102,6 +102,46 @@ impl Remote {
         git(&w, &["push", "-q", "origin", "main"]);
     }
 
+    /// Replaces the example's environments with `tenants` that follow
+    /// stable (each with staging's values), puts stable back at 0.62.1 with
+    /// 0.63.0 kept in `channels/stable/releases/`, writes `files` (such as
+    /// `hydrant.yaml`) and pushes it all to `main` as one commit.
+    pub fn seed_tenants(&self, tenants: &[String], files: &[(&str, &str)]) {
+        let w = self.work();
+        git(&w, &["rm", "-r", "-q", "environments", "rendered"]);
+        let staging = project_root().join("environments/staging");
+        for t in tenants {
+            let dir = w.join("environments").join(t);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("environment.yaml"),
+                format!("channel: stable\nnamespace: {t}\n"),
+            )
+            .unwrap();
+            for f in ["values.yaml", "pinned.yaml"] {
+                std::fs::copy(staging.join(f), dir.join(f)).unwrap();
+            }
+        }
+        let channels = w.join("channels");
+        std::fs::copy(
+            channels.join("stable.yaml"),
+            channels.join("stable/releases/0.63.0.yaml"),
+        )
+        .unwrap();
+        std::fs::copy(
+            channels.join("stable/releases/0.62.1.yaml"),
+            channels.join("stable.yaml"),
+        )
+        .unwrap();
+        for (path, text) in files {
+            std::fs::write(w.join(path), text).unwrap();
+        }
+        git(&w, &["add", "-A"]);
+        let message = format!("{} tenants on stable 0.62.1", tenants.len());
+        git(&w, &["commit", "-q", "-m", &message]);
+        git(&w, &["push", "-q", "origin", "main"]);
+    }
+
     pub fn read_main(&self, path: &str) -> String {
         git(&self.bare(), &["show", &format!("main:{path}")])
     }
