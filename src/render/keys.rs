@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::template::{BlockParam, Parameter, Template, TemplateElement};
 use handlebars::{Path, PathSeg};
 
 use crate::spec::{KnownKeys, Seg};
@@ -37,6 +37,7 @@ pub fn known_keys(templates: &HashMap<String, Template>, roots: &[String]) -> Kn
         known: KnownKeys::default(),
         seen: HashSet::new(),
         depth: 0,
+        block_params: Vec::new(),
     };
     for name in roots {
         if let Some(t) = templates.get(name) {
@@ -52,6 +53,8 @@ struct Walker<'a> {
     /// Partials already walked, with their context.
     seen: HashSet<(String, Ctx)>,
     depth: usize,
+    /// Block parameters in scope (`{{#each x as |item|}}`), innermost last.
+    block_params: Vec<(String, Ctx)>,
 }
 
 fn name_of(p: &Parameter) -> Option<String> {
@@ -86,6 +89,13 @@ impl Walker<'_> {
             Parameter::Path(Path::Relative((segs, _))) => {
                 let mut up = 0;
                 let mut out: Ctx = stack.last().cloned().flatten();
+                let mut segs = segs.as_slice();
+                if let Some(PathSeg::Named(first)) = segs.first()
+                    && let Some((_, ctx)) = self.block_params.iter().rev().find(|(n, _)| n == first)
+                {
+                    out = ctx.clone();
+                    segs = &segs[1..];
+                }
                 for seg in segs {
                     match seg {
                         PathSeg::Named(name) => {
@@ -193,7 +203,10 @@ impl Walker<'_> {
             return;
         }
         self.depth += 1;
+        // A partial does not see the block parameters of its caller.
+        let outer = std::mem::take(&mut self.block_params);
         self.template(t, &mut vec![ctx]);
+        self.block_params = outer;
         self.depth -= 1;
     }
 
@@ -229,13 +242,29 @@ impl Walker<'_> {
                 }
                 if let Some(t) = &ht.template {
                     let keep = matches!(name.as_str(), "each" | "with");
+                    let scope = self.block_params.len();
                     if keep {
+                        // `as |item key|`: the item is the block's context;
+                        // the key or index is not a value path.
+                        let names = match &ht.block_param {
+                            Some(BlockParam::Single(p)) => vec![(p, inner.clone())],
+                            Some(BlockParam::Pair((p, k))) => {
+                                vec![(p, inner.clone()), (k, None)]
+                            }
+                            _ => Vec::new(),
+                        };
+                        for (p, ctx) in names {
+                            if let Some(n) = name_of(p) {
+                                self.block_params.push((n, ctx));
+                            }
+                        }
                         stack.push(inner);
                     }
                     self.template(t, stack);
                     if keep {
                         stack.pop();
                     }
+                    self.block_params.truncate(scope);
                 }
                 if let Some(t) = &ht.inverse {
                     self.template(t, stack);
@@ -354,6 +383,18 @@ mod tests {
         assert!(k.knows(&path("tls.*.secretName")));
         assert!(k.knows(&path("tls.*.hosts.*")));
         assert!(!k.knows(&path("tls.*.secretNme")));
+    }
+
+    #[test]
+    fn block_parameters_name_the_item() {
+        let k = known(&[(
+            "a",
+            "{{#each values.tls as |t i|}}{{t.secretName}}{{i}}{{#with t.cert as |c|}}{{c.name}}{{/with}}{{/each}}",
+        )]);
+        assert!(k.knows(&path("tls.*.secretName")));
+        assert!(k.knows(&path("tls.*.cert.name")));
+        assert!(!k.knows(&path("tls.*.t")));
+        assert!(!k.knows(&path("tls.*.i")));
     }
 
     #[test]
