@@ -25,6 +25,11 @@ pub struct EnvironmentConfig {
     /// Allow credentials rendered literally into manifests (not recommended).
     #[serde(default)]
     pub allow_plaintext_secrets: bool,
+    /// What a key of values.yaml or pinned.yaml that no template, channel or
+    /// schema knows does: `error` (the default) or `warn`. When unset, the
+    /// repository's `hydrant.yaml` decides.
+    #[serde(default)]
+    pub unknown_keys: Option<crate::spec::UnknownKeys>,
     /// Accept a channel spec older than the one last seen.
     #[serde(default)]
     pub allow_downgrade: bool,

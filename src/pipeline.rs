@@ -11,7 +11,7 @@ use crate::manifest::layout::{self, ChannelInfo, Inputs, Metadata};
 use crate::manifest::{Manifest, validate};
 use crate::render::Engine;
 use crate::repo::EnvironmentFiles;
-use crate::spec::{self, Layer, Merged};
+use crate::spec::{self, KnownKeys, Layer, Merged, UnknownKeys};
 
 /// A problem that stops an environment from rendering.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +44,9 @@ pub struct Rendered {
     pub metadata: Metadata,
     /// How the environment wants its pull requests.
     pub pull_request: crate::config::PullRequestSettings,
+    /// What the render let pass but a person should see (keys no template
+    /// knows, under `unknownKeys: warn`).
+    pub warnings: Vec<String>,
 }
 
 /// The layers of an environment, lowest first.
@@ -81,6 +84,24 @@ pub fn build(
     env: &EnvironmentFiles,
 ) -> Result<Rendered, Vec<Problem>> {
     let merged = spec::merge(&layers(channel, env));
+    let unknown = unknown_keys(engine, channel, env);
+    let warn = env.config.unknown_keys == Some(UnknownKeys::Warn);
+    let mut warnings = Vec::new();
+    if warn {
+        warnings.extend(unknown.iter().map(ToString::to_string));
+    } else if !unknown.is_empty() {
+        return Err(unknown
+            .iter()
+            .map(|u| Problem {
+                message: u.to_string(),
+                hint: Some(format!(
+                    "fix or remove the key; if a template is meant to read it, refer to it there; `unknownKeys: warn` in environments/{}/environment.yaml lets it pass with a warning",
+                    env.name
+                )),
+                transient: false,
+            })
+            .collect());
+    }
     let mut data = json!({
         "env": {
             "name": env.name,
@@ -163,5 +184,40 @@ pub fn build(
         merged,
         metadata,
         pull_request: env.config.pull_request.clone(),
+        warnings,
     })
+}
+
+/// The keys of the environment's `values.yaml` and `pinned.yaml` that no
+/// template reads and the channel does not define.
+pub fn unknown_keys(
+    engine: &Engine,
+    channel: &ChannelSpec,
+    env: &EnvironmentFiles,
+) -> Vec<spec::UnknownKey> {
+    let defined = defined_by(channel);
+    let known = [engine.known_keys(), &defined];
+    [&env.user, &env.custom]
+        .into_iter()
+        .flat_map(|layer| spec::unknown_keys(&known, layer))
+        .collect()
+}
+
+/// Whether `path` is a key some template reads or the channel defines; if
+/// not, why, with the closest known key.
+pub fn unknown_path(
+    engine: &Engine,
+    channel: &ChannelSpec,
+    path: &[String],
+) -> Option<spec::UnknownKey> {
+    let defined = defined_by(channel);
+    spec::unknown_path(&[engine.known_keys(), &defined], path)
+}
+
+/// The keys a channel spec defines. A channel values schema's keys join
+/// here (see [`KnownKeys::declare`]) once channels publish one.
+fn defined_by(channel: &ChannelSpec) -> KnownKeys {
+    let mut defined = KnownKeys::default();
+    defined.define(&channel.values.values);
+    defined
 }

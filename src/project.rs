@@ -60,6 +60,8 @@ pub struct Project {
     prefetched: Mutex<HashMap<ChannelKey, Result<ChannelSpec, ChannelError>>>,
     /// Every channel fetch made, until taken.
     fetches: Mutex<Vec<ChannelFetch>>,
+    /// `unknownKeys:` in `hydrant.yaml`, for environments that do not say.
+    unknown_keys: crate::spec::UnknownKeys,
 }
 
 /// A channel and an optional pinned release of it.
@@ -242,7 +244,12 @@ impl Project {
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
         let rollout = repo.rollout(&file, &environments)?;
+        let unknown_keys = file
+            .unknown_keys()
+            .map_err(RepoError::from)?
+            .unwrap_or_default();
         Ok(Project {
+            unknown_keys,
             repo,
             engine,
             source,
@@ -383,7 +390,7 @@ impl Project {
         each: impl Fn(&str, Result<Render, Vec<Problem>>) -> R + Sync,
     ) -> Vec<R> {
         let loaded: Vec<Result<EnvironmentFiles, RepoError>> =
-            names.par_iter().map(|n| self.repo.environment(n)).collect();
+            names.par_iter().map(|n| self.environment(n)).collect();
         let channels = self.fetch_channels(&loaded);
         names
             .par_iter()
@@ -410,6 +417,14 @@ impl Project {
                 each(name, result)
             })
             .collect()
+    }
+
+    /// An environment's files, with the repository's `unknownKeys` where its
+    /// `environment.yaml` does not set one.
+    fn environment(&self, name: &str) -> Result<EnvironmentFiles, RepoError> {
+        let mut files = self.repo.environment(name)?;
+        files.config.unknown_keys.get_or_insert(self.unknown_keys);
+        Ok(files)
     }
 
     fn fetch_channels(
@@ -549,6 +564,9 @@ impl Project {
             .source
             .fetch(&files.config.channel, files.config.release.as_deref())
             .map_err(|e| vec![channel_problem(&e, &files)])?;
+        if let Some(unknown) = pipeline::unknown_path(&self.engine, &spec, path) {
+            return Err(vec![Problem::new(unknown)]);
+        }
         let layers = pipeline::layers(&spec, &files);
         let merged = spec::merge(&layers);
         Ok(spec::explain(&layers, &merged, path))

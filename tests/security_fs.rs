@@ -87,6 +87,7 @@ fn issue_13_a_kind_or_a_file_name_collision_never_reaches_rendered_files() {
         "templates/kinds.yaml.hbs",
         "apiVersion: v1\nkind: {{values.sneaky}}\nmetadata:\n  name: x\n",
     );
+    let values = ex.read("environments/dev/values.yaml");
     ex.append(
         "environments/dev/values.yaml",
         "\nsneaky: \"Secret.yaml\\n  - ../../etc # \"\n",
@@ -100,7 +101,9 @@ fn issue_13_a_kind_or_a_file_name_collision_never_reaches_rendered_files() {
         run.stderr
     );
     assert!(!out.join("dev").exists());
-    // Two distinct objects (two API groups) that map to one file name.
+    // Two distinct objects (two API groups) that map to one file name; no
+    // template reads `sneaky` any more, so it goes too.
+    ex.write("environments/dev/values.yaml", &values);
     ex.write(
         "templates/kinds.yaml.hbs",
         "apiVersion: a.example.com/v1\nkind: Widget\nmetadata:\n  name: x\n---\napiVersion: b.example.com/v1\nkind: Widget\nmetadata:\n  name: x\n",

@@ -394,6 +394,16 @@ pub fn report_error(e: &anyhow::Error) {
 }
 
 /// Prints an environment's problems, each with its hint.
+/// Prints what an environment's render let pass but a person should see.
+pub fn report_warnings(env: &str, warnings: &[String]) {
+    for w in warnings {
+        eprintln!(
+            "warning: environment `{env}`: {}",
+            w.replace('\n', "\n    ")
+        );
+    }
+}
+
 pub fn report_problems(env: &str, problems: &[Problem]) {
     let count = problems.len();
     eprintln!(

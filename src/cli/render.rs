@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::{EnvSelection, RepoArgs, report_problems};
+use super::{EnvSelection, RepoArgs, report_problems, report_warnings};
 use crate::manifest::layout;
 use crate::output::{self, rendered_line};
 use crate::pipeline::Problem;
@@ -43,7 +43,11 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
                 let target = dir.join(env);
                 output::replace_dir(&target, &rendered.files)
                     .with_context(|| format!("cannot write `{}`", target.display()))?;
-                Ok(Ok(rendered_line(env, &rendered, &target)))
+                let mut line = rendered_line(env, &rendered, &target);
+                for w in &rendered.warnings {
+                    line.push_str(&format!("\nwarning: environment `{env}`: {w}"));
+                }
+                Ok(Ok(line))
             },
         );
         let mut failed = 0;
@@ -70,6 +74,7 @@ pub fn run(args: RenderArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    report_warnings(&env, &rendered.warnings);
     let mut out = std::io::stdout().lock();
     for (name, text) in &rendered.files {
         if name == layout::KUSTOMIZATION || name == layout::METADATA {

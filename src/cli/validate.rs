@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{EnvSelection, RepoArgs, report_problems};
+use super::{EnvSelection, RepoArgs, report_problems, report_warnings};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -18,12 +18,15 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for (env, result) in project.render(&envs) {
         match result {
-            Ok(rendered) => eprintln!(
-                "ok: {env}: {} resources valid ({} {})",
-                rendered.manifests.len(),
-                rendered.metadata.channel.name,
-                rendered.metadata.channel.version
-            ),
+            Ok(rendered) => {
+                report_warnings(&env, &rendered.warnings);
+                eprintln!(
+                    "ok: {env}: {} resources valid ({} {})",
+                    rendered.manifests.len(),
+                    rendered.metadata.channel.name,
+                    rendered.metadata.channel.version
+                )
+            }
             Err(problems) => {
                 failed += 1;
                 report_problems(&env, &problems);

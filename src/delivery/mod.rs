@@ -269,6 +269,7 @@ pub fn propose(
         new_files: &rendered.files,
         manifests: &rendered.manifests,
         provenance: &rendered.merged.provenance,
+        warnings: &rendered.warnings,
         wave: verdict.and_then(|v| {
             v.wave.as_deref().map(|name| review::WaveText {
                 name,

@@ -44,6 +44,9 @@ pub struct Change<'a> {
     pub provenance: &'a Provenance,
     /// The environment's rollout wave, when `hydrant.yaml` has a `rollout:` block.
     pub wave: Option<WaveText<'a>>,
+    /// What the render let pass but a reviewer should see (keys of the
+    /// values that nothing reads, under `unknownKeys: warn`).
+    pub warnings: &'a [String],
 }
 
 /// An environment's rollout wave and the waves before it.
@@ -494,6 +497,7 @@ pub fn body(c: &Change<'_>) -> String {
             code(c.to_version)
         ));
     }
+    warnings.extend(c.warnings.iter().map(|w| cell_text(w)));
     if !warnings.is_empty() {
         b.push_str("\n### ⚠️ Warnings\n\n");
         for w in warnings {
@@ -801,6 +805,7 @@ mod tests {
             new_files: &new_files,
             manifests: &manifests,
             wave: None,
+            warnings: &[],
             provenance: &merged.provenance,
         };
         let body = body(&c);
@@ -860,6 +865,7 @@ mod tests {
             new_files: &new_files,
             manifests: &[],
             wave: None,
+            warnings: &[],
             provenance: &prov,
         };
         let body = body(&c);
@@ -900,6 +906,7 @@ mod tests {
             new_files: &new_files,
             manifests: &[],
             wave: None,
+            warnings: &[],
             provenance: &prov,
         };
         let body = body(&c);
@@ -998,6 +1005,7 @@ mod tests {
             new_files: &new_files,
             manifests: &manifests,
             wave: None,
+            warnings: &[],
             provenance: &prov,
         };
         let body = body(&c);

@@ -10,6 +10,7 @@
 mod check;
 mod guard;
 mod helpers;
+mod keys;
 pub mod safe;
 
 pub use guard::{has_credential, has_url_password, is_secret_key};
@@ -73,6 +74,8 @@ pub struct Engine {
     /// Manifest templates (not partials), in path order.
     templates: Vec<String>,
     digest: String,
+    /// The keys below `values` the templates read (see [`keys`]).
+    known: crate::spec::KnownKeys,
 }
 
 /// Is this file a partial? Partials live in `templates/_partials/`.
@@ -123,6 +126,7 @@ impl Engine {
         let mut errors = Vec::new();
         let mut templates = Vec::new();
         let mut hasher = Sha256::new();
+        let mut compiled = std::collections::HashMap::new();
         for file in files {
             hasher.update(file.name.as_bytes());
             hasher.update([0]);
@@ -142,6 +146,7 @@ impl Engine {
                         errors.push(e);
                         continue;
                     }
+                    compiled.insert(register_as.clone(), template.clone());
                     rewrite_values(&mut template.elements);
                     guard_depth(&mut template);
                     registry.register_template(&register_as, template);
@@ -157,14 +162,21 @@ impl Engine {
             }
         }
         if errors.is_empty() {
+            let known = keys::known_keys(&compiled, &templates);
             Ok(Engine {
                 registry,
                 templates,
+                known,
                 digest: hex::encode(hasher.finalize()),
             })
         } else {
             Err(errors)
         }
+    }
+
+    /// The keys below `values` that some template reads, in any branch.
+    pub fn known_keys(&self) -> &crate::spec::KnownKeys {
+        &self.known
     }
 
     /// A digest of every template's path and text.

@@ -33,7 +33,7 @@ use crate::config::{self, ConfigError, FlatSetting};
 pub use duration::{parse_duration, parse_interval};
 
 /// Keys of `hydrant.yaml` the repository reads itself, not a flag.
-const REPOSITORY_KEYS: &[&str] = &["channelSource", "rollout"];
+const REPOSITORY_KEYS: &[&str] = &["channelSource", "rollout", "unknownKeys"];
 /// Blocks only the operator's file (the one `--config` names) may hold, not
 /// a flag: `credentials` binds the names gates use to token files and the
 /// origins each token may be sent to ([`crate::gates::Credentials`]).
@@ -192,6 +192,26 @@ impl SettingsFile {
     }
 }
 
+impl SettingsFile {
+    /// `unknownKeys: error | warn`: what a key of an environment's values
+    /// that nothing knows does, where `environment.yaml` does not say.
+    pub fn unknown_keys(&self) -> Result<Option<crate::spec::UnknownKeys>, ConfigError> {
+        let Some(setting) = self.get("unknownKeys") else {
+            return Ok(None);
+        };
+        match setting.values.as_slice() {
+            [v] if crate::spec::UnknownKeys::parse(v).is_some() => {
+                Ok(crate::spec::UnknownKeys::parse(v))
+            }
+            _ => Err(ConfigError {
+                file: self.path.display().to_string(),
+                line: Some(setting.line),
+                message: "`unknownKeys`: expected `error` or `warn`".to_string(),
+            }),
+        }
+    }
+}
+
 /// Where channel specs come from: `--channel` (or `HYDRANT_CHANNEL`), else
 /// the repository's `channelSource`, else [`DEFAULT_CHANNEL_SOURCE`].
 pub fn channel_source(flag_or_env: Option<String>, file: Option<String>) -> String {
@@ -292,7 +312,7 @@ fn known_keys(cmd: &Command, into: &mut BTreeSet<String>) {
 }
 
 /// The closest known key to a misspelt one.
-fn closest<'a>(key: &str, known: &'a BTreeSet<String>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(key: &str, known: &'a BTreeSet<String>) -> Option<&'a str> {
     known
         .iter()
         .map(|k| (strsim::damerau_levenshtein(key, k), k))

@@ -92,6 +92,8 @@ impl Layer {
             lines.insert(path.clone(), line);
         })
         .map_err(yaml_error)?;
+        // Lists merge whole, but an error in an item's map names its line.
+        yaml::add_item_lines(&node, &mut lines);
         Layer::from_value(kind, file, value, lines, node.line)
     }
 

@@ -13,8 +13,10 @@
 //!
 //! This module does no IO: layers are parsed from text the caller read.
 
+mod known;
 mod layer;
 mod merge;
 
+pub use known::{KnownKeys, Seg, UnknownKey, UnknownKeys, unknown_keys, unknown_path};
 pub use layer::{Layer, LayerKind, SpecError};
 pub use merge::{Explanation, Merged, Origin, Provenance, explain, merge};
