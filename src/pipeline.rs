@@ -74,6 +74,71 @@ pub fn inputs(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) ->
     }
 }
 
+/// Refuses, before anything is rendered, the plaintext credentials of the
+/// value layers (unless the environment allows them) and the values that the
+/// channel's schema refuses; every one is listed.
+fn check_values(
+    channel: &ChannelSpec,
+    env: &EnvironmentFiles,
+    merged: &Merged,
+) -> Result<(), Vec<Problem>> {
+    let mut problems = Vec::new();
+    if !env.config.allow_plaintext_secrets {
+        problems.extend(
+            spec::plaintext_credentials(&layers(channel, env), merged)
+                .into_iter()
+                .map(|c| Problem {
+                    message: c.to_string(),
+                    hint: Some(c.hint),
+                    transient: false,
+                }),
+        );
+    }
+    if let Some(schema) = &channel.schema {
+        match spec::compile_schema(schema) {
+            Ok(schema) => problems.extend(schema.check(merged).into_iter().map(|v| Problem {
+                message: v.to_string(),
+                hint: Some(format!(
+                    "the values schema comes with channel `{}` {}; `hydrant explain --env {} KEY` shows what each layer sets",
+                    channel.channel, channel.version, env.name
+                )),
+                transient: false,
+            })),
+            Err(e) => problems.push(Problem::new(format!(
+                "channel `{}` {}: {e}",
+                channel.channel, channel.version
+            ))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// A render error that names a value (``value `a.b` ...``) gains the layer,
+/// file and line that set it: the template line alone does not say which
+/// file to fix.
+fn with_value_origin(message: String, merged: &Merged) -> String {
+    let Some(start) = message.find("value `").map(|i| i + "value `".len()) else {
+        return message;
+    };
+    let Some(len) = message[start..].find('`') else {
+        return message;
+    };
+    let shown = &message[start..start + len];
+    let origin = merged.provenance.iter().find_map(|(path, origin)| {
+        let p = crate::yaml::display_path(path);
+        (p == shown || p.starts_with(&format!("{shown}.")) || p.starts_with(&format!("{shown}[")))
+            .then_some(origin)
+    });
+    match origin {
+        Some(origin) => format!("{message} (the value comes from the {origin})"),
+        None => message,
+    }
+}
+
 /// Renders one environment.
 pub fn build(
     engine: &Engine,
@@ -99,6 +164,7 @@ pub fn build(
             c as u32
         ))]);
     }
+    check_values(channel, env, &merged)?;
     data["values"] = merged.values.clone();
     let docs = engine.render(data).map_err(|e| {
         let hint = match &e {
@@ -114,7 +180,7 @@ pub fn build(
             _ => None,
         };
         vec![Problem {
-            message: e.to_string(),
+            message: with_value_origin(e.to_string(), &merged),
             hint,
             transient: false,
         }]
