@@ -231,3 +231,39 @@ pub fn build(
         pull_request: env.config.pull_request.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::LayerKind;
+
+    #[test]
+    fn a_render_error_naming_a_value_names_the_layer_file_and_line_that_set_it() {
+        let c = Layer::parse(
+            LayerKind::Channel,
+            "channels/stable.yaml",
+            "app:\n  replicas: 1\n",
+        )
+        .unwrap();
+        let u = Layer::parse(
+            LayerKind::User,
+            "environments/dev/values.yaml",
+            "# dev\napp:\n  image:\n    tag: {a: 1}\n",
+        )
+        .unwrap();
+        let merged = spec::merge(&[&c, &u]);
+        let message = with_value_origin(
+            "value `app.image.tag` is a map or list and cannot be written as a single value; use `toYaml`"
+                .to_string(),
+            &merged,
+        );
+        assert!(
+            message.ends_with(
+                "(the value comes from the user input (environments/dev/values.yaml:4))"
+            ),
+            "{message}"
+        );
+        let untouched = "missing value `app.nothing`".to_string();
+        assert_eq!(with_value_origin(untouched.clone(), &merged), untouched);
+    }
+}
