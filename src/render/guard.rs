@@ -215,7 +215,8 @@ pub fn reference_form(path: &[String], value: &Value) -> String {
     )
 }
 
-fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
+/// The value at `path` under `root`, through maps and list indexes.
+pub(crate) fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(root, |v, k| match v {
         Value::Object(m) => m.get(k),
         Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),

@@ -54,7 +54,7 @@ pub fn plaintext_credentials(layers: &[&Layer], merged: &Merged) -> Vec<Plaintex
             {
                 continue;
             }
-            let value = lookup(&values, &path).unwrap_or(&Value::Null);
+            let value = guard::lookup(&values, &path).unwrap_or(&Value::Null);
             found.push(PlaintextCredential {
                 hint: guard::reference_form(&path, value),
                 line: layer.line_of(&path),
@@ -65,14 +65,6 @@ pub fn plaintext_credentials(layers: &[&Layer], merged: &Merged) -> Vec<Plaintex
         }
     }
     found
-}
-
-fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(root, |v, k| match v {
-        Value::Object(m) => m.get(k),
-        Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
