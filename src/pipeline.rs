@@ -77,6 +77,71 @@ pub fn inputs(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) ->
     }
 }
 
+/// Refuses, before anything is rendered, the plaintext credentials of the
+/// value layers (unless the environment allows them) and the values that the
+/// channel's schema refuses; every one is listed.
+fn check_values(
+    channel: &ChannelSpec,
+    env: &EnvironmentFiles,
+    merged: &Merged,
+) -> Result<(), Vec<Problem>> {
+    let mut problems = Vec::new();
+    if !env.config.allow_plaintext_secrets {
+        problems.extend(
+            spec::plaintext_credentials(&layers(channel, env), merged)
+                .into_iter()
+                .map(|c| Problem {
+                    message: c.to_string(),
+                    hint: Some(c.hint),
+                    transient: false,
+                }),
+        );
+    }
+    if let Some(schema) = &channel.schema {
+        match spec::compile_schema(schema) {
+            Ok(schema) => problems.extend(schema.check(merged).into_iter().map(|v| Problem {
+                message: v.to_string(),
+                hint: Some(format!(
+                    "the values schema comes with channel `{}` {}; `hydrant explain --env {} KEY` shows what each layer sets",
+                    channel.channel, channel.version, env.name
+                )),
+                transient: false,
+            })),
+            Err(e) => problems.push(Problem::new(format!(
+                "channel `{}` {}: {e}",
+                channel.channel, channel.version
+            ))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// A render error that names a value (``value `a.b` ...``) gains the layer,
+/// file and line that set it: the template line alone does not say which
+/// file to fix.
+fn with_value_origin(message: String, merged: &Merged) -> String {
+    let Some(start) = message.find("value `").map(|i| i + "value `".len()) else {
+        return message;
+    };
+    let Some(len) = message[start..].find('`') else {
+        return message;
+    };
+    let shown = &message[start..start + len];
+    let origin = merged.provenance.iter().find_map(|(path, origin)| {
+        let p = crate::yaml::display_path(path);
+        (p == shown || p.starts_with(&format!("{shown}.")) || p.starts_with(&format!("{shown}[")))
+            .then_some(origin)
+    });
+    match origin {
+        Some(origin) => format!("{message} (the value comes from the {origin})"),
+        None => message,
+    }
+}
+
 /// Renders one environment.
 pub fn build(
     engine: &Engine,
@@ -120,6 +185,7 @@ pub fn build(
             c as u32
         ))]);
     }
+    check_values(channel, env, &merged)?;
     data["values"] = merged.values.clone();
     let docs = engine.render(data).map_err(|e| {
         let hint = match &e {
@@ -135,7 +201,7 @@ pub fn build(
             _ => None,
         };
         vec![Problem {
-            message: e.to_string(),
+            message: with_value_origin(e.to_string(), &merged),
             hint,
             transient: false,
         }]
@@ -214,10 +280,48 @@ pub fn unknown_path(
     spec::unknown_path(&[engine.known_keys(), &defined], path)
 }
 
-/// The keys a channel spec defines. A channel values schema's keys join
-/// here (see [`KnownKeys::declare`]) once channels publish one.
+/// The keys a channel spec defines, and those its values schema declares.
 fn defined_by(channel: &ChannelSpec) -> KnownKeys {
     let mut defined = KnownKeys::default();
     defined.define(&channel.values.values);
+    if let Some(schema) = &channel.schema {
+        defined.declare(spec::declared_keys(schema));
+    }
     defined
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::LayerKind;
+
+    #[test]
+    fn a_render_error_naming_a_value_names_the_layer_file_and_line_that_set_it() {
+        let c = Layer::parse(
+            LayerKind::Channel,
+            "channels/stable.yaml",
+            "app:\n  replicas: 1\n",
+        )
+        .unwrap();
+        let u = Layer::parse(
+            LayerKind::User,
+            "environments/dev/values.yaml",
+            "# dev\napp:\n  image:\n    tag: {a: 1}\n",
+        )
+        .unwrap();
+        let merged = spec::merge(&[&c, &u]);
+        let message = with_value_origin(
+            "value `app.image.tag` is a map or list and cannot be written as a single value; use `toYaml`"
+                .to_string(),
+            &merged,
+        );
+        assert!(
+            message.ends_with(
+                "(the value comes from the user input (environments/dev/values.yaml:4))"
+            ),
+            "{message}"
+        );
+        let untouched = "missing value `app.nothing`".to_string();
+        assert_eq!(with_value_origin(untouched.clone(), &merged), untouched);
+    }
 }

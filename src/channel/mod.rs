@@ -27,6 +27,8 @@ pub struct ChannelSpec {
     /// All of `metadata`, unknown fields kept.
     pub metadata: Map<String, Value>,
     pub chart: Option<Value>,
+    /// `schema`: a JSON Schema (draft 2020-12) the merged values must pass.
+    pub schema: Option<std::sync::Arc<Value>>,
     /// `values`, as layer 1.
     pub values: Layer,
     /// How this spec was obtained.
@@ -203,11 +205,19 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
             )));
         }
     }
+    let schema = match top.remove("schema") {
+        None | Some(Value::Null) => None,
+        Some(schema) => {
+            crate::spec::compile_schema(&schema).map_err(|e| invalid(format!("`schema`: {e}")))?;
+            Some(std::sync::Arc::new(schema))
+        }
+    };
     Ok(ChannelSpec {
         channel: channel.to_string(),
         version,
         metadata,
         chart: top.remove("chart"),
+        schema,
         values,
         fetch: Fetch::File,
         previous_version: None,
@@ -239,6 +249,31 @@ mod tests {
         assert_eq!(
             spec.values.line_of(&["global".into(), "host".into()]),
             Some(7)
+        );
+    }
+
+    #[test]
+    fn a_spec_may_carry_a_values_schema_and_a_broken_one_is_refused() {
+        let spec = parse_spec(
+            "stable",
+            "channels/stable.yaml",
+            "metadata: {version: 1.0.0}\nschema: {type: object}\nvalues: {}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.schema.as_deref(),
+            Some(&serde_json::json!({"type": "object"}))
+        );
+        let err = parse_spec(
+            "stable",
+            "channels/stable.yaml",
+            "metadata: {version: 1.0.0}\nschema: {type: 5}\nvalues: {}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("channels/stable.yaml") && err.contains("`schema`"),
+            "{err}"
         );
     }
 

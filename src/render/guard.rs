@@ -182,7 +182,41 @@ pub fn reference_hint(key: &str) -> String {
     )
 }
 
-fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
+/// The reference form the bundled templates accept in place of the credential
+/// at `path` of the values, with the opt-out: the hint of a refusal.
+pub fn reference_form(path: &[String], value: &Value) -> String {
+    let key = path.last().map(String::as_str).unwrap_or_default();
+    let parent = path.len().checked_sub(1).map_or(&path[..0], |n| &path[..n]);
+    let under = |k: &str| parent.iter().any(|p| normalise(p) == k);
+    let form = match normalise(key).as_str() {
+        _ if matches!(value, Value::String(s) if has_credential(s)) && !is_secret_key(key) => {
+            if normalise(key) == "bucket" {
+                "take the keys out of the connection string: set `global.bucket: {provider, name}` \
+                 with `accessKeySecret: {name, key}` and `secretKeySecret: {name, key}`"
+                    .to_string()
+            } else {
+                format!(
+                    "take the password out of `{key}`: keep it in a Kubernetes Secret and pass it \
+                     in by reference (`*Secret: {{name, key}}`)"
+                )
+            }
+        }
+        "license" => "use `licenseSecret: {name, key}` instead".to_string(),
+        "password" if under("redis") => {
+            "use `redis.auth: {enabled: true, secret, key}` instead".to_string()
+        }
+        "secret" | "clientsecret" if under("oidc") => {
+            "use `clientSecretRef: {name, key}` instead".to_string()
+        }
+        _ => format!("use `{key}Secret: {{name, key}}` instead"),
+    };
+    format!(
+        "{form}, naming a Kubernetes Secret created outside git; or set `allowPlaintextSecrets: true` in the environment's environment.yaml"
+    )
+}
+
+/// The value at `path` under `root`, through maps and list indexes.
+pub(crate) fn lookup<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(root, |v, k| match v {
         Value::Object(m) => m.get(k),
         Value::Array(a) => k.parse::<usize>().ok().and_then(|i| a.get(i)),

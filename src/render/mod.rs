@@ -8,7 +8,7 @@
 //! template, line and key. This module knows nothing of files, git or forges.
 
 mod check;
-mod guard;
+pub(crate) mod guard;
 mod helpers;
 mod keys;
 pub mod safe;

@@ -116,11 +116,12 @@ impl KnownKeys {
         define_map(self, values, &mut path);
     }
 
-    /// Makes every key a channel's values schema declares known. The schema
-    /// itself is read elsewhere; this is the hook it hands its paths to.
-    pub fn declare(&mut self, paths: impl IntoIterator<Item = Vec<Seg>>) {
-        for p in paths {
-            self.insert(&p, false);
+    /// Makes every key a channel's values schema declares known (see
+    /// [`super::schema::declared_keys`]); a path marked whole is a map the
+    /// schema leaves open, so every key below it is known.
+    pub fn declare(&mut self, paths: impl IntoIterator<Item = (Vec<Seg>, bool)>) {
+        for (p, whole) in paths {
+            self.insert(&p, whole);
         }
     }
 

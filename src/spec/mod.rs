@@ -13,10 +13,14 @@
 //!
 //! This module does no IO: layers are parsed from text the caller read.
 
+mod credentials;
 mod known;
 mod layer;
 mod merge;
+mod schema;
 
+pub use credentials::{PlaintextCredential, plaintext_credentials};
 pub use known::{KnownKeys, Seg, UnknownKey, UnknownKeys, unknown_keys, unknown_path};
 pub use layer::{Layer, LayerKind, SpecError};
 pub use merge::{Explanation, Merged, Origin, Provenance, explain, merge};
+pub use schema::{ValuesSchema, Violation, compile as compile_schema, declared_keys};
