@@ -77,41 +77,88 @@ pub fn inputs(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) ->
     }
 }
 
-/// Refuses, before anything is rendered, the plaintext credentials of the
-/// value layers (unless the environment allows them) and the values that the
-/// channel's schema refuses; every one is listed.
-fn check_values(
+/// The plaintext credentials of the value layers, unless the environment
+/// allows them.
+fn credential_problems(
     channel: &ChannelSpec,
     env: &EnvironmentFiles,
     merged: &Merged,
-) -> Result<(), Vec<Problem>> {
-    let mut problems = Vec::new();
-    if !env.config.allow_plaintext_secrets {
-        problems.extend(
-            spec::plaintext_credentials(&layers(channel, env), merged)
-                .into_iter()
-                .map(|c| Problem {
-                    message: c.to_string(),
-                    hint: Some(c.hint),
-                    transient: false,
-                }),
-        );
+) -> Vec<Problem> {
+    if env.config.allow_plaintext_secrets {
+        return Vec::new();
     }
-    if let Some(schema) = &channel.schema {
-        match spec::compile_schema(schema) {
-            Ok(schema) => problems.extend(schema.check(merged).into_iter().map(|v| Problem {
+    spec::plaintext_credentials(&layers(channel, env), merged)
+        .into_iter()
+        .map(|c| Problem {
+            message: c.to_string(),
+            hint: Some(c.hint),
+            transient: false,
+        })
+        .collect()
+}
+
+/// The values that the channel's schema refuses, every one.
+fn schema_problems(channel: &ChannelSpec, env: &EnvironmentFiles, merged: &Merged) -> Vec<Problem> {
+    let Some(schema) = &channel.schema else {
+        return Vec::new();
+    };
+    match spec::compile_schema(schema) {
+        Ok(schema) => schema
+            .check(merged)
+            .into_iter()
+            .map(|v| Problem {
                 message: v.to_string(),
                 hint: Some(format!(
                     "the values schema comes with channel `{}` {}; `hydrant explain --env {} KEY` shows what each layer sets",
                     channel.channel, channel.version, env.name
                 )),
                 transient: false,
-            })),
-            Err(e) => problems.push(Problem::new(format!(
-                "channel `{}` {}: {e}",
-                channel.channel, channel.version
-            ))),
-        }
+            })
+            .collect(),
+        Err(e) => vec![Problem::new(format!(
+            "channel `{}` {}: {e}",
+            channel.channel, channel.version
+        ))],
+    }
+}
+
+/// Refuses, before anything is rendered: plaintext credentials in the value
+/// layers first (with the reference form to use), then keys nothing reads
+/// (with the closest known key; `unknownKeys: warn` turns them into
+/// `warnings`), then, once those are fixed, what the channel's values schema
+/// refuses (a misspelt key would otherwise show twice, the second time as
+/// the schema's less helpful "additional property").
+fn check_values(
+    engine: &Engine,
+    channel: &ChannelSpec,
+    env: &EnvironmentFiles,
+    merged: &Merged,
+    warnings: &mut Vec<String>,
+) -> Result<(), Vec<Problem>> {
+    let mut problems = credential_problems(channel, env, merged);
+    let unknown = unknown_keys(engine, channel, env);
+    if env.config.unknown_keys == Some(UnknownKeys::Warn) {
+        warnings.extend(unknown.iter().map(ToString::to_string));
+    } else {
+        // A credential a layer should not hold is reported as such, even
+        // where no template reads that key.
+        let reported: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+        problems.extend(
+            unknown
+                .iter()
+                .filter(|u| !reported.iter().any(|m| m.contains(&format!("`{}", u.key))))
+                .map(|u| Problem {
+                    message: u.to_string(),
+                    hint: Some(format!(
+                        "fix or remove the key; if a template is meant to read it, refer to it there; `unknownKeys: warn` in environments/{}/environment.yaml lets it pass with a warning",
+                        env.name
+                    )),
+                    transient: false,
+                }),
+        );
+    }
+    if problems.is_empty() {
+        problems.extend(schema_problems(channel, env, merged));
     }
     if problems.is_empty() {
         Ok(())
@@ -149,24 +196,8 @@ pub fn build(
     env: &EnvironmentFiles,
 ) -> Result<Rendered, Vec<Problem>> {
     let merged = spec::merge(&layers(channel, env));
-    let unknown = unknown_keys(engine, channel, env);
-    let warn = env.config.unknown_keys == Some(UnknownKeys::Warn);
     let mut warnings = Vec::new();
-    if warn {
-        warnings.extend(unknown.iter().map(ToString::to_string));
-    } else if !unknown.is_empty() {
-        return Err(unknown
-            .iter()
-            .map(|u| Problem {
-                message: u.to_string(),
-                hint: Some(format!(
-                    "fix or remove the key; if a template is meant to read it, refer to it there; `unknownKeys: warn` in environments/{}/environment.yaml lets it pass with a warning",
-                    env.name
-                )),
-                transient: false,
-            })
-            .collect());
-    }
+    check_values(engine, channel, env, &merged, &mut warnings)?;
     let mut data = json!({
         "env": {
             "name": env.name,
@@ -185,7 +216,6 @@ pub fn build(
             c as u32
         ))]);
     }
-    check_values(channel, env, &merged)?;
     data["values"] = merged.values.clone();
     let docs = engine.render(data).map_err(|e| {
         let hint = match &e {

@@ -150,7 +150,9 @@ fn allow_plaintext_secrets_still_opts_out() {
     ex.write("environments/dev/pinned.yaml", EXAMPLES[0].1);
     ex.append(
         "environments/dev/environment.yaml",
-        "allowPlaintextSecrets: true\n",
+        // `global.license` is read by no template (they read the
+        // reference form), so it is also an unknown key: let that warn.
+        "allowPlaintextSecrets: true\nunknownKeys: warn\n",
     );
     let run = ex.run(&["validate", "--env", "dev"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);

@@ -52,7 +52,7 @@ fn a_channel_without_a_schema_checks_nothing() {
     ex.write("channels/stable.yaml", &spec[..start + 1]);
     ex.write(
         "environments/staging/pinned.yaml",
-        "app:\n  serviceAccount:\n    create: false\n    extra: 1\n",
+        "app:\n  image:\n    tag: \"\"\n",
     );
     ex.run(&["validate", "--env", "staging"]).ok();
 }
