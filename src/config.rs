@@ -34,6 +34,94 @@ pub struct EnvironmentConfig {
     /// Labels that rollout waves select environments by (`ring: canary`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// How many of the environment's resources one delivery may delete: a
+    /// number (`3`) or a percentage (`"25%"`); more than half by default.
+    #[serde(default)]
+    pub max_deletions: MaxDeletions,
+    /// Deliver a change that deletes more resources than `maxDeletions`, or
+    /// all of them.
+    #[serde(default)]
+    pub allow_mass_deletion: bool,
+}
+
+/// `maxDeletions:` in environment.yaml: how many of an environment's
+/// resources one delivery may delete before it is refused. Deleting all of
+/// them is refused whatever the limit, unless `allowMassDeletion` allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxDeletions {
+    /// At most this many resources.
+    Count(usize),
+    /// At most this percentage (0 to 100) of the resources on the base branch.
+    Percent(u8),
+}
+
+impl Default for MaxDeletions {
+    /// Half of the resources.
+    fn default() -> MaxDeletions {
+        MaxDeletions::Percent(50)
+    }
+}
+
+impl MaxDeletions {
+    /// Whether deleting `removed` of `total` resources stays within the limit.
+    pub fn allows(self, removed: usize, total: usize) -> bool {
+        if total > 0 && removed >= total {
+            return false;
+        }
+        match self {
+            MaxDeletions::Count(n) => removed <= n,
+            MaxDeletions::Percent(p) => removed * 100 <= usize::from(p) * total,
+        }
+    }
+}
+
+/// Who allowed a delivery to delete more resources than `maxDeletions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// `allowMassDeletion: true` in the environment's `environment.yaml`.
+    Environment,
+    /// `--allow-mass-deletion`, for one run.
+    Run,
+}
+
+impl std::fmt::Display for Allowance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Allowance::Environment => "`allowMassDeletion: true` in `environment.yaml`",
+            Allowance::Run => "`--allow-mass-deletion`",
+        })
+    }
+}
+
+impl std::fmt::Display for MaxDeletions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDeletions::Count(n) => write!(f, "{n}"),
+            MaxDeletions::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxDeletions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxDeletions, D::Error> {
+        const EXPECTED: &str =
+            "expected a number of resources such as `3`, or a percentage such as \"25%\"";
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(MaxDeletions::Count)
+                .ok_or_else(|| serde::de::Error::custom(EXPECTED)),
+            serde_json::Value::String(s) => s
+                .trim()
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<u8>().ok())
+                .filter(|p| *p <= 100)
+                .map(MaxDeletions::Percent)
+                .ok_or_else(|| serde::de::Error::custom(EXPECTED)),
+            _ => Err(serde::de::Error::custom(EXPECTED)),
+        }
+    }
 }
 
 /// `pullRequest:` in environment.yaml.
@@ -329,6 +417,31 @@ mod tests {
             let text = format!("channel: stable\nnamespace: x\nrelease: {fine}\n");
             parse_required::<EnvironmentConfig>("e.yaml", &text).unwrap();
         }
+    }
+
+    #[test]
+    fn max_deletions_is_a_number_or_a_percentage_and_never_allows_all() {
+        let parse = |v: &str| {
+            parse_required::<EnvironmentConfig>(
+                "e.yaml",
+                &format!("channel: stable\nnamespace: x\nmaxDeletions: {v}\n"),
+            )
+            .map(|c| c.max_deletions)
+        };
+        assert_eq!(parse("3"), Ok(MaxDeletions::Count(3)));
+        assert_eq!(parse("\"25%\""), Ok(MaxDeletions::Percent(25)));
+        for bad in ["-1", "\"150%\"", "\"a lot\"", "2.5", "[1]"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.line, Some(3), "{bad}: {err}");
+            assert!(err.to_string().contains("`maxDeletions`"), "{bad}: {err}");
+        }
+        let half = MaxDeletions::default();
+        assert!(half.allows(5, 10) && !half.allows(6, 10));
+        assert!(half.allows(0, 0) && !half.allows(1, 1));
+        assert!(!MaxDeletions::Percent(100).allows(4, 4));
+        assert!(MaxDeletions::Percent(100).allows(3, 4));
+        assert!(MaxDeletions::Count(2).allows(2, 3) && !MaxDeletions::Count(3).allows(3, 3));
+        assert!(!MaxDeletions::Count(0).allows(1, 100));
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct Rendered {
     pub metadata: Metadata,
     /// How the environment wants its pull requests.
     pub pull_request: crate::config::PullRequestSettings,
+    /// How many of its resources one delivery may delete.
+    pub max_deletions: crate::config::MaxDeletions,
+    /// Who allowed a delivery to delete more, if anyone.
+    pub mass_deletion: Option<crate::config::Allowance>,
 }
 
 /// The layers of an environment, lowest first.
@@ -127,6 +131,19 @@ pub fn build(
             Err(e) => problems.push(Problem::new(e)),
         }
     }
+    if manifests.is_empty() && problems.is_empty() {
+        problems.push(Problem {
+            message: format!(
+                "`{}` renders no resources: delivered, it would have Argo CD or Flux delete everything the environment runs",
+                env.name
+            ),
+            hint: Some(format!(
+                "check that the channel spec and `environments/{}/` still enable the application; `hydrant explain --env {} KEY` shows what each layer sets",
+                env.name, env.name
+            )),
+            transient: false,
+        });
+    }
     problems.extend(
         validate::validate(&manifests, env.config.allow_plaintext_secrets)
             .into_iter()
@@ -163,5 +180,10 @@ pub fn build(
         merged,
         metadata,
         pull_request: env.config.pull_request.clone(),
+        max_deletions: env.config.max_deletions,
+        mass_deletion: env
+            .config
+            .allow_mass_deletion
+            .then_some(crate::config::Allowance::Environment),
     })
 }

@@ -554,6 +554,8 @@ mod tests {
             commit_message: format!(
                 "hydrant({env}): stable {version}\n\nHydrant-Environment: {env}\n"
             ),
+            max_deletions: crate::config::MaxDeletions::default(),
+            mass_deletion: None,
         }))
     }
 
