@@ -31,6 +31,20 @@ impl Problem {
             transient: false,
         }
     }
+
+    /// An environment that renders no resources: delivered, it would have
+    /// Argo CD or Flux delete everything the environment runs.
+    pub fn no_resources(env: &str) -> Problem {
+        Problem {
+            message: format!(
+                "`{env}` renders no resources: delivered, it would have Argo CD or Flux delete everything the environment runs"
+            ),
+            hint: Some(format!(
+                "check that the channel spec and `environments/{env}/` still install the application; `hydrant explain --env {env} KEY` shows what each layer sets"
+            )),
+            transient: false,
+        }
+    }
 }
 
 /// An environment, rendered.
@@ -132,17 +146,7 @@ pub fn build(
         }
     }
     if manifests.is_empty() && problems.is_empty() {
-        problems.push(Problem {
-            message: format!(
-                "`{}` renders no resources: delivered, it would have Argo CD or Flux delete everything the environment runs",
-                env.name
-            ),
-            hint: Some(format!(
-                "check that the channel spec and `environments/{}/` still enable the application; `hydrant explain --env {} KEY` shows what each layer sets",
-                env.name, env.name
-            )),
-            transient: false,
-        });
+        problems.push(Problem::no_resources(&env.name));
     }
     problems.extend(
         validate::validate(&manifests, env.config.allow_plaintext_secrets)

@@ -233,10 +233,15 @@ pub fn propose(
             } else {
                 ErrorClass::Permanent
             };
-            return Proposal::Failed {
-                error: problems_text(problems),
-                class,
-            };
+            let mut error = problems_text(problems);
+            let (_, total) = plan::deletions(&observed.base_files, &Default::default());
+            if total > 0 && problems.contains(&Problem::no_resources(&observed.env)) {
+                error = format!(
+                    "refused: would delete {total} of {total} resources of `rendered/{}/`: {error}",
+                    observed.env
+                );
+            }
+            return Proposal::Failed { error, class };
         }
     };
     let from = plan::recorded_version(&observed.base_files);

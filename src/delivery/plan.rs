@@ -530,14 +530,16 @@ pub fn plan_rollout(observed: &Observed, proposal: &Proposal, verdict: Option<&V
     if delivery.mass_deletion.is_none()
         && let Some((removed, total)) = mass_deletion(&observed.base_files, delivery)
     {
-        let error = refusal(env, removed, total, delivery.max_deletions);
+        let refused =
+            format!("refused: would delete {removed} of {total} resources of `rendered/{env}/`");
         plan.reason = match pr {
             Some(pr) => format!(
-                "{error}; nothing is pushed, and pull request #{} is left as it is",
+                "{refused}; nothing is pushed, and pull request #{} is left as it is",
                 pr.number
             ),
-            None => format!("{error}; nothing is pushed and no pull request is opened"),
+            None => format!("{refused}; nothing is pushed and no pull request is opened"),
         };
+        let error = refusal(env, removed, total, delivery.max_deletions);
         plan.decision = Decision::Failed {
             error,
             class: ErrorClass::Permanent,
@@ -790,14 +792,14 @@ mod tests {
                 base_maps(&five),
                 fresh_maps("0.63.0", &["a", "b"], None),
                 Kind::Failed,
-                "refused: would delete 3 of 5 resources of `rendered/prod/` (at most `maxDeletions` (50%)); to deliver it, set `allowMassDeletion: true`",
+                "refused: would delete 3 of 5 resources of `rendered/prod/`; nothing is pushed and no pull request is opened",
             ),
             (
                 "a render that renames every resource",
                 base_maps(&five),
                 fresh_maps("0.63.0", &["v", "w", "x", "y", "z"], None),
                 Kind::Failed,
-                "refused: would delete 5 of 5 resources of `rendered/prod/` (never all of them)",
+                "refused: would delete 5 of 5 resources of `rendered/prod/`; nothing is pushed",
             ),
             (
                 "a mass deletion whose pull request is open",
@@ -808,7 +810,7 @@ mod tests {
                 },
                 fresh_maps("0.63.0", &["a"], None),
                 Kind::Failed,
-                "would delete 4 of 5 resources of `rendered/prod/` (at most `maxDeletions` (50%)); to deliver it, set `allowMassDeletion: true` in `environments/prod/environment.yaml` or run once with `--allow-mass-deletion`; nothing is pushed, and pull request #4 is left as it is",
+                "would delete 4 of 5 resources of `rendered/prod/`; nothing is pushed, and pull request #4 is left as it is",
             ),
             (
                 "a render that deletes two of five resources",
@@ -1325,12 +1327,22 @@ mod tests {
             limited(MaxDeletions::Percent(75)).decision.kind(),
             Kind::Open
         );
-        let refused = limited(MaxDeletions::Percent(74));
+        let Decision::Failed { error, class } = limited(MaxDeletions::Percent(74)).decision else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(class, ErrorClass::Permanent);
+        assert_eq!(
+            error,
+            "refused: would delete 3 of 4 resources of `rendered/prod/` (at most `maxDeletions` (74%)); to deliver it, set `allowMassDeletion: true` in `environments/prod/environment.yaml` or run once with `--allow-mass-deletion`"
+        );
+        let Decision::Failed { error, .. } =
+            plan(&base_maps(&["a", "b"]), &fresh_maps("0.63.0", &["c"], None)).decision
+        else {
+            panic!("expected a refusal");
+        };
         assert!(
-            refused.reason.contains("would delete 3 of 4 resources")
-                && refused.reason.contains("`maxDeletions` (74%)"),
-            "{}",
-            refused.reason
+            error.contains("would delete 2 of 2 resources of `rendered/prod/` (never all of them)"),
+            "{error}"
         );
     }
 
