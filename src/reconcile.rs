@@ -759,7 +759,14 @@ fn gather(
     };
     let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
     let source = cx.fetched.base_commit.to_string();
-    let proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    let mut proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    if let Some(error) = plan::refused(&observed, &proposal) {
+        // A member the planner refuses is not delivered with its wave.
+        proposal = Proposal::Failed {
+            error,
+            class: ErrorClass::Permanent,
+        };
+    }
     let settings = match render {
         Ok(Render::Fresh(r)) => r.pull_request.clone(),
         _ => PullRequestSettings::default(),

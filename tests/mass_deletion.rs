@@ -51,14 +51,19 @@ impl Setup {
 
     /// `reconcile --once --env prod --output json`, with `extra` flags.
     fn reconcile(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["--env", "prod"];
+        args.extend_from_slice(extra);
+        self.reconcile_all(&args)
+    }
+
+    /// `reconcile --once --output json` of every environment, with `extra` flags.
+    fn reconcile_all(&self, extra: &[&str]) -> Run {
         let work = self.dirs.path().join("work");
         let state = self.state();
         let url = self.remote.url();
         let mut args = vec![
             "reconcile",
             "--once",
-            "--env",
-            "prod",
             "--output",
             "json",
             "--repo",
@@ -284,5 +289,49 @@ fn max_deletions_in_environment_yaml_raises_the_limit_without_a_warning() {
             "would delete 8 of 13 resources of `rendered/prod/` (at most `maxDeletions` (7))"
         ),
         "{prod}"
+    );
+}
+
+#[test]
+fn a_grouped_wave_does_not_deliver_a_member_that_would_delete_most_of_its_resources() {
+    let s = Setup::new();
+    s.remote.commit_to_main(
+        "hydrant.yaml",
+        "rollout:\n  waves:\n    - name: production\n      environments: [prod]\n      pullRequest: {group: wave}\n",
+        "Deliver prod in a grouped wave",
+    );
+    s.drop_components(MOST);
+    let run = s.reconcile_all(&[]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let prod = prod(&run);
+    assert_eq!(prod["action"], "failed", "{prod}");
+    assert!(
+        prod["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: would delete 8 of 13 resources of `rendered/prod/`"),
+        "{prod}"
+    );
+    // Staging, in the same wave, deletes 7 of its 11 resources: refused too.
+    assert!(s.pulls().is_empty(), "{:?}", s.pulls());
+    assert_eq!(s.remote.branch("hydrant/wave-production"), None);
+
+    let run = s.reconcile_all(&["--allow-mass-deletion"]).ok();
+    assert_eq!(s.pulls().len(), 1, "{}", run.stdout);
+    assert!(s.remote.branch("hydrant/wave-production").is_some());
+    let body = s.pulls()[0]["body"].as_str().unwrap().to_string();
+    let staging = "> [!WARNING]\n> **Mass deletion: this pull request deletes 7 of 11 resources** of `rendered/staging/`";
+    let prod = "> [!WARNING]\n> **Mass deletion: this pull request deletes 8 of 13 resources** of `rendered/prod/`";
+    assert!(
+        body.starts_with(prod) || body.starts_with(staging),
+        "{body}"
+    );
+    assert!(
+        body.find(prod).unwrap() < body.find("## ").unwrap(),
+        "{body}"
+    );
+    assert!(
+        body.find(staging).unwrap() < body.find("## ").unwrap(),
+        "{body}"
     );
 }

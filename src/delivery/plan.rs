@@ -292,6 +292,24 @@ pub fn mass_deletion(
     (!delivery.max_deletions.allows(removed, total)).then_some((removed, total))
 }
 
+/// Why a delivery is refused for deleting more resources than it may, when
+/// nothing allowed it: what [`plan`] decides for it.
+pub fn refused(observed: &Observed, proposal: &Proposal) -> Option<String> {
+    let Proposal::Fresh(delivery) = proposal else {
+        return None;
+    };
+    if delivery.mass_deletion.is_some() {
+        return None;
+    }
+    let (removed, total) = mass_deletion(&observed.base_files, delivery)?;
+    Some(refusal(
+        &observed.env,
+        removed,
+        total,
+        delivery.max_deletions,
+    ))
+}
+
 /// Why a mass deletion is refused, with what would allow it.
 fn refusal(env: &str, removed: usize, total: usize, max: MaxDeletions) -> String {
     let limit = match removed >= total {

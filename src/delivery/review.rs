@@ -220,6 +220,15 @@ pub fn mass_deletion_warning(
     )
 }
 
+/// The warning a body opens with, if it opens with one (from
+/// [`mass_deletion_warning`]).
+pub(crate) fn opening_warning(body: &str) -> Option<&str> {
+    if !body.starts_with("> [!WARNING]\n") {
+        return None;
+    }
+    body.find("\n\n").map(|end| &body[..end + 2])
+}
+
 /// The commit message: title, changed resources, and hydrant's trailers.
 pub fn commit_message(c: &Change<'_>) -> String {
     let r = resources(c.old_files, c.new_files);
