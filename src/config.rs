@@ -220,6 +220,25 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The line a YAML error points at, with a caret under its column (a
+/// credential's value left out).
+fn excerpt(text: &str, e: &yaml::YamlError) -> String {
+    yaml::excerpt(text, e.line, e.col, &crate::render::is_secret_key)
+}
+
+fn invalid_yaml(file: &str, text: &str, e: &yaml::YamlError) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        line: Some(e.line),
+        message: format!(
+            "invalid YAML at column {}: {}{}",
+            e.col,
+            e.message,
+            excerpt(text, e)
+        ),
+    }
+}
+
 /// Parses a YAML settings file into `T`, naming the file, line and key on error.
 pub fn parse<T: DeserializeOwned + Default>(file: &str, text: &str) -> Result<T, ConfigError> {
     parse_required(file, text).or_else(|e| {
@@ -254,13 +273,13 @@ pub fn parse_located<T: DeserializeOwned>(
         message,
     };
     let node = yaml::parse_single(text)
-        .map_err(|e| error(Some(e.line), format!("invalid YAML: {}", e.message)))?
+        .map_err(|e| invalid_yaml(file, text, &e))?
         .ok_or_else(|| error(None, EMPTY.to_string()))?;
     let mut lines = Lines::new();
     let value = yaml::to_value(&node, &mut |path, line| {
         lines.insert(path.clone(), line);
     })
-    .map_err(|e| error(Some(e.line), e.message))?;
+    .map_err(|e| error(Some(e.line), format!("{}{}", e.message, excerpt(text, &e))))?;
     yaml::add_item_lines(&node, &mut lines);
     let parsed = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path: Vec<String> = e
@@ -307,9 +326,7 @@ pub fn parse_flat(file: &str, text: &str) -> Result<Vec<FlatSetting>, ConfigErro
         line,
         message,
     };
-    let Some(node) = yaml::parse_single(text)
-        .map_err(|e| error(Some(e.line), format!("invalid YAML: {}", e.message)))?
-    else {
+    let Some(node) = yaml::parse_single(text).map_err(|e| invalid_yaml(file, text, &e))? else {
         return Ok(Vec::new());
     };
     let yaml::NodeKind::Map(entries) = &node.kind else {
@@ -335,8 +352,8 @@ pub fn parse_flat(file: &str, text: &str) -> Result<Vec<FlatSetting>, ConfigErro
             });
             continue;
         }
-        let v =
-            yaml::to_value(value, &mut |_, _| {}).map_err(|e| error(Some(e.line), e.message))?;
+        let v = yaml::to_value(value, &mut |_, _| {})
+            .map_err(|e| error(Some(e.line), format!("{}{}", e.message, excerpt(text, &e))))?;
         let values = match &v {
             serde_json::Value::Array(items) => items.iter().map(scalar).collect(),
             other => scalar(other).map(|s| vec![s]),

@@ -82,6 +82,7 @@ const REPOSITORY_SETTINGS: &[&str] = &[
 /// credential acts as.
 #[cfg(test)]
 const OPERATOR_SETTINGS: &[&str] = &[
+    "allowMassDeletion",
     "by",
     "caFile",
     "channel",
