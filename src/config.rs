@@ -220,6 +220,32 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The closest known key to a misspelt one (at most three edits away).
+pub(crate) fn closest<'a>(key: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(key, k), k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// `; did you mean `namespace`?` for serde's ``unknown field `namespce`,
+/// expected one of `channel`, `namespace`…``, when a field is close.
+fn suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return String::new();
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let known = expected.split('`').skip(1).step_by(2);
+    match closest(field, known) {
+        Some(k) => format!("; did you mean `{k}`?"),
+        None => String::new(),
+    }
+}
+
 /// The line a YAML error points at, with a caret under its column (a
 /// credential's value left out).
 fn excerpt(text: &str, e: &yaml::YamlError) -> String {
@@ -299,7 +325,9 @@ pub fn parse_located<T: DeserializeOwned>(
         } else {
             format!("`{}`: ", yaml::display_path(&path))
         };
-        error(line.or(Some(node.line)), format!("{key}{}", e.inner()))
+        let message = e.inner().to_string();
+        let hint = suggestion(&message);
+        error(line.or(Some(node.line)), format!("{key}{message}{hint}"))
     })?;
     Ok((parsed, lines))
 }
@@ -402,6 +430,36 @@ mod tests {
             text.contains("environments/dev/environment.yaml") && text.contains("chanel"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_misspelt_field_suggests_the_closest_one() {
+        let err = parse_required::<EnvironmentConfig>(
+            "environments/dev/environment.yaml",
+            "channel: stable\nnamespce: x\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(
+            err.to_string().ends_with("; did you mean `namespace`?"),
+            "{err}"
+        );
+        let err = parse_required::<EnvironmentConfig>(
+            "e.yaml",
+            "channel: stable\nnamespace: x\npullRequest:\n  autoMerg: true\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(
+            err.to_string().contains("did you mean `autoMerge`?"),
+            "{err}"
+        );
+        let err = parse_required::<EnvironmentConfig>(
+            "e.yaml",
+            "channel: stable\nnamespace: x\nsomethingElse: 1\n",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("did you mean"), "{err}");
     }
 
     #[test]
