@@ -39,6 +39,94 @@ pub struct EnvironmentConfig {
     /// Labels that rollout waves select environments by (`ring: canary`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// How many of the environment's resources one delivery may delete: a
+    /// number (`3`) or a percentage (`"25%"`); more than half by default.
+    #[serde(default)]
+    pub max_deletions: MaxDeletions,
+    /// Deliver a change that deletes more resources than `maxDeletions`, or
+    /// all of them.
+    #[serde(default)]
+    pub allow_mass_deletion: bool,
+}
+
+/// `maxDeletions:` in environment.yaml: how many of an environment's
+/// resources one delivery may delete before it is refused. Deleting all of
+/// them is refused whatever the limit, unless `allowMassDeletion` allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxDeletions {
+    /// At most this many resources.
+    Count(usize),
+    /// At most this percentage (0 to 100) of the resources on the base branch.
+    Percent(u8),
+}
+
+impl Default for MaxDeletions {
+    /// Half of the resources.
+    fn default() -> MaxDeletions {
+        MaxDeletions::Percent(50)
+    }
+}
+
+impl MaxDeletions {
+    /// Whether deleting `removed` of `total` resources stays within the limit.
+    pub fn allows(self, removed: usize, total: usize) -> bool {
+        if total > 0 && removed >= total {
+            return false;
+        }
+        match self {
+            MaxDeletions::Count(n) => removed <= n,
+            MaxDeletions::Percent(p) => removed * 100 <= usize::from(p) * total,
+        }
+    }
+}
+
+/// Who allowed a delivery to delete more resources than `maxDeletions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// `allowMassDeletion: true` in the environment's `environment.yaml`.
+    Environment,
+    /// `--allow-mass-deletion`, for one run.
+    Run,
+}
+
+impl std::fmt::Display for Allowance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Allowance::Environment => "`allowMassDeletion: true` in `environment.yaml`",
+            Allowance::Run => "`--allow-mass-deletion`",
+        })
+    }
+}
+
+impl std::fmt::Display for MaxDeletions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDeletions::Count(n) => write!(f, "{n}"),
+            MaxDeletions::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxDeletions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxDeletions, D::Error> {
+        const EXPECTED: &str =
+            "expected a number of resources such as `3`, or a percentage such as \"25%\"";
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map(MaxDeletions::Count)
+                .ok_or_else(|| serde::de::Error::custom(EXPECTED)),
+            serde_json::Value::String(s) => s
+                .trim()
+                .strip_suffix('%')
+                .and_then(|p| p.trim().parse::<u8>().ok())
+                .filter(|p| *p <= 100)
+                .map(MaxDeletions::Percent)
+                .ok_or_else(|| serde::de::Error::custom(EXPECTED)),
+            _ => Err(serde::de::Error::custom(EXPECTED)),
+        }
+    }
 }
 
 /// `pullRequest:` in environment.yaml.
@@ -137,6 +225,51 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The closest known key to a misspelt one (at most three edits away).
+pub(crate) fn closest<'a>(key: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::damerau_levenshtein(key, k), k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// `; did you mean `namespace`?` for serde's ``unknown field `namespce`,
+/// expected one of `channel`, `namespace`…``, when a field is close.
+fn suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return String::new();
+    };
+    let Some((field, expected)) = rest.split_once('`') else {
+        return String::new();
+    };
+    let known = expected.split('`').skip(1).step_by(2);
+    match closest(field, known) {
+        Some(k) => format!("; did you mean `{k}`?"),
+        None => String::new(),
+    }
+}
+
+/// The line a YAML error points at, with a caret under its column (a
+/// credential's value left out).
+fn excerpt(text: &str, e: &yaml::YamlError) -> String {
+    yaml::excerpt(text, e.line, e.col, &crate::render::is_secret_key)
+}
+
+fn invalid_yaml(file: &str, text: &str, e: &yaml::YamlError) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        line: Some(e.line),
+        message: format!(
+            "invalid YAML at column {}: {}{}",
+            e.col,
+            e.message,
+            excerpt(text, e)
+        ),
+    }
+}
+
 /// Parses a YAML settings file into `T`, naming the file, line and key on error.
 pub fn parse<T: DeserializeOwned + Default>(file: &str, text: &str) -> Result<T, ConfigError> {
     parse_required(file, text).or_else(|e| {
@@ -171,13 +304,13 @@ pub fn parse_located<T: DeserializeOwned>(
         message,
     };
     let node = yaml::parse_single(text)
-        .map_err(|e| error(Some(e.line), format!("invalid YAML: {}", e.message)))?
+        .map_err(|e| invalid_yaml(file, text, &e))?
         .ok_or_else(|| error(None, EMPTY.to_string()))?;
     let mut lines = Lines::new();
     let value = yaml::to_value(&node, &mut |path, line| {
         lines.insert(path.clone(), line);
     })
-    .map_err(|e| error(Some(e.line), e.message))?;
+    .map_err(|e| error(Some(e.line), format!("{}{}", e.message, excerpt(text, &e))))?;
     yaml::add_item_lines(&node, &mut lines);
     let parsed = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path: Vec<String> = e
@@ -197,7 +330,9 @@ pub fn parse_located<T: DeserializeOwned>(
         } else {
             format!("`{}`: ", yaml::display_path(&path))
         };
-        error(line.or(Some(node.line)), format!("{key}{}", e.inner()))
+        let message = e.inner().to_string();
+        let hint = suggestion(&message);
+        error(line.or(Some(node.line)), format!("{key}{message}{hint}"))
     })?;
     Ok((parsed, lines))
 }
@@ -224,9 +359,7 @@ pub fn parse_flat(file: &str, text: &str) -> Result<Vec<FlatSetting>, ConfigErro
         line,
         message,
     };
-    let Some(node) = yaml::parse_single(text)
-        .map_err(|e| error(Some(e.line), format!("invalid YAML: {}", e.message)))?
-    else {
+    let Some(node) = yaml::parse_single(text).map_err(|e| invalid_yaml(file, text, &e))? else {
         return Ok(Vec::new());
     };
     let yaml::NodeKind::Map(entries) = &node.kind else {
@@ -252,8 +385,8 @@ pub fn parse_flat(file: &str, text: &str) -> Result<Vec<FlatSetting>, ConfigErro
             });
             continue;
         }
-        let v =
-            yaml::to_value(value, &mut |_, _| {}).map_err(|e| error(Some(e.line), e.message))?;
+        let v = yaml::to_value(value, &mut |_, _| {})
+            .map_err(|e| error(Some(e.line), format!("{}{}", e.message, excerpt(text, &e))))?;
         let values = match &v {
             serde_json::Value::Array(items) => items.iter().map(scalar).collect(),
             other => scalar(other).map(|s| vec![s]),
@@ -305,6 +438,36 @@ mod tests {
     }
 
     #[test]
+    fn a_misspelt_field_suggests_the_closest_one() {
+        let err = parse_required::<EnvironmentConfig>(
+            "environments/dev/environment.yaml",
+            "channel: stable\nnamespce: x\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(
+            err.to_string().ends_with("; did you mean `namespace`?"),
+            "{err}"
+        );
+        let err = parse_required::<EnvironmentConfig>(
+            "e.yaml",
+            "channel: stable\nnamespace: x\npullRequest:\n  autoMerg: true\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(
+            err.to_string().contains("did you mean `autoMerge`?"),
+            "{err}"
+        );
+        let err = parse_required::<EnvironmentConfig>(
+            "e.yaml",
+            "channel: stable\nnamespace: x\nsomethingElse: 1\n",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("did you mean"), "{err}");
+    }
+
+    #[test]
     fn a_wrong_type_names_the_key_and_line() {
         let err = parse_required::<EnvironmentConfig>(
             "e.yaml",
@@ -334,6 +497,31 @@ mod tests {
             let text = format!("channel: stable\nnamespace: x\nrelease: {fine}\n");
             parse_required::<EnvironmentConfig>("e.yaml", &text).unwrap();
         }
+    }
+
+    #[test]
+    fn max_deletions_is_a_number_or_a_percentage_and_never_allows_all() {
+        let parse = |v: &str| {
+            parse_required::<EnvironmentConfig>(
+                "e.yaml",
+                &format!("channel: stable\nnamespace: x\nmaxDeletions: {v}\n"),
+            )
+            .map(|c| c.max_deletions)
+        };
+        assert_eq!(parse("3"), Ok(MaxDeletions::Count(3)));
+        assert_eq!(parse("\"25%\""), Ok(MaxDeletions::Percent(25)));
+        for bad in ["-1", "\"150%\"", "\"a lot\"", "2.5", "[1]"] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.line, Some(3), "{bad}: {err}");
+            assert!(err.to_string().contains("`maxDeletions`"), "{bad}: {err}");
+        }
+        let half = MaxDeletions::default();
+        assert!(half.allows(5, 10) && !half.allows(6, 10));
+        assert!(half.allows(0, 0) && !half.allows(1, 1));
+        assert!(!MaxDeletions::Percent(100).allows(4, 4));
+        assert!(MaxDeletions::Percent(100).allows(3, 4));
+        assert!(MaxDeletions::Count(2).allows(2, 3) && !MaxDeletions::Count(3).allows(3, 3));
+        assert!(!MaxDeletions::Count(0).allows(1, 100));
     }
 
     #[test]

@@ -31,6 +31,20 @@ impl Problem {
             transient: false,
         }
     }
+
+    /// An environment that renders no resources: delivered, it would have
+    /// Argo CD or Flux delete everything the environment runs.
+    pub fn no_resources(env: &str) -> Problem {
+        Problem {
+            message: format!(
+                "`{env}` renders no resources: delivered, it would have Argo CD or Flux delete everything the environment runs"
+            ),
+            hint: Some(format!(
+                "check that the channel spec and `environments/{env}/` still install the application; `hydrant explain --env {env} KEY` shows what each layer sets"
+            )),
+            transient: false,
+        }
+    }
 }
 
 /// An environment, rendered.
@@ -47,6 +61,10 @@ pub struct Rendered {
     /// What the render let pass but a person should see (keys no template
     /// knows, under `unknownKeys: warn`).
     pub warnings: Vec<String>,
+    /// How many of its resources one delivery may delete.
+    pub max_deletions: crate::config::MaxDeletions,
+    /// Who allowed a delivery to delete more, if anyone.
+    pub mass_deletion: Option<crate::config::Allowance>,
 }
 
 /// The layers of an environment, lowest first.
@@ -244,6 +262,9 @@ pub fn build(
             Err(e) => problems.push(Problem::new(e)),
         }
     }
+    if manifests.is_empty() && problems.is_empty() {
+        problems.push(Problem::no_resources(&env.name));
+    }
     problems.extend(
         validate::validate(&manifests, env.config.allow_plaintext_secrets)
             .into_iter()
@@ -281,6 +302,11 @@ pub fn build(
         metadata,
         pull_request: env.config.pull_request.clone(),
         warnings,
+        max_deletions: env.config.max_deletions,
+        mass_deletion: env
+            .config
+            .allow_mass_deletion
+            .then_some(crate::config::Allowance::Environment),
     })
 }
 

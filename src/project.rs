@@ -62,6 +62,9 @@ pub struct Project {
     fetches: Mutex<Vec<ChannelFetch>>,
     /// `unknownKeys:` in `hydrant.yaml`, for environments that do not say.
     unknown_keys: crate::spec::UnknownKeys,
+    /// Where `channelSource` was set, when the repository's `hydrant.yaml`
+    /// chose the source: ``hydrant.yaml`, line 2: `channelSource: specs``.
+    source_setting: Option<String>,
 }
 
 /// A channel and an optional pinned release of it.
@@ -241,6 +244,13 @@ impl Project {
             file.channel_source().map_err(RepoError::from)?,
         );
         let source = source_for(&setting, from_flag, &repo, &channel.http)?;
+        let source_setting = file.get("channelSource").filter(|_| !from_flag).map(|s| {
+            format!(
+                "`{}`, line {}: `channelSource: {setting}`",
+                file.path.display(),
+                s.line
+            )
+        });
         let engine = Engine::new(&repo.templates()?).map_err(ProjectError::Templates)?;
         let environments = repo.environment_names()?;
         let rollout = repo.rollout(&file, &environments)?;
@@ -258,6 +268,7 @@ impl Project {
             releases: HashMap::new(),
             prefetched: Mutex::new(HashMap::new()),
             fetches: Mutex::new(Vec::new()),
+            source_setting,
         })
     }
 
@@ -399,7 +410,11 @@ impl Project {
                 let result = match env {
                     Err(e) => Err(vec![Problem::new(e)]),
                     Ok(env) => match &channels[&self.key(env)] {
-                        Err(e) => Err(vec![channel_problem(e, env)]),
+                        Err(e) => Err(vec![channel_problem(
+                            e,
+                            env,
+                            self.source_setting.as_deref(),
+                        )]),
                         Ok(spec) => match downgrade_problem(spec, env, &self.key(env)) {
                             Some(p) => Err(vec![p]),
                             None if current(
@@ -563,7 +578,7 @@ impl Project {
         let spec = self
             .source
             .fetch(&files.config.channel, files.config.release.as_deref())
-            .map_err(|e| vec![channel_problem(&e, &files)])?;
+            .map_err(|e| vec![channel_problem(&e, &files, self.source_setting.as_deref())])?;
         if let Some(unknown) = pipeline::unknown_path(&self.engine, &spec, path) {
             return Err(vec![Problem::new(unknown)]);
         }
@@ -619,16 +634,29 @@ fn key(env: &EnvironmentFiles) -> (String, Option<String>) {
     (env.config.channel.clone(), env.config.release.clone())
 }
 
-fn channel_problem(e: &ChannelError, env: &EnvironmentFiles) -> Problem {
-    let hint = match e {
-        ChannelError::NotFound { .. } => Some(format!(
-            "set `channel:` in environments/{}/environment.yaml to a channel the source holds, or pass `--channel SOURCE`",
-            env.name
-        )),
-        _ => None,
+/// A channel that could not be fetched, as an environment's problem; a
+/// source that cannot be read names the setting that chose it, if the
+/// repository's `hydrant.yaml` did (`setting`).
+fn channel_problem(e: &ChannelError, env: &EnvironmentFiles, setting: Option<&str>) -> Problem {
+    let (message, hint) = match (e, setting) {
+        (ChannelError::NotFound { .. }, _) => (
+            e.to_string(),
+            Some(format!(
+                "set `channel:` in environments/{}/environment.yaml to a channel the source holds, or pass `--channel SOURCE`",
+                env.name
+            )),
+        ),
+        (ChannelError::Io { .. }, Some(setting)) => (
+            format!("{setting}: {e}"),
+            Some(
+                "set `channelSource` in `hydrant.yaml` to a directory or file of channel specs inside the repository, such as `channels`, or pass `--channel SOURCE`"
+                    .to_string(),
+            ),
+        ),
+        _ => (e.to_string(), None),
     };
     Problem {
-        message: e.to_string(),
+        message,
         hint,
         transient: matches!(e, ChannelError::Unreachable { .. }),
     }

@@ -47,6 +47,9 @@ pub struct Options {
     pub channel: ChannelSettings,
     /// Look, don't touch: push nothing, write no pull request.
     pub dry_run: bool,
+    /// Deliver changes that delete more resources than `maxDeletions`
+    /// (`--allow-mass-deletion`).
+    pub allow_mass_deletion: bool,
     pub author_name: String,
     pub author_email: String,
     /// The operator's credentials for health gates.
@@ -510,6 +513,12 @@ pub fn run_cycle_gated(
     let mut outcomes = Vec::with_capacity(envs.len());
     let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     for (env, mut result) in rendered {
+        if opts.allow_mass_deletion
+            && let Ok(Render::Fresh(r)) = &mut result
+            && r.mass_deletion.is_none()
+        {
+            r.mass_deletion = Some(crate::config::Allowance::Run);
+        }
         let channel = match &result {
             Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
             Ok(Render::Current) => recorded.get(&env).map(|m| &m.channel),
@@ -909,7 +918,14 @@ fn gather(
     };
     let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
     let source = cx.fetched.base_commit.to_string();
-    let proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    let mut proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    if let Some(error) = plan::refused(&observed, &proposal) {
+        // A member the planner refuses is not delivered with its wave.
+        proposal = Proposal::Failed {
+            error,
+            class: ErrorClass::Permanent,
+        };
+    }
     let settings = match render {
         Ok(Render::Fresh(r)) => r.pull_request.clone(),
         _ => PullRequestSettings::default(),

@@ -458,3 +458,111 @@ fn names_that_try_to_leave_their_directory_are_refused_and_nothing_is_written_ou
         "nothing outside rendered/<env>/: {written:?}"
     );
 }
+
+// Issue 17, item 5: error messages that finish the job.
+
+#[test]
+fn a_yaml_error_shows_the_offending_line_with_a_caret() {
+    let ex = Example::new();
+    ex.write(
+        "environments/staging/values.yaml",
+        "global:\n  host: ok\n  extraEnv: {A: 1\n  other: x\n",
+    );
+    let err = assert_fails(
+        &ex,
+        "staging",
+        &["environments/staging/values.yaml", "line 4, column 8"],
+    );
+    assert!(
+        err.contains("\n     4 |   other: x\n       |        ^\n"),
+        "{err}"
+    );
+
+    let ex = Example::new();
+    ex.write(
+        "environments/prod/environment.yaml",
+        "channel: stable\nnamespace: [wandb\n",
+    );
+    let err = assert_fails(
+        &ex,
+        "prod",
+        &["environments/prod/environment.yaml", "invalid YAML"],
+    );
+    assert!(
+        err.contains("\n     2 | namespace: [wandb\n       |                  ^\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_yaml_error_on_a_credential_line_does_not_show_the_value() {
+    let ex = Example::new();
+    ex.write(
+        "environments/staging/values.yaml",
+        "global:\n  mysql:\n    password: \"hunter2-secret\n",
+    );
+    let err = assert_fails(&ex, "staging", &["environments/staging/values.yaml"]);
+    assert!(err.contains("password: …"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn a_misspelt_field_in_environment_yaml_suggests_the_closest_one() {
+    let ex = Example::new();
+    let config = ex.read("environments/dev/environment.yaml");
+    ex.write(
+        "environments/dev/environment.yaml",
+        &config.replace("namespace:", "namespce:"),
+    );
+    assert_fails(
+        &ex,
+        "dev",
+        &[
+            "environments/dev/environment.yaml",
+            "unknown field `namespce`",
+            "did you mean `namespace`?",
+        ],
+    );
+}
+
+#[test]
+fn a_channel_source_that_cannot_be_read_names_hydrant_yaml_its_line_and_the_setting() {
+    let ex = Example::new();
+    ex.write(
+        "hydrant.yaml",
+        "# where the specs are\nchannelSource: specs\n",
+    );
+    let run = ex.run(&["validate", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("`hydrant.yaml`, line 2: `channelSource: specs`: cannot read `specs`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("hint: set `channelSource` in `hydrant.yaml`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_os_error_is_not_repeated_as_its_own_cause() {
+    let ex = Example::new();
+    let run = ex.run(&[
+        "render",
+        "--env",
+        "prod",
+        "--channel",
+        "/nonexistent/stable.yaml",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+}

@@ -139,7 +139,12 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
         message,
     };
     let node = yaml::parse_single(text)
-        .map_err(|e| invalid(format!("invalid YAML or JSON at {e}")))?
+        .map_err(|e| {
+            invalid(format!(
+                "invalid YAML or JSON at {e}{}",
+                yaml::excerpt(text, e.line, e.col, &crate::render::is_secret_key)
+            ))
+        })?
         .ok_or_else(|| invalid("the spec is empty".to_string()))?;
     let mut lines = std::collections::HashMap::new();
     let value = yaml::to_value(&node, &mut |path, line| {
@@ -147,7 +152,12 @@ pub fn parse_spec(channel: &str, origin: &str, text: &str) -> Result<ChannelSpec
             lines.insert(path[1..].to_vec(), line);
         }
     })
-    .map_err(|e| invalid(format!("invalid value at {e}")))?;
+    .map_err(|e| {
+        invalid(format!(
+            "invalid value at {e}{}",
+            yaml::excerpt(text, e.line, e.col, &crate::render::is_secret_key)
+        ))
+    })?;
     let Value::Object(mut top) = value else {
         return Err(invalid(
             "a channel spec must be a map with `metadata` and `values`".to_string(),

@@ -380,17 +380,28 @@ pub fn run(
 /// Prints `error:` with the cause chain.
 pub fn report_error(e: &anyhow::Error) {
     eprintln!("error: {e}");
+    for cause in causes(e) {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+/// The causes of an error worth printing under it: one that an error above
+/// it already quotes (`cannot read `x`: No such file or directory (os error
+/// 2)`), at any level, is not repeated, nor the details libgit2 appends
+/// (`; class=…; code=…`).
+fn causes(e: &anyhow::Error) -> Vec<String> {
     let mut said = e.to_string();
+    let mut out = Vec::new();
     for cause in e.chain().skip(1) {
-        // An error that quotes its cause (`git: …`) does not repeat it, nor
-        // the details libgit2 appends (`; class=…; code=…`).
         let cause = cause.to_string();
         let head = cause.split("; ").next().unwrap_or(&cause);
         if !said.contains(head) {
-            eprintln!("  caused by: {cause}");
+            out.push(cause.clone());
         }
-        said = cause;
+        said.push('\n');
+        said.push_str(&cause);
     }
+    out
 }
 
 /// Prints an environment's problems, each with its hint.
@@ -423,6 +434,23 @@ pub fn report_problems(env: &str, problems: &[Problem]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_os_error_an_outer_error_quotes_is_not_repeated_as_its_own_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot load the project")]
+        struct Middle(#[source] std::io::Error);
+        let os = || std::io::Error::from_raw_os_error(2);
+        let e =
+            anyhow::Error::new(Middle(os())).context(format!("cannot read `channels`: {}", os()));
+        assert_eq!(causes(&e), vec!["cannot load the project".to_string()]);
+        // A cause no error above it quotes is kept.
+        let e = anyhow::Error::new(Middle(os())).context("cannot open `repo`");
+        assert_eq!(
+            causes(&e),
+            vec!["cannot load the project".to_string(), os().to_string()]
+        );
+    }
 
     #[test]
     fn the_command_line_defaults_are_the_library_defaults() {

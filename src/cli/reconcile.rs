@@ -131,6 +131,11 @@ pub struct ReconcileArgs {
     /// nothing and write no pull request.
     #[arg(long, env = "HYDRANT_DRY_RUN")]
     pub dry_run: bool,
+    /// Deliver, for this run, a change that deletes more of an environment's
+    /// resources than its `maxDeletions` (more than half by default), or all
+    /// of them; its pull request opens with a warning.
+    #[arg(long, env = "HYDRANT_ALLOW_MASS_DELETION")]
+    pub allow_mass_deletion: bool,
     /// A file holding the HTTPS token for the git remote (or set `HYDRANT_GIT_TOKEN`).
     #[arg(long, env = "HYDRANT_GIT_TOKEN_FILE", value_name = "FILE")]
     pub git_token_file: Option<PathBuf>,
@@ -213,6 +218,7 @@ pub fn prepare(args: &ReconcileArgs) -> anyhow::Result<(Session, Options)> {
         envs: args.envs.clone(),
         channel: args.channel.settings()?,
         dry_run: args.dry_run,
+        allow_mass_deletion: args.allow_mass_deletion,
         author_name: args.author_name.clone(),
         author_email: args.author_email.clone(),
         credentials: args.credentials.clone(),

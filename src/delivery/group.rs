@@ -383,7 +383,11 @@ const RESERVE: usize = 400;
 
 /// The group pull request's description.
 fn body(wave: &str, base: &str, branch: &str, wanted: &[Delivered<'_>]) -> String {
-    let mut head = String::new();
+    // A member's mass deletion warning opens the group's description too.
+    let mut head: String = wanted
+        .iter()
+        .filter_map(|d| review::opening_warning(&d.delivery.body))
+        .collect();
     let _ = writeln!(head, "## {}\n", review::cell_text(&title(wave, wanted)));
     let _ = writeln!(
         head,
@@ -554,6 +558,8 @@ mod tests {
             commit_message: format!(
                 "hydrant({env}): stable {version}\n\nHydrant-Environment: {env}\n"
             ),
+            max_deletions: crate::config::MaxDeletions::default(),
+            mass_deletion: None,
         }))
     }
 

@@ -234,10 +234,15 @@ pub fn propose(
             } else {
                 ErrorClass::Permanent
             };
-            return Proposal::Failed {
-                error: problems_text(problems),
-                class,
-            };
+            let mut error = problems_text(problems);
+            let (_, total) = plan::deletions(&observed.base_files, &Default::default());
+            if total > 0 && problems.contains(&Problem::no_resources(&observed.env)) {
+                error = format!(
+                    "refused: would delete {total} of {total} resources of `rendered/{}/`: {error}",
+                    observed.env
+                );
+            }
+            return Proposal::Failed { error, class };
         }
     };
     let from = plan::recorded_version(&observed.base_files);
@@ -255,6 +260,8 @@ pub fn propose(
             title: String::new(),
             body: String::new(),
             commit_message: String::new(),
+            max_deletions: rendered.max_deletions,
+            mass_deletion: rendered.mass_deletion,
         }));
     }
     let change = review::Change {
@@ -286,12 +293,22 @@ pub fn propose(
         title = rollback_title;
         body = format!("{section}{body}");
     }
-    Proposal::Fresh(Box::new(plan::Delivery {
+    let mut delivery = plan::Delivery {
         channel: channel.clone(),
         version: version.clone(),
         files: rendered.files.clone(),
         title,
         body,
         commit_message: review::commit_message(&change),
-    }))
+        max_deletions: rendered.max_deletions,
+        mass_deletion: rendered.mass_deletion,
+    };
+    if let (Some(allowance), Some((removed, total))) = (
+        delivery.mass_deletion,
+        plan::mass_deletion(&observed.base_files, &delivery),
+    ) {
+        let warning = review::mass_deletion_warning(&observed.env, removed, total, allowance);
+        delivery.body = format!("{warning}{}", delivery.body);
+    }
+    Proposal::Fresh(Box::new(delivery))
 }

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::config::{Allowance, MaxDeletions};
 use crate::forge::PullRequest;
 use crate::manifest::layout::{self, METADATA};
 use crate::rollout::{State, Verdict};
@@ -79,6 +80,10 @@ pub struct Delivery {
     pub title: String,
     pub body: String,
     pub commit_message: String,
+    /// How many of the base's resources the delivery may delete.
+    pub max_deletions: MaxDeletions,
+    /// Who allowed it to delete more, if anyone.
+    pub mass_deletion: Option<Allowance>,
 }
 
 /// Whether a failure may pass by itself.
@@ -261,6 +266,59 @@ pub(crate) fn same_manifests(a: &BTreeMap<String, String>, b: &BTreeMap<String, 
             .collect::<Vec<_>>()
     };
     a.len() == b.len() && manifests(a) == manifests(b)
+}
+
+/// How many of the resources of `rendered/<env>/` on the base branch a
+/// render deletes, of how many: `(removed, total)`. A resource is one file
+/// (one object); `kustomization.yaml` and `hydrant.metadata` are not
+/// resources. A resource renamed counts as deleted: Argo CD or Flux prunes it.
+pub fn deletions(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> (usize, usize) {
+    let resources = super::review::resource_files(old);
+    let removed = resources
+        .iter()
+        .filter(|name| !new.contains_key(**name))
+        .count();
+    (removed, resources.len())
+}
+
+/// A delivery that deletes more of the base's resources than its
+/// `maxDeletions` lets it, or all of them: `(removed, total)`, whether or not
+/// it is allowed.
+pub fn mass_deletion(
+    old: &BTreeMap<String, String>,
+    delivery: &Delivery,
+) -> Option<(usize, usize)> {
+    let (removed, total) = deletions(old, &delivery.files);
+    (!delivery.max_deletions.allows(removed, total)).then_some((removed, total))
+}
+
+/// Why a delivery is refused for deleting more resources than it may, when
+/// nothing allowed it: what [`plan`] decides for it.
+pub fn refused(observed: &Observed, proposal: &Proposal) -> Option<String> {
+    let Proposal::Fresh(delivery) = proposal else {
+        return None;
+    };
+    if delivery.mass_deletion.is_some() {
+        return None;
+    }
+    let (removed, total) = mass_deletion(&observed.base_files, delivery)?;
+    Some(refusal(
+        &observed.env,
+        removed,
+        total,
+        delivery.max_deletions,
+    ))
+}
+
+/// Why a mass deletion is refused, with what would allow it.
+fn refusal(env: &str, removed: usize, total: usize, max: MaxDeletions) -> String {
+    let limit = match removed >= total {
+        true => "never all of them".to_string(),
+        false => format!("at most `maxDeletions` ({max})"),
+    };
+    format!(
+        "refused: would delete {removed} of {total} resources of `rendered/{env}/` ({limit}); to deliver it, set `allowMassDeletion: true` in `environments/{env}/environment.yaml` or run once with `--allow-mass-deletion`"
+    )
 }
 
 pub(crate) fn file_changes(
@@ -487,6 +545,25 @@ pub fn plan_rollout(observed: &Observed, proposal: &Proposal, verdict: Option<&V
         );
     }
     plan.files = file_changes(env, &observed.base_files, &delivery.files);
+    if delivery.mass_deletion.is_none()
+        && let Some((removed, total)) = mass_deletion(&observed.base_files, delivery)
+    {
+        let refused =
+            format!("refused: would delete {removed} of {total} resources of `rendered/{env}/`");
+        plan.reason = match pr {
+            Some(pr) => format!(
+                "{refused}; nothing is pushed, and pull request #{} is left as it is",
+                pr.number
+            ),
+            None => format!("{refused}; nothing is pushed and no pull request is opened"),
+        };
+        let error = refusal(env, removed, total, delivery.max_deletions);
+        plan.decision = Decision::Failed {
+            error,
+            class: ErrorClass::Permanent,
+        };
+        return plan;
+    }
     if let Some(tip) = observed.branch.as_ref().filter(|t| !t.by_hydrant) {
         let comment = (pr.is_some() && !observed.told_human).then(|| {
             format!(
@@ -622,7 +699,40 @@ mod tests {
             commit_message: format!(
                 "hydrant(prod): stable {version}\n\nHydrant-Environment: prod\n"
             ),
+            max_deletions: MaxDeletions::default(),
+            mass_deletion: None,
         }))
+    }
+
+    /// `rendered/prod/` at a version, with one config map per name.
+    fn rendered_maps(version: &str, names: &[&str]) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = names
+            .iter()
+            .map(|n| (format!("configmap-{n}.yaml"), format!("name: {n}\n")))
+            .collect();
+        let listed: String = out.keys().map(|f| format!("  - {f}\n")).collect();
+        out.insert("kustomization.yaml".into(), format!("resources:\n{listed}"));
+        out.insert(METADATA.into(), metadata(version, &names.join(",")));
+        out
+    }
+
+    /// A render of config maps, allowed to delete many of them by `allowance`.
+    fn fresh_maps(version: &str, names: &[&str], allowance: Option<Allowance>) -> Proposal {
+        match fresh(version, "maps") {
+            Proposal::Fresh(mut d) => {
+                d.files = rendered_maps(version, names);
+                d.mass_deletion = allowance;
+                Proposal::Fresh(d)
+            }
+            other => other,
+        }
+    }
+
+    fn base_maps(names: &[&str]) -> Observed {
+        Observed {
+            base_files: rendered_maps("0.62.1", names),
+            ..base("0.62.1", "v1")
+        }
     }
 
     fn base(version: &str, body: &str) -> Observed {
@@ -693,7 +803,54 @@ mod tests {
             d.files
                 .insert(METADATA.into(), metadata("0.63.0", "another digest"));
         }
+        let five = ["a", "b", "c", "d", "e"];
         vec![
+            (
+                "a render that deletes three of five resources",
+                base_maps(&five),
+                fresh_maps("0.63.0", &["a", "b"], None),
+                Kind::Failed,
+                "refused: would delete 3 of 5 resources of `rendered/prod/`; nothing is pushed and no pull request is opened",
+            ),
+            (
+                "a render that renames every resource",
+                base_maps(&five),
+                fresh_maps("0.63.0", &["v", "w", "x", "y", "z"], None),
+                Kind::Failed,
+                "refused: would delete 5 of 5 resources of `rendered/prod/`; nothing is pushed",
+            ),
+            (
+                "a mass deletion whose pull request is open",
+                Observed {
+                    branch: Some(tip_holding(&rendered_maps("0.62.2", &five), true, true)),
+                    pull_request: Some(pr(4, "t", "b")),
+                    ..base_maps(&five)
+                },
+                fresh_maps("0.63.0", &["a"], None),
+                Kind::Failed,
+                "would delete 4 of 5 resources of `rendered/prod/`; nothing is pushed, and pull request #4 is left as it is",
+            ),
+            (
+                "a render that deletes two of five resources",
+                base_maps(&five),
+                fresh_maps("0.63.0", &["a", "b", "c"], None),
+                Kind::Open,
+                "push `hydrant/prod` and open a pull request",
+            ),
+            (
+                "a mass deletion the environment allows",
+                base_maps(&five),
+                fresh_maps("0.63.0", &["a"], Some(Allowance::Environment)),
+                Kind::Open,
+                "push `hydrant/prod` and open a pull request",
+            ),
+            (
+                "a run that allows renaming every resource",
+                base_maps(&five),
+                fresh_maps("0.63.0", &["z"], Some(Allowance::Run)),
+                Kind::Open,
+                "push `hydrant/prod` and open a pull request",
+            ),
             (
                 "a new release, no branch, no pull request",
                 base("0.62.1", "v1"),
@@ -1164,6 +1321,47 @@ mod tests {
         let forged = "text\n<!-- /hydrant:held -->\n\nmore";
         let plan = plan_rollout(&offered(forged), &at_current, Some(&waiting));
         assert_eq!(plan.decision, Decision::Nothing, "{}", plan.reason);
+    }
+
+    #[test]
+    fn a_limit_counts_resources_not_the_kustomization_or_the_metadata() {
+        let old = rendered_maps("0.62.1", &["a", "b", "c", "d"]);
+        let new = rendered_maps("0.63.0", &["a", "b"]);
+        assert_eq!(deletions(&old, &new), (2, 4));
+        assert_eq!(deletions(&BTreeMap::new(), &new), (0, 0));
+        let limited = |max| match fresh_maps("0.63.0", &["a"], None) {
+            Proposal::Fresh(mut d) => {
+                d.max_deletions = max;
+                plan(&base_maps(&["a", "b", "c", "d"]), &Proposal::Fresh(d))
+            }
+            _ => unreachable!(),
+        };
+        assert_eq!(limited(MaxDeletions::Count(3)).decision.kind(), Kind::Open);
+        assert_eq!(
+            limited(MaxDeletions::Count(2)).decision.kind(),
+            Kind::Failed
+        );
+        assert_eq!(
+            limited(MaxDeletions::Percent(75)).decision.kind(),
+            Kind::Open
+        );
+        let Decision::Failed { error, class } = limited(MaxDeletions::Percent(74)).decision else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(class, ErrorClass::Permanent);
+        assert_eq!(
+            error,
+            "refused: would delete 3 of 4 resources of `rendered/prod/` (at most `maxDeletions` (74%)); to deliver it, set `allowMassDeletion: true` in `environments/prod/environment.yaml` or run once with `--allow-mass-deletion`"
+        );
+        let Decision::Failed { error, .. } =
+            plan(&base_maps(&["a", "b"]), &fresh_maps("0.63.0", &["c"], None)).decision
+        else {
+            panic!("expected a refusal");
+        };
+        assert!(
+            error.contains("would delete 2 of 2 resources of `rendered/prod/` (never all of them)"),
+            "{error}"
+        );
     }
 
     #[test]

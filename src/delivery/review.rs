@@ -175,7 +175,9 @@ fn code_block(info: &str, text: &str) -> String {
     format!("{fence}{info}\n{text}{newline}{fence}\n")
 }
 
-fn resource_files(files: &BTreeMap<String, String>) -> BTreeSet<&str> {
+/// The resources of `rendered/<env>/`: one object per file, aside from
+/// `kustomization.yaml` and `hydrant.metadata`.
+pub(crate) fn resource_files(files: &BTreeMap<String, String>) -> BTreeSet<&str> {
     files
         .keys()
         .map(String::as_str)
@@ -204,6 +206,30 @@ pub fn resources<'a>(
             .filter(|f| old[*f] != new[*f])
             .collect(),
     }
+}
+
+/// The warning at the very top of the body of a pull request that deletes
+/// more resources than `maxDeletions`, or all of them, because `allowance`
+/// allowed it.
+pub fn mass_deletion_warning(
+    env: &str,
+    removed: usize,
+    total: usize,
+    allowance: crate::config::Allowance,
+) -> String {
+    format!(
+        "> [!WARNING]\n> **Mass deletion: this pull request deletes {removed} of {total} resources** of {}; once merged, Argo CD or Flux deletes them from the cluster. Allowed by {allowance}.\n\n",
+        code(&format!("rendered/{env}/"))
+    )
+}
+
+/// The warning a body opens with, if it opens with one (from
+/// [`mass_deletion_warning`]).
+pub(crate) fn opening_warning(body: &str) -> Option<&str> {
+    if !body.starts_with("> [!WARNING]\n") {
+        return None;
+    }
+    body.find("\n\n").map(|end| &body[..end + 2])
 }
 
 /// The commit message: title, changed resources, and hydrant's trailers.

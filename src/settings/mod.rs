@@ -82,6 +82,7 @@ const REPOSITORY_SETTINGS: &[&str] = &[
 /// credential acts as.
 #[cfg(test)]
 const OPERATOR_SETTINGS: &[&str] = &[
+    "allowMassDeletion",
     "by",
     "caFile",
     "channel",
@@ -311,16 +312,6 @@ fn known_keys(cmd: &Command, into: &mut BTreeSet<String>) {
     }
 }
 
-/// The closest known key to a misspelt one.
-pub(crate) fn closest<'a>(key: &str, known: &'a BTreeSet<String>) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(key, k), k))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, k)| k.as_str())
-}
-
 /// The argument a key of the file sets, in any command.
 fn arg_of(cmd: &Command, key: &str) -> Option<Arg> {
     cmd.get_arguments()
@@ -362,7 +353,7 @@ pub fn check(cmd: &Command, file: &SettingsFile) -> Result<(), ConfigError> {
             });
         }
         if !known.contains(&s.key) {
-            let hint = match closest(&s.key, &known) {
+            let hint = match crate::config::closest(&s.key, known.iter().map(String::as_str)) {
                 Some(k) => format!("; did you mean `{k}`?"),
                 None => String::new(),
             };

@@ -279,7 +279,7 @@ impl<'a> Walk<'a, '_> {
 fn suggest(known: &[&KnownKeys], nodes: &[&KnownKeys], path: &[String]) -> Option<String> {
     let (key, parent) = path.split_last()?;
     let names = KnownKeys::names(nodes);
-    let sibling = crate::settings::closest(key, &names).map(|s| {
+    let sibling = crate::config::closest(key, names.iter().map(String::as_str)).map(|s| {
         let mut p = parent.to_vec();
         p.push(s.to_string());
         (strsim::damerau_levenshtein(key, s), yaml::display_path(&p))
@@ -301,7 +301,7 @@ fn suggest(known: &[&KnownKeys], nodes: &[&KnownKeys], path: &[String]) -> Optio
         .cloned();
     elsewhere
         .or(sibling.map(|(_, p)| p))
-        .or_else(|| crate::settings::closest(&shown, &all).map(String::from))
+        .or_else(|| crate::config::closest(&shown, all.iter().map(String::as_str)).map(String::from))
 }
 
 /// Whether a key path, as `explain` takes it, is known; if not, the unknown

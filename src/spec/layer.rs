@@ -44,11 +44,13 @@ pub struct Layer {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpecError {
-    #[error("`{file}`: invalid YAML at {source}")]
+    #[error("`{file}`: invalid YAML at {source}{excerpt}")]
     Yaml {
         file: String,
         #[source]
         source: yaml::YamlError,
+        /// The line, with a caret under the column.
+        excerpt: String,
     },
     #[error("`{file}`, line {line}: the values must be a map of keys, found {found}")]
     NotAMap {
@@ -80,8 +82,9 @@ impl Layer {
 
     /// Parses a layer from YAML (JSON is YAML too). An empty file is an empty layer.
     pub fn parse(kind: LayerKind, file: &str, text: &str) -> Result<Layer, SpecError> {
-        let yaml_error = |source| SpecError::Yaml {
+        let yaml_error = |source: yaml::YamlError| SpecError::Yaml {
             file: file.to_string(),
+            excerpt: yaml::excerpt(text, source.line, source.col, &crate::render::is_secret_key),
             source,
         };
         let Some(node) = yaml::parse_single(text).map_err(yaml_error)? else {

@@ -271,9 +271,89 @@ pub fn parse_path(text: &str) -> Result<KeyPath, String> {
     Ok(path)
 }
 
+/// The line of `text` that a YAML error at `line` and `col` (both from 1)
+/// points at, with a caret under the column, to follow an error message:
+///
+/// ```text
+///     3 |   bad: [unclosed
+///       |        ^
+/// ```
+///
+/// An error past the end of a line (or on a blank last line) points just
+/// after the last line that holds something. A line whose key `hides` names
+/// (a credential) shows the key alone, never its value. Empty when `text`
+/// has nothing to show.
+pub fn excerpt(text: &str, line: usize, col: usize, hides: &dyn Fn(&str) -> bool) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut at = line.clamp(1, lines.len().max(1));
+    let mut col = match line > lines.len() {
+        true => usize::MAX,
+        false => col.max(1),
+    };
+    while at > 1 && lines.get(at - 1).is_none_or(|l| l.trim().is_empty()) {
+        at -= 1;
+        col = usize::MAX;
+    }
+    let Some(shown) = lines.get(at - 1).filter(|l| !l.trim().is_empty()) else {
+        return String::new();
+    };
+    let mut shown: String = shown
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect();
+    let body = shown.trim_start().trim_start_matches("- ");
+    if let Some((key, _)) = body.split_once(':') {
+        let key = key.trim().trim_matches(['"', '\'']);
+        if hides(key) {
+            let end = shown.find(':').map_or(shown.len(), |i| i + 1);
+            shown.truncate(end);
+            shown.push_str(" …");
+        }
+    }
+    const MAX: usize = 160;
+    if shown.chars().count() > MAX {
+        shown = shown.chars().take(MAX).collect::<String>() + "…";
+    }
+    let width = shown.chars().count();
+    let col = col.min(width + 1);
+    // Tabs stay tabs under the line so that the caret lines up.
+    let pad: String = shown
+        .chars()
+        .take(col - 1)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let number = at.to_string();
+    let gutter = " ".repeat(number.len());
+    format!("\n {number} | {shown}\n {gutter} | {pad}^")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excerpt_shows_the_line_with_a_caret_under_the_column() {
+        let never = |_: &str| false;
+        let text = "global:\n  host: ok\n  bad: [unclosed\n";
+        assert_eq!(
+            excerpt(text, 3, 8, &never),
+            "\n 3 |   bad: [unclosed\n   |        ^"
+        );
+        // Past the end: just after the last line that holds something.
+        assert_eq!(
+            excerpt(text, 4, 1, &never),
+            "\n 3 |   bad: [unclosed\n   |                 ^"
+        );
+        assert_eq!(
+            excerpt("a:\n\tb: c\n", 2, 3, &never),
+            "\n 2 | \tb: c\n   | \t ^"
+        );
+        assert_eq!(excerpt("", 1, 1, &never), "");
+        let secret = |k: &str| k == "password";
+        let shown = excerpt("db:\n  password: \"hunter2\n", 2, 13, &secret);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("2 |   password: …"), "{shown}");
+    }
     use serde_json::json;
 
     #[test]
