@@ -29,6 +29,7 @@ pub mod project;
 pub mod reconcile;
 pub mod render;
 pub mod repo;
+pub mod report;
 pub mod rollout;
 pub mod settings;
 pub mod spec;

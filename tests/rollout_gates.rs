@@ -99,46 +99,14 @@ impl Fleet {
             dirs: tempfile::tempdir().unwrap(),
             health: Health::start(),
         };
-        let w = fleet.remote.work();
-        git(&w, &["rm", "-r", "-q", "environments", "rendered"]);
-        let staging = common::project_root().join("environments/staging");
-        for t in ["c1", "r1", "r2"] {
-            let dir = w.join("environments").join(t);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(
-                dir.join("environment.yaml"),
-                format!("channel: stable\nnamespace: {t}\n"),
-            )
-            .unwrap();
-            for f in ["values.yaml", "pinned.yaml"] {
-                std::fs::copy(staging.join(f), dir.join(f)).unwrap();
-            }
-        }
-        let channels = w.join("channels");
-        std::fs::copy(
-            channels.join("stable.yaml"),
-            channels.join("stable/releases/0.63.0.yaml"),
-        )
-        .unwrap();
-        std::fs::copy(
-            channels.join("stable/releases/0.62.1.yaml"),
-            channels.join("stable.yaml"),
-        )
-        .unwrap();
-        std::fs::write(
-            w.join("hydrant.yaml"),
-            format!(
-                "rollout:\n  gates:\n    - name: health\n      http:\n        url: \"{}/health/{{env}}\"\n        credential: health\n        expect: {{path: status, equals: Healthy}}\n  waves:\n    - {{name: canary, environments: [c1], soak: {SOAK_SECS}s, gates: [health], onFailure: {on_failure}}}\n    - {{name: rest, environments: [\"r*\"]}}\n",
-                fleet.health.origin
-            ),
-        )
-        .unwrap();
-        git(&w, &["add", "-A"]);
-        git(
-            &w,
-            &["commit", "-q", "-m", "Three tenants on stable 0.62.1"],
+        let rollout = format!(
+            "rollout:\n  gates:\n    - name: health\n      http:\n        url: \"{}/health/{{env}}\"\n        credential: health\n        expect: {{path: status, equals: Healthy}}\n  waves:\n    - {{name: canary, environments: [c1], soak: {SOAK_SECS}s, gates: [health], onFailure: {on_failure}}}\n    - {{name: rest, environments: [\"r*\"]}}\n",
+            fleet.health.origin
         );
-        git(&w, &["push", "-q", "origin", "main"]);
+        let tenants: Vec<String> = ["c1", "r1", "r2"].map(String::from).to_vec();
+        fleet
+            .remote
+            .seed_tenants(&tenants, &[("hydrant.yaml", &rollout)]);
         std::fs::write(fleet.dirs.path().join("health-token"), format!("{TOKEN}\n")).unwrap();
         std::fs::write(
             fleet.config(),

@@ -54,39 +54,9 @@ impl Fleet {
             remote: Remote::new(),
             dirs: tempfile::tempdir().unwrap(),
         };
-        let w = fleet.remote.work();
-        git(&w, &["rm", "-r", "-q", "environments", "rendered"]);
-        let staging = common::project_root().join("environments/staging");
-        for t in tenants() {
-            let dir = w.join("environments").join(&t);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(
-                dir.join("environment.yaml"),
-                format!("channel: stable\nnamespace: {t}\n"),
-            )
-            .unwrap();
-            for f in ["values.yaml", "pinned.yaml"] {
-                std::fs::copy(staging.join(f), dir.join(f)).unwrap();
-            }
-        }
-        let channels = w.join("channels");
-        std::fs::copy(
-            channels.join("stable.yaml"),
-            channels.join("stable/releases/0.63.0.yaml"),
-        )
-        .unwrap();
-        std::fs::copy(
-            channels.join("stable/releases/0.62.1.yaml"),
-            channels.join("stable.yaml"),
-        )
-        .unwrap();
-        std::fs::write(w.join("hydrant.yaml"), rollout(true)).unwrap();
-        git(&w, &["add", "-A"]);
-        git(
-            &w,
-            &["commit", "-q", "-m", "Forty tenants on stable 0.62.1"],
-        );
-        git(&w, &["push", "-q", "origin", "main"]);
+        fleet
+            .remote
+            .seed_tenants(&tenants(), &[("hydrant.yaml", &rollout(true))]);
         fleet
     }
 

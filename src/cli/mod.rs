@@ -377,80 +377,24 @@ pub fn run(
     }
 }
 
-/// Prints `error:` with the cause chain.
+/// Prints `error:` with the causes worth reading.
 pub fn report_error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
-    for cause in causes(e) {
-        eprintln!("  caused by: {cause}");
-    }
+    eprint!("{}", crate::report::error(e));
 }
 
-/// The causes of an error worth printing under it: one that an error above
-/// it already quotes (`cannot read `x`: No such file or directory (os error
-/// 2)`), at any level, is not repeated, nor the details libgit2 appends
-/// (`; class=…; code=…`).
-fn causes(e: &anyhow::Error) -> Vec<String> {
-    let mut said = e.to_string();
-    let mut out = Vec::new();
-    for cause in e.chain().skip(1) {
-        let cause = cause.to_string();
-        let head = cause.split("; ").next().unwrap_or(&cause);
-        if !said.contains(head) {
-            out.push(cause.clone());
-        }
-        said.push('\n');
-        said.push_str(&cause);
-    }
-    out
+/// Prints what an environment's render let pass but a person should see.
+pub fn report_warnings(env: &str, warnings: &[String]) {
+    eprint!("{}", crate::report::warnings(env, warnings));
 }
 
 /// Prints an environment's problems, each with its hint.
-/// Prints what an environment's render let pass but a person should see.
-pub fn report_warnings(env: &str, warnings: &[String]) {
-    for w in warnings {
-        eprintln!(
-            "warning: environment `{env}`: {}",
-            w.replace('\n', "\n    ")
-        );
-    }
-}
-
 pub fn report_problems(env: &str, problems: &[Problem]) {
-    let count = problems.len();
-    eprintln!(
-        "error: environment `{env}`: {count} problem{}",
-        if count == 1 { "" } else { "s" }
-    );
-    for p in problems {
-        eprintln!("  - {}", p.message.replace('\n', "\n    "));
-    }
-    let mut hints: Vec<&str> = problems.iter().filter_map(|p| p.hint.as_deref()).collect();
-    hints.dedup();
-    for hint in hints {
-        eprintln!("hint: {hint}");
-    }
+    eprint!("{}", crate::report::problems(env, problems));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_os_error_an_outer_error_quotes_is_not_repeated_as_its_own_cause() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("cannot load the project")]
-        struct Middle(#[source] std::io::Error);
-        let os = || std::io::Error::from_raw_os_error(2);
-        let e =
-            anyhow::Error::new(Middle(os())).context(format!("cannot read `channels`: {}", os()));
-        assert_eq!(causes(&e), vec!["cannot load the project".to_string()]);
-        // A cause no error above it quotes is kept.
-        let e = anyhow::Error::new(Middle(os())).context("cannot open `repo`");
-        assert_eq!(
-            causes(&e),
-            vec!["cannot load the project".to_string(), os().to_string()]
-        );
-    }
 
     #[test]
     fn the_command_line_defaults_are_the_library_defaults() {

@@ -7,8 +7,10 @@
 //! 50) and, optionally, how many may be open at once
 //! (`maxOpenPullRequests`). When the forge answers with a secondary rate
 //! limit (403 with `Retry-After`, or 429), nothing is opened before the time
-//! it named, and the hourly budget is halved for the next hour, once per
-//! such answer (never below one).
+//! it named, and the hourly budget is halved until an hour has passed since
+//! the last such answer (never below one). It is halved once however many
+//! answers came: a burst of them during a forge's bad minute should slow
+//! hydrant down, not stop it for the hour.
 //!
 //! Pure: the caller passes the creation times of hydrant's pull requests in
 //! the last hour, how many are open, the forge's throttling answers and the
@@ -124,10 +126,13 @@ impl Allowance {
     }
 }
 
-/// The hourly limit after `throttles` answers in the last hour.
+/// The hourly limit after `throttles` answers in the last hour: halved
+/// once while any stands.
 fn shrunk(per_hour: u32, throttles: usize) -> u32 {
-    let halvings = throttles.min(31) as u32;
-    (per_hour >> halvings).max(1).min(per_hour)
+    match throttles {
+        0 => per_hour,
+        _ => (per_hour / 2).max(1).min(per_hour),
+    }
 }
 
 /// How many new pull requests may be opened at `now`.
@@ -197,7 +202,7 @@ fn hourly_until(
         }
     };
     let mut best = under(limit);
-    // As throttles age out one by one, the limit doubles back.
+    // Once the last throttle ages out, the limit is whole again.
     let mut ages: Vec<Timestamp> = throttles.iter().map(|t| t.at + HOUR).collect();
     ages.sort();
     for (i, aged) in ages.iter().enumerate() {
@@ -311,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn each_throttling_answer_halves_again_but_never_below_one() {
+    fn throttling_answers_halve_the_budget_once_and_never_below_one() {
         let throttles: Vec<Throttle> = (0..3)
             .map(|i| Throttle {
                 at: at(i),
@@ -323,7 +328,7 @@ mod tests {
             open: 0,
             throttles: &throttles,
         };
-        assert_eq!(allowance(&budget(50, None), &usage, at(5)).limit, 6);
+        assert_eq!(allowance(&budget(50, None), &usage, at(5)).limit, 25);
         assert_eq!(allowance(&budget(1, None), &usage, at(5)).limit, 1);
     }
 

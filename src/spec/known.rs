@@ -299,9 +299,9 @@ fn suggest(known: &[&KnownKeys], nodes: &[&KnownKeys], path: &[String]) -> Optio
         .filter(|p| p.ends_with(&format!(".{shown}")))
         .min_by_key(|p| p.len())
         .cloned();
-    elsewhere
-        .or(sibling.map(|(_, p)| p))
-        .or_else(|| crate::config::closest(&shown, all.iter().map(String::as_str)).map(String::from))
+    elsewhere.or(sibling.map(|(_, p)| p)).or_else(|| {
+        crate::config::closest(&shown, all.iter().map(String::as_str)).map(String::from)
+    })
 }
 
 /// Whether a key path, as `explain` takes it, is known; if not, the unknown
