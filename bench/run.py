@@ -114,6 +114,9 @@ def reconcile_cmd(hydrant, fleet, work, state):
         hydrant, "reconcile", "--once", "--repo", str(fleet / "remote.git"),
         "--work-dir", str(work), "--state-dir", str(state), "--forge", "local",
         "--output", "json", "--log-format", "json", "--log-level", "info",
+        # The bump opens a pull request per environment at once: lift the
+        # pull-request budget (50 an hour by default) out of the way.
+        "--max-new-pull-requests-per-hour", "1000000",
     ]
 
 
