@@ -43,8 +43,9 @@ pub fn frozen(mut plan: Plan, reason: &str) -> Plan {
 /// auto-merge, which is not turned on.
 pub fn freeze_note(freeze: &Frozen) -> String {
     format!(
-        "\n\n> **Auto-merge is not turned on**: this pull request was opened or updated during the freeze window `{}`, which ends {}. Merge it by hand once the window has ended.\n",
-        freeze.reason, freeze.ends_local
+        "\n\n> **Auto-merge is not turned on**: this pull request was opened or updated during the freeze window {}, which ends {}. Merge it by hand once the window has ended.\n",
+        super::review::code(&super::review::note_text(&freeze.reason)),
+        super::review::note_text(&freeze.ends_local)
     )
 }
 

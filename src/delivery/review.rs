@@ -26,6 +26,22 @@ use crate::yaml;
 
 /// The largest body a forge accepts (GitHub's limit).
 pub const MAX_BODY: usize = 65_536;
+
+/// Room the diff leaves under [`MAX_BODY`] for what is added to a body after
+/// it is written: a rollback's section, a freeze or a hold note (each bounded
+/// by [`NOTE_TEXT`]).
+pub const NOTES_RESERVE: usize = 2_000;
+
+/// The longest free text (a reason, a gate's answer) a note quotes.
+pub const NOTE_TEXT: usize = 300;
+
+/// `text` cut to [`NOTE_TEXT`] characters, with `…` when it was longer.
+pub(crate) fn note_text(text: &str) -> String {
+    match text.char_indices().nth(NOTE_TEXT) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
 /// Rows of the changed-values table before the rest is summarised.
 const MAX_VALUE_ROWS: usize = 60;
 
@@ -83,7 +99,7 @@ pub fn rollback(c: &Change<'_>, why: &str) -> (String, String) {
         cell_text(c.env),
         code(from),
         code(c.to_version),
-        cell_text(why),
+        cell_text(&note_text(why)),
         code(from),
         code(from),
     );
@@ -678,7 +694,7 @@ fn append_diff(b: &mut String, c: &Change<'_>) {
         "{DIFF_OPENING}{} files)</summary>\n\n{fence}diff\n",
         diffs.len()
     );
-    let reserve = 400;
+    let reserve = NOTES_RESERVE;
     let mut shown = String::new();
     let mut cut = Vec::new();
     for (path, text) in diffs {
@@ -905,6 +921,19 @@ mod tests {
         assert_eq!(title(&c), "hydrant(dev): re-render");
         let shown = body.matches("--- a/rendered/dev/").count();
         assert!(shown > 3 && shown < 40, "{shown}");
+        // What is added after the body is written (a rollback, a freeze) still fits,
+        // however long the reasons it quotes.
+        let (_, rollback) = rollback(&c, &"`why` ".repeat(10_000));
+        let freeze = crate::rollout::Frozen {
+            reason: "`weekend` ".repeat(10_000),
+            ends: "2026-12-07T08:00:00Z".into(),
+            ends_local: "Mon 2026-12-07 09:00 CET".into(),
+            message: String::new(),
+            overrides: None,
+        };
+        let note = crate::delivery::pace::freeze_note(&freeze);
+        let total = rollback.len() + body.len() + note.len();
+        assert!(total < MAX_BODY, "{total}");
     }
 
     #[test]
