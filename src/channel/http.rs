@@ -416,6 +416,27 @@ impl HttpSource {
         spec.signature = cached.signature.clone();
         Ok(spec)
     }
+
+    /// The last good spec, for a channel that could not be reached (`reason`).
+    fn stale(
+        &self,
+        channel: &str,
+        url: &str,
+        cached: &Cached,
+        reason: String,
+    ) -> Result<ChannelSpec, ChannelError> {
+        let old = now().saturating_sub(cached.fetched_at);
+        tracing::warn!(channel, url = %url, age = %age(old), reason = %reason, "channel unreachable; using the last good spec");
+        self.spec_of(
+            channel,
+            url,
+            cached,
+            Fetch::StaleCache {
+                age_secs: old,
+                reason,
+            },
+        )
+    }
 }
 
 impl Source for HttpSource {
@@ -448,7 +469,27 @@ impl Source for HttpSource {
                         last_modified,
                         signature,
                     } = fresh;
-                    let mut spec = parse_spec(channel, &url, &body)?;
+                    // A 200 whose body is no spec (a proxy's HTML error page,
+                    // truncated JSON) is a channel that could not be reached:
+                    // the last good spec stands.
+                    let mut spec = match parse_spec(channel, &url, &body) {
+                        Ok(spec) => spec,
+                        Err(e) => {
+                            let reason = match e {
+                                ChannelError::Invalid { message, .. } => {
+                                    format!("not a channel spec: {message}")
+                                }
+                                other => format!("not a channel spec: {other}"),
+                            };
+                            return match cached {
+                                Some(c) => self.stale(channel, &url, &c, reason),
+                                None => Err(ChannelError::Invalid {
+                                    origin: url,
+                                    message: reason,
+                                }),
+                            };
+                        }
+                    };
                     spec.fetch = Fetch::Network;
                     spec.signature = signature.clone();
                     let previous = cached.as_ref().map(|c| c.version.clone());
@@ -496,19 +537,7 @@ impl Source for HttpSource {
             }
         };
         match cached {
-            Some(c) => {
-                let old = now().saturating_sub(c.fetched_at);
-                tracing::warn!(channel, url = %url, age = %age(old), reason = %last_error, "channel unreachable; using the last good spec");
-                self.spec_of(
-                    channel,
-                    &url,
-                    &c,
-                    Fetch::StaleCache {
-                        age_secs: old,
-                        reason: last_error,
-                    },
-                )
-            }
+            Some(c) => self.stale(channel, &url, &c, last_error),
             None => Err(ChannelError::Unreachable {
                 url,
                 message: last_error,
