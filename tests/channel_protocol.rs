@@ -210,3 +210,51 @@ fn a_mirror_refuses_a_channel_already_there_in_two_formats() {
         run.stderr
     );
 }
+
+#[test]
+fn a_deploy_server_is_asked_as_the_operator_asks_and_channel_only_when_configured() {
+    let e = Env::new();
+    let run = e.run(&["render", "--env", "staging"]).ok();
+    assert!(run.stdout.contains("app.kubernetes.io/version: \"0.63.0\""));
+    let log = e.server.log();
+    assert!(!log.is_empty());
+    for r in &log {
+        assert!(
+            r.path == "/api/v1/operator/channel" && r.authorized && !r.path.contains("channel="),
+            "{log:?}"
+        );
+    }
+    // A pinned release goes to the release endpoint, with no query either.
+    e.example.append(
+        "environments/prod/environment.yaml",
+        "release: \"0.62.1\"\n",
+    );
+    e.server.clear_log();
+    e.run(&["render", "--env", "prod"]).ok();
+    let paths: Vec<String> = e.server.log().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/api/v1/operator/channel/release/0.62.1"]);
+    // Configured: `?channel=` names the channel, and pins keep their endpoint.
+    e.server.clear_log();
+    let template = e.server.channel_url();
+    let run = Run::from(
+        common::hydrant()
+            .args(["render", "--env", "dev", "--env", "prod", "--out", "out"])
+            .args(["--channel", &template])
+            .args(["--channel-cache-dir", e.cache.path().to_str().unwrap()])
+            .current_dir(e.example.path())
+            .env("HYDRANT_LICENSE", LICENSE)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(!run.stdout.contains(LICENSE) && !run.stderr.contains(LICENSE));
+    let mut paths: Vec<String> = e.server.log().into_iter().map(|r| r.path).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/operator/channel/release/0.62.1",
+            "/api/v1/operator/channel?channel=canary"
+        ]
+    );
+}
