@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::channel::ChannelSpec;
+use crate::channel::{ChannelSpec, EXTENSIONS};
 use crate::names::{self, NameError, NameKind};
 use crate::project::{Project, ProjectError};
 use crate::repo::RepoError;
@@ -28,6 +28,11 @@ pub enum MirrorError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Name(#[from] NameError),
+    #[error(
+        "{} hold one channel spec in two formats, and a reader sees only the first: remove all but one, then mirror again",
+        files.iter().map(|f| format!("`{}`", f.display())).collect::<Vec<_>>().join(" and ")
+    )]
+    TwoFormats { files: Vec<PathBuf> },
     #[error("cannot write `{}`", path.display())]
     Write {
         path: PathBuf,
@@ -93,7 +98,8 @@ pub fn wanted(
 }
 
 /// Copies each of `wanted` below `to` as `<channel>.json` or
-/// `<channel>/releases/<release>.json` (with `.sig` beside it when signed).
+/// `<channel>/releases/<release>.json` (with `.sig` beside it when signed),
+/// or in the format of the file already there (`.yaml`, `.yml`).
 /// Every name becomes a path below `to`, so all are checked before any is
 /// written. Returns how many could not be fetched.
 pub fn mirror(
@@ -133,11 +139,17 @@ pub fn mirror(
 }
 
 /// Writes one spec (and its signature) below `to`; returns the spec's path.
+///
+/// A reader takes `<stem>.yaml` before `.yml` before `.json`, so a second
+/// format beside the first would hide the mirrored spec: the file already
+/// there is overwritten in its own format (the bytes as served are JSON, which
+/// is YAML too), and two formats already side by side are refused.
 fn write_spec(spec: &ChannelSpec, w: &Wanted, to: &Path) -> Result<PathBuf, MirrorError> {
-    let rel = match &w.release {
-        Some(r) => format!("{}/releases/{r}.json", w.channel),
-        None => format!("{}.json", w.channel),
+    let stem = match &w.release {
+        Some(r) => format!("{}/releases/{r}", w.channel),
+        None => w.channel.clone(),
     };
+    let rel = format!("{stem}.{}", extension(to, &stem)?);
     let write = |path: PathBuf, text: &str| {
         crate::output::write_file(&path, text).map_err(|source| MirrorError::Write {
             path: path.clone(),
@@ -150,4 +162,23 @@ fn write_spec(spec: &ChannelSpec, w: &Wanted, to: &Path) -> Result<PathBuf, Mirr
         write(to.join(format!("{rel}.sig")), &format!("{sig}\n"))?;
     }
     Ok(to.join(rel))
+}
+
+/// The extension to write `<stem>` with below `to`: the one of the file
+/// already there, else `json`.
+fn extension(to: &Path, stem: &str) -> Result<&'static str, MirrorError> {
+    let there: Vec<&'static str> = EXTENSIONS
+        .into_iter()
+        .filter(|ext| to.join(format!("{stem}.{ext}")).is_file())
+        .collect();
+    match there.as_slice() {
+        [] => Ok("json"),
+        [one] => Ok(one),
+        [..] => Err(MirrorError::TwoFormats {
+            files: there
+                .iter()
+                .map(|ext| to.join(format!("{stem}.{ext}")))
+                .collect(),
+        }),
+    }
 }

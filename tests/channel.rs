@@ -50,7 +50,8 @@ impl Env {
     }
 
     fn run_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-        let url = self.server.url();
+        // The example's environments follow two channels: ask for each by name.
+        let url = self.server.channel_url();
         let mut full: Vec<&str> = args.to_vec();
         full.extend([
             "--channel",
@@ -307,7 +308,7 @@ fn a_mirror_renders_offline_to_the_same_manifests() {
             "channel",
             "mirror",
             "--from",
-            &e.server.url(),
+            &e.server.channel_url(),
             "--to",
             mirror.to_str().unwrap(),
         ],
@@ -397,7 +398,7 @@ fn signed_specs_are_verified_and_a_bad_or_missing_signature_is_refused() {
         "channel",
         "mirror",
         "--from",
-        &e.server.url(),
+        &e.server.channel_url(),
         "--to",
         mirror.to_str().unwrap(),
         "--name",

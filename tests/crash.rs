@@ -103,7 +103,7 @@ impl Side {
         Side {
             remote: Remote::new(),
             dirs: tempfile::tempdir().unwrap(),
-            channel: channel.server.url(),
+            channel: channel.server.channel_url(),
         }
     }
 

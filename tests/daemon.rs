@@ -40,7 +40,7 @@ impl Daemon {
         let port = free_port();
         let url = channel_url
             .map(String::from)
-            .unwrap_or_else(|| channel.url());
+            .unwrap_or_else(|| channel.channel_url());
         let child = common::hydrant()
             .args([
                 "run",

@@ -125,7 +125,14 @@ impl World {
             .args(["--interval", &format!("{}ms", INTERVAL.as_millis())])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--work-dir", &path("work")])
-            .args(["--channel", &proxies[0].1.url()])
+            // Two channels: ask for each by name.
+            .args([
+                "--channel",
+                &format!(
+                    "{}/api/v1/operator/channel?channel={{channel}}",
+                    proxies[0].1.url()
+                ),
+            ])
             .args(["--channel-cache-dir", &path("cache")])
             .args(["--channel-retries", &CHANNEL_RETRIES.to_string()])
             .args(["--channel-backoff-ms", "100", "--channel-timeout", "1"])

@@ -101,7 +101,7 @@ impl Setup {
                 "--github-app-key-file",
                 self.key.to_str().unwrap(),
                 "--channel",
-                &self.channel.url(),
+                &self.channel.channel_url(),
                 "--channel-cache-dir",
                 self.cache().to_str().unwrap(),
                 "--log-level",

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use super::{ChannelError, ChannelSpec, Source, Verifier, parse_spec};
 use crate::tree::{Kind, Tree};
 
-const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+/// The extensions of a spec file, in the order a directory is read.
+pub const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
 pub struct FileSource {
     tree: Arc<dyn Tree>,

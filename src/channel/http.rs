@@ -1,10 +1,14 @@
 //! Channel specs over HTTP: the reference operator's deploy server, or any
 //! vendor's URL template.
 //!
-//! - Deploy-server mode (a base URL): the latest spec at
-//!   `GET {base}/api/v1/operator/channel?channel={channel}`, a pinned release at
+//! - Deploy-server mode (a base URL), as the reference operator: the latest
+//!   spec at `GET {base}/api/v1/operator/channel` (the license chooses the
+//!   channel), a pinned release at
 //!   `GET {base}/api/v1/operator/channel/release/{release}`, HTTP Basic auth with
-//!   user `license` and the license as password.
+//!   user `license` and the license as password. `?channel=` is sent only when
+//!   asked for, with the template
+//!   `{base}/api/v1/operator/channel?channel={channel}`; pins still go to the
+//!   release endpoint.
 //! - Template mode (a URL holding `{channel}`, and `{release}` for pins), with an
 //!   optional bearer token.
 //!
@@ -28,6 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ChannelError, ChannelSpec, Fetch, Source, Verifier, parse_spec};
 use crate::outbound::{self, BodyError};
+
+/// The deploy server's path of a channel's latest spec.
+const DEPLOY_LATEST: &str = "/api/v1/operator/channel";
 
 /// How the source authenticates.
 #[derive(Clone, Default)]
@@ -197,8 +204,12 @@ impl HttpSource {
     fn url(&self, channel: &str, release: Option<&str>) -> String {
         if self.base.contains("{channel}") {
             let url = self.base.replace("{channel}", channel);
+            let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
             return match release {
                 Some(r) if url.contains("{release}") => url.replace("{release}", r),
+                // The deploy server's latest with `?channel=` asked for: its
+                // releases are still at its release endpoint.
+                Some(r) if path.ends_with(DEPLOY_LATEST) => format!("{path}/release/{r}"),
                 Some(r) => format!(
                     "{url}{}release={r}",
                     if url.contains('?') { '&' } else { '?' }
@@ -206,29 +217,39 @@ impl HttpSource {
                 None => url.replace("{release}", ""),
             };
         }
+        // As the reference operator: the license chooses the channel.
         match release {
-            Some(r) => format!("{}/api/v1/operator/channel/release/{r}", self.base),
-            None => format!("{}/api/v1/operator/channel?channel={channel}", self.base),
+            Some(r) => format!("{}{DEPLOY_LATEST}/release/{r}", self.base),
+            None => format!("{}{DEPLOY_LATEST}", self.base),
         }
     }
 
-    fn cache_path(&self, url: &str) -> PathBuf {
-        let id = crate::manifest::layout::sha256(url.as_bytes());
+    /// Where the spec of `url` for `channel` is cached. A deploy server's
+    /// latest URL names no channel, so the channel is part of the key: two
+    /// channels asked of one server never share (or cross-check) an entry.
+    fn cache_path(&self, channel: &str, url: &str) -> PathBuf {
+        let key = if url.ends_with(DEPLOY_LATEST) {
+            format!("{url}#{channel}")
+        } else {
+            url.to_string()
+        };
+        let id = crate::manifest::layout::sha256(key.as_bytes());
         self.options.cache_dir.join(format!("{}.json", &id[..24]))
     }
 
-    fn read_cache(&self, url: &str) -> Option<Cached> {
-        let text = std::fs::read_to_string(self.cache_path(url)).ok()?;
+    fn read_cache(&self, channel: &str, url: &str) -> Option<Cached> {
+        let text = std::fs::read_to_string(self.cache_path(channel, url)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     /// Writes the cache atomically: a crash never leaves a torn file.
-    fn write_cache(&self, url: &str, entry: &Cached) {
+    fn write_cache(&self, channel: &str, url: &str, entry: &Cached) {
         let result = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&self.options.cache_dir)?;
             let tmp = tempfile::NamedTempFile::new_in(&self.options.cache_dir)?;
             std::fs::write(tmp.path(), serde_json::to_vec(entry).unwrap_or_default())?;
-            tmp.persist(self.cache_path(url)).map_err(|e| e.error)?;
+            tmp.persist(self.cache_path(channel, url))
+                .map_err(|e| e.error)?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -416,12 +437,33 @@ impl HttpSource {
         spec.signature = cached.signature.clone();
         Ok(spec)
     }
+
+    /// The last good spec, for a channel that could not be reached (`reason`).
+    fn stale(
+        &self,
+        channel: &str,
+        url: &str,
+        cached: &Cached,
+        reason: String,
+    ) -> Result<ChannelSpec, ChannelError> {
+        let old = now().saturating_sub(cached.fetched_at);
+        tracing::warn!(channel, url = %url, age = %age(old), reason = %reason, "channel unreachable; using the last good spec");
+        self.spec_of(
+            channel,
+            url,
+            cached,
+            Fetch::StaleCache {
+                age_secs: old,
+                reason,
+            },
+        )
+    }
 }
 
 impl Source for HttpSource {
     fn fetch(&self, channel: &str, release: Option<&str>) -> Result<ChannelSpec, ChannelError> {
         let url = self.url(channel, release);
-        let cached = self.read_cache(&url);
+        let cached = self.read_cache(channel, &url);
         let mut attempt = 0;
         let last_error = loop {
             match self.attempt(&url, cached.as_ref()) {
@@ -429,7 +471,7 @@ impl Source for HttpSource {
                     let c = cached.clone().expect("a 304 needs a cached spec");
                     let mut refreshed = c.clone();
                     refreshed.fetched_at = now();
-                    self.write_cache(&url, &refreshed);
+                    self.write_cache(channel, &url, &refreshed);
                     return self.spec_of(channel, &url, &c, Fetch::NotModified);
                 }
                 Ok(Some(mut fresh)) => {
@@ -448,7 +490,27 @@ impl Source for HttpSource {
                         last_modified,
                         signature,
                     } = fresh;
-                    let mut spec = parse_spec(channel, &url, &body)?;
+                    // A 200 whose body is no spec (a proxy's HTML error page,
+                    // truncated JSON) is a channel that could not be reached:
+                    // the last good spec stands.
+                    let mut spec = match parse_spec(channel, &url, &body) {
+                        Ok(spec) => spec,
+                        Err(e) => {
+                            let reason = match e {
+                                ChannelError::Invalid { message, .. } => {
+                                    format!("not a channel spec: {message}")
+                                }
+                                other => format!("not a channel spec: {other}"),
+                            };
+                            return match cached {
+                                Some(c) => self.stale(channel, &url, &c, reason),
+                                None => Err(ChannelError::Invalid {
+                                    origin: url,
+                                    message: reason,
+                                }),
+                            };
+                        }
+                    };
                     spec.fetch = Fetch::Network;
                     spec.signature = signature.clone();
                     let previous = cached.as_ref().map(|c| c.version.clone());
@@ -472,7 +534,7 @@ impl Source for HttpSource {
                         body,
                         signature,
                     };
-                    self.write_cache(&url, &entry);
+                    self.write_cache(channel, &url, &entry);
                     return Ok(spec);
                 }
                 Err(Failure::Permanent(e)) => return Err(e),
@@ -496,19 +558,7 @@ impl Source for HttpSource {
             }
         };
         match cached {
-            Some(c) => {
-                let old = now().saturating_sub(c.fetched_at);
-                tracing::warn!(channel, url = %url, age = %age(old), reason = %last_error, "channel unreachable; using the last good spec");
-                self.spec_of(
-                    channel,
-                    &url,
-                    &c,
-                    Fetch::StaleCache {
-                        age_secs: old,
-                        reason: last_error,
-                    },
-                )
-            }
+            Some(c) => self.stale(channel, &url, &c, last_error),
             None => Err(ChannelError::Unreachable {
                 url,
                 message: last_error,
@@ -542,6 +592,19 @@ mod tests {
     #[test]
     fn deploy_server_urls_follow_the_reference_operator() {
         let s = source("https://deploy.example.com/");
+        assert_eq!(
+            s.url("stable", None),
+            "https://deploy.example.com/api/v1/operator/channel"
+        );
+        assert_eq!(
+            s.url("stable", Some("0.62.1")),
+            "https://deploy.example.com/api/v1/operator/channel/release/0.62.1"
+        );
+        assert_ne!(
+            s.cache_path("stable", &s.url("stable", None)),
+            s.cache_path("canary", &s.url("canary", None))
+        );
+        let s = source("https://deploy.example.com/api/v1/operator/channel?channel={channel}");
         assert_eq!(
             s.url("stable", None),
             "https://deploy.example.com/api/v1/operator/channel?channel=stable"

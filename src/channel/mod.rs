@@ -9,7 +9,7 @@ mod file;
 pub mod http;
 mod verify;
 
-pub use file::FileSource;
+pub use file::{EXTENSIONS, FileSource};
 pub use http::{Auth, HttpOptions, HttpSource};
 pub use verify::Verifier;
 

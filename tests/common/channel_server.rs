@@ -84,6 +84,12 @@ impl ChannelServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server asked for each channel by name (`?channel=`), which
+    /// hydrant sends only when its channel source says so.
+    pub fn channel_url(&self) -> String {
+        format!("{}/api/v1/operator/channel?channel={{channel}}", self.url())
+    }
+
     pub fn set_latest(&self, channel: &str, spec: &str) {
         self.state
             .lock()
