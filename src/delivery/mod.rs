@@ -118,16 +118,9 @@ pub struct Outcome {
     /// For a failure: whether it may pass by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<ErrorClass>,
-    /// Its rollout wave (only with a `rollout:` block).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wave: Option<String>,
-    /// The release its channel's rollout aims at, when it is not there yet.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Why it does not take the target now (an earlier wave, a soak,
-    /// `notBefore`, a hold, a skipped release).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub waiting: Option<String>,
+    /// Where it stands in its rollout.
+    #[serde(flatten)]
+    pub rollout: crate::rollout::Position,
 }
 
 impl Outcome {
@@ -153,25 +146,14 @@ impl Outcome {
             files: plan.files.clone(),
             error,
             class,
-            wave: None,
-            target: None,
-            waiting: None,
+            rollout: Default::default(),
         }
     }
 
     /// The outcome with what the rollout said of the environment.
     pub fn with_verdict(mut self, verdict: Option<&crate::rollout::Verdict>) -> Outcome {
         if let Some(v) = verdict {
-            self.wave = v.wave.clone();
-            if v.target.is_some()
-                && v.target != v.current
-                && v.state != crate::rollout::State::Pinned
-            {
-                self.target = v.target.clone();
-            }
-            if v.stays() {
-                self.waiting = v.reason.clone();
-            }
+            self.rollout = v.position();
             if v.state == crate::rollout::State::Rollback
                 && let Some(why) = &v.reason
             {

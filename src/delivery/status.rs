@@ -30,15 +30,9 @@ pub struct EnvStatus {
     pub rendered: Option<String>,
     pub pull_request: Option<PrStatus>,
     pub error: Option<String>,
-    /// Its rollout wave (only with a `rollout:` block).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wave: Option<String>,
-    /// The release its channel's rollout aims at, when it does not run it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Why it does not take the target now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub waiting: Option<String>,
+    /// Where it stands in its rollout.
+    #[serde(flatten)]
+    pub rollout: rollout::Position,
     /// Why it goes back to the release it ran before, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<String>,
@@ -95,9 +89,7 @@ pub fn summarise(
                 "the channel could not be fetched; `hydrant channel show --env {env}` tells why"
             )
         }),
-        wave: None,
-        target: None,
-        waiting: None,
+        rollout: Default::default(),
         rollback: None,
     };
     match observed {
@@ -120,13 +112,7 @@ pub fn summarise(
 /// Adds what the rollout says of the environment.
 pub fn with_verdict(mut status: EnvStatus, verdict: Option<&rollout::Verdict>) -> EnvStatus {
     if let Some(v) = verdict {
-        status.wave = v.wave.clone();
-        if v.state != rollout::State::Pinned && v.target != v.current {
-            status.target = v.target.clone();
-        }
-        if v.stays() {
-            status.waiting = v.reason.clone();
-        }
+        status.rollout = v.position();
         if v.state == rollout::State::Rollback {
             status.rollback = v.reason.clone();
         }

@@ -58,13 +58,13 @@ pub fn plan(outcomes: &[Outcome], waves: &[WaveSummary]) -> String {
         if let Some(pr) = &o.pull_request {
             line.push_str(&format!("  PR #{}", pr.number));
         }
-        if let Some(wave) = &o.wave {
+        if let Some(wave) = &o.rollout.wave {
             line.push_str(&format!("  wave {wave}"));
         }
         writeln(&mut out, line.trim_end());
         writeln(&mut out, format!("{:width$}  {}", "", o.reason));
-        if let Some(waiting) = &o.waiting {
-            let target = o.target.as_deref().unwrap_or("-");
+        if let Some(waiting) = &o.rollout.waiting {
+            let target = o.rollout.target.as_deref().unwrap_or("-");
             writeln(
                 &mut out,
                 format!("{:width$}  stays until it may take {target}: {waiting}", ""),
@@ -188,18 +188,18 @@ pub fn status(status: &Status) -> String {
                 format!(
                     "{}: wave {}, {rollback}",
                     s.env,
-                    s.wave.as_deref().unwrap_or("-")
+                    s.rollout.wave.as_deref().unwrap_or("-")
                 ),
             );
         }
-        if let Some(waiting) = &s.waiting {
+        if let Some(waiting) = &s.rollout.waiting {
             writeln(
                 &mut out,
                 format!(
                     "{}: wave {}, stays until it may take {}: {waiting}",
                     s.env,
-                    s.wave.as_deref().unwrap_or("-"),
-                    s.target.as_deref().unwrap_or("-")
+                    s.rollout.wave.as_deref().unwrap_or("-"),
+                    s.rollout.target.as_deref().unwrap_or("-")
                 ),
             );
         }
@@ -348,9 +348,7 @@ mod tests {
                 waits_for_review: true,
             }),
             error: None,
-            wave: None,
-            target: None,
-            waiting: None,
+            rollout: Default::default(),
             rollback: None,
         };
         assert_eq!(

@@ -127,6 +127,33 @@ impl Verdict {
     pub fn stays(&self) -> bool {
         matches!(self.state, State::Waiting | State::Held)
     }
+
+    /// Where it stands, as `plan`, `reconcile` and `status` show it.
+    pub fn position(&self) -> Position {
+        Position {
+            wave: self.wave.clone(),
+            target: (self.state != State::Pinned && self.target != self.current)
+                .then(|| self.target.clone())
+                .flatten(),
+            waiting: self.stays().then(|| self.reason.clone()).flatten(),
+        }
+    }
+}
+
+/// Where one environment stands in its rollout: what `plan`, `reconcile`
+/// and `status` show of its [`Verdict`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Position {
+    /// Its rollout wave (only with a `rollout:` block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// The release its channel's rollout aims at, when it does not run it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why it does not take the target now (an earlier wave, a soak,
+    /// `notBefore`, a hold, a skipped release).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// One wave's progress on one channel.
