@@ -5,8 +5,8 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::Run;
 use common::git::Remote;
-use common::{Run, run_in};
 use serde_json::Value;
 
 struct Setup {
@@ -27,20 +27,8 @@ impl Setup {
     }
 
     fn run(&self, command: &[&str], extra: &[&str]) -> Run {
-        let work = self.dirs.path().join("work");
-        let state = self.state();
-        let url = self.remote.url();
-        let mut args = command.to_vec();
-        args.extend([
-            "--repo",
-            &url,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ]);
-        args.extend_from_slice(extra);
-        run_in(self.dirs.path(), &args)
+        let args = [command, extra].concat();
+        self.remote.run_hydrant(self.dirs.path(), &args)
     }
 
     fn pulls(&self) -> usize {

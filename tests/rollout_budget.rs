@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::Run;
 use common::fake_github::{FakeGitHub, GhFault};
 use common::git::{HttpGit, Remote, git};
-use common::{Run, run_in};
 use serde_json::Value;
 
 fn tenants() -> Vec<String> {
@@ -37,21 +37,8 @@ impl Local {
     }
 
     fn run(&self, command: &[&str]) -> Run {
-        let work = self.dirs.path().join("work");
-        let state = self.state();
-        let url = self.remote.url();
-        let mut args = command.to_vec();
-        args.extend([
-            "--repo",
-            &url,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--output",
-            "json",
-        ]);
-        run_in(self.dirs.path(), &args)
+        let args = [command, &["--output", "json"]].concat();
+        self.remote.run_hydrant(self.dirs.path(), &args)
     }
 
     fn json(&self, command: &[&str]) -> Value {

@@ -9,8 +9,8 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::Run;
 use common::git::{Remote, git};
-use common::{Run, run_in};
 use serde_json::Value;
 
 const TENANTS: usize = 40;
@@ -65,19 +65,7 @@ impl Fleet {
     }
 
     fn run(&self, command: &[&str]) -> Run {
-        let work = self.dirs.path().join("work");
-        let state = self.state();
-        let url = self.remote.url();
-        let mut args = command.to_vec();
-        args.extend([
-            "--repo",
-            &url,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ]);
-        run_in(self.dirs.path(), &args)
+        self.remote.run_hydrant(self.dirs.path(), command)
     }
 
     /// One cycle; its JSON summary.

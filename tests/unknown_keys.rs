@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::git::Remote;
-use common::{Example, Run, run_in};
+use common::{Example, Run};
 use serde_json::Value;
 
 /// `validate --env ENV` fails with exit 1 and every needle in its errors.
@@ -213,21 +213,8 @@ struct Setup {
 
 impl Setup {
     fn run(&self, command: &[&str]) -> Run {
-        let work = self.dirs.path().join("work");
-        let state = self.state();
-        let url = self.remote.url();
-        let mut args = command.to_vec();
-        args.extend([
-            "--repo",
-            &url,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--output",
-            "json",
-        ]);
-        run_in(self.dirs.path(), &args)
+        let args = [command, &["--output", "json"]].concat();
+        self.remote.run_hydrant(self.dirs.path(), &args)
     }
 
     fn state(&self) -> PathBuf {

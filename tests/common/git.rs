@@ -142,6 +142,23 @@ impl Remote {
         git(&w, &["push", "-q", "origin", "main"]);
     }
 
+    /// Runs `hydrant COMMAND` in `dir` on this remote, with its work
+    /// directory and local forge state under `dir` (`work`, `state`).
+    pub fn run_hydrant(&self, dir: &Path, command: &[&str]) -> super::Run {
+        let (work, state) = (dir.join("work"), dir.join("state"));
+        let url = self.url();
+        let mut args = command.to_vec();
+        args.extend([
+            "--repo",
+            &url,
+            "--work-dir",
+            work.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        super::run_in(dir, &args)
+    }
+
     pub fn read_main(&self, path: &str) -> String {
         git(&self.bare(), &["show", &format!("main:{path}")])
     }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::Run;
 use super::daemon::{free_port, http, wait_for};
 use super::git::{Remote, git};
-use super::{Run, run_in};
 
 pub const SOAK_SECS: u64 = 3;
 
@@ -56,19 +56,7 @@ impl Fleet {
     }
 
     pub fn run(&self, command: &[&str]) -> Run {
-        let work = self.dirs.path().join("work");
-        let state = self.state();
-        let url = self.remote.url();
-        let mut args = command.to_vec();
-        args.extend([
-            "--repo",
-            &url,
-            "--work-dir",
-            work.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ]);
-        run_in(self.dirs.path(), &args)
+        self.remote.run_hydrant(self.dirs.path(), command)
     }
 
     /// One cycle; its outcomes.
