@@ -210,6 +210,16 @@ fn secret_ref(name: &str, key: &str) -> Value {
     json!({"valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
 }
 
+/// The container's variable `name` comes from key `key` of Secret `secret`.
+fn assert_secret(deploy: &Value, name: &str, secret: &str, key: &str) {
+    assert_eq!(
+        var(deploy, name),
+        Some(secret_ref(secret, key)),
+        "`{name}` of {:?}",
+        deploy["metadata"]["name"]
+    );
+}
+
 /// The variable's value with Kubernetes' `$(VAR)` expansion of the variables
 /// defined before it with a value; variables from Secrets stay `$(VAR)`.
 fn expanded(deploy: &Value, name: &str) -> String {
@@ -248,11 +258,7 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
     // BUCKET_SECRET_KEY from `secretKeyRef`); nothing of it is in git.
     for component in ["app", "parquet", "weave"] {
         let d = r.deployment("s3-url-secret", component);
-        assert_eq!(
-            var(&d, "BUCKET"),
-            Some(secret_ref("wandb-bucket", "url")),
-            "{component}"
-        );
+        assert_secret(&d, "BUCKET", "wandb-bucket", "url");
         for absent in ["BUCKET_NAME", "BUCKET_ACCESS_KEY", "BUCKET_SECRET_KEY"] {
             assert!(var(&d, absent).is_none(), "{component}: {absent}");
         }
@@ -260,15 +266,9 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
     // With urlSecret the access keys are still there, each from its own
     // Secret reference, under the chart's names.
     let d = r.deployment("s3-url-secret-keys", "app");
-    assert_eq!(var(&d, "BUCKET"), Some(secret_ref("wandb-bucket", "url")));
-    assert_eq!(
-        var(&d, "BUCKET_ACCESS_KEY"),
-        Some(secret_ref("wandb-bucket-keys", "access"))
-    );
-    assert_eq!(
-        var(&d, "BUCKET_SECRET_KEY"),
-        Some(secret_ref("wandb-bucket-keys", "secret"))
-    );
+    assert_secret(&d, "BUCKET", "wandb-bucket", "url");
+    assert_secret(&d, "BUCKET_ACCESS_KEY", "wandb-bucket-keys", "access");
+    assert_secret(&d, "BUCKET_SECRET_KEY", "wandb-bucket-keys", "secret");
 
     // GCS: templates/_bucket.tpl, provider gcs: url `gs://$(BUCKET_NAME)`;
     // templates/bucket.yaml: BUCKET_NAME is the bucket's name.
@@ -289,24 +289,15 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
         value(&d, "BUCKET"),
         "s3://$(BUCKET_ACCESS_KEY):$(BUCKET_SECRET_KEY)@$(BUCKET_NAME)"
     );
-    assert_eq!(
-        var(&d, "BUCKET_ACCESS_KEY"),
-        Some(secret_ref("wandb-bucket-keys", "access"))
-    );
-    assert_eq!(
-        var(&d, "BUCKET_SECRET_KEY"),
-        Some(secret_ref("wandb-bucket-keys", "secret"))
-    );
+    assert_secret(&d, "BUCKET_ACCESS_KEY", "wandb-bucket-keys", "access");
+    assert_secret(&d, "BUCKET_SECRET_KEY", "wandb-bucket-keys", "secret");
 
     // Azure: templates/_bucket.tpl, provider az: `az://$(BUCKET_NAME)`;
     // charts/app/templates/deployment.yaml: the key in AZURE_STORAGE_KEY.
     let d = r.deployment("azure", "app");
     assert_eq!(value(&d, "BUCKET"), "az://$(BUCKET_NAME)");
     assert_eq!(expanded(&d, "BUCKET"), "az://wandb-container");
-    assert_eq!(
-        var(&d, "AZURE_STORAGE_KEY"),
-        Some(secret_ref("wandb-bucket", "storage-key"))
-    );
+    assert_secret(&d, "AZURE_STORAGE_KEY", "wandb-bucket", "storage-key");
 
     // --- MySQL and license ------------------------------------------------
     // charts/app/templates/deployment.yaml: MYSQL_* and the MYSQL URL.
@@ -315,21 +306,14 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
     assert_eq!(value(&d, "MYSQL_PORT"), "3306");
     assert_eq!(value(&d, "MYSQL_DATABASE"), "wandb_local");
     assert_eq!(value(&d, "MYSQL_USER"), "wandb");
-    assert_eq!(
-        var(&d, "MYSQL_PASSWORD"),
-        Some(secret_ref("wandb-mysql", "password"))
-    );
+    assert_secret(&d, "MYSQL_PASSWORD", "wandb-mysql", "password");
     assert_eq!(
         value(&d, "MYSQL"),
         "mysql://$(MYSQL_USER):$(MYSQL_PASSWORD)@$(MYSQL_HOST):$(MYSQL_PORT)/$(MYSQL_DATABASE)"
     );
     // Same file: LICENSE and GORILLA_LICENSE from global.licenseSecret.
     for name in ["LICENSE", "GORILLA_LICENSE"] {
-        assert_eq!(
-            var(&d, name),
-            Some(secret_ref("wandb-license", "license")),
-            "{name}"
-        );
+        assert_secret(&d, name, "wandb-license", "license");
     }
     assert_eq!(value(&d, "HOST"), "https://abc-wandb.sandbox-gcp.wandb.ml");
 
@@ -407,10 +391,7 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
     // `wandb.redis.parametersQuery` defaults: ttlInSeconds=604800.
     for component in ["app", "parquet", "weave"] {
         let d = r.deployment("redis-password-secret", component);
-        assert_eq!(
-            var(&d, "A_REDIS_PASSWORD"),
-            Some(secret_ref("redis-secret", "redis-password"))
-        );
+        assert_secret(&d, "A_REDIS_PASSWORD", "redis-secret", "redis-password");
         assert_eq!(
             value(&d, "REDIS"),
             "redis://:$(A_REDIS_PASSWORD)@$(REDIS_HOST):$(REDIS_PORT)$(REDIS_PARAMS)"
@@ -469,10 +450,7 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
         value(&d, "LOCAL_LDAP_BIND_DN"),
         "cn=wandb,dc=example,dc=com"
     );
-    assert_eq!(
-        var(&d, "LOCAL_LDAP_BIND_PW"),
-        Some(secret_ref("wandb-ldap", "bind-password"))
-    );
+    assert_secret(&d, "LOCAL_LDAP_BIND_PW", "wandb-ldap", "bind-password");
     assert_eq!(value(&d, "LOCAL_LDAP_TLS_ENABLE"), "false");
     let d = r.deployment("ldap-tls", "app");
     assert_eq!(value(&d, "LOCAL_LDAP_TLS_ENABLE"), "true");
@@ -495,17 +473,11 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
     assert_eq!(value(&d, "OIDC_CLIENT_ID"), "wandb-client");
     assert_eq!(value(&d, "OIDC_AUTH_METHOD"), "pkce");
     assert_eq!(value(&d, "OIDC_ISSUER"), "https://idp.example.com");
-    assert_eq!(
-        var(&d, "OIDC_CLIENT_SECRET"),
-        Some(secret_ref("wandb-oidc", "client-secret"))
-    );
+    assert_secret(&d, "OIDC_CLIENT_SECRET", "wandb-oidc", "client-secret");
     assert_eq!(expanded(&d, "GORILLA_SESSION_LENGTH"), "720h");
     // Same file: GORILLA_EMAIL_SINK `smtp://USER:PASSWORD@HOST:PORT`.
     let d = r.deployment("smtp", "app");
-    assert_eq!(
-        var(&d, "SMTP_PASSWORD"),
-        Some(secret_ref("wandb-smtp", "password"))
-    );
+    assert_secret(&d, "SMTP_PASSWORD", "wandb-smtp", "password");
     assert_eq!(
         expanded(&d, "GORILLA_EMAIL_SINK"),
         "smtp://wandb:$(SMTP_PASSWORD)@smtp.example.com:587"
