@@ -95,7 +95,7 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "redis-params-ca",
-        "redis:\n  install: false\nglobal:\n  redis:\n    host: redis.example\n    port: 6379\n    parameters: {maxRetries: 5}\n    caCert: |\n      -----BEGIN CERTIFICATE-----\n      MIIBnDCCAUKgAwIBAgRedisCA\n      -----END CERTIFICATE-----\n",
+        "redis:\n  install: false\nglobal:\n  redis:\n    host: redis.example\n    port: 6379\n    parameters: {maxRetries: 5, caCertPath: /somewhere/else.pem}\n    caCert: |\n      -----BEGIN CERTIFICATE-----\n      MIIBnDCCAUKgAwIBAgRedisCA\n      -----END CERTIFICATE-----\n",
     ),
     (
         "ldap",
@@ -407,7 +407,9 @@ fn every_option_of_the_reference_renders_as_chart_0_31_4_renders_it() {
     }
     // parameters and caCert: `_caParams` (caCertPath, where the CA is
     // mounted), the parameters, `_defaultParams` (tls=true with a CA,
-    // ttlInSeconds). The chart writes the keys sorted; the set is what counts.
+    // ttlInSeconds), in that precedence: a caCertPath among the parameters
+    // gives way to the mounted CA's. The chart writes the keys sorted; the set
+    // is what counts.
     let d = r.deployment("redis-params-ca", "app");
     let url = expanded(&d, "REDIS");
     let (base, query) = url.split_once('?').unwrap();
