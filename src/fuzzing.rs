@@ -277,8 +277,8 @@ fn example() -> &'static (ChannelSpec, EnvironmentFiles, Vec<TemplateFile>) {
             ),
             partial("labels", include_str!("../templates/_partials/labels.hbs")),
             partial(
-                "redisEnvFrom",
-                include_str!("../templates/_partials/redisEnvFrom.hbs"),
+                "bucketKeys",
+                include_str!("../templates/_partials/bucketKeys.hbs"),
             ),
         ];
         (channel, env, partials)

@@ -19,8 +19,8 @@ struct Setup {
 }
 
 /// The components of the bundled `stable` channel that stop rendering when
-/// their `install` turns false: prod renders 13 resources, of which these
-/// make 8 (62%).
+/// their `install` turns false: prod renders 12 resources, of which these
+/// make 8 (67%).
 const MOST: &[&str] = &["console", "parquet", "weave", "ingress"];
 
 /// Every component: prod renders nothing.
@@ -127,7 +127,7 @@ fn a_channel_spec_that_removes_sixty_percent_of_the_resources_is_refused_with_th
     let error = prod["error"].as_str().unwrap();
     assert!(
         error.starts_with(
-            "refused: would delete 8 of 13 resources of `rendered/prod/` (at most `maxDeletions` (50%))"
+            "refused: would delete 8 of 12 resources of `rendered/prod/` (at most `maxDeletions` (50%))"
         ) && error.contains("`allowMassDeletion: true`")
             && error.contains("`--allow-mass-deletion`"),
         "{error}"
@@ -161,7 +161,7 @@ fn an_open_pull_request_is_left_alone_when_its_next_render_is_refused() {
         prod["reason"]
             .as_str()
             .unwrap()
-            .contains("would delete 8 of 13 resources of `rendered/prod/`; nothing is pushed, and pull request #1 is left as it is"),
+            .contains("would delete 8 of 12 resources of `rendered/prod/`; nothing is pushed, and pull request #1 is left as it is"),
         "{prod}"
     );
     assert_eq!(s.pulls(), before, "the pull request was changed");
@@ -181,7 +181,7 @@ fn a_channel_spec_that_removes_every_resource_is_refused_with_the_counts() {
         let error = prod["error"].as_str().unwrap();
         assert!(
             error.starts_with(
-                "refused: would delete 13 of 13 resources of `rendered/prod/`: `prod` renders no resources"
+                "refused: would delete 12 of 12 resources of `rendered/prod/`: `prod` renders no resources"
             ),
             "{allow:?}: {error}"
         );
@@ -219,7 +219,7 @@ fn assert_warned(s: &Setup, run: &Run, allowed_by: &str) {
     let body = pulls[0]["body"].as_str().unwrap();
     assert!(
         body.starts_with(
-            "> [!WARNING]\n> **Mass deletion: this pull request deletes 8 of 13 resources** of `rendered/prod/`"
+            "> [!WARNING]\n> **Mass deletion: this pull request deletes 8 of 12 resources** of `rendered/prod/`"
         ),
         "{body}"
     );
@@ -286,7 +286,7 @@ fn max_deletions_in_environment_yaml_raises_the_limit_without_a_warning() {
     let prod = prod(&run);
     assert!(
         prod["error"].as_str().unwrap().contains(
-            "would delete 8 of 13 resources of `rendered/prod/` (at most `maxDeletions` (7))"
+            "would delete 8 of 12 resources of `rendered/prod/` (at most `maxDeletions` (7))"
         ),
         "{prod}"
     );
@@ -309,10 +309,10 @@ fn a_grouped_wave_does_not_deliver_a_member_that_would_delete_most_of_its_resour
         prod["error"]
             .as_str()
             .unwrap()
-            .starts_with("refused: would delete 8 of 13 resources of `rendered/prod/`"),
+            .starts_with("refused: would delete 8 of 12 resources of `rendered/prod/`"),
         "{prod}"
     );
-    // Staging, in the same wave, deletes 7 of its 11 resources: refused too.
+    // Staging, in the same wave, deletes 7 of its 10 resources: refused too.
     assert!(s.pulls().is_empty(), "{:?}", s.pulls());
     assert_eq!(s.remote.branch("hydrant/wave-production"), None);
 
@@ -320,8 +320,8 @@ fn a_grouped_wave_does_not_deliver_a_member_that_would_delete_most_of_its_resour
     assert_eq!(s.pulls().len(), 1, "{}", run.stdout);
     assert!(s.remote.branch("hydrant/wave-production").is_some());
     let body = s.pulls()[0]["body"].as_str().unwrap().to_string();
-    let staging = "> [!WARNING]\n> **Mass deletion: this pull request deletes 7 of 11 resources** of `rendered/staging/`";
-    let prod = "> [!WARNING]\n> **Mass deletion: this pull request deletes 8 of 13 resources** of `rendered/prod/`";
+    let staging = "> [!WARNING]\n> **Mass deletion: this pull request deletes 7 of 10 resources** of `rendered/staging/`";
+    let prod = "> [!WARNING]\n> **Mass deletion: this pull request deletes 8 of 12 resources** of `rendered/prod/`";
     assert!(
         body.starts_with(prod) || body.starts_with(staging),
         "{body}"

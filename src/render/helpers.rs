@@ -8,7 +8,8 @@
 //! sentinels.
 //!
 //! The sentinel scheme is closed under every helper: a helper that treats its
-//! argument as data (`quote`, `b64enc`, `sha256sum`, `upper`, `lower`, `toYaml`)
+//! argument as data (`quote`, `b64enc`, `sha256sum`, `upper`, `lower`, `urlHost`,
+//! `toYaml`)
 //! first turns trusted text and sentinels back into plain text, computes, and
 //! writes its result as a sentinel again that keeps the keys of every value it
 //! was computed from. No helper ever writes a reserved character as text.
@@ -51,12 +52,13 @@ pub enum Kind {
     Nindent,
     Lower,
     Upper,
+    UrlHost,
     Include,
     Lookup,
 }
 
 /// The helpers by the name templates call them.
-pub const HELPERS: [(&str, Kind); 13] = [
+pub const HELPERS: [(&str, Kind); 14] = [
     (VALUE_HELPER, Kind::Value),
     ("toYaml", Kind::ToYaml),
     ("quote", Kind::Quote),
@@ -68,6 +70,7 @@ pub const HELPERS: [(&str, Kind); 13] = [
     ("nindent", Kind::Nindent),
     ("lower", Kind::Lower),
     ("upper", Kind::Upper),
+    ("urlHost", Kind::UrlHost),
     ("include", Kind::Include),
     ("lookup", Kind::Lookup),
 ];
@@ -469,6 +472,17 @@ fn looked_up<'rc>(h: &Helper<'rc>, ctx: &'rc Context) -> Result<ScopedJson<'rc>,
     }
 }
 
+/// The host of a URL, as an Ingress rule names it: `https://user@a.example.com:8443/x?q`
+/// gives `a.example.com`; text without a scheme is read as starting with the host.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.split(':').next().unwrap_or_default()
+}
+
 impl Hydrant {
     fn eval<'reg: 'rc, 'rc>(
         &self,
@@ -543,7 +557,7 @@ impl Hydrant {
                     None => Err(fail(format!("required value is not set: {message}"))),
                 }
             }
-            Kind::B64enc | Kind::Sha256sum | Kind::Lower | Kind::Upper => {
+            Kind::B64enc | Kind::Sha256sum | Kind::Lower | Kind::Upper | Kind::UrlHost => {
                 let p = param(h, 0)?;
                 guard_secret(p, ctx)?;
                 let (s, keys) = text(p)?;
@@ -551,6 +565,7 @@ impl Hydrant {
                     Kind::B64enc => base64::engine::general_purpose::STANDARD.encode(s),
                     Kind::Sha256sum => hex::encode(sha2::Sha256::digest(s.as_bytes())),
                     Kind::Lower => s.to_lowercase(),
+                    Kind::UrlHost => url_host(&s).to_string(),
                     _ => s.to_uppercase(),
                 };
                 Ok(Made::keyed(Value::String(out), keys))

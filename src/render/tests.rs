@@ -241,6 +241,19 @@ fn b64enc_sha256sum_lower_upper() {
 }
 
 #[test]
+fn url_host_keeps_the_host_of_a_url_as_an_ingress_rule_names_it() {
+    let got = render_one(
+        "a: {{urlHost values.a}}\nb: {{urlHost values.b}}\nc: {{urlHost values.c}}\n",
+        json!({"a": "https://a.example.com/x", "b": "http://u@b.example.com:8443?q=1", "c": "c.example.com"}),
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        json!({"a": "a.example.com", "b": "b.example.com", "c": "c.example.com"})
+    );
+}
+
+#[test]
 fn indent_and_nindent_place_values_and_structure() {
     let cert = "-----BEGIN-----\nabc\n-----END-----\n";
     let got = render_one(
