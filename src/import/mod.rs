@@ -790,4 +790,40 @@ spec:
             "{notes}"
         );
     }
+
+    #[test]
+    fn a_key_hydrant_names_differently_is_renamed_unless_it_disagrees() {
+        let text = "global:\n  mysql:\n    name: wandb_local\n";
+        let t = translate(ImportLayer::Values, "p", "v.yaml", text, &[], None).unwrap();
+        assert_eq!(
+            Value::Object(t.values),
+            serde_json::json!({"global": {"mysql": {"database": "wandb_local"}}})
+        );
+        let text = "global:\n  mysql:\n    name: a\n    database: b\n";
+        let t = translate(ImportLayer::Values, "p", "v.yaml", text, &[], None).unwrap();
+        assert_eq!(
+            Value::Object(t.values),
+            serde_json::json!({"global": {"mysql": {"name": "a", "database": "b"}}})
+        );
+    }
+
+    #[test]
+    fn a_credential_with_no_reference_form_still_leaves_the_values() {
+        let text = "app:\n  extraEnv:\n    API_TOKEN: t0k3n-value\n";
+        let t = translate(ImportLayer::Values, "p", "v.yaml", text, &[], None).unwrap();
+        assert_eq!(
+            Value::Object(t.values),
+            serde_json::json!({"app": {"extraEnv": {}}})
+        );
+        assert_eq!(t.moved[0].reference, None);
+        assert_eq!(
+            t.secret.unwrap().data["app.extraEnv.API_TOKEN"],
+            "t0k3n-value"
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("no template takes by reference"))
+        );
+    }
 }

@@ -397,4 +397,25 @@ mod tests {
             vec![p("global.mysql.nested.token"), p("global.mysql.password")]
         );
     }
+
+    #[test]
+    fn a_bucket_url_with_keys_is_hinted_to_the_url_secret_the_templates_read() {
+        let url = json!("s3://wandb:changeme@mydb.com/wandb?tls=true");
+        for path in [
+            "global.extraEnv.BUCKET",
+            "global.bucket.name",
+            "app.extraEnv.BUCKET",
+        ] {
+            let hint = reference_form(&p(path), &url);
+            assert!(
+                hint.contains("`global.bucket.urlSecret: {name, key}`"),
+                "{path}: {hint}"
+            );
+        }
+        let hint = reference_form(&p("global.bucket.accessKey"), &json!("AKIA"));
+        assert!(
+            hint.contains("`global.bucket.accessKeySecret: {name, key}`"),
+            "{hint}"
+        );
+    }
 }
