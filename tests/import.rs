@@ -72,7 +72,9 @@ fn the_references_gcp_example_imports_then_validates_and_renders_with_its_creden
                 .stderr
                 .contains("moved `global.license` (line 25) → `global.licenseSecret`")
             && import.stderr.contains("follows `stable`")
-            && import.stderr.contains("pinned.yaml is layer 3"),
+            && import.stderr.contains("pinned.yaml is layer 3")
+            && import.stderr.contains("lists replace instead of appending")
+            && import.stderr.contains("comes from channel `stable`"),
         "{}",
         import.stderr
     );

@@ -549,13 +549,14 @@ fn differences(
             }
         },
     );
-    if !lists.is_empty() {
-        notes.push(format!(
-            "lists replace instead of appending: {} replace{} the channel's list whole, where the operator appended to it",
+    notes.push(match lists.len() {
+        0 => "lists replace instead of appending: a list set in this layer replaces the lower layers' list whole, where the operator appended to it".to_string(),
+        n => format!(
+            "lists replace instead of appending: {} replace{} the lower layers' list whole, where the operator appended to it",
             list(&lists),
-            if lists.len() == 1 { "s" } else { "" }
-        ));
-    }
+            if n == 1 { "s" } else { "" }
+        ),
+    });
     if !same.is_empty() {
         notes.push(format!(
             "{} set{} the value the channel already provides; removing {} lets the channel's releases change {}",

@@ -187,6 +187,10 @@ pub fn run(req: &Request) -> Result<Report, WriteError> {
         channel.as_ref().ok().map(|c| &c.values.values),
     )?;
     translation.channel = channel_name.clone();
+    translation.notes.push(format!(
+        "everything the file does not set comes from channel `{channel_name}` (images, versions, defaults) and changes with its releases; `hydrant explain --env {} KEY` shows which layer set a key",
+        req.env
+    ));
     if let Err(e) = &channel {
         translation.notes.push(format!(
             "channel `{channel_name}` could not be read ({e}): keys were checked against the templates only"
