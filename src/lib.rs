@@ -19,6 +19,7 @@ pub mod forge;
 pub mod fuzzing;
 pub mod gates;
 pub mod git;
+pub mod import;
 pub mod manifest;
 pub mod mirror;
 pub mod names;

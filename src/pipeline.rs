@@ -337,7 +337,7 @@ pub fn unknown_path(
 }
 
 /// The keys a channel spec defines, and those its values schema declares.
-fn defined_by(channel: &ChannelSpec) -> KnownKeys {
+pub(crate) fn defined_by(channel: &ChannelSpec) -> KnownKeys {
     let mut defined = KnownKeys::default();
     defined.define(&channel.values.values);
     if let Some(schema) = &channel.schema {

@@ -64,7 +64,7 @@ const EXAMPLES: [(&str, &str, &str, &str, &str); 8] = [
         "global:\n  extraEnv:\n    BUCKET: \"s3://wandb:changeme-s3-key@mydb.com/wandb?tls=true\"\n",
         "changeme-s3-key",
         "global.extraEnv.BUCKET",
-        "accessKeySecret: {name, key}",
+        "global.bucket.urlSecret: {name, key}",
     ),
 ];
 

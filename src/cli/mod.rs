@@ -9,6 +9,7 @@ mod config;
 mod diff;
 mod explain;
 mod hold;
+mod import;
 pub(crate) mod reconcile;
 mod render;
 mod run;
@@ -106,6 +107,9 @@ pub enum Command {
     /// Render environments into the working tree's `rendered/`, then re-render
     /// the ones a change affects as templates, overrides or channel specs are edited.
     Watch(watch::WatchArgs),
+    /// Make an environment of the operator's `WeightsAndBiases` resource or `helm get values`
+    /// output, its credentials moved to a Secret manifest outside the repository.
+    Import(Box<crate::import::write::Request>),
 }
 
 /// Where the config repository is.
@@ -365,6 +369,7 @@ pub fn run(
         }
         Command::Config(args) => config::run(args, matches, file),
         Command::Watch(args) => watch::run(args),
+        Command::Import(args) => import::run(*args),
         Command::Hold(args) => hold::run(*args, matches, true),
         Command::ReleaseHold(args) => hold::run(*args, matches, false),
     };

@@ -183,32 +183,40 @@ pub fn reference_hint(key: &str) -> String {
 }
 
 /// The reference form the bundled templates accept in place of the credential
-/// at `path` of the values, with the opt-out: the hint of a refusal.
+/// at `path` of the values, with the opt-out: the hint of a refusal. The
+/// credentials of the operator's reference take the form of
+/// [`crate::spec::references`], the table `hydrant import` writes by.
 pub fn reference_form(path: &[String], value: &Value) -> String {
     let key = path.last().map(String::as_str).unwrap_or_default();
     let parent = path.len().checked_sub(1).map_or(&path[..0], |n| &path[..n]);
     let under = |k: &str| parent.iter().any(|p| normalise(p) == k);
-    let form = match normalise(key).as_str() {
-        _ if matches!(value, Value::String(s) if has_credential(s)) && !is_secret_key(key) => {
-            if normalise(key) == "bucket" {
-                "take the keys out of the connection string: set `global.bucket: {provider, name}` \
-                 with `accessKeySecret: {name, key}` and `secretKeySecret: {name, key}`"
+    let is_url = matches!(value, Value::String(s) if has_credential(s)) && !is_secret_key(key);
+    let form = match crate::spec::references::reference_for(path) {
+        Some(r) if r.is_url() => format!(
+            "keep the whole connection string (keys, host, bucket, `?tls=true`) in a Kubernetes \
+             Secret and set `{}` instead",
+            r.form()
+        ),
+        Some(r) if !is_url => format!("use `{}` instead", r.form()),
+        _ => match normalise(key).as_str() {
+            "bucket" if is_url => {
+                "keep the whole connection string in a Kubernetes Secret and set \
+                 `global.bucket.urlSecret: {name, key}` instead"
                     .to_string()
-            } else {
-                format!(
-                    "take the password out of `{key}`: keep it in a Kubernetes Secret and pass it \
-                     in by reference (`*Secret: {{name, key}}`)"
-                )
             }
-        }
-        "license" => "use `licenseSecret: {name, key}` instead".to_string(),
-        "password" if under("redis") => {
-            "use `redis.auth: {enabled: true, secret, key}` instead".to_string()
-        }
-        "secret" | "clientsecret" if under("oidc") => {
-            "use `clientSecretRef: {name, key}` instead".to_string()
-        }
-        _ => format!("use `{key}Secret: {{name, key}}` instead"),
+            _ if is_url => format!(
+                "take the password out of `{key}`: keep it in a Kubernetes Secret and pass it \
+                 in by reference (`*Secret: {{name, key}}`)"
+            ),
+            "license" => "use `licenseSecret: {name, key}` instead".to_string(),
+            "password" if under("redis") => {
+                "use `redis.auth: {enabled: true, secret, key}` instead".to_string()
+            }
+            "secret" | "clientsecret" if under("oidc") => {
+                "use `clientSecretRef: {name, key}` instead".to_string()
+            }
+            _ => format!("use `{key}Secret: {{name, key}}` instead"),
+        },
     };
     format!(
         "{form}, naming a Kubernetes Secret created outside git; or set `allowPlaintextSecrets: true` in the environment's environment.yaml"
@@ -387,6 +395,27 @@ mod tests {
         assert_eq!(
             found,
             vec![p("global.mysql.nested.token"), p("global.mysql.password")]
+        );
+    }
+
+    #[test]
+    fn a_bucket_url_with_keys_is_hinted_to_the_url_secret_the_templates_read() {
+        let url = json!("s3://wandb:changeme@mydb.com/wandb?tls=true");
+        for path in [
+            "global.extraEnv.BUCKET",
+            "global.bucket.name",
+            "app.extraEnv.BUCKET",
+        ] {
+            let hint = reference_form(&p(path), &url);
+            assert!(
+                hint.contains("`global.bucket.urlSecret: {name, key}`"),
+                "{path}: {hint}"
+            );
+        }
+        let hint = reference_form(&p("global.bucket.accessKey"), &json!("AKIA"));
+        assert!(
+            hint.contains("`global.bucket.accessKeySecret: {name, key}`"),
+            "{hint}"
         );
     }
 }

@@ -161,7 +161,7 @@ mod tests {
             "{hints:?}"
         );
         assert!(
-            hint("global.extraEnv.BUCKET").contains("accessKeySecret"),
+            hint("global.extraEnv.BUCKET").contains("global.bucket.urlSecret: {name, key}"),
             "{hints:?}"
         );
         assert!(

@@ -17,6 +17,7 @@ mod credentials;
 mod known;
 mod layer;
 mod merge;
+pub mod references;
 mod schema;
 
 pub use credentials::{PlaintextCredential, plaintext_credentials};
