@@ -561,7 +561,7 @@ def main():
         sys.stdout.flush()
     http = GitHttp(scratch) if "http" in kinds and scenarios & {"bump", "floor"} else None
     try:
-        for n in [int(x) for x in args.sizes.split(",")]:
+        for n in [int(x) for x in args.sizes.split(",") if x]:
             r = bench_size(hydrant, n, args.runs, scratch, scenarios, kinds, http)
             if helm:
                 r.update(bench_helm(helm, hydrant, scratch / f"fleet-{n}", n, args.runs, scratch))
