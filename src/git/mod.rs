@@ -28,6 +28,7 @@ pub use workspace::{BranchCommit, Credentials, Fetched, Tip, Workspace, default_
 /// Call it before any git operation: libgit2's global options are not
 /// guarded against a concurrent fetch or push.
 pub fn set_timeout(timeout: std::time::Duration) {
+    tune();
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: called once while setting up a command, before any thread
     // fetches or pushes; a failure leaves libgit2's default.
@@ -35,6 +36,26 @@ pub fn set_timeout(timeout: std::time::Duration) {
         let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
         let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
     }
+}
+
+/// libgit2's object cache keeps only trees under 4 KiB, and every object read
+/// is hashed again. In a fleet, `rendered/` is one tree of an entry per
+/// environment (tens of KiB), walked once per environment: keep it cached,
+/// and trust the work directory's objects, which were verified on fetch.
+///
+/// Done once, by the first command that opens a work directory
+/// ([`set_timeout`] comes first there): setting any libgit2 option starts
+/// libgit2, which loads the system's CA certificates (about 8 ms), so a
+/// command that never touches git (`render` of a directory, `--version`)
+/// must not pay for it.
+fn tune() {
+    static TUNED: std::sync::Once = std::sync::Once::new();
+    TUNED.call_once(|| {
+        git2::opts::strict_hash_verification(false);
+        // SAFETY: called before the first repository is opened, before any
+        // thread fetches, pushes or reads objects.
+        let _ = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20) };
+    });
 }
 
 /// The branch hydrant owns for an environment.
