@@ -156,7 +156,7 @@ impl PackWriter {
     /// Starts a pack in a temporary file in `dir`.
     pub(crate) fn create(dir: &Path) -> io::Result<PackWriter> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("tmp_hydrant_{}.pack", std::process::id()));
+        let path = dir.join(format!("tmp_hydrant_{}_new.pack", std::process::id()));
         let mut file = BufWriter::with_capacity(
             1 << 20,
             File::options()
@@ -321,26 +321,16 @@ fn index(entries: &[Entry], pack_sum: &[u8; 20]) -> Vec<u8> {
     out
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it, synced
-/// before it takes its name.
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp_hydrant");
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 impl Finished {
     /// Puts the pack and its index into `pack_dir` (a repository's
-    /// `objects/pack`): the pack first, the index last (git sees a pack by
-    /// its index), each synced, then the directory. `pause` runs between
-    /// the two. The temporary file stays for other installs until
-    /// [`Finished::remove`].
+    /// `objects/pack`): both written under temporary names and synced
+    /// (`pause` runs then), the pack renamed first, the index last (git
+    /// sees a pack by its index), then the directory synced. The temporary
+    /// file stays for other installs until [`Finished::remove`].
     pub(crate) fn install(&self, pack_dir: &Path, pause: impl Fn()) -> io::Result<()> {
         std::fs::create_dir_all(pack_dir)?;
         let pack = pack_dir.join(format!("pack-{}.pack", self.name));
@@ -348,12 +338,19 @@ impl Finished {
         if idx.exists() {
             return Ok(());
         }
-        let tmp = pack_dir.join(format!("tmp_hydrant_{}_copy.pack", std::process::id()));
-        std::fs::copy(&self.path, &tmp)?;
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &pack)?;
+        let stem = format!("tmp_hydrant_{}", std::process::id());
+        let (tmp_pack, tmp_idx) = (
+            pack_dir.join(format!("{stem}.pack")),
+            pack_dir.join(format!("{stem}.idx")),
+        );
+        std::fs::copy(&self.path, &tmp_pack)?;
+        File::open(&tmp_pack)?.sync_all()?;
+        let mut file = File::create(&tmp_idx)?;
+        file.write_all(&self.idx)?;
+        file.sync_all()?;
         pause();
-        write_synced(&idx, &self.idx)?;
+        std::fs::rename(&tmp_pack, &pack)?;
+        std::fs::rename(&tmp_idx, &idx)?;
         sync_dir(pack_dir)
     }
 
@@ -363,11 +360,18 @@ impl Finished {
     }
 }
 
-/// Removes the temporary packs a run stopped while writing left in
-/// `pack_dir`. Only the holder of the work directory's lock calls this.
+/// Removes the temporary files of hydrant runs that are gone (stopped
+/// while they wrote a pack) from `pack_dir`; those of a live process (by
+/// the process id in their name) stay.
 pub(crate) fn remove_temporary(pack_dir: &Path) {
     for entry in std::fs::read_dir(pack_dir).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with("tmp_hydrant_") {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("tmp_hydrant_") else {
+            continue;
+        };
+        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let alive = !pid.is_empty() && Path::new("/proc").join(&pid).exists();
+        if !alive {
             let _ = std::fs::remove_file(entry.path());
         }
     }

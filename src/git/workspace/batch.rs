@@ -63,9 +63,13 @@ fn io_error(ws: &Workspace, e: std::io::Error) -> GitError {
 /// Stops a run at `point` when the hidden `HYDRANT_TEST_PAUSE` names it
 /// (see the module's documentation).
 fn pause(point: &str) {
-    if std::env::var("HYDRANT_TEST_PAUSE").is_ok_and(|p| p == point) {
+    let Ok(wanted) = std::env::var("HYDRANT_TEST_PAUSE") else {
+        return;
+    };
+    let (at, secs) = wanted.split_once(':').unwrap_or((&wanted, "60"));
+    if at == point {
         eprintln!("hydrant: test pause at {point}");
-        std::thread::sleep(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_secs(secs.parse().unwrap_or(60)));
     }
 }
 
@@ -372,6 +376,7 @@ impl Workspace {
                 };
                 if let Some(f) = finished {
                     let dir = target.path().join("objects/pack");
+                    pack::remove_temporary(&dir);
                     if let Err(e) = f.install(&dir, || pause("pack-write")) {
                         return all(GitError::WorkDir {
                             path: dir.display().to_string(),
