@@ -907,7 +907,9 @@ fn deliver(
     let applied = match batch {
         Some(batch) => match apply::stage(cx, batch, &observed, &proposal, &settings, &plan)? {
             apply::Staged::Done(applied) => applied,
-            apply::Staged::Pushing(pending) => return Ok(Delivered::Pushing(outcome, pending)),
+            apply::Staged::Pushing(pending) => {
+                return Ok(Delivered::Pushing(outcome, Box::new(pending)));
+            }
         },
         None => apply::apply(cx, &observed, &proposal, &settings, &plan)?,
     };
@@ -922,7 +924,7 @@ enum Delivered {
     Done(Outcome),
     /// Its commit waits in the cycle's batch for the push of every branch,
     /// then its pull request.
-    Pushing(Outcome, apply::Pending),
+    Pushing(Outcome, Box<apply::Pending>),
 }
 
 /// Logs what became of an environment.
@@ -945,7 +947,10 @@ const FORGE_CALLS_AT_ONCE: usize = 4;
 
 /// Opens or updates the pull request of each environment whose branch
 /// landed, a few at a time; each one's outcome.
-fn finish_all(forge: &dyn Forge, landed: Vec<(String, Outcome, apply::Pending)>) -> Vec<Outcome> {
+fn finish_all(
+    forge: &dyn Forge,
+    landed: Vec<(String, Outcome, Box<apply::Pending>)>,
+) -> Vec<Outcome> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done: std::sync::Mutex<Vec<Option<Outcome>>> =
         std::sync::Mutex::new(landed.iter().map(|_| None).collect());
@@ -1071,10 +1076,17 @@ impl Run<'_> {
                 )
             }));
             match delivered {
-                Ok(Ok(Delivered::Done(outcome) | Delivered::Pushing(outcome, _))) => return outcome,
+                Ok(Ok(Delivered::Done(outcome) | Delivered::Pushing(outcome, _))) => {
+                    return outcome;
+                }
                 Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
-                    message, ..
-                })))) if attempt < PUSH_ATTEMPTS => lost = message,
+                    message,
+                    ..
+                }))))
+                    if attempt < PUSH_ATTEMPTS =>
+                {
+                    lost = message
+                }
                 Ok(Err(e)) => return Outcome::failed(env, e.to_string(), e.class()),
                 Err(payload) => {
                     let error = panicked(env, "delivering", &*payload);

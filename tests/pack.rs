@@ -96,7 +96,8 @@ impl Fleet {
     /// Bumps stable to 0.63.0 on `main`: every tenant changes.
     fn bump(&self) {
         let w = self.remote.work();
-        let release = std::fs::read_to_string(w.join("channels/stable/releases/0.63.0.yaml")).unwrap();
+        let release =
+            std::fs::read_to_string(w.join("channels/stable/releases/0.63.0.yaml")).unwrap();
         self.remote
             .commit_to_main("channels/stable.yaml", &release, "stable 0.63.0");
     }
@@ -105,7 +106,11 @@ impl Fleet {
     fn branches(&self) -> BTreeMap<String, String> {
         git(
             &self.remote.bare(),
-            &["for-each-ref", "--format=%(refname:short) %(objectname)", "refs/heads/hydrant/"],
+            &[
+                "for-each-ref",
+                "--format=%(refname:short) %(objectname)",
+                "refs/heads/hydrant/",
+            ],
         )
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -119,7 +124,9 @@ impl Fleet {
                 entries
                     .flatten()
                     .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                    .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
+                    .map(|e| {
+                        serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap()
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -130,7 +137,10 @@ impl Fleet {
         let mut open = BTreeSet::new();
         for p in self.pulls().iter().filter(|p| p["state"] == "open") {
             let head = p["head"].as_str().unwrap().to_string();
-            assert!(open.insert(head.clone()), "two open pull requests for {head}");
+            assert!(
+                open.insert(head.clone()),
+                "two open pull requests for {head}"
+            );
         }
         open
     }
@@ -140,7 +150,10 @@ impl Fleet {
         let env = branch.trim_start_matches("hydrant/");
         let text = git(
             &self.remote.bare(),
-            &["show", &format!("refs/heads/{branch}:rendered/{env}/hydrant.metadata")],
+            &[
+                "show",
+                &format!("refs/heads/{branch}:rendered/{env}/hydrant.metadata"),
+            ],
         );
         let meta: Value = serde_json::from_str(&text).unwrap();
         meta["channel"]["version"].as_str().unwrap().to_string()
@@ -204,7 +217,14 @@ fn assert_consistent(fleet: &Fleet, when: &str) {
     for (branch, commit) in fleet.branches() {
         git(&bare, &["ls-tree", "-r", "-t", &commit]);
         let env = branch.trim_start_matches("hydrant/");
-        git(&bare, &["cat-file", "-e", &format!("{commit}:rendered/{env}/hydrant.metadata")]);
+        git(
+            &bare,
+            &[
+                "cat-file",
+                "-e",
+                &format!("{commit}:rendered/{env}/hydrant.metadata"),
+            ],
+        );
     }
 }
 
@@ -216,7 +236,11 @@ fn delivers_one_pack(as_url: bool) {
     let new: Vec<&String> = after.packs.difference(&before.packs).collect();
     assert_eq!(new.len(), 1, "one new pack: {new:?}");
     assert_eq!(after.loose, before.loose, "no new loose object");
-    assert!(after.other.is_empty(), "no file left behind: {:?}", after.other);
+    assert!(
+        after.other.is_empty(),
+        "no file left behind: {:?}",
+        after.other
+    );
     let branches = fleet.branches();
     assert_eq!(branches.len(), TENANTS);
     assert_eq!(fleet.open().len(), TENANTS);
@@ -236,9 +260,16 @@ fn delivers_one_pack(as_url: bool) {
     assert_consistent(&fleet, "after the bump");
     // The work directory got the same one pack, and nothing loose.
     let work = Objects::of(&fleet.dir.path().join("w/repo.git/objects"));
-    let stray: Vec<&String> = work.other.iter().filter(|n| n.starts_with("tmp_")).collect();
+    let stray: Vec<&String> = work
+        .other
+        .iter()
+        .filter(|n| n.starts_with("tmp_"))
+        .collect();
     assert!(stray.is_empty(), "{stray:?}");
-    assert!(work.packs.is_superset(&after.packs.difference(&before.packs).cloned().collect()));
+    assert!(
+        work.packs
+            .is_superset(&after.packs.difference(&before.packs).cloned().collect())
+    );
 }
 
 #[test]
@@ -260,7 +291,10 @@ fn a_branch_another_writer_moved_during_the_push_fails_alone_and_lands_on_the_re
     let moved = "hydrant/tenant-03";
     let (mut child, log) = fleet.run_paused("pack-write:4");
     // Another writer deletes one branch while the run holds its lease.
-    git(&fleet.remote.bare(), &["update-ref", "-d", &format!("refs/heads/{moved}")]);
+    git(
+        &fleet.remote.bare(),
+        &["update-ref", "-d", &format!("refs/heads/{moved}")],
+    );
     let status = child.wait().unwrap();
     let stderr = log.join().unwrap();
     assert!(status.success(), "{stderr}");
@@ -285,9 +319,15 @@ fn killed_at(point: &str) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     log.join().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(60), "killed during the pause");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "killed during the pause"
+    );
     let now = fleet.branches();
-    assert_eq!(now.keys().collect::<Vec<_>>(), old.keys().collect::<Vec<_>>());
+    assert_eq!(
+        now.keys().collect::<Vec<_>>(),
+        old.keys().collect::<Vec<_>>()
+    );
     let moved = now.iter().filter(|(b, c)| old.get(*b) != Some(c)).count();
     match point {
         "pack-write" => assert_eq!(moved, 0, "no branch moved before the pack was whole"),
@@ -306,7 +346,11 @@ fn killed_at(point: &str) {
         assert_eq!(fleet.version(branch), "0.63.0", "{branch}");
     }
     let open = fleet.open();
-    assert_eq!(open.len(), TENANTS, "one pull request per environment: {open:?}");
+    assert_eq!(
+        open.len(),
+        TENANTS,
+        "one pull request per environment: {open:?}"
+    );
     let left: Vec<String> = Objects::of(&fleet.remote.bare().join("objects"))
         .other
         .into_iter()

@@ -102,8 +102,13 @@ pub fn stage(
     settings: &PullRequestSettings,
     plan: &Plan,
 ) -> Result<Staged, ApplyError> {
-    let (Decision::Open { push: Some(push) } | Decision::Update { push: Some(push), .. }, Proposal::Fresh(delivery)) =
-        (&plan.decision, proposal)
+    let (
+        Decision::Open { push: Some(push) }
+        | Decision::Update {
+            push: Some(push), ..
+        },
+        Proposal::Fresh(delivery),
+    ) = (&plan.decision, proposal)
     else {
         return apply(cx, observed, proposal, settings, plan).map(Staged::Done);
     };
@@ -124,7 +129,11 @@ pub fn stage(
 /// Opens or updates the pull request of a plan [`stage`]d, once its branch
 /// moved.
 pub fn finish(forge: &dyn Forge, pending: &Pending) -> Result<Applied, ApplyError> {
-    let commit = pending.update.new.map(|o| o.to_string()).unwrap_or_default();
+    let commit = pending
+        .update
+        .new
+        .map(|o| o.to_string())
+        .unwrap_or_default();
     ensure(forge, &pending.request, true, commit)
 }
 

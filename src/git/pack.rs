@@ -82,7 +82,7 @@ pub(crate) fn object_id(kind: ObjectType, base: &[u8], pieces: &[Piece<'_>]) -> 
             Piece::Insert(bytes) => hash.update(bytes),
         }
     }
-    Oid::from_bytes(&hash.finalize()).unwrap_or_else(|_| Oid::ZERO_SHA1)
+    Oid::from_bytes(&hash.finalize()).unwrap_or(Oid::ZERO_SHA1)
 }
 
 impl Piece<'_> {
@@ -177,7 +177,14 @@ impl PackWriter {
         })
     }
 
-    fn entry(&mut self, oid: Oid, code: u8, size: usize, base: Option<Oid>, data: &[u8]) -> io::Result<()> {
+    fn entry(
+        &mut self,
+        oid: Oid,
+        code: u8,
+        size: usize,
+        base: Option<Oid>,
+        data: &[u8],
+    ) -> io::Result<()> {
         let mut head = Vec::with_capacity(32);
         let mut n = size >> 4;
         let first = (code << 4) | (size & 0x0f) as u8;
@@ -211,7 +218,14 @@ impl PackWriter {
     /// Writes an object whole (once: an object the pack holds is not
     /// written again); its id.
     pub(crate) fn whole(&mut self, kind: ObjectType, data: &[u8]) -> io::Result<Oid> {
-        let oid = object_id(kind, data, &[Piece::Copy { offset: 0, len: data.len() }]);
+        let oid = object_id(
+            kind,
+            data,
+            &[Piece::Copy {
+                offset: 0,
+                len: data.len(),
+            }],
+        );
         if !self.seen.contains(&oid) {
             self.entry(oid, kind_code(kind), data.len(), None, data)?;
         }
@@ -273,7 +287,7 @@ impl PackWriter {
         file.seek(SeekFrom::End(0))?;
         file.write_all(&sum)?;
         file.sync_all()?;
-        entries.sort_by(|a, b| a.oid.cmp(&b.oid));
+        entries.sort_by_key(|e| e.oid);
         let idx = index(&entries, &sum);
         Ok(Some(Finished {
             path,
@@ -510,12 +524,18 @@ mod tests {
         for name in ["b", "a", "bb", "e", "c", "0"] {
             let entry = tree_entry("40000", name.as_bytes(), sub);
             let pieces = with_subtree(&raw, name.as_bytes(), &entry);
-            let mut b = repo.treebuilder(Some(&repo.find_tree(base).unwrap())).unwrap();
+            let mut b = repo
+                .treebuilder(Some(&repo.find_tree(base).unwrap()))
+                .unwrap();
             b.insert(name, sub, 0o040000).unwrap();
             let odb = repo.odb().unwrap();
             let want = odb.read(b.write().unwrap()).unwrap();
             assert_eq!(assemble(&raw, &pieces), want.data(), "{name}");
-            assert_eq!(object_id(ObjectType::Tree, &raw, &pieces), want.id(), "{name}");
+            assert_eq!(
+                object_id(ObjectType::Tree, &raw, &pieces),
+                want.id(),
+                "{name}"
+            );
         }
     }
 
@@ -541,11 +561,15 @@ mod tests {
         let derived = w.derived(ObjectType::Blob, base, &big, &pieces).unwrap();
         let done = w.finish().unwrap().unwrap();
         assert_eq!(done.objects, 2);
-        done.install(&dir.path().join("objects/pack"), || {}).unwrap();
+        done.install(&dir.path().join("objects/pack"), || {})
+            .unwrap();
         done.remove();
         let odb = repo.odb().unwrap();
         odb.refresh().unwrap();
         assert_eq!(odb.read(base).unwrap().data(), &big[..]);
-        assert_eq!(odb.read(derived).unwrap().data(), &assemble(&big, &pieces)[..]);
+        assert_eq!(
+            odb.read(derived).unwrap().data(),
+            &assemble(&big, &pieces)[..]
+        );
     }
 }

@@ -473,7 +473,11 @@ impl Workspace {
                 out.push(match status.remove(&name) {
                     Some(Err(m)) => {
                         let why = failure();
-                        Err(if why.contains(&m) { why } else { format!("{m}; {why}") })
+                        Err(if why.contains(&m) {
+                            why
+                        } else {
+                            format!("{m}; {why}")
+                        })
                     }
                     Some(Ok(())) => Ok(()),
                     None if output.status.success() => Ok(()),
@@ -491,16 +495,20 @@ impl Workspace {
         let all = |e: GitError| updates.iter().map(|_| Err(e.again())).collect();
         let current: HashMap<String, Oid> = {
             let attempts = Cell::new(0);
-            let listed = self.repo.find_remote(REMOTE).map_err(GitError::from).and_then(|mut remote| {
-                let conn = remote
-                    .connect_auth(Direction::Push, Some(self.callbacks(&attempts)), None)
-                    .map_err(|e| self.classify(e, &attempts))?;
-                Ok(conn
-                    .list()?
-                    .iter()
-                    .map(|h| (h.name().to_string(), h.oid()))
-                    .collect())
-            });
+            let listed = self
+                .repo
+                .find_remote(REMOTE)
+                .map_err(GitError::from)
+                .and_then(|mut remote| {
+                    let conn = remote
+                        .connect_auth(Direction::Push, Some(self.callbacks(&attempts)), None)
+                        .map_err(|e| self.classify(e, &attempts))?;
+                    Ok(conn
+                        .list()?
+                        .iter()
+                        .map(|h| (h.name().to_string(), h.oid()))
+                        .collect())
+                });
             match listed {
                 Ok(c) => c,
                 Err(e) => return all(e),
@@ -544,7 +552,10 @@ impl Workspace {
             self.push_refspecs(&refspecs)
         };
         for local in locals {
-            let _ = self.repo.find_reference(&local).and_then(|mut r| r.delete());
+            let _ = self
+                .repo
+                .find_reference(&local)
+                .and_then(|mut r| r.delete());
         }
         updates
             .iter()
