@@ -587,7 +587,12 @@ pub fn run_cycle_gated(
         let outcome = match delivered {
             Ok(Ok(Delivered::Done(outcome))) => outcome,
             Ok(Ok(Delivered::Pushing(outcome, p))) => {
-                pending.push((env, outcome, p));
+                pending.push(Landing {
+                    env,
+                    outcome,
+                    pending: p,
+                    span: span.clone(),
+                });
                 continue;
             }
             Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
@@ -619,7 +624,7 @@ pub fn run_cycle_gated(
         outcomes.push(outcome);
     }
     if let Some(batch) = batch {
-        let updates: Vec<RefUpdate> = pending.iter().map(|(_, _, p)| p.update.clone()).collect();
+        let updates: Vec<RefUpdate> = pending.iter().map(|l| l.pending.update.clone()).collect();
         let started = std::time::Instant::now();
         let pushed = ws.push_all(Some(batch), &updates);
         tracing::info!(
@@ -629,21 +634,21 @@ pub fn run_cycle_gated(
         );
         let mut landed = Vec::with_capacity(pending.len());
         let mut lost = Vec::new();
-        for ((env, outcome, p), result) in pending.into_iter().zip(pushed) {
+        for (landing, result) in pending.into_iter().zip(pushed) {
             match result {
-                Ok(()) => landed.push((env, outcome, p)),
-                Err(GitError::PushRejected { message, .. }) => lost.push((env, message)),
+                Ok(()) => landed.push(landing),
+                Err(GitError::PushRejected { message, .. }) => lost.push((landing, message)),
                 Err(e) => {
-                    let outcome = Outcome::failed(&env, e.to_string(), git_class(&e));
-                    let _entered = tracing::info_span!("environment", environment = %env).entered();
+                    let outcome = Outcome::failed(&landing.env, e.to_string(), git_class(&e));
+                    let _entered = landing.span.enter();
                     log_outcome(&outcome);
                     outcomes.push(outcome);
                 }
             }
         }
         outcomes.extend(finish_all(forge, landed));
-        for (env, message) in lost {
-            let _entered = tracing::info_span!("environment", environment = %env).entered();
+        for (Landing { env, span, .. }, message) in lost {
+            let _entered = span.enter();
             let mut again = Again {
                 fetched: &mut fetched,
                 project: &mut project,
@@ -942,29 +947,39 @@ fn log_outcome(outcome: &Outcome) {
     }
 }
 
+/// An environment whose commit waits for the cycle's push.
+struct Landing {
+    env: String,
+    outcome: Outcome,
+    pending: Box<apply::Pending>,
+    /// Its span, for what is logged of it after the push.
+    span: tracing::Span,
+}
+
 /// How many pull requests are opened or updated at once.
 const FORGE_CALLS_AT_ONCE: usize = 4;
 
 /// Opens or updates the pull request of each environment whose branch
 /// landed, a few at a time; each one's outcome.
-fn finish_all(
-    forge: &dyn Forge,
-    landed: Vec<(String, Outcome, Box<apply::Pending>)>,
-) -> Vec<Outcome> {
+fn finish_all(forge: &dyn Forge, landed: Vec<Landing>) -> Vec<Outcome> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done: std::sync::Mutex<Vec<Option<Outcome>>> =
         std::sync::Mutex::new(landed.iter().map(|_| None).collect());
-    let parent = tracing::Span::current();
     std::thread::scope(|scope| {
         for _ in 0..FORGE_CALLS_AT_ONCE.min(landed.len()) {
             scope.spawn(|| {
-                let _parent = parent.enter();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((env, outcome, pending)) = landed.get(i) else {
+                    let Some(Landing {
+                        env,
+                        outcome,
+                        pending,
+                        span,
+                    }) = landed.get(i)
+                    else {
                         return;
                     };
-                    let _entered = tracing::info_span!("environment", environment = %env).entered();
+                    let _entered = span.enter();
                     let finished = catch_unwind(AssertUnwindSafe(|| apply::finish(forge, pending)));
                     let outcome = match finished {
                         Ok(Ok(applied)) => Outcome {
