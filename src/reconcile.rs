@@ -516,7 +516,7 @@ pub fn run_cycle_gated(
     // together once every environment is planned.
     let mut batch = match opts.dry_run {
         true => None,
-        false => Some(ws.batch()?),
+        false => Some(ws.batch()),
     };
     let mut pending = Vec::new();
     for (env, mut result) in rendered {

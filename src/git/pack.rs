@@ -286,7 +286,6 @@ impl PackWriter {
         let sum: [u8; 20] = hash.finalize().into();
         file.seek(SeekFrom::End(0))?;
         file.write_all(&sum)?;
-        file.sync_all()?;
         entries.sort_by_key(|e| e.oid);
         let idx = index(&entries, &sum);
         Ok(Some(Finished {
@@ -341,11 +340,18 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl Finished {
     /// Puts the pack and its index into `pack_dir` (a repository's
-    /// `objects/pack`): both written under temporary names and synced
-    /// (`pause` runs then), the pack renamed first, the index last (git
-    /// sees a pack by its index), then the directory synced. The temporary
-    /// file stays for other installs until [`Finished::remove`].
-    pub(crate) fn install(&self, pack_dir: &Path, pause: impl Fn()) -> io::Result<()> {
+    /// `objects/pack`): both written under temporary names (and, when
+    /// `durable`, synced; `pause` runs then), the pack renamed first, the
+    /// index last (git sees a pack by its index), then the directory
+    /// synced. The temporary file stays for other installs until
+    /// [`Finished::remove`]. The work directory, a cache that is cloned
+    /// afresh when unusable, does without the syncs.
+    pub(crate) fn install(
+        &self,
+        pack_dir: &Path,
+        durable: bool,
+        pause: impl Fn(),
+    ) -> io::Result<()> {
         std::fs::create_dir_all(pack_dir)?;
         let pack = pack_dir.join(format!("pack-{}.pack", self.name));
         let idx = pack_dir.join(format!("pack-{}.idx", self.name));
@@ -358,14 +364,19 @@ impl Finished {
             pack_dir.join(format!("{stem}.idx")),
         );
         std::fs::copy(&self.path, &tmp_pack)?;
-        File::open(&tmp_pack)?.sync_all()?;
         let mut file = File::create(&tmp_idx)?;
         file.write_all(&self.idx)?;
-        file.sync_all()?;
+        if durable {
+            File::open(&tmp_pack)?.sync_all()?;
+            file.sync_all()?;
+        }
         pause();
         std::fs::rename(&tmp_pack, &pack)?;
         std::fs::rename(&tmp_idx, &idx)?;
-        sync_dir(pack_dir)
+        match durable {
+            true => sync_dir(pack_dir),
+            false => Ok(()),
+        }
     }
 
     /// Removes the temporary pack.
@@ -561,7 +572,7 @@ mod tests {
         let derived = w.derived(ObjectType::Blob, base, &big, &pieces).unwrap();
         let done = w.finish().unwrap().unwrap();
         assert_eq!(done.objects, 2);
-        done.install(&dir.path().join("objects/pack"), || {})
+        done.install(&dir.path().join("objects/pack"), true, || {})
             .unwrap();
         done.remove();
         let odb = repo.odb().unwrap();

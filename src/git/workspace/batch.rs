@@ -49,7 +49,8 @@ struct BaseTrees {
 /// A cycle's new objects, written into one pack as they are made.
 pub struct Batch<'a> {
     ws: &'a Workspace,
-    pack: PackWriter,
+    /// Started at the first object.
+    pack: Option<PackWriter>,
     base: Option<BaseTrees>,
 }
 
@@ -74,6 +75,17 @@ fn pause(point: &str) {
 }
 
 impl Batch<'_> {
+    /// The pack, started at the first object.
+    fn pack(&mut self) -> Result<&mut PackWriter, GitError> {
+        if self.pack.is_none() {
+            let dir = self.ws.repo.path().join("objects/pack");
+            self.pack = Some(PackWriter::create(&dir).map_err(|e| io_error(self.ws, e))?);
+        }
+        self.pack
+            .as_mut()
+            .ok_or_else(|| GitError::Git(git2::Error::from_str("no pack")))
+    }
+
     fn base_trees(&mut self, base: Oid) -> Result<&BaseTrees, GitError> {
         if self.base.as_ref().is_none_or(|b| b.commit != base) {
             let repo = &self.ws.repo;
@@ -144,7 +156,7 @@ impl Batch<'_> {
             }];
             let id = pack::object_id(ObjectType::Blob, text.as_bytes(), &whole);
             if old_files.get(name.as_bytes()) != Some(&id) {
-                self.pack
+                self.pack()?
                     .whole(ObjectType::Blob, text.as_bytes())
                     .map_err(|e| io_error(ws, e))?;
             }
@@ -158,21 +170,21 @@ impl Batch<'_> {
         if Some(env_id) == old_env {
             return Ok(trees.root_id);
         }
-        self.pack
+        self.pack()?
             .whole(ObjectType::Tree, &env_raw)
             .map_err(|e| io_error(ws, e))?;
         let entry = pack::tree_entry("40000", env.as_bytes(), env_id);
         let rendered_id = match &trees.rendered {
             Some((id, raw)) => {
                 let pieces = pack::with_subtree(raw, env.as_bytes(), &entry);
-                self.pack.derived(ObjectType::Tree, *id, raw, &pieces)
+                self.pack()?.derived(ObjectType::Tree, *id, raw, &pieces)
             }
-            None => self.pack.whole(ObjectType::Tree, &entry),
+            None => self.pack()?.whole(ObjectType::Tree, &entry),
         }
         .map_err(|e| io_error(ws, e))?;
         let entry = pack::tree_entry("40000", b"rendered", rendered_id);
         let pieces = pack::with_subtree(&trees.root, b"rendered", &entry);
-        self.pack
+        self.pack()?
             .derived(ObjectType::Tree, trees.root_id, &trees.root, &pieces)
             .map_err(|e| io_error(ws, e))
     }
@@ -207,7 +219,7 @@ impl Batch<'_> {
         }
         raw.push(b'\n');
         raw.extend_from_slice(message.as_bytes());
-        self.pack
+        self.pack()?
             .whole(ObjectType::Commit, &raw)
             .map_err(|e| io_error(self.ws, e))
     }
@@ -279,17 +291,12 @@ const REFS_PER_GIT_PUSH: usize = 200;
 impl Workspace {
     /// Starts a batch: the commits of a cycle, written into one pack (see
     /// [`Workspace::push_all`]).
-    pub fn batch(&self) -> Result<Batch<'_>, GitError> {
-        let dir = self.repo.path().join("objects/pack");
-        let pack = PackWriter::create(&dir).map_err(|e| GitError::WorkDir {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(Batch {
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
             ws: self,
-            pack,
+            pack: None,
             base: None,
-        })
+        }
     }
 
     /// Delivers a cycle: the objects of `batch` (if any) as one pack, then
@@ -301,7 +308,11 @@ impl Workspace {
         batch: Option<Batch<'_>>,
         updates: &[RefUpdate],
     ) -> Vec<Result<(), GitError>> {
-        let finished = match batch.map(|b| b.pack.finish()).transpose() {
+        let finished = match batch
+            .and_then(|b| b.pack)
+            .map(PackWriter::finish)
+            .transpose()
+        {
             Ok(f) => f.flatten(),
             Err(e) => {
                 let e = io_error(self, e);
@@ -339,7 +350,7 @@ impl Workspace {
         let all = |e: GitError| updates.iter().map(|_| Err(e.again())).collect();
         if let Some(f) = finished {
             let dir = self.repo.path().join("objects/pack");
-            if let Err(e) = f.install(&dir, || {}) {
+            if let Err(e) = f.install(&dir, false, || {}) {
                 return all(io_error(self, e));
             }
             if let Err(e) = self.repo.odb().and_then(|o| o.refresh()) {
@@ -377,7 +388,7 @@ impl Workspace {
                 if let Some(f) = finished {
                     let dir = target.path().join("objects/pack");
                     pack::remove_temporary(&dir);
-                    if let Err(e) = f.install(&dir, || pause("pack-write")) {
+                    if let Err(e) = f.install(&dir, true, || pause("pack-write")) {
                         return all(GitError::WorkDir {
                             path: dir.display().to_string(),
                             message: e.to_string(),
@@ -408,6 +419,26 @@ impl Workspace {
     /// with `git push` (its hooks run), each with its lease; a result per
     /// branch, read from `--porcelain`.
     fn push_local_all(&self, updates: &[RefUpdate]) -> Vec<Result<(), String>> {
+        let mut out = self.git_push_each_chunk(updates);
+        // A `pre-receive` hook answers for a whole push: one branch it
+        // refuses refuses the others with it. Those are pushed again one by
+        // one, so that only the branches it refuses fail.
+        if updates.len() > 1 {
+            for (i, u) in updates.iter().enumerate() {
+                if out[i]
+                    .as_ref()
+                    .is_err_and(|m| m.contains("remote rejected"))
+                {
+                    let mut again = self.git_push_each_chunk(std::slice::from_ref(u));
+                    out[i] = again.pop().unwrap_or_else(|| Err("no answer".to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// `git push` of `updates`, [`REFS_PER_GIT_PUSH`] branches at a time.
+    fn git_push_each_chunk(&self, updates: &[RefUpdate]) -> Vec<Result<(), String>> {
         let mut out = Vec::with_capacity(updates.len());
         for chunk in updates.chunks(REFS_PER_GIT_PUSH) {
             let mut args: Vec<String> = vec![
