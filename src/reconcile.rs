@@ -23,7 +23,7 @@ use crate::delivery::observe::{self, Depth, ObserveError};
 use crate::delivery::pace::{self, BudgetUse};
 use crate::delivery::{self, ErrorClass, Observed, Proposal, plan};
 use crate::forge::{Forge, ForgeError};
-use crate::git::{Fetched, GitError, Signature, Workspace};
+use crate::git::{Batch, Fetched, GitError, RefUpdate, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
 use crate::pipeline::Problem;
 use crate::project::{ChannelFetch, ChannelSettings, Project, ProjectError, Render};
@@ -512,6 +512,13 @@ pub fn run_cycle_gated(
     let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;
     let mut outcomes = Vec::with_capacity(envs.len());
     let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+    // The cycle's new commits go into one pack; their branches are pushed
+    // together once every environment is planned.
+    let mut batch = match opts.dry_run {
+        true => None,
+        false => Some(ws.batch()),
+    };
+    let mut pending = Vec::new();
     for (env, mut result) in rendered {
         if opts.allow_mass_deletion
             && let Ok(Render::Fresh(r)) = &mut result
@@ -558,78 +565,107 @@ pub fn run_cycle_gated(
             }
             continue;
         }
-        let mut attempt = 1;
-        let outcome = loop {
-            let cx = Context {
-                ws,
-                forge,
-                fetched: &fetched,
-                author: &author,
-            };
-            let delivered = catch_unwind(AssertUnwindSafe(|| {
-                deliver(
-                    &cx,
-                    opts.dry_run,
-                    &env,
-                    &result,
-                    recorded.get(&env),
-                    decision.verdict(&env),
-                    decision.freeze.as_ref(),
-                    &mut pacing,
-                )
-            }));
-            let delivered = match delivered {
-                Ok(delivered) => delivered,
-                Err(payload) => {
-                    let error = panicked(&env, "delivering", &*payload);
-                    break Outcome::failed(&env, error, ErrorClass::Permanent);
-                }
-            };
-            match delivered {
-                Ok(outcome) => break outcome,
-                Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
-                    message, ..
-                }))) if attempt < PUSH_ATTEMPTS => {
-                    tracing::warn!(attempt, reason = %message, "push lost a race; fetching and rendering again");
-                    attempt += 1;
-                    let again = ws
-                        .fetch(opts.base.as_deref())
-                        .map_err(CycleError::from)
-                        .and_then(|f| {
-                            let mut p = load(ws, &f, &opts.channel)?;
-                            p.set_releases(decision.releases());
-                            Ok((f, p))
-                        });
-                    match again {
-                        Ok((f, p)) => {
-                            fetched = f;
-                            project = p;
-                            result = render_one(&project, &env, |_| None);
-                            fetches.extend(project.take_fetches());
-                            recorded.extend(recorded_metadata(
-                                ws,
-                                &fetched,
-                                std::slice::from_ref(&env),
-                            )?);
-                        }
-                        Err(e) => break Outcome::failed(&env, e.to_string(), e.class()),
-                    }
-                }
-                Err(e) => break Outcome::failed(&env, e.to_string(), e.class()),
-            }
+        let cx = Context {
+            ws,
+            forge,
+            fetched: &fetched,
+            author: &author,
         };
-        match &outcome.error {
-            Some(error) => {
-                tracing::warn!(action = %outcome.action, class = ?outcome.class, %error, "environment failed")
+        let delivered = catch_unwind(AssertUnwindSafe(|| {
+            deliver(
+                &cx,
+                opts.dry_run,
+                &env,
+                &result,
+                recorded.get(&env),
+                decision.verdict(&env),
+                decision.freeze.as_ref(),
+                &mut pacing,
+                batch.as_mut(),
+            )
+        }));
+        let outcome = match delivered {
+            Ok(Ok(Delivered::Done(outcome))) => outcome,
+            Ok(Ok(Delivered::Pushing(outcome, p))) => {
+                pending.push(Landing {
+                    env,
+                    outcome,
+                    pending: p,
+                    span: span.clone(),
+                });
+                continue;
             }
-            None if outcome.action != Action::Unchanged => {
-                tracing::info!(action = %outcome.action, reason = %outcome.reason, "environment reconciled")
+            Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
+                message, ..
+            })))) => {
+                let mut again = Again {
+                    fetched: &mut fetched,
+                    project: &mut project,
+                    fetches: &mut fetches,
+                    recorded: &mut recorded,
+                };
+                let run = Run {
+                    ws,
+                    forge,
+                    opts,
+                    author: &author,
+                    decision: &decision,
+                };
+                run.retry(&mut again, &mut pacing, &env, message)
             }
-            None => {
-                tracing::debug!(action = %outcome.action, reason = %outcome.reason, "environment reconciled")
+            Ok(Err(e)) => Outcome::failed(&env, e.to_string(), e.class()),
+            Err(payload) => Outcome::failed(
+                &env,
+                panicked(&env, "delivering", &*payload),
+                ErrorClass::Permanent,
+            ),
+        };
+        log_outcome(&outcome);
+        outcomes.push(outcome);
+    }
+    if let Some(batch) = batch {
+        let updates: Vec<RefUpdate> = pending.iter().map(|l| l.pending.update.clone()).collect();
+        let started = std::time::Instant::now();
+        let pushed = ws.push_all(Some(batch), &updates);
+        tracing::info!(
+            branches = updates.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "pushed the cycle's branches"
+        );
+        let mut landed = Vec::with_capacity(pending.len());
+        let mut lost = Vec::new();
+        for (landing, result) in pending.into_iter().zip(pushed) {
+            match result {
+                Ok(()) => landed.push(landing),
+                Err(GitError::PushRejected { message, .. }) => lost.push((landing, message)),
+                Err(e) => {
+                    let outcome = Outcome::failed(&landing.env, e.to_string(), git_class(&e));
+                    let _entered = landing.span.enter();
+                    log_outcome(&outcome);
+                    outcomes.push(outcome);
+                }
             }
         }
-        outcomes.push(outcome);
+        outcomes.extend(finish_all(forge, landed));
+        for (Landing { env, span, .. }, message) in lost {
+            let _entered = span.enter();
+            let mut again = Again {
+                fetched: &mut fetched,
+                project: &mut project,
+                fetches: &mut fetches,
+                recorded: &mut recorded,
+            };
+            let run = Run {
+                ws,
+                forge,
+                opts,
+                author: &author,
+                decision: &decision,
+            };
+            let outcome = run.retry(&mut again, &mut pacing, &env, message);
+            log_outcome(&outcome);
+            outcomes.push(outcome);
+        }
     }
     let cx = Context {
         ws,
@@ -834,7 +870,8 @@ fn deliver(
     verdict: Option<&Verdict>,
     freeze: Option<&Frozen>,
     pacing: &mut Pacing<'_>,
-) -> Result<Outcome, StepError> {
+    batch: Option<&mut Batch<'_>>,
+) -> Result<Delivered, StepError> {
     let depth = match render {
         Ok(Render::Current) => {
             tracing::debug!("inputs unchanged since the recorded render: not rendered again");
@@ -870,13 +907,209 @@ fn deliver(
     }
     let mut outcome = Outcome::planned(&plan, &observed).with_verdict(verdict);
     if dry_run || plan.decision.changes_nothing() {
-        return Ok(outcome);
+        return Ok(Delivered::Done(outcome));
     }
-    let applied = apply::apply(cx, &observed, &proposal, &settings, &plan)?;
+    let applied = match batch {
+        Some(batch) => match apply::stage(cx, batch, &observed, &proposal, &settings, &plan)? {
+            apply::Staged::Done(applied) => applied,
+            apply::Staged::Pushing(pending) => {
+                return Ok(Delivered::Pushing(outcome, Box::new(pending)));
+            }
+        },
+        None => apply::apply(cx, &observed, &proposal, &settings, &plan)?,
+    };
     outcome.action = applied.action;
     outcome.commit = applied.commit;
     outcome.pull_request = applied.pull_request;
-    Ok(outcome)
+    Ok(Delivered::Done(outcome))
+}
+
+/// What delivering one environment came to.
+enum Delivered {
+    Done(Outcome),
+    /// Its commit waits in the cycle's batch for the push of every branch,
+    /// then its pull request.
+    Pushing(Outcome, Box<apply::Pending>),
+}
+
+/// Logs what became of an environment.
+fn log_outcome(outcome: &Outcome) {
+    match &outcome.error {
+        Some(error) => {
+            tracing::warn!(action = %outcome.action, class = ?outcome.class, %error, "environment failed")
+        }
+        None if outcome.action != Action::Unchanged => {
+            tracing::info!(action = %outcome.action, reason = %outcome.reason, "environment reconciled")
+        }
+        None => {
+            tracing::debug!(action = %outcome.action, reason = %outcome.reason, "environment reconciled")
+        }
+    }
+}
+
+/// An environment whose commit waits for the cycle's push.
+struct Landing {
+    env: String,
+    outcome: Outcome,
+    pending: Box<apply::Pending>,
+    /// Its span, for what is logged of it after the push.
+    span: tracing::Span,
+}
+
+/// How many pull requests are opened or updated at once.
+const FORGE_CALLS_AT_ONCE: usize = 4;
+
+/// Opens or updates the pull request of each environment whose branch
+/// landed, a few at a time; each one's outcome.
+fn finish_all(forge: &dyn Forge, landed: Vec<Landing>) -> Vec<Outcome> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<Outcome>>> =
+        std::sync::Mutex::new(landed.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..FORGE_CALLS_AT_ONCE.min(landed.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(Landing {
+                        env,
+                        outcome,
+                        pending,
+                        span,
+                    }) = landed.get(i)
+                    else {
+                        return;
+                    };
+                    let _entered = span.enter();
+                    let finished = catch_unwind(AssertUnwindSafe(|| apply::finish(forge, pending)));
+                    let outcome = match finished {
+                        Ok(Ok(applied)) => Outcome {
+                            action: applied.action,
+                            commit: applied.commit,
+                            pull_request: applied.pull_request,
+                            ..outcome.clone()
+                        },
+                        Ok(Err(e)) => {
+                            let e = StepError::Apply(e);
+                            Outcome::failed(env, e.to_string(), e.class())
+                        }
+                        Err(payload) => Outcome::failed(
+                            env,
+                            panicked(env, "delivering", &*payload),
+                            ErrorClass::Permanent,
+                        ),
+                    };
+                    log_outcome(&outcome);
+                    if let Ok(mut done) = done.lock() {
+                        done[i] = Some(outcome);
+                    }
+                }
+            });
+        }
+    });
+    done.into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// What a cycle reads from the base branch, read again when a push lost a
+/// race.
+struct Again<'r> {
+    fetched: &'r mut Fetched,
+    project: &'r mut Project,
+    fetches: &'r mut Vec<ChannelFetch>,
+    recorded: &'r mut HashMap<String, Metadata>,
+}
+
+/// What a cycle delivers with.
+struct Run<'r> {
+    ws: &'r Workspace,
+    forge: &'r dyn Forge,
+    opts: &'r Options,
+    author: &'r Signature<'static>,
+    decision: &'r rollout::Decision,
+}
+
+impl Run<'_> {
+    /// Delivers `env` again after its push lost a race (`message`):
+    /// fetches, renders, observes and plans again, and pushes on its own,
+    /// up to [`PUSH_ATTEMPTS`] pushes in all.
+    fn retry(
+        &self,
+        again: &mut Again<'_>,
+        pacing: &mut Pacing<'_>,
+        env: &str,
+        message: String,
+    ) -> Outcome {
+        let mut attempt = 1;
+        let mut lost = message;
+        loop {
+            tracing::warn!(attempt, reason = %lost, "push lost a race; fetching and rendering again");
+            attempt += 1;
+            let fresh = self
+                .ws
+                .fetch(self.opts.base.as_deref())
+                .map_err(CycleError::from)
+                .and_then(|f| {
+                    let mut p = load(self.ws, &f, &self.opts.channel)?;
+                    p.set_releases(self.decision.releases());
+                    Ok((f, p))
+                })
+                .and_then(|(f, p)| {
+                    let recorded = recorded_metadata(self.ws, &f, &[env.to_string()])?;
+                    Ok((f, p, recorded))
+                });
+            let result = match fresh {
+                Ok((f, p, recorded)) => {
+                    *again.fetched = f;
+                    *again.project = p;
+                    again.recorded.extend(recorded);
+                    let result = render_one(again.project, env, |_| None);
+                    again.fetches.extend(again.project.take_fetches());
+                    result
+                }
+                Err(e) => return Outcome::failed(env, e.to_string(), e.class()),
+            };
+            let cx = Context {
+                ws: self.ws,
+                forge: self.forge,
+                fetched: again.fetched,
+                author: self.author,
+            };
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                deliver(
+                    &cx,
+                    self.opts.dry_run,
+                    env,
+                    &result,
+                    again.recorded.get(env),
+                    self.decision.verdict(env),
+                    self.decision.freeze.as_ref(),
+                    pacing,
+                    None,
+                )
+            }));
+            match delivered {
+                Ok(Ok(Delivered::Done(outcome) | Delivered::Pushing(outcome, _))) => {
+                    return outcome;
+                }
+                Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
+                    message,
+                    ..
+                }))))
+                    if attempt < PUSH_ATTEMPTS =>
+                {
+                    lost = message
+                }
+                Ok(Err(e)) => return Outcome::failed(env, e.to_string(), e.class()),
+                Err(payload) => {
+                    let error = panicked(env, "delivering", &*payload);
+                    return Outcome::failed(env, error, ErrorClass::Permanent);
+                }
+            }
+        }
+    }
 }
 
 /// The grouped wave (`pullRequest: {group: wave}`) the rollout puts an

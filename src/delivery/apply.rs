@@ -71,8 +71,81 @@ pub fn apply(
         Some(push) => deliver(cx, env, &delivery.files, push)?.to_string(),
         None => tip.unwrap_or_default(),
     };
-    let request = PrRequest {
-        head: git::branch_name(env),
+    let request = request(cx, git::branch_name(env), delivery, settings);
+    ensure(cx.forge, &request, push.is_some(), commit)
+}
+
+/// A plan carried out up to its push: the branch to move, and the pull
+/// request to open or update once it moved.
+pub struct Pending {
+    pub update: git::RefUpdate,
+    request: PrRequest,
+}
+
+/// What [`stage`] did with a plan.
+pub enum Staged {
+    /// Carried out whole (it pushes nothing new).
+    Done(Applied),
+    /// Its commit is in the batch; its branch waits for the cycle's push.
+    Pushing(Pending),
+}
+
+/// Carries out one environment's plan like [`apply`], except that a new
+/// commit goes into `batch` and its push and pull request wait: the cycle
+/// pushes every branch at once ([`Workspace::push_all`]), then calls
+/// [`finish`] for each branch that moved.
+pub fn stage(
+    cx: &Context<'_>,
+    batch: &mut git::Batch<'_>,
+    observed: &Observed,
+    proposal: &Proposal,
+    settings: &PullRequestSettings,
+    plan: &Plan,
+) -> Result<Staged, ApplyError> {
+    let (
+        Decision::Open { push: Some(push) }
+        | Decision::Update {
+            push: Some(push), ..
+        },
+        Proposal::Fresh(delivery),
+    ) = (&plan.decision, proposal)
+    else {
+        return apply(cx, observed, proposal, settings, plan).map(Staged::Done);
+    };
+    let env = plan.env.as_str();
+    let base = cx.fetched.base_commit;
+    let tree = batch.tree_with(base, env, &delivery.files)?;
+    let commit = batch.commit(base, tree, &push.message, cx.author)?;
+    Ok(Staged::Pushing(Pending {
+        update: git::RefUpdate {
+            branch: git::branch_name(env),
+            new: Some(commit),
+            expected: push.replaces.as_deref().map(oid).transpose()?,
+        },
+        request: request(cx, git::branch_name(env), delivery, settings),
+    }))
+}
+
+/// Opens or updates the pull request of a plan [`stage`]d, once its branch
+/// moved.
+pub fn finish(forge: &dyn Forge, pending: &Pending) -> Result<Applied, ApplyError> {
+    let commit = pending
+        .update
+        .new
+        .map(|o| o.to_string())
+        .unwrap_or_default();
+    ensure(forge, &pending.request, true, commit)
+}
+
+/// The pull request of an environment's delivery.
+fn request(
+    cx: &Context<'_>,
+    head: String,
+    delivery: &super::plan::Delivery,
+    settings: &PullRequestSettings,
+) -> PrRequest {
+    PrRequest {
+        head,
         base: cx.fetched.base_branch.clone(),
         title: delivery.title.clone(),
         body: delivery.body.clone(),
@@ -80,19 +153,18 @@ pub fn apply(
         reviewers: settings.reviewers.clone(),
         draft: settings.draft,
         auto_merge: settings.auto_merge,
-    };
-    ensure(cx, &request, push.is_some(), commit)
+    }
 }
 
 /// Opens or updates the pull request `request` describes, once its branch
 /// holds `commit` (`pushed`: pushed just now).
 fn ensure(
-    cx: &Context<'_>,
+    forge: &dyn Forge,
     request: &PrRequest,
     pushed: bool,
     commit: String,
 ) -> Result<Applied, ApplyError> {
-    let (opened, ensured) = cx.forge.ensure_pull_request(request)?;
+    let (opened, ensured) = forge.ensure_pull_request(request)?;
     let action = match ensured {
         Ensured::Created => Action::Opened,
         Ensured::Updated => Action::Updated,
@@ -259,5 +331,5 @@ pub fn group(
         draft: settings.draft,
         auto_merge: settings.auto_merge,
     };
-    ensure(cx, &request, push.is_some(), commit)
+    ensure(cx.forge, &request, push.is_some(), commit)
 }

@@ -12,13 +12,16 @@
 //! Credentials (an HTTPS token or an SSH key) are handed to git on demand and
 //! never written into a remote URL, a log line or an error.
 
+mod pack;
 mod snapshot;
 mod workspace;
 
 pub use snapshot::Snapshot;
 
 pub use git2::{Oid, Signature};
-pub use workspace::{BranchCommit, Credentials, Fetched, Tip, Workspace, default_work_dir};
+pub use workspace::{
+    Batch, BranchCommit, Credentials, Fetched, RefUpdate, Tip, Workspace, default_work_dir,
+};
 
 /// How long a remote may stay silent (connecting, or between two reads or
 /// writes of a fetch or push) before the operation fails. libgit2 waits

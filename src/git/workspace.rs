@@ -13,6 +13,10 @@ use git2::{
 
 use super::{ENV_TRAILER, GitError, branch_name};
 
+mod batch;
+
+pub use batch::{Batch, RefUpdate};
+
 /// How hydrant authenticates to the remote. `Debug` never shows the token.
 #[derive(Clone, Default)]
 pub struct Credentials {
@@ -215,6 +219,7 @@ impl Workspace {
         let url = remote_url(repo)?;
         let git_dir = dir.join("repo.git");
         remove_stale_locks(&git_dir);
+        batch::remove_temporary(&git_dir);
         let opened = Repository::open_bare(&git_dir).and_then(|r| {
             // A clone whose objects cannot be read is as good as none.
             r.odb()?;
@@ -846,19 +851,8 @@ impl Workspace {
             Some(oid) => format!("{oid}:{name}"),
             None => format!(":{name}"),
         };
-        let mut git = std::process::Command::new("git");
-        for var in [
-            "GIT_DIR",
-            "GIT_WORK_TREE",
-            "GIT_INDEX_FILE",
-            "GIT_OBJECT_DIRECTORY",
-        ] {
-            git.env_remove(var);
-        }
-        let output = git
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .arg("--git-dir")
-            .arg(self.repo.path())
+        let output = self
+            .git_command()
             .args([
                 "push",
                 "--quiet",
@@ -867,7 +861,6 @@ impl Workspace {
                 &self.url,
                 &refspec,
             ])
-            .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| format!("cannot run `git push`: {e}"))?;
         if output.status.success() {
@@ -905,28 +898,10 @@ impl Workspace {
                 self.local_remote.get_or_init(|| opened)
             }
         };
-        let name = format!("refs/heads/{branch}");
-        match commit {
-            Some(oid) => {
-                let from = self.repo.odb()?;
-                let to = target.odb()?;
-                copy_objects(&self.repo, &from, &to, oid)?;
-                match expected {
-                    Some(old) => {
-                        target.reference_matching(&name, oid, true, old, "hydrant: update")?
-                    }
-                    None => target.reference(&name, oid, false, "hydrant: create")?,
-                };
-            }
-            None => {
-                let mut r = target.find_reference(&name)?;
-                if r.target() != expected {
-                    return Err(git2::Error::from_str("the branch moved on the remote"));
-                }
-                r.delete()?;
-            }
+        if let Some(oid) = commit {
+            copy_objects(&self.repo, &self.repo.odb()?, &target.odb()?, oid)?;
         }
-        Ok(())
+        batch::compare_and_swap(target, &format!("refs/heads/{branch}"), commit, expected)
     }
 
     fn push_remote(
