@@ -91,8 +91,9 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Per environment: the version its channel offers, the version rendered
     /// on the base branch, and its open pull request (age, waiting for review).
-    /// Takes the flags of `reconcile`; changes nothing.
-    Status(Box<reconcile::ReconcileArgs>),
+    /// Takes the flags of `reconcile`; changes nothing. With `--serve`, serves
+    /// the fleet page for the repository without the daemon.
+    Status(Box<status::StatusArgs>),
     /// Settings: `hydrant config show` lists each one, its value and where the
     /// value came from (flag, env, file or default).
     Config(config::ConfigCommand),
@@ -360,7 +361,7 @@ pub fn run(
             run::run(*args)
         }
         Command::Status(mut args) => {
-            args.credentials = credentials;
+            args.args.credentials = credentials;
             status::run(*args)
         }
         Command::Config(args) => config::run(args, matches, file),

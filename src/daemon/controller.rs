@@ -17,6 +17,7 @@ use crate::git::Workspace;
 use crate::project::{ChannelFetch, ChannelKey, Project};
 use crate::reconcile;
 use crate::rollout::gating::GateBook;
+use crate::ui::Snapshot;
 
 /// Runs the daemon over a config repository until a signal stops it.
 pub fn serve_repository(
@@ -116,6 +117,7 @@ impl Controller {
         )
         .map_err(|e| e.to_string())?;
         drop(gates);
+        let snapshot = self.snapshot(&ws, &cycle);
         let mut channel_news = false;
         if let Ok(mut seen) = self.seen.lock() {
             for f in &cycle.fetches {
@@ -153,7 +155,25 @@ impl Controller {
             rollbacks,
             frozen,
             budget: cycle.budget,
+            snapshot,
         })
+    }
+
+    /// The fleet after a cycle: the status of every environment the
+    /// daemon covers, and the plan and provenance of those the cycle went
+    /// through. A failure to observe is logged; the page keeps the last model.
+    fn snapshot(&self, ws: &Workspace, cycle: &reconcile::Cycle) -> Option<Box<Snapshot>> {
+        let details = crate::ui::detail::build(&cycle.outcomes, &cycle.project);
+        match crate::delivery::status::status(ws, self.forge.as_ref(), &self.opts) {
+            Ok(status) => Some(Box::new(Snapshot {
+                status: status.with_gates(&cycle.gate_failures, &cycle.halted),
+                details,
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "the fleet could not be observed after the cycle");
+                None
+            }
+        }
     }
 
     /// Commits a change of `holds.yaml` to the base branch, once the cycle
@@ -211,6 +231,7 @@ mod tests {
             result: "200",
             version: None,
             fingerprint: fingerprint.map(String::from),
+            stale_secs: None,
         }
     }
 

@@ -156,7 +156,8 @@ fn line(s: &EnvStatus) -> [String; 5] {
 /// environment waits below it.
 pub fn status(status: &Status) -> String {
     let mut out = String::new();
-    for line in wave_lines(&status.waves) {
+    let waves: Vec<WaveSummary> = status.waves.iter().map(|w| w.summary.clone()).collect();
+    for line in wave_lines(&waves) {
         writeln(&mut out, line);
     }
     let mut rows = vec![
@@ -341,6 +342,7 @@ mod tests {
             rendered: Some("0.62.1".into()),
             pull_request: Some(PrStatus {
                 number: 7,
+                title: "t".into(),
                 url: "https://example.test/7".into(),
                 opened_at: None,
                 age_secs: Some(7_300),
@@ -350,6 +352,8 @@ mod tests {
             error: None,
             rollout: Default::default(),
             rollback: None,
+            hold: None,
+            state: crate::delivery::status::EnvState::Open,
         };
         assert_eq!(
             line(&s),

@@ -36,16 +36,22 @@ impl Fleet {
     /// Twelve tenants on stable 0.62.1, merged, with `rollout:` in
     /// `hydrant.yaml`; stable 0.63.0 waits in `channels/stable/releases/`.
     pub fn new() -> Fleet {
+        Fleet::of(&tenants(), &waves())
+    }
+
+    /// `tenants` on stable 0.62.1, merged, with `hydrant_yaml`; stable
+    /// 0.63.0 waits in `channels/stable/releases/`.
+    pub fn of(tenants: &[String], hydrant_yaml: &str) -> Fleet {
         let fleet = Fleet {
             remote: Remote::new(),
             dirs: tempfile::tempdir().unwrap(),
         };
         fleet
             .remote
-            .seed_tenants(&tenants(), &[("hydrant.yaml", &waves())]);
+            .seed_tenants(tenants, &[("hydrant.yaml", hydrant_yaml)]);
         let first = fleet.reconcile();
-        assert_eq!(fleet.open_pulls().len(), 12, "{}", first.stdout);
-        fleet.merge(&tenants());
+        assert_eq!(fleet.open_pulls().len(), tenants.len(), "{}", first.stdout);
+        fleet.merge(tenants);
         fleet.reconcile();
         assert!(fleet.open_pulls().is_empty());
         fleet
@@ -168,6 +174,12 @@ impl Fleet {
     /// Starts `hydrant run` every `interval` with the trigger token `token`,
     /// on the same flags as [`Fleet::run`]; its log goes to `daemon-<port>.log`.
     pub fn daemon(&self, interval: &str, token: &str) -> FleetDaemon {
+        self.daemon_with(interval, &[], &[("HYDRANT_TRIGGER_TOKEN", token)])
+    }
+
+    /// Starts `hydrant run` like [`Fleet::daemon`], with more flags and
+    /// environment variables.
+    pub fn daemon_with(&self, interval: &str, args: &[&str], vars: &[(&str, &str)]) -> FleetDaemon {
         let port = free_port();
         let log = self.dirs.path().join(format!("daemon-{port}.log"));
         let child = super::hydrant()
@@ -177,7 +189,8 @@ impl Fleet {
             .arg(self.dirs.path().join("work"))
             .arg("--state-dir")
             .arg(self.state())
-            .env("HYDRANT_TRIGGER_TOKEN", token)
+            .args(args)
+            .envs(vars.iter().copied())
             .current_dir(self.dirs.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
