@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -17,16 +16,6 @@ use common::daemon::{free_port, wait_for};
 use common::git::git;
 use common::rollout::{Fleet, waves};
 use serde_json::Value;
-
-/// `holds.yaml` on the remote's `main` (empty when there is none).
-fn holds_on_main(fleet: &Fleet) -> String {
-    let out = std::process::Command::new("git")
-        .args(["show", "main:holds.yaml"])
-        .current_dir(fleet.remote.bare())
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 const UI_TOKEN: &str = "fleet-page-token-1234";
 
@@ -51,27 +40,10 @@ fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> Answer {
 }
 
 fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).to_string();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    Answer {
-        status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head: head.to_string(),
-        body: body.to_string(),
-    }
+    let headers: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let (status, head, body) =
+        common::daemon::request(port, method, path, &headers, body).expect("an answer");
+    Answer { status, head, body }
 }
 
 /// `hydrant status --serve` over the fleet, on a free port, until dropped.
@@ -162,7 +134,8 @@ fn markup_in_a_pull_request_title_a_branch_and_a_name_renders_as_text_under_a_st
     let page = get(served.port, "/?q=&state=", &[]);
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
-        page.body.contains("#1 &lt;script&gt;alert(1)&lt;/script&gt;")
+        page.body
+            .contains("#1 &lt;script&gt;alert(1)&lt;/script&gt;")
             || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{}",
         page.body
@@ -177,7 +150,10 @@ fn markup_in_a_pull_request_title_a_branch_and_a_name_renders_as_text_under_a_st
     assert!(page.body.contains("href=\"/environments/x-script-img\""));
     // No inline script or style: the only script is the page's own file.
     assert_eq!(page.body.matches("<script").count(), 1, "{}", page.body);
-    assert!(page.body.contains("<script src=\"/ui/app.js\" defer></script>"));
+    assert!(
+        page.body
+            .contains("<script src=\"/ui/app.js\" defer></script>")
+    );
     assert!(!page.body.contains("style=\""), "{}", page.body);
     let csp = page.header("content-security-policy").expect("a CSP");
     for part in [
@@ -190,12 +166,22 @@ fn markup_in_a_pull_request_title_a_branch_and_a_name_renders_as_text_under_a_st
     ] {
         assert!(csp.contains(part), "{csp}");
     }
-    assert_eq!(page.header("x-content-type-options").as_deref(), Some("nosniff"));
-    assert_eq!(page.header("referrer-policy").as_deref(), Some("no-referrer"));
+    assert_eq!(
+        page.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(
+        page.header("referrer-policy").as_deref(),
+        Some("no-referrer")
+    );
     // The environment page escapes the title too, and an unknown one is a 404 page.
     let env = get(served.port, "/environments/t01", &[]);
     assert_eq!(env.status, 200, "{}", env.body);
-    assert!(env.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", env.body);
+    assert!(
+        env.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        env.body
+    );
     assert!(!env.body.contains("<script>alert"));
     let missing = get(served.port, "/environments/%3Cb%3Enope", &[]);
     assert_eq!(missing.status, 404);
@@ -219,7 +205,11 @@ fn a_ui_token_guards_the_pages_the_status_api_and_the_holds_the_page_sets() {
         let a = get(d.port, path, &[]);
         assert_eq!(a.status, 401, "{path}: {}", a.body);
         assert!(!a.body.contains(UI_TOKEN));
-        let a = get(d.port, path, &[("Authorization", "Bearer wrong-token-000000")]);
+        let a = get(
+            d.port,
+            path,
+            &[("Authorization", "Bearer wrong-token-000000")],
+        );
         assert_eq!(a.status, 401, "{path}");
         let a = get(d.port, path, &[("Authorization", &bearer)]);
         assert_eq!(a.status, 200, "{path}: {}", a.body);
@@ -236,27 +226,46 @@ fn a_ui_token_guards_the_pages_the_status_api_and_the_holds_the_page_sets() {
     for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(part), "{cookie}");
     }
-    assert!(!cookie.contains(UI_TOKEN), "the token itself is not the cookie");
+    assert!(
+        !cookie.contains(UI_TOKEN),
+        "the token itself is not the cookie"
+    );
     assert!(!login.body.contains(UI_TOKEN));
     let session = cookie.split(';').next().unwrap().to_string();
     let page = get(d.port, "/", &[("Cookie", &session)]);
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("data-holds=\"on\""), "holds are offered with a token");
-    assert!(!page.body.contains(UI_TOKEN), "the page never shows the token");
+    assert!(
+        page.body.contains("data-holds=\"on\""),
+        "holds are offered with a token"
+    );
+    assert!(
+        !page.body.contains(UI_TOKEN),
+        "the page never shows the token"
+    );
     // The holds API: the cookie alone (a form of another site could send
     // it) is refused; with the page's header it holds.
     let hold = r#"{"environment": "t03", "reason": "checking the page", "by": "the fleet page"}"#;
-    let refused = request(d.port, "POST", "/api/v1/holds", &[("Cookie", &session)], hold);
+    let refused = request(
+        d.port,
+        "POST",
+        "/api/v1/holds",
+        &[("Cookie", &session)],
+        hold,
+    );
     assert_eq!(refused.status, 401, "{}", refused.body);
     let held = request(
         d.port,
         "POST",
         "/api/v1/holds",
-        &[("Cookie", &session), ("X-Hydrant-UI", "holds"), ("Content-Type", "application/json")],
+        &[
+            ("Cookie", &session),
+            ("X-Hydrant-UI", "holds"),
+            ("Content-Type", "application/json"),
+        ],
         hold,
     );
     assert_eq!(held.status, 201, "{}", held.body);
-    assert!(holds_on_main(&fleet).contains("checking the page"));
+    assert!(fleet.holds_on_main().contains("checking the page"));
     let released = request(
         d.port,
         "DELETE",
@@ -265,7 +274,7 @@ fn a_ui_token_guards_the_pages_the_status_api_and_the_holds_the_page_sets() {
         "",
     );
     assert_eq!(released.status, 200, "{}", released.body);
-    assert!(!holds_on_main(&fleet).contains("checking the page"));
+    assert!(!fleet.holds_on_main().contains("checking the page"));
 }
 
 #[test]
@@ -276,9 +285,18 @@ fn without_a_token_the_page_offers_no_holds_and_no_ui_turns_the_pages_off() {
     let page = get(d.port, "/", &[]);
     assert_eq!(page.status, 200);
     assert!(page.body.contains("data-holds=\"off\""));
-    assert!(!page.body.contains("hold-form"), "no hold forms without a token");
+    assert!(
+        !page.body.contains("hold-form"),
+        "no hold forms without a token"
+    );
     assert_eq!(get(d.port, "/login?token=x", &[]).status, 404);
-    let holds = request(d.port, "POST", "/api/v1/holds", &[("X-Hydrant-UI", "holds")], "{}");
+    let holds = request(
+        d.port,
+        "POST",
+        "/api/v1/holds",
+        &[("X-Hydrant-UI", "holds")],
+        "{}",
+    );
     assert_eq!(holds.status, 403, "{}", holds.body);
     drop(d);
 
@@ -336,8 +354,8 @@ fn the_status_api_is_what_hydrant_status_prints_and_the_page_counts_agree() {
             fleet.state().to_str().unwrap(),
         ],
     );
-    let printed: Value = serde_json::from_str(&printed.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", printed.stderr));
+    let printed: Value =
+        serde_json::from_str(&printed.stdout).unwrap_or_else(|e| panic!("{e}: {}", printed.stderr));
     assert_eq!(settled(served.clone()), settled(printed.clone()));
     assert_eq!(served["environments"].as_array().unwrap().len(), 12);
     assert_eq!(served["channels"][0]["name"], "stable");

@@ -28,7 +28,14 @@ pub struct StatusArgs {
     pub ui: UiArgs,
 }
 
-pub fn run(StatusArgs { args, serve, refresh, ui }: StatusArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    StatusArgs {
+        args,
+        serve,
+        refresh,
+        ui,
+    }: StatusArgs,
+) -> anyhow::Result<ExitCode> {
     if let Some(listen) = serve {
         let (session, opts) = prepare(&args)?;
         let ui = ui.options()?;

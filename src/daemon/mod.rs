@@ -233,7 +233,8 @@ fn cycle_state(result: &CycleResult, delay: Duration) -> crate::delivery::status
         .and_then(|d| now.checked_add(d).ok())
         .unwrap_or(now);
     let second = |t: jiff::Timestamp| {
-        jiff::Timestamp::from_second(t.as_second()).map_or_else(|_| t.to_string(), |t| t.to_string())
+        jiff::Timestamp::from_second(t.as_second())
+            .map_or_else(|_| t.to_string(), |t| t.to_string())
     };
     let (outcome, error) = match result {
         Ok(r) if r.outcomes.iter().any(|o| o.error.is_some()) => ("failed", None),
@@ -517,7 +518,10 @@ pub fn serve_status(
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}`: {e}"))?;
-        eprintln!("hydrant: serving the fleet page on http://{}", listener.local_addr()?);
+        eprintln!(
+            "hydrant: serving the fleet page on http://{}",
+            listener.local_addr()?
+        );
         tokio::select! {
             _ = http::serve(listener, crate::ui::routes(board)) => {}
             _ = tokio::signal::ctrl_c() => {}

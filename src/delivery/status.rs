@@ -303,9 +303,7 @@ fn state_of(s: &EnvStatus, rollout: Option<rollout::State>) -> EnvState {
     }
     if s.pull_request.is_some() {
         EnvState::Open
-    } else if rollout == Some(R::Current)
-        || (s.available.is_some() && s.available == s.rendered)
-    {
+    } else if rollout == Some(R::Current) || (s.available.is_some() && s.available == s.rendered) {
         EnvState::Merged
     } else {
         EnvState::Pending
@@ -469,10 +467,7 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
         .collect();
     Ok(assemble(
         ws.url(),
-        (
-            &fetched.base_branch,
-            &Workspace::short(fetched.base_commit),
-        ),
+        (&fetched.base_branch, &Workspace::short(fetched.base_commit)),
         &channels,
         decision,
         project.rollout(),

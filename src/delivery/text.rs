@@ -83,8 +83,8 @@ pub fn plan(outcomes: &[Outcome], waves: &[WaveSummary]) -> String {
     out
 }
 
-/// `3d`, `5h`, `12m`, `40s`.
-fn age(secs: u64) -> String {
+/// `3d`, `5h`, `12m`, `40s`: the one age formatter of what hydrant shows.
+pub(crate) fn age(secs: u64) -> String {
     match secs {
         s if s >= 86_400 => format!("{}d", s / 86_400),
         s if s >= 3_600 => format!("{}h", s / 3_600),

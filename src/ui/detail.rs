@@ -45,9 +45,15 @@ pub struct Provenance {
     pub others: Vec<String>,
 }
 
-/// The shown form of a value: compact JSON cut to [`VALUE_CHARS`], or a
-/// note when it looks like a credential.
+/// The shown form of a value: a scalar as compact JSON cut to
+/// [`VALUE_CHARS`]; a note for a map or a list (whose parts could hold a
+/// credential) or a value that looks like a credential.
 fn shown(path: &[String], value: &serde_json::Value, root: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => return format!("(a map of {} keys)", map.len()),
+        serde_json::Value::Array(items) => return format!("(a list of {} items)", items.len()),
+        _ => {}
+    }
     let secret = path.iter().any(|k| crate::render::guard::is_secret_key(k))
         || crate::render::guard::is_plaintext_secret(path, value, root);
     if secret {
@@ -78,17 +84,26 @@ fn provenance(
         })
         .clone()
         .ok_or_else(|| "its channel's spec could not be read".to_string())?;
+    let layers = crate::pipeline::layers(&spec, &files);
+    let merged = crate::spec::merge(&layers);
+    let root = merged.values.clone();
+    // The leaves its own layers set: where a value is a map, its leaves say more.
+    let leaf = |path: &&Vec<String>| {
+        !path.is_empty()
+            && !path
+                .iter()
+                .try_fold(&root, |v, k| v.get(k.as_str()))
+                .is_some_and(serde_json::Value::is_object)
+    };
     let mut keys: Vec<&Vec<String>> = files
         .user
         .lines
         .keys()
         .chain(files.custom.lines.keys())
+        .filter(leaf)
         .collect();
     keys.sort();
     keys.dedup();
-    let layers = crate::pipeline::layers(&spec, &files);
-    let merged = crate::spec::merge(&layers);
-    let root = merged.values.clone();
     Ok(keys
         .into_iter()
         .take(EXPLAINED_KEYS)
@@ -134,4 +149,39 @@ pub fn build(outcomes: &[Outcome], project: &Project) -> BTreeMap<String, Detail
             (o.env.clone(), detail)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn path(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn a_credential_a_map_or_a_list_is_never_shown_as_it_is() {
+        let root = json!({"global": {"license": "abc123secretvalue", "host": "https://x"}});
+        assert_eq!(
+            shown(
+                &path(&["global", "license"]),
+                &root["global"]["license"],
+                &root
+            ),
+            "(hidden: it looks like a credential)"
+        );
+        assert_eq!(
+            shown(&path(&["global"]), &root["global"], &root),
+            "(a map of 2 keys)"
+        );
+        assert_eq!(
+            shown(&path(&["extra"]), &json!(["a", "b"]), &root),
+            "(a list of 2 items)"
+        );
+        assert_eq!(
+            shown(&path(&["global", "host"]), &root["global"]["host"], &root),
+            "\"https://x\""
+        );
+    }
 }

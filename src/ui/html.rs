@@ -41,15 +41,7 @@ pub fn encode(text: &str) -> String {
     out
 }
 
-/// `3d`, `5h`, `12m`, `40s`.
-pub fn age(secs: u64) -> String {
-    match secs {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h", s / 3_600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
+pub(crate) use crate::delivery::text::age;
 
 #[cfg(test)]
 mod tests {

@@ -187,7 +187,10 @@ async fn guard_headers(request: axum::extract::Request, next: axum::middleware::
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.entry(header::CACHE_CONTROL)
@@ -269,9 +272,7 @@ async fn environment(
         return no;
     }
     let abilities = board.abilities();
-    let page = board.read(|s| {
-        page::environment(&s.status, s.details.get(&name), &name, abilities)
-    });
+    let page = board.read(|s| page::environment(&s.status, s.details.get(&name), &name, abilities));
     match page {
         None => not_ready(),
         Some(Some(body)) => html(StatusCode::OK, body),

@@ -280,10 +280,7 @@ fn rollout(out: &mut String, status: &Status, abilities: Abilities) {
                     (false, _, _) => "not checked here".to_string(),
                     (true, 0, true) => "passing".to_string(),
                     (true, n, true) => format!("{n} failure(s)"),
-                    (true, n, false) => format!(
-                        "{n} failure(s); halted {}",
-                        g.halted.join(", ")
-                    ),
+                    (true, n, false) => format!("{n} failure(s); halted {}", g.halted.join(", ")),
                 };
                 let _ = write!(
                     out,
@@ -307,9 +304,14 @@ fn rollout(out: &mut String, status: &Status, abilities: Abilities) {
             );
         }
         if abilities.holds {
-            hold_form(out, "wave", &s.wave, s.holds.iter().any(|h| {
-                matches!(&h.scope, crate::rollout::holds::Scope::Wave(n) if *n == s.wave)
-            }));
+            hold_form(
+                out,
+                "wave",
+                &s.wave,
+                s.holds.iter().any(
+                    |h| matches!(&h.scope, crate::rollout::holds::Scope::Wave(n) if *n == s.wave),
+                ),
+            );
         }
         out.push_str("</div>\n");
     }
@@ -501,10 +503,7 @@ pub fn environment(
     fact(
         "state",
         "state",
-        format!(
-            "<span class=\"state s-{0}\">{0}</span>",
-            e.state.name()
-        ),
+        format!("<span class=\"state s-{0}\">{0}</span>", e.state.name()),
     );
     fact(
         "wave",
@@ -545,7 +544,11 @@ pub fn environment(
     }
     fact("pull request", "pull-request", {
         let pr = pull_request(e);
-        if pr.is_empty() { "none".to_string() } else { pr }
+        if pr.is_empty() {
+            "none".to_string()
+        } else {
+            pr
+        }
     });
     if let Some(err) = &e.error {
         fact("last error", "error", escape(&one_line(err)));
@@ -633,4 +636,118 @@ pub fn message(title: &str, text: &str, login: bool) -> String {
     out.push_str("</main>\n");
     foot(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::status::{EnvStatus, PrStatus};
+
+    fn env(name: &str, wave: &str, state: EnvState) -> EnvStatus {
+        EnvStatus {
+            env: name.to_string(),
+            channel: Some("stable".into()),
+            release: None,
+            available: Some("0.63.0".into()),
+            rendered: Some("0.62.1".into()),
+            pull_request: None,
+            error: None,
+            rollout: crate::rollout::Position {
+                wave: Some(wave.to_string()),
+                ..Default::default()
+            },
+            rollback: None,
+            hold: None,
+            state,
+        }
+    }
+
+    fn status(environments: Vec<EnvStatus>) -> Status {
+        Status {
+            repository: "file:///r\"<x>".into(),
+            base: "main".into(),
+            commit: "abc".into(),
+            channels: Vec::new(),
+            cycle: None,
+            waves: Vec::new(),
+            environments,
+            freeze: None,
+        }
+    }
+
+    #[test]
+    fn the_table_filters_by_text_and_state_and_pages_on_the_server() {
+        let envs = (0..250)
+            .map(|i| {
+                let state = if i % 2 == 0 {
+                    EnvState::Waiting
+                } else {
+                    EnvState::Merged
+                };
+                env(&format!("e{i:03}"), "w", state)
+            })
+            .collect();
+        let s = status(envs);
+        let all = rows(&s, &Query::default());
+        assert_eq!((all.matched, all.pages, all.shown.len()), (250, 3, 100));
+        assert_eq!(all.shown[0].env, "e000");
+        let last = rows(
+            &s,
+            &Query {
+                page: Some(9),
+                ..Query::default()
+            },
+        );
+        assert_eq!(
+            (last.page, last.shown.len()),
+            (3, 50),
+            "a page past the end is the last"
+        );
+        let waiting = rows(
+            &s,
+            &Query {
+                q: "E01".into(),
+                state: "waiting".into(),
+                page: None,
+            },
+        );
+        assert_eq!(waiting.matched, 5, "e010, e012 … e018");
+        assert!(waiting.shown.iter().all(|e| e.state == EnvState::Waiting));
+    }
+
+    #[test]
+    fn everything_printed_is_escaped_and_nothing_is_inline() {
+        let mut e = env("x-script-img", "w\"<b>", EnvState::Open);
+        e.pull_request = Some(PrStatus {
+            number: 1,
+            url: "javascript:alert(1)".into(),
+            title: "<script>alert(1)</script>".into(),
+            opened_at: None,
+            age_secs: None,
+            draft: false,
+            waits_for_review: true,
+        });
+        e.error = Some("failed: <img src=x onerror=alert(1)>".into());
+        let s = status(vec![e]);
+        let html = fleet(
+            &s,
+            &Query {
+                q: "\"><script>".into(),
+                ..Query::default()
+            },
+            Abilities::default(),
+        );
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+        assert!(
+            html.contains("value=\"&quot;&gt;&lt;script&gt;\""),
+            "{html}"
+        );
+        assert!(html.contains("file:///r&quot;&lt;x&gt;"), "{html}");
+        assert!(!html.contains("style=") && !html.contains(" on"), "{html}");
+        let page = environment(&s, None, "x-script-img", Abilities::default()).expect("a page");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(environment(&s, None, "nope", Abilities::default()).is_none());
+    }
 }

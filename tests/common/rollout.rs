@@ -49,10 +49,10 @@ impl Fleet {
         fleet
             .remote
             .seed_tenants(tenants, &[("hydrant.yaml", hydrant_yaml)]);
-        let first = fleet.reconcile();
+        let first = fleet.reconcile_unpaced();
         assert_eq!(fleet.open_pulls().len(), tenants.len(), "{}", first.stdout);
         fleet.merge(tenants);
-        fleet.reconcile();
+        fleet.reconcile_unpaced();
         assert!(fleet.open_pulls().is_empty());
         fleet
     }
@@ -68,6 +68,30 @@ impl Fleet {
     /// One cycle; its outcomes.
     pub fn reconcile(&self) -> Run {
         self.run(&["reconcile", "--once", "--output", "json"]).ok()
+    }
+
+    /// One cycle with no pull-request budget in the way (a fleet larger
+    /// than the default 50 new pull requests an hour); its outcomes.
+    pub fn reconcile_unpaced(&self) -> Run {
+        self.run(&[
+            "reconcile",
+            "--once",
+            "--output",
+            "json",
+            "--max-new-pull-requests-per-hour",
+            "1000000",
+        ])
+        .ok()
+    }
+
+    /// `holds.yaml` on the remote's `main` (empty when there is none).
+    pub fn holds_on_main(&self) -> String {
+        let out = std::process::Command::new("git")
+            .args(["show", "main:holds.yaml"])
+            .current_dir(self.remote.bare())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     /// Every pull request the local forge holds.
