@@ -28,41 +28,22 @@ pub struct StatusArgs {
     pub ui: UiArgs,
 }
 
-pub fn run(
-    StatusArgs {
-        args,
-        serve,
-        refresh,
-        ui,
-    }: StatusArgs,
-) -> anyhow::Result<ExitCode> {
-    if let Some(listen) = serve {
-        let (session, opts) = prepare(&args)?;
-        let ui = ui.options()?;
-        crate::daemon::serve_status(session.workspace, session.forge, opts, listen, refresh, ui)?;
+pub fn run(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let (session, opts) = prepare(&a.args)?;
+    let (ws, forge) = (session.workspace, session.forge);
+    if let Some(listen) = a.serve {
+        crate::daemon::serve_status(ws, forge, opts, listen, a.refresh, a.ui.options()?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (
-        crate::delivery::connect::Session {
-            workspace: ws,
-            forge,
-        },
-        opts,
-    ) = prepare(&args)?;
     let status = status::status(&ws, forge.as_ref(), &opts)?;
-    if args.output == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", text::pacing(status.freeze.as_ref(), None));
-        print!("{}", text::status(&status));
-        for s in status.environments.iter().filter(|s| s.error.is_some()) {
-            eprintln!("error: {}: {}", s.env, s.error.as_deref().unwrap_or(""));
+    match a.args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        OutputFormat::Text => {
+            print!("{}", text::pacing(status.freeze.as_ref(), None));
+            print!("{}", text::status(&status));
+            eprint!("{}", text::status_errors(&status));
         }
     }
-    let statuses = &status.environments;
-    Ok(if statuses.iter().any(|s| s.error.is_some()) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let failed = status.environments.iter().any(|s| s.error.is_some());
+    Ok(ExitCode::from(u8::from(failed)))
 }

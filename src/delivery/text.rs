@@ -208,6 +208,17 @@ pub fn status(status: &Status) -> String {
     out
 }
 
+/// An `error:` line per environment that failed, for stderr.
+pub fn status_errors(status: &Status) -> String {
+    let mut out = String::new();
+    for s in &status.environments {
+        if let Some(e) = &s.error {
+            writeln(&mut out, format!("error: {}: {e}", s.env));
+        }
+    }
+    out
+}
+
 /// The freeze window that applies now and the pull-request budget (when it
 /// is used up), as lines above a plan, a cycle's outcomes or a status.
 pub fn pacing(freeze: Option<&Frozen>, budget: Option<&BudgetUse>) -> String {
