@@ -96,8 +96,6 @@ pub struct CycleReport {
     pub frozen: bool,
     /// The pull-request budget, when an environment would have opened one.
     pub budget: Option<crate::delivery::pace::BudgetUse>,
-    /// The fleet as observed after the cycle: what the fleet page shows.
-    pub snapshot: Option<Box<crate::ui::Snapshot>>,
 }
 
 /// What one cycle reports, or why it could not run.
@@ -125,6 +123,9 @@ pub struct Jobs {
     pub poll: Box<dyn Fn() -> Result<PollReport, String> + Send + Sync>,
     /// Commits a change of `holds.yaml` to the base branch (between cycles).
     pub holds: Box<HoldsJob>,
+    /// Observes the fleet after a cycle, for the fleet page (`None`: it
+    /// could not be observed; the page keeps the last model).
+    pub observe: Box<dyn Fn() -> Option<crate::ui::Snapshot> + Send + Sync>,
 }
 
 #[derive(Debug, Clone)]
@@ -397,12 +398,9 @@ async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
             scope: scope.clone(),
             waiting,
         };
-        let mut result = tokio::task::spawn_blocking(move || span.in_scope(|| (j.cycle)(&request)))
+        let result = tokio::task::spawn_blocking(move || span.in_scope(|| (j.cycle)(&request)))
             .await
             .unwrap_or_else(|e| Err(format!("the cycle panicked: {e}")));
-        if let Some(snapshot) = result.as_mut().ok().and_then(|r| r.snapshot.take()) {
-            shared.board.update(*snapshot);
-        }
         match &result {
             Ok(r) => {
                 let failed: Vec<&str> = r
@@ -451,6 +449,20 @@ async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
         }
         let delay = next_delay(shared.options.interval, failures);
         shared.board.set_cycle(cycle_state(&result, delay));
+        if result.is_ok() {
+            // Beside the schedule: the next cycle waits for the workspace
+            // only if this is still running when it starts.
+            let (j, shared) = (jobs.clone(), shared.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Some(snapshot) = (j.observe)() {
+                    // Its channel fetches are counted like any other.
+                    if let Ok(mut m) = shared.metrics.lock() {
+                        m.record_fetches(&snapshot.fetches);
+                    }
+                    shared.board.update(snapshot);
+                }
+            });
+        }
         // After a cycle that could not run at all, its backoff holds for the
         // environments due a retry too: they are in the next cycle's scope.
         let retry_at = match failures {

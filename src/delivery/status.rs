@@ -427,6 +427,18 @@ impl Status {
 /// the version rendered on the base branch, its open pull request, and
 /// where its rollout wave stands. Changes nothing.
 pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Status, CycleError> {
+    status_with(ws, forge, opts, None).map(|(status, _)| status)
+}
+
+/// [`status`], with the channel fetches a cycle has just made (`fetched`)
+/// instead of probing the channels again: the daemon's view after a cycle.
+/// Also returns the channel fetches it made itself (for `/metrics`).
+pub fn status_with(
+    ws: &Workspace,
+    forge: &dyn Forge,
+    opts: &Options,
+    fetched_channels: Option<&[ChannelFetch]>,
+) -> Result<(Status, Vec<ChannelFetch>), CycleError> {
     let fetched = ws.fetch(opts.base.as_deref())?;
     let project = reconcile::load(ws, &fetched, &opts.channel)?;
     let envs = reconcile::selected(&project, opts)?;
@@ -438,7 +450,26 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
     }
     let mut offered = BTreeMap::new();
     let mut channels = Vec::new();
-    for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {
+    let probes = match fetched_channels {
+        None => project.probe_channels().map_err(ProjectError::from)?,
+        Some(known) => {
+            // The last fetch of each channel (and release) the cycle made.
+            let mut users: BTreeMap<(String, Option<String>), Vec<String>> = BTreeMap::new();
+            for env in project.environments() {
+                if let Ok(key) = project.environment_channel(env) {
+                    users.entry(key).or_default().push(env.clone());
+                }
+            }
+            users
+                .into_iter()
+                .filter_map(|(key, envs)| {
+                    let fetch = known.iter().rev().find(|f| f.key == key)?;
+                    Some((fetch.clone(), envs))
+                })
+                .collect()
+        }
+    };
+    for (fetch, users) in probes {
         channels.push((fetch.clone(), users.len()));
         for env in users {
             offered.insert(env, fetch.clone());
@@ -465,14 +496,16 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
             status
         })
         .collect();
-    Ok(assemble(
+    let made = project.take_fetches();
+    let status = assemble(
         ws.url(),
         (&fetched.base_branch, &Workspace::short(fetched.base_commit)),
         &channels,
         decision,
         project.rollout(),
         environments,
-    ))
+    );
+    Ok((status, made))
 }
 
 #[cfg(test)]

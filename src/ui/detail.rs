@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use crate::delivery::Outcome;
-use crate::project::Project;
+use crate::project::{ChannelFetch, Project};
 
 /// How many of an environment's own keys are explained.
 pub const EXPLAINED_KEYS: usize = 25;
@@ -67,14 +67,28 @@ fn shown(path: &[String], value: &serde_json::Value, root: &serde_json::Value) -
 }
 
 /// The provenance of the keys an environment's own layers set (at most
-/// [`EXPLAINED_KEYS`]), its channel's spec taken from `specs` when read before.
+/// [`EXPLAINED_KEYS`]), its channel's spec taken from `specs` when read
+/// before. The spec is read by release (the pinned one, or the version the
+/// cycle found latest in `fetches`): the channel's latest is never asked
+/// for here, so a new release is found by the cycles and polls that count it.
 fn provenance(
     project: &Project,
     env: &str,
+    fetches: &[ChannelFetch],
     specs: &mut HashMap<(String, Option<String>), Option<crate::channel::ChannelSpec>>,
 ) -> Result<Vec<Provenance>, String> {
     let files = project.environment_files(env).map_err(|e| e.to_string())?;
-    let key = (files.config.channel.clone(), files.config.release.clone());
+    let channel = files.config.channel.clone();
+    let release = match &files.config.release {
+        Some(r) => r.clone(),
+        None => fetches
+            .iter()
+            .rev()
+            .find(|f| f.key == (channel.clone(), None))
+            .and_then(|f| f.version.clone())
+            .ok_or_else(|| "its channel's latest release is not known".to_string())?,
+    };
+    let key = (channel, Some(release));
     let spec = specs
         .entry(key)
         .or_insert_with_key(|(channel, release)| {
@@ -124,13 +138,19 @@ fn provenance(
         .collect())
 }
 
-/// Each environment's detail from a cycle's outcomes over `project`.
-pub fn build(outcomes: &[Outcome], project: &Project) -> BTreeMap<String, Detail> {
+/// Each environment's detail from a cycle's outcomes over `project`, and
+/// the channel fetches the cycle made.
+pub fn build(
+    outcomes: &[Outcome],
+    project: &Project,
+    fetches: &[ChannelFetch],
+) -> BTreeMap<String, Detail> {
     let mut specs = HashMap::new();
     outcomes
         .iter()
         .map(|o| {
-            let (provenance, provenance_error) = match provenance(project, &o.env, &mut specs) {
+            let found = provenance(project, &o.env, fetches, &mut specs);
+            let (provenance, provenance_error) = match found {
                 Ok(p) => (p, None),
                 Err(e) => (Vec::new(), Some(e)),
             };

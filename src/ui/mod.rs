@@ -58,6 +58,9 @@ pub struct UiOptions {
 pub struct Snapshot {
     pub status: Status,
     pub details: BTreeMap<String, Detail>,
+    /// The channel fetches observing it made: (channel, result), as
+    /// `/metrics` counts them.
+    pub fetches: Vec<(String, &'static str)>,
 }
 
 /// The latest model, shared by whoever observes and the pages.
@@ -66,6 +69,8 @@ pub struct Board {
     /// Whether the daemon's holds API sits beside the pages.
     holds_api: bool,
     snapshot: RwLock<Option<Snapshot>>,
+    /// The daemon's last cycle and its next one.
+    cycle: RwLock<Option<CycleState>>,
 }
 
 impl Board {
@@ -74,6 +79,7 @@ impl Board {
             options,
             holds_api,
             snapshot: RwLock::new(None),
+            cycle: RwLock::new(None),
         }
     }
 
@@ -85,10 +91,14 @@ impl Board {
             .snapshot
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if next.status.cycle.is_none() {
+            next.status.cycle = self
+                .cycle
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+        }
         if let Some(old) = kept.take() {
-            if next.status.cycle.is_none() {
-                next.status.cycle = old.status.cycle;
-            }
             for (env, d) in old.details {
                 if next.status.environment(&env).is_some() {
                     next.details.entry(env).or_insert(d);
@@ -100,6 +110,10 @@ impl Board {
 
     /// Records the daemon's last cycle and its next one.
     pub fn set_cycle(&self, cycle: CycleState) {
+        *self
+            .cycle
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cycle.clone());
         if let Some(s) = self
             .snapshot
             .write()
@@ -408,11 +422,15 @@ pub fn observe(
     let mut plan = opts.clone();
     plan.dry_run = true;
     let details = match crate::reconcile::run_cycle(ws, forge, &plan) {
-        Ok(cycle) => detail::build(&cycle.outcomes, &cycle.project),
+        Ok(cycle) => detail::build(&cycle.outcomes, &cycle.project, &cycle.fetches),
         Err(e) => {
             tracing::warn!(error = %e, "the plan of the fleet page could not be made");
             BTreeMap::new()
         }
     };
-    Ok(Snapshot { status, details })
+    Ok(Snapshot {
+        status,
+        details,
+        fetches: Vec::new(),
+    })
 }
