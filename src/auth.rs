@@ -302,6 +302,31 @@ pub fn check_ca_file(path: &std::path::Path) -> Result<(), CredentialError> {
     Ok(())
 }
 
+/// A file's text, trimmed (public keys).
+pub fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    Ok(text.trim().to_string())
+}
+
+/// A secret from its `--…-file` flag, else from its environment variable:
+/// one line of printable text either way. Secrets are never flags of their
+/// own: they would show in `ps`.
+pub fn secret(file: &Option<std::path::PathBuf>, var: &str) -> anyhow::Result<Option<String>> {
+    let with_hint = |e: CredentialError| match e.hint() {
+        Some(hint) => anyhow::anyhow!("{e}\nhint: {hint}"),
+        None => anyhow::Error::new(e),
+    };
+    secret_source(file, var).read().map_err(with_hint)
+}
+
+/// A secret from its `--…-file` flag, else from its environment variable,
+/// read when it is needed.
+pub fn secret_source(file: &Option<std::path::PathBuf>, var: &str) -> Secret {
+    Secret::new(file.clone(), var, std::env::var(var).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

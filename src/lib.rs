@@ -35,6 +35,7 @@ pub mod rollout;
 pub mod settings;
 pub mod spec;
 pub mod tree;
+pub mod ui;
 pub mod watch;
 pub mod yaml;
 

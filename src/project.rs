@@ -81,6 +81,8 @@ pub struct ChannelFetch {
     pub version: Option<String>,
     /// The spec's version and the digest of its bytes; `None` on error.
     pub fingerprint: Option<String>,
+    /// How old the last good spec is, when `result` is `stale`.
+    pub stale_secs: Option<u64>,
 }
 
 impl ChannelFetch {
@@ -107,6 +109,13 @@ impl ChannelFetch {
             result,
             version: spec.as_ref().ok().map(|s| s.version.clone()),
             fingerprint,
+            stale_secs: match spec {
+                Ok(ChannelSpec {
+                    fetch: Fetch::StaleCache { age_secs, .. },
+                    ..
+                }) => Some(*age_secs),
+                _ => None,
+            },
         }
     }
 }
@@ -558,6 +567,12 @@ impl Project {
         used.sort();
         used.dedup();
         Ok(used)
+    }
+
+    /// An environment's own files: `environment.yaml` and its value layers.
+    pub fn environment_files(&self, env: &str) -> Result<EnvironmentFiles, RepoError> {
+        self.repo.check_environment(env, &self.environments)?;
+        self.repo.environment(env)
     }
 
     /// The channel and release an environment follows.

@@ -325,10 +325,14 @@ fn halt_by_the_daemon(fleet: &Fleet, wait_for_rollback: bool) -> (String, String
         });
         // The pull request opens midway through a cycle; the cycle's
         // metrics are published when it ends.
-        wait_for(Duration::from_secs(30), "the rollback in the metrics", || {
-            let metrics = http(port, "GET", "/metrics", &[], "").unwrap().1;
-            sample(&metrics, "hydrant_rollout_rollback{environment=\"c1\"}") == 1.0
-        });
+        wait_for(
+            Duration::from_secs(30),
+            "the rollback in the metrics",
+            || {
+                let metrics = http(port, "GET", "/metrics", &[], "").unwrap().1;
+                sample(&metrics, "hydrant_rollout_rollback{environment=\"c1\"}") == 1.0
+            },
+        );
     } else {
         // A few more cycles, in which nothing else may happen.
         let cycles = |port| {

@@ -6,6 +6,7 @@
 //! [`parse_spec`] is pure; sources do the IO.
 
 mod file;
+pub mod flags;
 pub mod http;
 mod verify;
 

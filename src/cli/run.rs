@@ -50,6 +50,31 @@ pub struct DaemonArgs {
     /// A file holding the GitLab webhook token (or set `HYDRANT_GITLAB_WEBHOOK_TOKEN`).
     #[arg(long, env = "HYDRANT_GITLAB_WEBHOOK_TOKEN_FILE", value_name = "FILE")]
     pub gitlab_webhook_token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub ui: UiArgs,
+}
+
+/// The fleet page's settings, shared by `run` and `status --serve`.
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// A file holding the token of the fleet page and `/api/v1/status` (or
+    /// set `HYDRANT_UI_TOKEN`): a bearer token, or a cookie set by
+    /// `/login?token=`. With it, holds can be set and released from the page.
+    #[arg(long, env = "HYDRANT_UI_TOKEN_FILE", value_name = "FILE")]
+    pub ui_token_file: Option<std::path::PathBuf>,
+    /// Turn the fleet page off: `/`, `/environments/*` and `/login` answer
+    /// `404` (`/api/v1/status` stays).
+    #[arg(long, env = "HYDRANT_NO_UI")]
+    pub no_ui: bool,
+}
+
+impl UiArgs {
+    pub fn options(&self) -> anyhow::Result<crate::ui::UiOptions> {
+        Ok(crate::ui::UiOptions {
+            disabled: self.no_ui,
+            token: secret(&self.ui_token_file, "HYDRANT_UI_TOKEN")?,
+        })
+    }
 }
 
 pub fn run(RunArgs { once, daemon: args }: RunArgs) -> anyhow::Result<ExitCode> {
@@ -80,6 +105,7 @@ pub fn run(RunArgs { once, daemon: args }: RunArgs) -> anyhow::Result<ExitCode> 
             "HYDRANT_GITLAB_WEBHOOK_TOKEN",
         )?,
         base: opts.base.clone(),
+        ui: args.ui.options()?,
     };
     Ok(match daemon::serve_repository(ws, forge, opts, options)? {
         daemon::Stopped::Clean => ExitCode::SUCCESS,

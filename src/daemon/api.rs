@@ -8,9 +8,11 @@
 //! cycle in flight has finished, answers with JSON naming the commit, and
 //! triggers a cycle so that the change applies at once.
 //!
-//! The requests carry the trigger token as a bearer token (compared in
-//! constant time): without one configured the API answers `403`, without
-//! the right one `401`, before any body is read. A body is read within
+//! The requests carry the trigger token or the fleet page's UI token as a
+//! bearer token (compared in constant time), or come from the fleet page
+//! itself: its login cookie with the page's own `X-Hydrant-UI` header, which
+//! a form of another site cannot send. Without either token configured the
+//! API answers `403`, without the right one `401`, before any body is read. A body is read within
 //! [`super::http::REQUEST_TIMEOUT`] and is at most [`MAX_BODY`] bytes.
 
 use std::sync::Arc;
@@ -49,18 +51,26 @@ fn refused(status: StatusCode, error: &str) -> Response {
     answer(status, json!({ "error": error }))
 }
 
-/// The answer refusing a request without the trigger token, if it is refused.
+/// The answer refusing a request without the trigger token or the UI
+/// token, if it is refused.
 fn unauthorized(s: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = s.options.trigger_token.as_deref() else {
+    let trigger = s.options.trigger_token.as_deref();
+    let ui = s.board.token();
+    if trigger.is_none() && ui.is_none() {
         return Some(answer(
             StatusCode::FORBIDDEN,
             json!({
-                "error": "the holds API is off: no trigger token is configured",
-                "hint": "set HYDRANT_TRIGGER_TOKEN or --trigger-token-file, or use `hydrant hold`",
+                "error": "the holds API is off: no trigger token or UI token is configured",
+                "hint": "set HYDRANT_TRIGGER_TOKEN or --trigger-token-file (or --ui-token-file), or use `hydrant hold`",
             }),
         ));
-    };
-    let ok = bearer(headers).is_some_and(|p| same(p.as_bytes(), token.as_bytes()));
+    }
+    let presented = bearer(headers);
+    let ok = [trigger, ui]
+        .into_iter()
+        .flatten()
+        .any(|token| presented.is_some_and(|p| same(p.as_bytes(), token.as_bytes())))
+        || ui.is_some_and(|token| crate::ui::from_page(headers, token));
     (!ok).then(|| refused(StatusCode::UNAUTHORIZED, "a valid bearer token is required"))
 }
 

@@ -17,6 +17,7 @@ use crate::git::Workspace;
 use crate::project::{ChannelFetch, ChannelKey, Project};
 use crate::reconcile;
 use crate::rollout::gating::GateBook;
+use crate::ui::Snapshot;
 
 /// Runs the daemon over a config repository until a signal stops it.
 pub fn serve_repository(
@@ -33,14 +34,21 @@ pub fn serve_repository(
         project: Mutex::new(None),
         seen: Mutex::new(Seen::default()),
         gates: Mutex::new(GateBook::default()),
+        last: Mutex::new(None),
     });
-    let (for_cycle, for_poll, for_holds) = (controller.clone(), controller.clone(), controller);
+    let (for_cycle, for_poll, for_holds, for_page) = (
+        controller.clone(),
+        controller.clone(),
+        controller.clone(),
+        controller,
+    );
     super::run(
         options,
         Jobs {
             cycle: Box::new(move |request| for_cycle.cycle(request)),
             poll: Box::new(move || for_poll.poll()),
             holds: Box::new(move |change, by| for_holds.edit_holds(change, by)),
+            observe: Box::new(move || for_page.observe()),
         },
     )
 }
@@ -73,6 +81,18 @@ struct Controller {
     seen: Mutex<Seen>,
     /// The answers of health gates across cycles.
     gates: Mutex<GateBook>,
+    /// What the last cycle did, for the fleet page: each environment's
+    /// plan and provenance, each gate's failures and the halted releases.
+    last: Mutex<Option<LastCycle>>,
+}
+
+/// What the fleet page takes from a cycle.
+struct LastCycle {
+    outcomes: Vec<crate::reconcile::Outcome>,
+    fetches: Vec<ChannelFetch>,
+    project: Arc<Project>,
+    gate_failures: std::collections::BTreeMap<String, u64>,
+    halted: Vec<(String, String)>,
 }
 
 fn fetches_shown(fetches: &[ChannelFetch]) -> Vec<(String, &'static str)> {
@@ -122,8 +142,18 @@ impl Controller {
                 channel_news |= seen.news(f);
             }
         }
+        let project = Arc::new(cycle.project);
         if let Ok(mut p) = self.project.lock() {
-            *p = Some(Arc::new(cycle.project));
+            *p = Some(project.clone());
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(LastCycle {
+                outcomes: cycle.outcomes.clone(),
+                fetches: cycle.fetches.clone(),
+                project,
+                gate_failures: cycle.gate_failures.clone(),
+                halted: cycle.halted.clone(),
+            });
         }
         let rollbacks = cycle
             .rollout
@@ -154,6 +184,35 @@ impl Controller {
             frozen,
             budget: cycle.budget,
         })
+    }
+
+    /// The fleet after a cycle: the status of every environment the
+    /// daemon covers, and the plan and provenance of those the last cycle
+    /// went through. A failure to observe is logged; the page keeps the
+    /// last model.
+    fn observe(&self) -> Option<Snapshot> {
+        let last = self.last.lock().ok()?.take()?;
+        let ws = self
+            .ws
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let status = crate::delivery::status::status_with(
+            &ws,
+            self.forge.as_ref(),
+            &self.opts,
+            Some(&last.fetches),
+        );
+        match status {
+            Ok((status, made)) => Some(Snapshot {
+                status: status.with_gates(&last.gate_failures, &last.halted),
+                details: crate::ui::detail::build(&last.outcomes, &last.project, &last.fetches),
+                fetches: fetches_shown(&made),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "the fleet could not be observed after the cycle");
+                None
+            }
+        }
     }
 
     /// Commits a change of `holds.yaml` to the base branch, once the cycle
@@ -211,6 +270,7 @@ mod tests {
             result: "200",
             version: None,
             fingerprint: fingerprint.map(String::from),
+            stale_secs: None,
         }
     }
 

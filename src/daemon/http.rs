@@ -114,6 +114,7 @@ fn first_delivery(s: &Shared, forge: &str, id: Option<&str>, body: &[u8]) -> boo
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    let ui = crate::ui::routes(shared.board.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -126,6 +127,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         // the cycle in flight: it is outside the layer above.
         .merge(super::api::routes())
         .with_state(shared)
+        .merge(ui)
 }
 
 /// Answers `408` to a request, its body included, that takes too long: a
@@ -168,10 +170,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// Compares secrets in constant time.
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub(crate) use crate::ui::same;
 
 #[derive(Debug, serde::Deserialize)]
 struct TriggerQuery {

@@ -123,6 +123,9 @@ pub struct Jobs {
     pub poll: Box<dyn Fn() -> Result<PollReport, String> + Send + Sync>,
     /// Commits a change of `holds.yaml` to the base branch (between cycles).
     pub holds: Box<HoldsJob>,
+    /// Observes the fleet after a cycle, for the fleet page (`None`: it
+    /// could not be observed; the page keeps the last model).
+    pub observe: Box<dyn Fn() -> Option<crate::ui::Snapshot> + Send + Sync>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +143,8 @@ pub struct DaemonOptions {
     pub gitlab_token: Option<String>,
     /// The base branch: push events to other branches are ignored.
     pub base: Option<String>,
+    /// The fleet page: on or off, and its token.
+    pub ui: crate::ui::UiOptions,
 }
 
 /// State shared by the scheduler and the HTTP endpoints.
@@ -156,6 +161,8 @@ pub struct Shared {
     deliveries: Mutex<http::Deliveries>,
     /// What the API's edits run.
     jobs: Arc<Jobs>,
+    /// The latest model of the fleet, for the page and `/api/v1/status`.
+    pub board: Arc<crate::ui::Board>,
 }
 
 impl Shared {
@@ -219,6 +226,30 @@ fn next_delay(interval: Duration, failures: u32) -> Duration {
     }
 }
 
+/// The last cycle and the next one, as the fleet page shows them.
+fn cycle_state(result: &CycleResult, delay: Duration) -> crate::delivery::status::CycleState {
+    let now = jiff::Timestamp::now();
+    let next = jiff::SignedDuration::try_from(delay)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+        .unwrap_or(now);
+    let second = |t: jiff::Timestamp| {
+        jiff::Timestamp::from_second(t.as_second())
+            .map_or_else(|_| t.to_string(), |t| t.to_string())
+    };
+    let (outcome, error) = match result {
+        Ok(r) if r.outcomes.iter().any(|o| o.error.is_some()) => ("failed", None),
+        Ok(_) => ("ok", None),
+        Err(e) => ("error", Some(e.clone())),
+    };
+    crate::delivery::status::CycleState {
+        finished_at: second(now),
+        outcome,
+        error,
+        next_at: second(next),
+    }
+}
+
 /// How the daemon stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -253,6 +284,7 @@ async fn serve(options: DaemonOptions, jobs: Arc<Jobs>) -> anyhow::Result<Stoppe
         stopping: AtomicBool::new(false),
         deliveries: Mutex::new(http::Deliveries::default()),
         jobs: jobs.clone(),
+        board: Arc::new(crate::ui::Board::new(options.ui.clone(), true)),
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -416,6 +448,21 @@ async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
             return;
         }
         let delay = next_delay(shared.options.interval, failures);
+        shared.board.set_cycle(cycle_state(&result, delay));
+        if result.is_ok() {
+            // Beside the schedule: the next cycle waits for the workspace
+            // only if this is still running when it starts.
+            let (j, shared) = (jobs.clone(), shared.clone());
+            tokio::task::spawn_blocking(move || {
+                if let Some(snapshot) = (j.observe)() {
+                    // Its channel fetches are counted like any other.
+                    if let Ok(mut m) = shared.metrics.lock() {
+                        m.record_fetches(&snapshot.fetches);
+                    }
+                    shared.board.update(snapshot);
+                }
+            });
+        }
         // After a cycle that could not run at all, its backoff holds for the
         // environments due a retry too: they are in the next cycle's scope.
         let retry_at = match failures {
@@ -447,6 +494,54 @@ async fn schedule(shared: Arc<Shared>, jobs: Arc<Jobs>) {
             }
         };
     }
+}
+
+/// `hydrant status --serve`: serves the page and `/api/v1/status` for a
+/// repository without the daemon, observing it at start and every
+/// `refresh`, until interrupted.
+pub fn serve_status(
+    ws: crate::git::Workspace,
+    forge: Box<dyn crate::forge::Forge>,
+    opts: crate::reconcile::Options,
+    listen: SocketAddr,
+    refresh: Duration,
+    options: crate::ui::UiOptions,
+) -> anyhow::Result<()> {
+    let board = Arc::new(crate::ui::Board::new(options, false));
+    let first = crate::ui::observe(&ws, forge.as_ref(), &opts)?;
+    board.update(first);
+    {
+        let board = board.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(refresh);
+                match crate::ui::observe(&ws, forge.as_ref(), &opts) {
+                    Ok(s) => board.update(s),
+                    Err(e) => tracing::warn!(error = %e, "observing the fleet failed"),
+                }
+            }
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on `{listen}`: {e}"))?;
+        eprintln!(
+            "hydrant: serving the fleet page on http://{}",
+            listener.local_addr()?
+        );
+        tokio::select! {
+            _ = http::serve(listener, crate::ui::routes(board)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_background();
+    Ok(())
 }
 
 #[cfg(test)]

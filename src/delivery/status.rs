@@ -1,9 +1,14 @@
-//! Where each environment stands (`hydrant status`): observe, then summarise.
+//! Where the fleet stands (`hydrant status`, `GET /api/v1/status` and the
+//! fleet page): observe, then summarise.
 //!
 //! The observation is [`super::observe::environment`]'s, the one a reconcile
-//! plans from; the summary ([`summarise`]) is pure: the version the channel
-//! offers, the version rendered on the base branch, and the open pull request
-//! with its age at a given time. Nothing here writes, pushes or prints.
+//! plans from; the summary ([`summarise`], [`assemble`]) is pure: the
+//! repository and its channels (their latest version and where the spec came
+//! from), each rollout wave's progress, and per environment the version the
+//! channel offers, the version rendered on the base branch, its state and
+//! the open pull request with its age at a given time. [`status`] is the one
+//! function that builds the model; the daemon keeps the latest one and adds
+//! its cycle ([`CycleState`]). Nothing here writes, pushes or prints.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +20,7 @@ use crate::forge::Forge;
 use crate::git::Workspace;
 use crate::project::{ChannelFetch, ProjectError};
 use crate::reconcile::{self, CycleError, Options};
+use crate::rollout::holds::Hold;
 use crate::rollout::{self, WaveSummary};
 
 /// Where one environment stands: `hydrant status`.
@@ -36,18 +42,172 @@ pub struct EnvStatus {
     /// Why it goes back to the release it ran before, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<String>,
+    /// The hold on this environment itself, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+    /// What it is doing, in one word (see [`EnvState`]).
+    pub state: EnvState,
 }
 
-/// Where the fleet stands: each environment, and each rollout wave.
+/// An environment's state, in one word: the first that holds of `failed`
+/// (its last error), `held`, `waiting` (an earlier wave, a soak, a freeze of
+/// its rollout), `open` (a pull request waits), `merged` (it runs what its
+/// channel offers), `pending` (it may take a release no pull request carries yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvState {
+    Failed,
+    Held,
+    Waiting,
+    Open,
+    Merged,
+    Pending,
+}
+
+impl EnvState {
+    pub const ALL: [EnvState; 6] = [
+        EnvState::Merged,
+        EnvState::Open,
+        EnvState::Pending,
+        EnvState::Waiting,
+        EnvState::Held,
+        EnvState::Failed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EnvState::Failed => "failed",
+            EnvState::Held => "held",
+            EnvState::Waiting => "waiting",
+            EnvState::Open => "open",
+            EnvState::Merged => "merged",
+            EnvState::Pending => "pending",
+        }
+    }
+
+    /// The state named `name`, if any.
+    pub fn parse(name: &str) -> Option<EnvState> {
+        EnvState::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Where the fleet stands: the repository and its channels, each rollout
+/// wave, and each environment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
+    /// The config repository, as shown to people (no credentials).
+    pub repository: String,
+    /// Its base branch, and the commit read.
+    pub base: String,
+    pub commit: String,
+    /// Each channel (and pinned release) the environments follow.
+    pub channels: Vec<ChannelState>,
+    /// The daemon's last cycle and its next one (only from the daemon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<CycleState>,
     /// Per wave and channel; empty without a `rollout:` block.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub waves: Vec<WaveSummary>,
+    pub waves: Vec<WaveStatus>,
     pub environments: Vec<EnvStatus>,
     /// The freeze window that applies now, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze: Option<crate::rollout::Frozen>,
+}
+
+/// A channel (or a pinned release of it): its latest version and where its
+/// spec came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelState {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    pub version: Option<String>,
+    /// `network` (downloaded), `not-modified` (a `304`: the cache is
+    /// current), `stale` (the last good spec: the channel is unreachable),
+    /// `file`, or `error`.
+    pub source: &'static str,
+    /// How old the stale spec is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_secs: Option<u64>,
+    /// How many environments follow it.
+    pub environments: usize,
+}
+
+/// The daemon's last cycle and its next one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CycleState {
+    /// When the last cycle finished (RFC 3339).
+    pub finished_at: String,
+    /// `ok`, `failed` (some environments failed) or `error` (it could not run).
+    pub outcome: &'static str,
+    /// Why it could not run, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the next one starts at the latest (RFC 3339).
+    pub next_at: String,
+}
+
+/// One wave's progress on one channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaveStatus {
+    #[serde(flatten)]
+    pub summary: WaveSummary,
+    /// How many of its environments are in each state.
+    pub progress: Progress,
+    /// The health gates checked for its environments.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateState>,
+}
+
+/// How many environments are in each [`EnvState`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub merged: usize,
+    pub open: usize,
+    pub pending: usize,
+    pub waiting: usize,
+    pub held: usize,
+    pub failed: usize,
+}
+
+impl Progress {
+    fn add(&mut self, state: EnvState) {
+        *match state {
+            EnvState::Merged => &mut self.merged,
+            EnvState::Open => &mut self.open,
+            EnvState::Pending => &mut self.pending,
+            EnvState::Waiting => &mut self.waiting,
+            EnvState::Held => &mut self.held,
+            EnvState::Failed => &mut self.failed,
+        } += 1;
+    }
+
+    pub fn get(&self, state: EnvState) -> usize {
+        match state {
+            EnvState::Merged => self.merged,
+            EnvState::Open => self.open,
+            EnvState::Pending => self.pending,
+            EnvState::Waiting => self.waiting,
+            EnvState::Held => self.held,
+            EnvState::Failed => self.failed,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        EnvState::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+}
+
+/// A health gate of a wave: `checked` says whether this process has asked
+/// it (only the daemon does), `failures` its definite failures since then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateState {
+    pub name: String,
+    pub checked: bool,
+    pub failures: u64,
+    /// Releases whose rollout a failure of a gate halted (`channel version`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub halted: Vec<String>,
 }
 
 /// An environment's open pull request.
@@ -55,6 +215,7 @@ pub struct Status {
 pub struct PrStatus {
     pub number: u64,
     pub url: String,
+    pub title: String,
     pub opened_at: Option<String>,
     pub age_secs: Option<u64>,
     pub draft: bool,
@@ -91,6 +252,8 @@ pub fn summarise(
         }),
         rollout: Default::default(),
         rollback: None,
+        hold: None,
+        state: EnvState::Pending,
     };
     match observed {
         Ok(observed) => {
@@ -100,12 +263,14 @@ pub fn summarise(
                 waits_for_review: !pr.draft && !pr.auto_merge,
                 number: pr.number,
                 url: pr.url,
+                title: pr.title,
                 opened_at: pr.created_at,
                 draft: pr.draft,
             });
         }
         Err(e) => status.error = Some(e.to_string()),
     }
+    status.state = state_of(&status, None);
     status
 }
 
@@ -116,14 +281,164 @@ pub fn with_verdict(mut status: EnvStatus, verdict: Option<&rollout::Verdict>) -
         if v.state == rollout::State::Rollback {
             status.rollback = v.reason.clone();
         }
+        status.hold = v
+            .hold
+            .clone()
+            .filter(|h| matches!(h.scope, crate::rollout::holds::Scope::Environment(_)));
     }
+    status.state = state_of(&status, verdict.map(|v| v.state));
     status
+}
+
+/// An environment's state in one word (see [`EnvState`]).
+fn state_of(s: &EnvStatus, rollout: Option<rollout::State>) -> EnvState {
+    use rollout::State as R;
+    if s.error.is_some() {
+        return EnvState::Failed;
+    }
+    match rollout {
+        Some(R::Held) => return EnvState::Held,
+        Some(R::Waiting) => return EnvState::Waiting,
+        _ => {}
+    }
+    if s.pull_request.is_some() {
+        EnvState::Open
+    } else if rollout == Some(R::Current) || (s.available.is_some() && s.available == s.rendered) {
+        EnvState::Merged
+    } else {
+        EnvState::Pending
+    }
+}
+
+/// The model of the fleet from what was observed: each environment's status
+/// (in the selection's order), the rollout's waves with the progress of
+/// their environments, and the channels' fetches with how many environments
+/// follow each. Pure.
+pub fn assemble(
+    repository: &str,
+    (base, commit): (&str, &str),
+    channels: &[(ChannelFetch, usize)],
+    decision: rollout::Decision,
+    rollout: Option<&crate::rollout::Rollout>,
+    environments: Vec<EnvStatus>,
+) -> Status {
+    let waves = decision
+        .waves
+        .into_iter()
+        .map(|summary| {
+            let mut progress = Progress::default();
+            for e in &environments {
+                if e.rollout.wave.as_deref() == Some(summary.wave.as_str())
+                    && e.channel.as_deref() == Some(summary.channel.as_str())
+                {
+                    progress.add(e.state);
+                }
+            }
+            let gates = rollout
+                .and_then(|r| r.waves.iter().find(|w| w.name == summary.wave))
+                .map(|w| {
+                    w.gates
+                        .iter()
+                        .map(|name| GateState {
+                            name: name.clone(),
+                            checked: false,
+                            failures: 0,
+                            halted: Vec::new(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            WaveStatus {
+                summary,
+                progress,
+                gates,
+            }
+        })
+        .collect();
+    Status {
+        repository: repository.to_string(),
+        base: base.to_string(),
+        commit: commit.to_string(),
+        channels: channels
+            .iter()
+            .map(|(f, users)| ChannelState {
+                name: f.key.0.clone(),
+                release: f.key.1.clone(),
+                version: f.version.clone(),
+                source: match f.result {
+                    "200" => "network",
+                    "304" => "not-modified",
+                    other => other,
+                },
+                stale_secs: f.stale_secs,
+                environments: *users,
+            })
+            .collect(),
+        cycle: None,
+        waves,
+        environments,
+        freeze: decision.freeze,
+    }
+}
+
+impl Status {
+    /// Adds what the daemon's health gates said: each gate's definite
+    /// failures, and the releases a failure halted.
+    pub fn with_gates(
+        mut self,
+        failures: &BTreeMap<String, u64>,
+        halted: &[(String, String)],
+    ) -> Status {
+        for wave in &mut self.waves {
+            for gate in &mut wave.gates {
+                gate.checked = true;
+                gate.failures = failures.get(&gate.name).copied().unwrap_or(0);
+                gate.halted = halted
+                    .iter()
+                    .filter(|(channel, _)| *channel == wave.summary.channel)
+                    .map(|(c, v)| format!("{c} {v}"))
+                    .collect();
+            }
+        }
+        self
+    }
+
+    /// Everything but the environments.
+    pub fn header(&self) -> Status {
+        Status {
+            repository: self.repository.clone(),
+            base: self.base.clone(),
+            commit: self.commit.clone(),
+            channels: self.channels.clone(),
+            cycle: self.cycle.clone(),
+            waves: self.waves.clone(),
+            environments: Vec::new(),
+            freeze: self.freeze.clone(),
+        }
+    }
+
+    /// The environment named `env`.
+    pub fn environment(&self, env: &str) -> Option<&EnvStatus> {
+        self.environments.iter().find(|e| e.env == env)
+    }
 }
 
 /// Where each selected environment stands: the version its channel offers,
 /// the version rendered on the base branch, its open pull request, and
 /// where its rollout wave stands. Changes nothing.
 pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Status, CycleError> {
+    status_with(ws, forge, opts, None).map(|(status, _)| status)
+}
+
+/// [`status`], with the channel fetches a cycle has just made (`fetched`)
+/// instead of probing the channels again: the daemon's view after a cycle.
+/// Also returns the channel fetches it made itself (for `/metrics`).
+pub fn status_with(
+    ws: &Workspace,
+    forge: &dyn Forge,
+    opts: &Options,
+    fetched_channels: Option<&[ChannelFetch]>,
+) -> Result<(Status, Vec<ChannelFetch>), CycleError> {
     let fetched = ws.fetch(opts.base.as_deref())?;
     let project = reconcile::load(ws, &fetched, &opts.channel)?;
     let envs = reconcile::selected(&project, opts)?;
@@ -134,7 +449,28 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
         crate::rollout::gating::roll_back(&mut decision, rollout, &Default::default(), &previous);
     }
     let mut offered = BTreeMap::new();
-    for (fetch, users) in project.probe_channels().map_err(ProjectError::from)? {
+    let mut channels = Vec::new();
+    let probes = match fetched_channels {
+        None => project.probe_channels().map_err(ProjectError::from)?,
+        Some(known) => {
+            // The last fetch of each channel (and release) the cycle made.
+            let mut users: BTreeMap<(String, Option<String>), Vec<String>> = BTreeMap::new();
+            for env in project.environments() {
+                if let Ok(key) = project.environment_channel(env) {
+                    users.entry(key).or_default().push(env.clone());
+                }
+            }
+            users
+                .into_iter()
+                .filter_map(|(key, envs)| {
+                    let fetch = known.iter().rev().find(|f| f.key == key)?;
+                    Some((fetch.clone(), envs))
+                })
+                .collect()
+        }
+    };
+    for (fetch, users) in probes {
+        channels.push((fetch.clone(), users.len()));
         for env in users {
             offered.insert(env, fetch.clone());
         }
@@ -154,14 +490,22 @@ pub fn status(ws: &Workspace, forge: &dyn Forge, opts: &Options) -> Result<Statu
             {
                 status.error = Some(e.to_string());
             }
+            if status.error.is_some() {
+                status.state = EnvState::Failed;
+            }
             status
         })
         .collect();
-    Ok(Status {
-        waves: decision.waves,
+    let made = project.take_fetches();
+    let status = assemble(
+        ws.url(),
+        (&fetched.base_branch, &Workspace::short(fetched.base_commit)),
+        &channels,
+        decision,
+        project.rollout(),
         environments,
-        freeze: decision.freeze,
-    })
+    );
+    Ok((status, made))
 }
 
 #[cfg(test)]
@@ -207,6 +551,7 @@ mod tests {
             result: if version.is_some() { "file" } else { "error" },
             version: version.map(String::from),
             fingerprint: None,
+            stale_secs: None,
         }
     }
 

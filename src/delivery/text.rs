@@ -83,8 +83,8 @@ pub fn plan(outcomes: &[Outcome], waves: &[WaveSummary]) -> String {
     out
 }
 
-/// `3d`, `5h`, `12m`, `40s`.
-fn age(secs: u64) -> String {
+/// `3d`, `5h`, `12m`, `40s`: the one age formatter of what hydrant shows.
+pub(crate) fn age(secs: u64) -> String {
     match secs {
         s if s >= 86_400 => format!("{}d", s / 86_400),
         s if s >= 3_600 => format!("{}h", s / 3_600),
@@ -156,7 +156,8 @@ fn line(s: &EnvStatus) -> [String; 5] {
 /// environment waits below it.
 pub fn status(status: &Status) -> String {
     let mut out = String::new();
-    for line in wave_lines(&status.waves) {
+    let waves: Vec<WaveSummary> = status.waves.iter().map(|w| w.summary.clone()).collect();
+    for line in wave_lines(&waves) {
         writeln(&mut out, line);
     }
     let mut rows = vec![
@@ -202,6 +203,17 @@ pub fn status(status: &Status) -> String {
                     s.rollout.target.as_deref().unwrap_or("-")
                 ),
             );
+        }
+    }
+    out
+}
+
+/// An `error:` line per environment that failed, for stderr.
+pub fn status_errors(status: &Status) -> String {
+    let mut out = String::new();
+    for s in &status.environments {
+        if let Some(e) = &s.error {
+            writeln(&mut out, format!("error: {}: {e}", s.env));
         }
     }
     out
@@ -341,6 +353,7 @@ mod tests {
             rendered: Some("0.62.1".into()),
             pull_request: Some(PrStatus {
                 number: 7,
+                title: "t".into(),
                 url: "https://example.test/7".into(),
                 opened_at: None,
                 age_secs: Some(7_300),
@@ -350,6 +363,8 @@ mod tests {
             error: None,
             rollout: Default::default(),
             rollback: None,
+            hold: None,
+            state: crate::delivery::status::EnvState::Open,
         };
         assert_eq!(
             line(&s),

@@ -24,6 +24,18 @@ pub fn http(
     headers: &[(&str, String)],
     body: &str,
 ) -> Option<(u16, String)> {
+    request(port, method, path, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// A minimal HTTP/1.1 client: (status, head, body), or `None` when nothing
+/// answers.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> Option<(u16, String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut req = format!(
@@ -39,11 +51,8 @@ pub fn http(
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    Some((status, head.to_string(), body.to_string()))
 }
 
 /// A sample of the daemon's `/metrics` (0 when it is absent or nothing answers).

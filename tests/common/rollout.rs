@@ -36,17 +36,23 @@ impl Fleet {
     /// Twelve tenants on stable 0.62.1, merged, with `rollout:` in
     /// `hydrant.yaml`; stable 0.63.0 waits in `channels/stable/releases/`.
     pub fn new() -> Fleet {
+        Fleet::of(&tenants(), &waves())
+    }
+
+    /// `tenants` on stable 0.62.1, merged, with `hydrant_yaml`; stable
+    /// 0.63.0 waits in `channels/stable/releases/`.
+    pub fn of(tenants: &[String], hydrant_yaml: &str) -> Fleet {
         let fleet = Fleet {
             remote: Remote::new(),
             dirs: tempfile::tempdir().unwrap(),
         };
         fleet
             .remote
-            .seed_tenants(&tenants(), &[("hydrant.yaml", &waves())]);
-        let first = fleet.reconcile();
-        assert_eq!(fleet.open_pulls().len(), 12, "{}", first.stdout);
-        fleet.merge(&tenants());
-        fleet.reconcile();
+            .seed_tenants(tenants, &[("hydrant.yaml", hydrant_yaml)]);
+        let first = fleet.reconcile_unpaced();
+        assert_eq!(fleet.open_pulls().len(), tenants.len(), "{}", first.stdout);
+        fleet.merge(tenants);
+        fleet.reconcile_unpaced();
         assert!(fleet.open_pulls().is_empty());
         fleet
     }
@@ -62,6 +68,30 @@ impl Fleet {
     /// One cycle; its outcomes.
     pub fn reconcile(&self) -> Run {
         self.run(&["reconcile", "--once", "--output", "json"]).ok()
+    }
+
+    /// One cycle with no pull-request budget in the way (a fleet larger
+    /// than the default 50 new pull requests an hour); its outcomes.
+    pub fn reconcile_unpaced(&self) -> Run {
+        self.run(&[
+            "reconcile",
+            "--once",
+            "--output",
+            "json",
+            "--max-new-pull-requests-per-hour",
+            "1000000",
+        ])
+        .ok()
+    }
+
+    /// `holds.yaml` on the remote's `main` (empty when there is none).
+    pub fn holds_on_main(&self) -> String {
+        let out = std::process::Command::new("git")
+            .args(["show", "main:holds.yaml"])
+            .current_dir(self.remote.bare())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     /// Every pull request the local forge holds.
@@ -168,6 +198,12 @@ impl Fleet {
     /// Starts `hydrant run` every `interval` with the trigger token `token`,
     /// on the same flags as [`Fleet::run`]; its log goes to `daemon-<port>.log`.
     pub fn daemon(&self, interval: &str, token: &str) -> FleetDaemon {
+        self.daemon_with(interval, &[], &[("HYDRANT_TRIGGER_TOKEN", token)])
+    }
+
+    /// Starts `hydrant run` like [`Fleet::daemon`], with more flags and
+    /// environment variables.
+    pub fn daemon_with(&self, interval: &str, args: &[&str], vars: &[(&str, &str)]) -> FleetDaemon {
         let port = free_port();
         let log = self.dirs.path().join(format!("daemon-{port}.log"));
         let child = super::hydrant()
@@ -177,7 +213,8 @@ impl Fleet {
             .arg(self.dirs.path().join("work"))
             .arg("--state-dir")
             .arg(self.state())
-            .env("HYDRANT_TRIGGER_TOKEN", token)
+            .args(args)
+            .envs(vars.iter().copied())
             .current_dir(self.dirs.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
