@@ -16,7 +16,7 @@ use crate::channel::{
 };
 use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
-use crate::repo::{ConfigRepo, EnvironmentFiles, RepoError};
+use crate::repo::{ConfigRepo, EnvironmentFiles, EnvironmentTexts, RepoError};
 use crate::spec::{self, Explanation};
 use crate::tree::{DiskTree, Kind, Tree, TreeError};
 
@@ -328,13 +328,12 @@ impl Project {
 
     /// The channel and release an environment's files render from: its pin,
     /// else the release the rollout keeps it at, else its channel's latest.
-    fn key(&self, env: &EnvironmentFiles) -> ChannelKey {
-        let release = env
-            .config
+    fn key(&self, name: &str, config: &crate::config::EnvironmentConfig) -> ChannelKey {
+        let release = config
             .release
             .clone()
-            .or_else(|| self.releases.get(&env.name).cloned());
-        (env.config.channel.clone(), release)
+            .or_else(|| self.releases.get(name).cloned());
+        (config.channel.clone(), release)
     }
 
     /// The environments named, or all of them; unknown names are an error.
@@ -400,33 +399,62 @@ impl Project {
         current: impl Fn(&str, &str) -> bool + Sync,
         each: impl Fn(&str, Result<Render, Vec<Problem>>) -> R + Sync,
     ) -> Vec<R> {
-        let loaded: Vec<Result<EnvironmentFiles, RepoError>> =
-            names.par_iter().map(|n| self.environment(n)).collect();
+        // The value files are parsed only for an environment that renders:
+        // the inputs' digest hashes their text.
+        let loaded: Vec<Result<EnvironmentTexts, RepoError>> = names
+            .par_iter()
+            .map(|n| self.environment_texts(n))
+            .collect();
         let channels = self.fetch_channels(&loaded);
+        // Each spec's digest once, not once per environment following it.
+        let digests: HashMap<&ChannelKey, String> = channels
+            .iter()
+            .filter_map(|(k, spec)| Some((k, pipeline::channel_digest(spec.as_ref().ok()?))))
+            .collect();
+        let unchanged = |name: &str, texts: &EnvironmentTexts| {
+            let key = self.key(&texts.name, &texts.config);
+            let (Ok(spec), Some(digest)) = (&channels[&key], digests.get(&key)) else {
+                return false;
+            };
+            !refused_downgrade(spec, &texts.config, &key)
+                && current(
+                    name,
+                    &pipeline::inputs_of_texts(
+                        &self.engine,
+                        digest,
+                        &texts.config_text,
+                        texts.user_text.as_deref(),
+                        texts.custom_text.as_deref(),
+                    )
+                    .digest(),
+                )
+        };
         names
             .par_iter()
-            .zip(loaded.par_iter())
-            .map(|(name, env)| {
-                let result = match env {
+            .zip(loaded.into_par_iter())
+            .map(|(name, texts)| {
+                let result = match texts {
                     Err(e) => Err(vec![Problem::new(e)]),
-                    Ok(env) => match &channels[&self.key(env)] {
-                        Err(e) => Err(vec![channel_problem(
-                            e,
-                            env,
-                            self.source_setting.as_deref(),
-                        )]),
-                        Ok(spec) => match downgrade_problem(spec, env, &self.key(env)) {
-                            Some(p) => Err(vec![p]),
-                            None if current(
-                                name,
-                                &pipeline::inputs(&self.engine, spec, env).digest(),
-                            ) =>
-                            {
-                                Ok(Render::Current)
+                    Ok(texts) if unchanged(name, &texts) => Ok(Render::Current),
+                    Ok(texts) => match texts.parse() {
+                        Err(e) => Err(vec![Problem::new(e)]),
+                        Ok(env) => {
+                            let key = self.key(&env.name, &env.config);
+                            match &channels[&key] {
+                                Err(e) => Err(vec![channel_problem(
+                                    e,
+                                    &env,
+                                    self.source_setting.as_deref(),
+                                )]),
+                                Ok(spec) => {
+                                    match downgrade_problem(spec, &env.name, &env.config, &key) {
+                                        Some(p) => Err(vec![p]),
+                                        None => pipeline::build(&self.engine, spec, &env)
+                                            .map(|r| Render::Fresh(Box::new(r))),
+                                    }
+                                }
                             }
-                            None => pipeline::build(&self.engine, spec, env)
-                                .map(|r| Render::Fresh(Box::new(r))),
-                        },
+                        }
                     },
                 };
                 each(name, result)
@@ -434,19 +462,23 @@ impl Project {
             .collect()
     }
 
-    /// An environment's files, with the repository's `unknownKeys` where its
-    /// `environment.yaml` does not set one.
-    fn environment(&self, name: &str) -> Result<EnvironmentFiles, RepoError> {
-        let mut files = self.repo.environment(name)?;
-        files.config.unknown_keys.get_or_insert(self.unknown_keys);
-        Ok(files)
+    /// An environment's files, unparsed, with the repository's
+    /// `unknownKeys` where its `environment.yaml` does not set one.
+    fn environment_texts(&self, name: &str) -> Result<EnvironmentTexts, RepoError> {
+        let mut texts = self.repo.environment_texts(name)?;
+        texts.config.unknown_keys.get_or_insert(self.unknown_keys);
+        Ok(texts)
     }
 
     fn fetch_channels(
         &self,
-        loaded: &[Result<EnvironmentFiles, RepoError>],
+        loaded: &[Result<EnvironmentTexts, RepoError>],
     ) -> HashMap<ChannelKey, Result<ChannelSpec, ChannelError>> {
-        let mut wanted: Vec<ChannelKey> = loaded.iter().flatten().map(|e| self.key(e)).collect();
+        let mut wanted: Vec<ChannelKey> = loaded
+            .iter()
+            .flatten()
+            .map(|e| self.key(&e.name, &e.config))
+            .collect();
         wanted.sort();
         wanted.dedup();
         let mut prefetched = self
@@ -608,15 +640,15 @@ pub fn rendered_files(tree: &dyn Tree, env: &str) -> Result<BTreeMap<String, Str
 /// allows downgrades.
 fn downgrade_problem(
     spec: &ChannelSpec,
-    env: &EnvironmentFiles,
+    env: &str,
+    config: &crate::config::EnvironmentConfig,
     key: &ChannelKey,
 ) -> Option<Problem> {
-    let accepted = env.config.allow_downgrade || key.1.as_deref() == Some(spec.version.as_str());
-    if !spec.is_downgrade() || accepted {
+    if !refused_downgrade(spec, config, key) {
         return None;
     }
     let previous = spec.previous_version.as_deref().unwrap_or("?");
-    tracing::warn!(channel = %spec.channel, from = previous, to = %spec.version, environment = %env.name, "refusing a channel downgrade");
+    tracing::warn!(channel = %spec.channel, from = previous, to = %spec.version, environment = %env, "refusing a channel downgrade");
     Some(Problem {
         message: format!(
             "channel `{}` went from `{previous}` back to `{}`: refusing a silent downgrade",
@@ -624,10 +656,20 @@ fn downgrade_problem(
         ),
         hint: Some(format!(
             "to accept it, pin `release: \"{}\"` or set `allowDowngrade: true` in environments/{}/environment.yaml",
-            spec.version, env.name
+            spec.version, env
         )),
         transient: false,
     })
+}
+
+/// Whether [`downgrade_problem`] refuses `spec` (without its warning).
+fn refused_downgrade(
+    spec: &ChannelSpec,
+    config: &crate::config::EnvironmentConfig,
+    key: &ChannelKey,
+) -> bool {
+    let accepted = config.allow_downgrade || key.1.as_deref() == Some(spec.version.as_str());
+    spec.is_downgrade() && !accepted
 }
 
 fn key(env: &EnvironmentFiles) -> (String, Option<String>) {
