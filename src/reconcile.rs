@@ -113,10 +113,10 @@ impl BaseMetadata {
         fetched: &Fetched,
         env: &str,
     ) -> Result<Option<Metadata>, CycleError> {
-        if self.commit == fetched.base_commit {
-            if let Some(meta) = self.parsed.get(env) {
-                return Ok(Some(meta.clone()));
-            }
+        if self.commit == fetched.base_commit
+            && let Some(meta) = self.parsed.get(env)
+        {
+            return Ok(Some(meta.clone()));
         }
         metadata_at(ws, fetched.base_commit, env)
     }
