@@ -703,3 +703,65 @@ fn channel_problem(e: &ChannelError, env: &EnvironmentFiles, setting: Option<&st
         transient: matches!(e, ChannelError::Unreachable { .. }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundled example's `dev`, in a directory of its own.
+    fn example_with_dev(values: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let copy = |rel: &str| {
+            let to = dir.path().join(rel);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(root.join(rel), &to).expect("copy");
+        };
+        for sub in ["templates", "templates/_partials"] {
+            for entry in std::fs::read_dir(root.join(sub)).expect("read templates") {
+                let path = entry.expect("entry").path();
+                if path.is_file() {
+                    copy(&format!(
+                        "{sub}/{}",
+                        path.file_name().expect("name").to_string_lossy()
+                    ));
+                }
+            }
+        }
+        copy("channels/canary.yaml");
+        copy("environments/dev/environment.yaml");
+        std::fs::write(dir.path().join("environments/dev/values.yaml"), values).expect("values");
+        dir
+    }
+
+    #[test]
+    fn an_environment_whose_inputs_are_unchanged_is_not_parsed_again() {
+        // Issue 20: a no-op cycle hashes the value files' text and parses them
+        // only for an environment that renders.
+        let dir = example_with_dev("app: [unclosed\n");
+        let project = Project::open(dir.path(), &ChannelSettings::local()).expect("project");
+        let dev = vec!["dev".to_string()];
+        let rendered = project.render_changed(&dev, |_| None);
+        assert!(
+            matches!(&rendered[0].1, Err(problems) if problems[0].message.contains("values.yaml")),
+            "a changed environment with a broken values.yaml fails"
+        );
+        let texts = project.environment_texts("dev").expect("texts");
+        let spec = project
+            .fetch(&project.key("dev", &texts.config))
+            .expect("spec");
+        let digest = pipeline::inputs_of_texts(
+            project.engine(),
+            &pipeline::channel_digest(&spec),
+            &texts.config_text,
+            texts.user_text.as_deref(),
+            texts.custom_text.as_deref(),
+        )
+        .digest();
+        let rendered = project.render_changed(&dev, |_| Some(digest.clone()));
+        assert!(
+            matches!(rendered[0].1, Ok(Render::Current)),
+            "an unchanged environment is current without parsing its values"
+        );
+    }
+}
