@@ -74,23 +74,41 @@ pub fn layers<'a>(channel: &'a ChannelSpec, env: &'a EnvironmentFiles) -> [&'a L
 
 /// The digest of everything that decides an environment's output.
 pub fn inputs(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) -> Inputs {
+    inputs_of_texts(
+        engine,
+        &channel_digest(channel),
+        &env.config_text,
+        env.user_text.as_deref(),
+        env.custom_text.as_deref(),
+    )
+}
+
+/// The digest of a channel spec as the inputs' digest counts it: the same
+/// for every environment that follows it, so computed once per spec.
+pub fn channel_digest(channel: &ChannelSpec) -> String {
     let channel_json = serde_json::to_string(&json!({
         "metadata": channel.metadata,
         "chart": channel.chart,
         "values": channel.values.values,
     }))
     .unwrap_or_default();
+    layout::sha256(channel_json.as_bytes())
+}
+
+/// [`inputs`] from an environment's texts, its channel spec's digest
+/// already taken ([`channel_digest`]): no value file needs parsing.
+pub fn inputs_of_texts(
+    engine: &Engine,
+    channel_digest: &str,
+    config_text: &str,
+    user_text: Option<&str>,
+    custom_text: Option<&str>,
+) -> Inputs {
     Inputs {
-        channel: layout::sha256(channel_json.as_bytes()),
-        environment: layout::sha256(env.config_text.as_bytes()),
-        values: env
-            .user_text
-            .as_deref()
-            .map(|t| layout::sha256(t.as_bytes())),
-        pinned: env
-            .custom_text
-            .as_deref()
-            .map(|t| layout::sha256(t.as_bytes())),
+        channel: channel_digest.to_string(),
+        environment: layout::sha256(config_text.as_bytes()),
+        values: user_text.map(|t| layout::sha256(t.as_bytes())),
+        pinned: custom_text.map(|t| layout::sha256(t.as_bytes())),
         templates: engine.digest().to_string(),
     }
 }

@@ -16,7 +16,7 @@ use crate::channel::{
 };
 use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
-use crate::repo::{ConfigRepo, EnvironmentFiles, RepoError};
+use crate::repo::{ConfigRepo, EnvironmentFiles, EnvironmentTexts, RepoError};
 use crate::spec::{self, Explanation};
 use crate::tree::{DiskTree, Kind, Tree, TreeError};
 
@@ -337,13 +337,12 @@ impl Project {
 
     /// The channel and release an environment's files render from: its pin,
     /// else the release the rollout keeps it at, else its channel's latest.
-    fn key(&self, env: &EnvironmentFiles) -> ChannelKey {
-        let release = env
-            .config
+    fn key(&self, name: &str, config: &crate::config::EnvironmentConfig) -> ChannelKey {
+        let release = config
             .release
             .clone()
-            .or_else(|| self.releases.get(&env.name).cloned());
-        (env.config.channel.clone(), release)
+            .or_else(|| self.releases.get(name).cloned());
+        (config.channel.clone(), release)
     }
 
     /// The environments named, or all of them; unknown names are an error.
@@ -409,33 +408,62 @@ impl Project {
         current: impl Fn(&str, &str) -> bool + Sync,
         each: impl Fn(&str, Result<Render, Vec<Problem>>) -> R + Sync,
     ) -> Vec<R> {
-        let loaded: Vec<Result<EnvironmentFiles, RepoError>> =
-            names.par_iter().map(|n| self.environment(n)).collect();
+        // The value files are parsed only for an environment that renders:
+        // the inputs' digest hashes their text.
+        let loaded: Vec<Result<EnvironmentTexts, RepoError>> = names
+            .par_iter()
+            .map(|n| self.environment_texts(n))
+            .collect();
         let channels = self.fetch_channels(&loaded);
+        // Each spec's digest once, not once per environment following it.
+        let digests: HashMap<&ChannelKey, String> = channels
+            .iter()
+            .filter_map(|(k, spec)| Some((k, pipeline::channel_digest(spec.as_ref().ok()?))))
+            .collect();
+        let unchanged = |name: &str, texts: &EnvironmentTexts| {
+            let key = self.key(&texts.name, &texts.config);
+            let (Ok(spec), Some(digest)) = (&channels[&key], digests.get(&key)) else {
+                return false;
+            };
+            !refused_downgrade(spec, &texts.config, &key)
+                && current(
+                    name,
+                    &pipeline::inputs_of_texts(
+                        &self.engine,
+                        digest,
+                        &texts.config_text,
+                        texts.user_text.as_deref(),
+                        texts.custom_text.as_deref(),
+                    )
+                    .digest(),
+                )
+        };
         names
             .par_iter()
-            .zip(loaded.par_iter())
-            .map(|(name, env)| {
-                let result = match env {
+            .zip(loaded.into_par_iter())
+            .map(|(name, texts)| {
+                let result = match texts {
                     Err(e) => Err(vec![Problem::new(e)]),
-                    Ok(env) => match &channels[&self.key(env)] {
-                        Err(e) => Err(vec![channel_problem(
-                            e,
-                            env,
-                            self.source_setting.as_deref(),
-                        )]),
-                        Ok(spec) => match downgrade_problem(spec, env, &self.key(env)) {
-                            Some(p) => Err(vec![p]),
-                            None if current(
-                                name,
-                                &pipeline::inputs(&self.engine, spec, env).digest(),
-                            ) =>
-                            {
-                                Ok(Render::Current)
+                    Ok(texts) if unchanged(name, &texts) => Ok(Render::Current),
+                    Ok(texts) => match texts.parse() {
+                        Err(e) => Err(vec![Problem::new(e)]),
+                        Ok(env) => {
+                            let key = self.key(&env.name, &env.config);
+                            match &channels[&key] {
+                                Err(e) => Err(vec![channel_problem(
+                                    e,
+                                    &env,
+                                    self.source_setting.as_deref(),
+                                )]),
+                                Ok(spec) => {
+                                    match downgrade_problem(spec, &env.name, &env.config, &key) {
+                                        Some(p) => Err(vec![p]),
+                                        None => pipeline::build(&self.engine, spec, &env)
+                                            .map(|r| Render::Fresh(Box::new(r))),
+                                    }
+                                }
                             }
-                            None => pipeline::build(&self.engine, spec, env)
-                                .map(|r| Render::Fresh(Box::new(r))),
-                        },
+                        }
                     },
                 };
                 each(name, result)
@@ -443,19 +471,23 @@ impl Project {
             .collect()
     }
 
-    /// An environment's files, with the repository's `unknownKeys` where its
-    /// `environment.yaml` does not set one.
-    fn environment(&self, name: &str) -> Result<EnvironmentFiles, RepoError> {
-        let mut files = self.repo.environment(name)?;
-        files.config.unknown_keys.get_or_insert(self.unknown_keys);
-        Ok(files)
+    /// An environment's files, unparsed, with the repository's
+    /// `unknownKeys` where its `environment.yaml` does not set one.
+    fn environment_texts(&self, name: &str) -> Result<EnvironmentTexts, RepoError> {
+        let mut texts = self.repo.environment_texts(name)?;
+        texts.config.unknown_keys.get_or_insert(self.unknown_keys);
+        Ok(texts)
     }
 
     fn fetch_channels(
         &self,
-        loaded: &[Result<EnvironmentFiles, RepoError>],
+        loaded: &[Result<EnvironmentTexts, RepoError>],
     ) -> HashMap<ChannelKey, Result<ChannelSpec, ChannelError>> {
-        let mut wanted: Vec<ChannelKey> = loaded.iter().flatten().map(|e| self.key(e)).collect();
+        let mut wanted: Vec<ChannelKey> = loaded
+            .iter()
+            .flatten()
+            .map(|e| self.key(&e.name, &e.config))
+            .collect();
         wanted.sort();
         wanted.dedup();
         let mut prefetched = self
@@ -623,15 +655,15 @@ pub fn rendered_files(tree: &dyn Tree, env: &str) -> Result<BTreeMap<String, Str
 /// allows downgrades.
 fn downgrade_problem(
     spec: &ChannelSpec,
-    env: &EnvironmentFiles,
+    env: &str,
+    config: &crate::config::EnvironmentConfig,
     key: &ChannelKey,
 ) -> Option<Problem> {
-    let accepted = env.config.allow_downgrade || key.1.as_deref() == Some(spec.version.as_str());
-    if !spec.is_downgrade() || accepted {
+    if !refused_downgrade(spec, config, key) {
         return None;
     }
     let previous = spec.previous_version.as_deref().unwrap_or("?");
-    tracing::warn!(channel = %spec.channel, from = previous, to = %spec.version, environment = %env.name, "refusing a channel downgrade");
+    tracing::warn!(channel = %spec.channel, from = previous, to = %spec.version, environment = %env, "refusing a channel downgrade");
     Some(Problem {
         message: format!(
             "channel `{}` went from `{previous}` back to `{}`: refusing a silent downgrade",
@@ -639,10 +671,20 @@ fn downgrade_problem(
         ),
         hint: Some(format!(
             "to accept it, pin `release: \"{}\"` or set `allowDowngrade: true` in environments/{}/environment.yaml",
-            spec.version, env.name
+            spec.version, env
         )),
         transient: false,
     })
+}
+
+/// Whether [`downgrade_problem`] refuses `spec` (without its warning).
+fn refused_downgrade(
+    spec: &ChannelSpec,
+    config: &crate::config::EnvironmentConfig,
+    key: &ChannelKey,
+) -> bool {
+    let accepted = config.allow_downgrade || key.1.as_deref() == Some(spec.version.as_str());
+    spec.is_downgrade() && !accepted
 }
 
 fn key(env: &EnvironmentFiles) -> (String, Option<String>) {
@@ -674,5 +716,67 @@ fn channel_problem(e: &ChannelError, env: &EnvironmentFiles, setting: Option<&st
         message,
         hint,
         transient: matches!(e, ChannelError::Unreachable { .. }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bundled example's `dev`, in a directory of its own.
+    fn example_with_dev(values: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let copy = |rel: &str| {
+            let to = dir.path().join(rel);
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(root.join(rel), &to).expect("copy");
+        };
+        for sub in ["templates", "templates/_partials"] {
+            for entry in std::fs::read_dir(root.join(sub)).expect("read templates") {
+                let path = entry.expect("entry").path();
+                if path.is_file() {
+                    copy(&format!(
+                        "{sub}/{}",
+                        path.file_name().expect("name").to_string_lossy()
+                    ));
+                }
+            }
+        }
+        copy("channels/canary.yaml");
+        copy("environments/dev/environment.yaml");
+        std::fs::write(dir.path().join("environments/dev/values.yaml"), values).expect("values");
+        dir
+    }
+
+    #[test]
+    fn an_environment_whose_inputs_are_unchanged_is_not_parsed_again() {
+        // Issue 20: a no-op cycle hashes the value files' text and parses them
+        // only for an environment that renders.
+        let dir = example_with_dev("app: [unclosed\n");
+        let project = Project::open(dir.path(), &ChannelSettings::local()).expect("project");
+        let dev = vec!["dev".to_string()];
+        let rendered = project.render_changed(&dev, |_| None);
+        assert!(
+            matches!(&rendered[0].1, Err(problems) if problems[0].message.contains("values.yaml")),
+            "a changed environment with a broken values.yaml fails"
+        );
+        let texts = project.environment_texts("dev").expect("texts");
+        let spec = project
+            .fetch(&project.key("dev", &texts.config))
+            .expect("spec");
+        let digest = pipeline::inputs_of_texts(
+            project.engine(),
+            &pipeline::channel_digest(&spec),
+            &texts.config_text,
+            texts.user_text.as_deref(),
+            texts.custom_text.as_deref(),
+        )
+        .digest();
+        let rendered = project.render_changed(&dev, |_| Some(digest.clone()));
+        assert!(
+            matches!(rendered[0].1, Ok(Render::Current)),
+            "an unchanged environment is current without parsing its values"
+        );
     }
 }

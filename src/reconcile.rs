@@ -81,6 +81,57 @@ pub(crate) fn load(
     Ok(Project::from_tree(Arc::new(tree), &shown, channel)?)
 }
 
+/// Each environment's `hydrant.metadata` on one commit of the base branch,
+/// where it has one that parses: read once per cycle and shared by the
+/// rollout's decision and the render's check for unchanged inputs.
+pub(crate) struct BaseMetadata {
+    commit: git2::Oid,
+    parsed: HashMap<String, Metadata>,
+}
+
+impl BaseMetadata {
+    pub(crate) fn read(
+        ws: &Workspace,
+        fetched: &Fetched,
+        envs: &[String],
+    ) -> Result<BaseMetadata, CycleError> {
+        let commit = fetched.base_commit;
+        let mut parsed = HashMap::with_capacity(envs.len());
+        for env in envs {
+            if let Some(meta) = metadata_at(ws, commit, env)? {
+                parsed.insert(env.clone(), meta);
+            }
+        }
+        Ok(BaseMetadata { commit, parsed })
+    }
+
+    /// `env`'s metadata, read again if `fetched` moved past the commit
+    /// read or `env` was not among those read.
+    fn get(
+        &self,
+        ws: &Workspace,
+        fetched: &Fetched,
+        env: &str,
+    ) -> Result<Option<Metadata>, CycleError> {
+        if self.commit == fetched.base_commit
+            && let Some(meta) = self.parsed.get(env)
+        {
+            return Ok(Some(meta.clone()));
+        }
+        metadata_at(ws, fetched.base_commit, env)
+    }
+}
+
+fn metadata_at(
+    ws: &Workspace,
+    commit: git2::Oid,
+    env: &str,
+) -> Result<Option<Metadata>, CycleError> {
+    Ok(ws
+        .file_at(commit, &format!("rendered/{env}/{}", layout::METADATA))?
+        .and_then(|text| serde_json::from_str::<Metadata>(&text).ok()))
+}
+
 /// Each environment's `hydrant.metadata` on the base branch, where it has
 /// one and the files beside it are still those it lists: a hand edit of
 /// `rendered/<env>/` makes hydrant render the environment again and repair it.
@@ -89,17 +140,23 @@ fn recorded_metadata(
     fetched: &Fetched,
     envs: &[String],
 ) -> Result<HashMap<String, Metadata>, CycleError> {
+    let read = BaseMetadata::read(ws, fetched, envs)?;
+    recorded_from(ws, fetched, envs, &read)
+}
+
+/// [`recorded_metadata`], from metadata already read.
+fn recorded_from(
+    ws: &Workspace,
+    fetched: &Fetched,
+    envs: &[String],
+    read: &BaseMetadata,
+) -> Result<HashMap<String, Metadata>, CycleError> {
     let mut out = HashMap::with_capacity(envs.len());
     for env in envs {
-        let dir = format!("rendered/{env}");
-        let Some(text) = ws.file_at(fetched.base_commit, &format!("{dir}/{}", layout::METADATA))?
-        else {
+        let Some(meta) = read.get(ws, fetched, env)? else {
             continue;
         };
-        let Ok(meta) = serde_json::from_str::<Metadata>(&text) else {
-            continue;
-        };
-        let entries = ws.entries_at(fetched.base_commit, &dir)?;
+        let entries = ws.entries_at(fetched.base_commit, &format!("rendered/{env}"))?;
         let on_base =
             layout::outputs_digest(entries.iter().map(|(n, id)| (n.as_str(), id.clone())));
         if !meta.outputs.is_empty() && on_base == meta.outputs {
@@ -134,14 +191,24 @@ pub(crate) fn decide_rollout(
     selected: &[String],
     now: jiff::Timestamp,
 ) -> Result<rollout::Decision, CycleError> {
+    let read = BaseMetadata::read(ws, fetched, project.environments())?;
+    decide_rollout_from(ws, fetched, project, selected, now, &read)
+}
+
+/// [`decide_rollout`], from the base branch's metadata already read.
+fn decide_rollout_from(
+    ws: &Workspace,
+    fetched: &Fetched,
+    project: &Project,
+    selected: &[String],
+    now: jiff::Timestamp,
+    read: &BaseMetadata,
+) -> Result<rollout::Decision, CycleError> {
     let holds = read_holds(ws, fetched)?;
     let base = fetched.base_commit;
     let mut environments = Vec::new();
     for (name, config) in project.environment_configs() {
-        let current = ws
-            .file_at(base, &format!("rendered/{name}/{}", layout::METADATA))?
-            .and_then(|text| serde_json::from_str::<Metadata>(&text).ok())
-            .map(|m| m.channel.version);
+        let current = read.get(ws, fetched, &name)?.map(|m| m.channel.version);
         environments.push(rollout::Environment {
             name,
             channel: config.channel,
@@ -484,7 +551,8 @@ pub fn run_cycle_gated(
         .iter()
         .filter_map(|env| inputs.get(env).map(|s| (env.clone(), s.clone())))
         .collect();
-    let mut decision = decide_rollout(ws, &fetched, &project, &envs, now)?;
+    let metadata = BaseMetadata::read(ws, &fetched, project.environments())?;
+    let mut decision = decide_rollout_from(ws, &fetched, &project, &envs, now, &metadata)?;
     gate_rollout(
         ws,
         opts,
@@ -506,7 +574,7 @@ pub fn run_cycle_gated(
     let wave_of = |env: &str| decision.verdict(env).map_or(0, |v| v.earlier.len());
     envs.sort_by(|a, b| wave_of(a).cmp(&wave_of(b)).then_with(|| a.cmp(b)));
     let mut pacing = Pacing::new(opts.budget, forge);
-    let mut recorded = recorded_metadata(ws, &fetched, &envs)?;
+    let mut recorded = recorded_from(ws, &fetched, &envs, &metadata)?;
     let rendered = render_isolated(&project, &envs, &recorded);
     let mut fetches = project.take_fetches();
     let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;

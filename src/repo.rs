@@ -48,6 +48,48 @@ pub struct EnvironmentFiles {
     pub custom_text: Option<String>,
 }
 
+/// What one environment's directory holds, its value files not yet parsed.
+#[derive(Debug, Clone)]
+pub struct EnvironmentTexts {
+    pub name: String,
+    pub config: EnvironmentConfig,
+    /// `environment.yaml` as read, for the inputs' digest.
+    pub config_text: String,
+    /// `values.yaml`, if there is one.
+    pub user_text: Option<String>,
+    /// `pinned.yaml`, if there is one.
+    pub custom_text: Option<String>,
+}
+
+impl EnvironmentTexts {
+    /// Parses the value files into layers.
+    pub fn parse(self) -> Result<EnvironmentFiles, RepoError> {
+        let dir = format!("environments/{}", self.name);
+        let layer = |file: &str, kind: LayerKind, text: Option<&str>| -> Result<Layer, RepoError> {
+            let rel = format!("{dir}/{file}");
+            match text {
+                Some(text) => Ok(Layer::parse(kind, &rel, text)?),
+                None => Ok(Layer::empty(kind, &rel)),
+            }
+        };
+        let user = layer("values.yaml", LayerKind::User, self.user_text.as_deref())?;
+        let custom = layer(
+            "pinned.yaml",
+            LayerKind::Custom,
+            self.custom_text.as_deref(),
+        )?;
+        Ok(EnvironmentFiles {
+            name: self.name,
+            config: self.config,
+            config_text: self.config_text,
+            user,
+            user_text: self.user_text,
+            custom,
+            custom_text: self.custom_text,
+        })
+    }
+}
+
 pub struct ConfigRepo {
     tree: Arc<dyn Tree>,
 }
@@ -174,6 +216,12 @@ impl ConfigRepo {
 
     /// Reads and parses an environment's files.
     pub fn environment(&self, name: &str) -> Result<EnvironmentFiles, RepoError> {
+        self.environment_texts(name)?.parse()
+    }
+
+    /// Reads an environment's files and parses its `environment.yaml` alone:
+    /// enough for the inputs' digest, which hashes the value files' text.
+    pub fn environment_texts(&self, name: &str) -> Result<EnvironmentTexts, RepoError> {
         if !valid_environment_name(name) {
             return Err(RepoError::BadEnvironmentName {
                 name: name.to_string(),
@@ -202,23 +250,12 @@ impl ConfigRepo {
                 &format!("{config_file}, key `release`"),
             )?;
         }
-        let layer = |file: &str, kind: LayerKind| -> Result<(Layer, Option<String>), RepoError> {
-            let rel = format!("{dir}/{file}");
-            match self.read(&rel)? {
-                Some(text) => Ok((Layer::parse(kind, &rel, &text)?, Some(text))),
-                None => Ok((Layer::empty(kind, &rel), None)),
-            }
-        };
-        let (user, user_text) = layer("values.yaml", LayerKind::User)?;
-        let (custom, custom_text) = layer("pinned.yaml", LayerKind::Custom)?;
-        Ok(EnvironmentFiles {
+        Ok(EnvironmentTexts {
             name: name.to_string(),
             config,
             config_text,
-            user,
-            user_text,
-            custom,
-            custom_text,
+            user_text: self.read(&format!("{dir}/values.yaml"))?,
+            custom_text: self.read(&format!("{dir}/pinned.yaml"))?,
         })
     }
 
