@@ -490,19 +490,21 @@ impl Project {
             .collect();
         wanted.sort();
         wanted.dedup();
-        let mut prefetched = self
-            .prefetched
-            .lock()
-            .map(|mut kept| std::mem::take(&mut *kept))
-            .unwrap_or_default();
-        let todo: Vec<(ChannelKey, Option<Result<ChannelSpec, ChannelError>>)> = wanted
-            .into_iter()
-            .map(|k| {
-                let kept = prefetched.remove(&k);
-                (k, kept)
-            })
-            .collect();
-        todo.into_par_iter()
+        // A spec fetched once serves every later call on this project (a
+        // cycle renders its environments a chunk at a time): each channel is
+        // fetched, and logged, once per project.
+        let todo: Vec<(ChannelKey, Option<Result<ChannelSpec, ChannelError>>)> = {
+            let kept = self.prefetched.lock();
+            wanted
+                .into_iter()
+                .map(|k| {
+                    let spec = kept.as_ref().ok().and_then(|m| m.get(&k).cloned());
+                    (k, spec)
+                })
+                .collect()
+        };
+        let specs: HashMap<ChannelKey, Result<ChannelSpec, ChannelError>> = todo
+            .into_par_iter()
             .map(|(k, kept)| {
                 let spec = match kept {
                     Some(spec) => spec,
@@ -510,7 +512,13 @@ impl Project {
                 };
                 (k, spec)
             })
-            .collect()
+            .collect();
+        if let Ok(mut kept) = self.prefetched.lock() {
+            for (k, spec) in &specs {
+                kept.entry(k.clone()).or_insert_with(|| spec.clone());
+            }
+        }
+        specs
     }
 
     /// Fetches a spec and logs the fetch.
@@ -778,5 +786,24 @@ mod tests {
             matches!(rendered[0].1, Ok(Render::Current)),
             "an unchanged environment is current without parsing its values"
         );
+    }
+
+    #[test]
+    fn a_channel_is_fetched_once_however_many_chunks_a_cycle_renders() {
+        // A cycle renders its environments a chunk at a time: the second
+        // chunk reuses the spec the first fetched, and the fetch is logged once.
+        let values = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("environments/dev/values.yaml"),
+        )
+        .expect("dev's values");
+        let dir = example_with_dev(&values);
+        let project = Project::open(dir.path(), &ChannelSettings::local()).expect("project");
+        let dev = vec!["dev".to_string()];
+        for _ in 0..3 {
+            let rendered = project.render_changed(&dev, |_| None);
+            assert!(rendered[0].1.is_ok(), "{:?}", rendered[0].1.as_ref().err());
+        }
+        let fetches = project.take_fetches();
+        assert_eq!(fetches.len(), 1, "{fetches:?}");
     }
 }

@@ -38,6 +38,10 @@ pub use crate::delivery::{Action, GroupOutcome, Outcome, PrRef, VersionChange};
 /// How many times a push that lost a race is tried again.
 pub const PUSH_ATTEMPTS: usize = 3;
 
+/// How many environments a cycle renders at once (in parallel) before
+/// committing them: what bounds the rendered files held in memory.
+const RENDER_CHUNK: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub base: Option<String>,
@@ -575,8 +579,7 @@ pub fn run_cycle_gated(
     envs.sort_by(|a, b| wave_of(a).cmp(&wave_of(b)).then_with(|| a.cmp(b)));
     let mut pacing = Pacing::new(opts.budget, forge);
     let mut recorded = recorded_from(ws, &fetched, &envs, &metadata)?;
-    let rendered = render_isolated(&project, &envs, &recorded);
-    let mut fetches = project.take_fetches();
+    let mut fetches = Vec::new();
     let author = Signature::now(&opts.author_name, &opts.author_email).map_err(GitError::from)?;
     let mut outcomes = Vec::with_capacity(envs.len());
     let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
@@ -587,109 +590,116 @@ pub fn run_cycle_gated(
         false => Some(ws.batch()),
     };
     let mut pending = Vec::new();
-    for (env, mut result) in rendered {
-        if opts.allow_mass_deletion
-            && let Ok(Render::Fresh(r)) = &mut result
-            && r.mass_deletion.is_none()
-        {
-            r.mass_deletion = Some(crate::config::Allowance::Run);
-        }
-        let channel = match &result {
-            Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
-            Ok(Render::Current) => recorded.get(&env).map(|m| &m.channel),
-            Err(_) => None,
-        };
-        let span = match channel {
-            Some(c) => tracing::info_span!(
-                "environment",
-                environment = %env,
-                channel = %c.name,
-                version = %c.version
-            ),
-            None => tracing::info_span!("environment", environment = %env),
-        };
-        let _entered = span.enter();
-        if let Some(wave) = grouped_wave(&project, decision.verdict(&env)) {
-            // Delivered with its wave after the other environments.
+    // Rendered a chunk at a time, so that memory holds one chunk's files,
+    // not the whole fleet's, while the commits go into the batch.
+    for chunk in envs.chunks(RENDER_CHUNK) {
+        let rendered = render_isolated(&project, chunk, &recorded);
+        fetches.extend(project.take_fetches());
+        for (env, mut result) in rendered {
+            if opts.allow_mass_deletion
+                && let Ok(Render::Fresh(r)) = &mut result
+                && r.mass_deletion.is_none()
+            {
+                r.mass_deletion = Some(crate::config::Allowance::Run);
+            }
+            let channel = match &result {
+                Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
+                Ok(Render::Current) => recorded.get(&env).map(|m| &m.channel),
+                Err(_) => None,
+            };
+            let span = match channel {
+                Some(c) => tracing::info_span!(
+                    "environment",
+                    environment = %env,
+                    channel = %c.name,
+                    version = %c.version
+                ),
+                None => tracing::info_span!("environment", environment = %env),
+            };
+            let _entered = span.enter();
+            if let Some(wave) = grouped_wave(&project, decision.verdict(&env)) {
+                // Delivered with its wave after the other environments.
+                let cx = Context {
+                    ws,
+                    forge,
+                    fetched: &fetched,
+                    author: &author,
+                };
+                let verdict = decision.verdict(&env);
+                let recorded = recorded.get(&env);
+                let gathered = catch_unwind(AssertUnwindSafe(|| {
+                    gather(&cx, opts.dry_run, &wave, &env, &result, recorded, verdict)
+                }));
+                match gathered {
+                    Ok(Ok(member)) => members.entry(wave).or_default().push(member),
+                    Ok(Err(e)) => outcomes.push(Outcome::failed(&env, e.to_string(), e.class())),
+                    Err(payload) => outcomes.push(Outcome::failed(
+                        &env,
+                        panicked(&env, "delivering", &*payload),
+                        ErrorClass::Permanent,
+                    )),
+                }
+                continue;
+            }
             let cx = Context {
                 ws,
                 forge,
                 fetched: &fetched,
                 author: &author,
             };
-            let verdict = decision.verdict(&env);
-            let recorded = recorded.get(&env);
-            let gathered = catch_unwind(AssertUnwindSafe(|| {
-                gather(&cx, opts.dry_run, &wave, &env, &result, recorded, verdict)
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                deliver(
+                    &cx,
+                    opts.dry_run,
+                    &env,
+                    &result,
+                    recorded.get(&env),
+                    decision.verdict(&env),
+                    decision.freeze.as_ref(),
+                    &mut pacing,
+                    batch.as_mut(),
+                )
             }));
-            match gathered {
-                Ok(Ok(member)) => members.entry(wave).or_default().push(member),
-                Ok(Err(e)) => outcomes.push(Outcome::failed(&env, e.to_string(), e.class())),
-                Err(payload) => outcomes.push(Outcome::failed(
+            let outcome = match delivered {
+                Ok(Ok(Delivered::Done(outcome))) => outcome,
+                Ok(Ok(Delivered::Pushing(outcome, p))) => {
+                    pending.push(Landing {
+                        env,
+                        outcome,
+                        pending: p,
+                        span: span.clone(),
+                    });
+                    continue;
+                }
+                Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
+                    message,
+                    ..
+                })))) => {
+                    let mut again = Again {
+                        fetched: &mut fetched,
+                        project: &mut project,
+                        fetches: &mut fetches,
+                        recorded: &mut recorded,
+                    };
+                    let run = Run {
+                        ws,
+                        forge,
+                        opts,
+                        author: &author,
+                        decision: &decision,
+                    };
+                    run.retry(&mut again, &mut pacing, &env, message)
+                }
+                Ok(Err(e)) => Outcome::failed(&env, e.to_string(), e.class()),
+                Err(payload) => Outcome::failed(
                     &env,
                     panicked(&env, "delivering", &*payload),
                     ErrorClass::Permanent,
-                )),
-            }
-            continue;
+                ),
+            };
+            log_outcome(&outcome);
+            outcomes.push(outcome);
         }
-        let cx = Context {
-            ws,
-            forge,
-            fetched: &fetched,
-            author: &author,
-        };
-        let delivered = catch_unwind(AssertUnwindSafe(|| {
-            deliver(
-                &cx,
-                opts.dry_run,
-                &env,
-                &result,
-                recorded.get(&env),
-                decision.verdict(&env),
-                decision.freeze.as_ref(),
-                &mut pacing,
-                batch.as_mut(),
-            )
-        }));
-        let outcome = match delivered {
-            Ok(Ok(Delivered::Done(outcome))) => outcome,
-            Ok(Ok(Delivered::Pushing(outcome, p))) => {
-                pending.push(Landing {
-                    env,
-                    outcome,
-                    pending: p,
-                    span: span.clone(),
-                });
-                continue;
-            }
-            Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
-                message, ..
-            })))) => {
-                let mut again = Again {
-                    fetched: &mut fetched,
-                    project: &mut project,
-                    fetches: &mut fetches,
-                    recorded: &mut recorded,
-                };
-                let run = Run {
-                    ws,
-                    forge,
-                    opts,
-                    author: &author,
-                    decision: &decision,
-                };
-                run.retry(&mut again, &mut pacing, &env, message)
-            }
-            Ok(Err(e)) => Outcome::failed(&env, e.to_string(), e.class()),
-            Err(payload) => Outcome::failed(
-                &env,
-                panicked(&env, "delivering", &*payload),
-                ErrorClass::Permanent,
-            ),
-        };
-        log_outcome(&outcome);
-        outcomes.push(outcome);
     }
     if let Some(batch) = batch {
         let updates: Vec<RefUpdate> = pending.iter().map(|l| l.pending.update.clone()).collect();

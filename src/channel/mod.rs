@@ -107,6 +107,49 @@ pub enum ChannelError {
     },
 }
 
+/// A failed fetch is kept for the rest of its cycle like a spec (see
+/// [`crate::project`]); an I/O error is kept as its kind and message.
+impl Clone for ChannelError {
+    fn clone(&self) -> Self {
+        match self {
+            ChannelError::NotFound {
+                channel,
+                source_name,
+                looked_for,
+                known,
+            } => ChannelError::NotFound {
+                channel: channel.clone(),
+                source_name: source_name.clone(),
+                looked_for: looked_for.clone(),
+                known: known.clone(),
+            },
+            ChannelError::ReleaseNotFound {
+                channel,
+                release,
+                source_name,
+                looked_for,
+            } => ChannelError::ReleaseNotFound {
+                channel: channel.clone(),
+                release: release.clone(),
+                source_name: source_name.clone(),
+                looked_for: looked_for.clone(),
+            },
+            ChannelError::Invalid { origin, message } => ChannelError::Invalid {
+                origin: origin.clone(),
+                message: message.clone(),
+            },
+            ChannelError::Unreachable { url, message } => ChannelError::Unreachable {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            ChannelError::Io { path, source } => ChannelError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+        }
+    }
+}
+
 fn known_list(known: &[String]) -> String {
     if known.is_empty() {
         String::new()

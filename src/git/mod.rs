@@ -51,6 +51,9 @@ pub fn set_timeout(timeout: std::time::Duration) {
 /// libgit2, which loads the system's CA certificates (about 8 ms), so a
 /// command that never touches git (`render` of a directory, `--version`)
 /// must not pay for it.
+/// The most libgit2 keeps in its object cache, in bytes.
+const CACHE_BYTES: isize = 48 << 20;
+
 fn tune() {
     static TUNED: std::sync::Once = std::sync::Once::new();
     TUNED.call_once(|| {
@@ -58,6 +61,12 @@ fn tune() {
         // SAFETY: called before the first repository is opened, before any
         // thread fetches, pushes or reads objects.
         let _ = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20) };
+        // The cache's whole size (libgit2's default is 256 MiB): a fleet's
+        // `rendered/` trees are tens of KiB each, one per branch, and a bump
+        // reads every branch's; what is cached beyond the base's trees is not
+        // read again in a cycle.
+        // SAFETY: as above.
+        let _ = unsafe { git2::opts::set_cache_max_size(CACHE_BYTES) };
     });
 }
 
