@@ -590,6 +590,14 @@ pub fn run_cycle_gated(
         false => Some(ws.batch()),
     };
     let mut pending = Vec::new();
+    // What a retry after a lost push needs besides the cycle's own state.
+    let run = Run {
+        ws,
+        forge,
+        opts,
+        author: &author,
+        decision: &decision,
+    };
     // Rendered a chunk at a time, so that memory holds one chunk's files,
     // not the whole fleet's, while the commits go into the batch.
     for chunk in envs.chunks(RENDER_CHUNK) {
@@ -681,13 +689,6 @@ pub fn run_cycle_gated(
                         fetches: &mut fetches,
                         recorded: &mut recorded,
                     };
-                    let run = Run {
-                        ws,
-                        forge,
-                        opts,
-                        author: &author,
-                        decision: &decision,
-                    };
                     run.retry(&mut again, &mut pacing, &env, message)
                 }
                 Ok(Err(e)) => Outcome::failed(&env, e.to_string(), e.class()),
@@ -732,13 +733,6 @@ pub fn run_cycle_gated(
                 project: &mut project,
                 fetches: &mut fetches,
                 recorded: &mut recorded,
-            };
-            let run = Run {
-                ws,
-                forge,
-                opts,
-                author: &author,
-                decision: &decision,
             };
             let outcome = run.retry(&mut again, &mut pacing, &env, message);
             log_outcome(&outcome);
