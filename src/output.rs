@@ -22,6 +22,15 @@ pub fn rendered_line(env: &str, rendered: &crate::pipeline::Rendered, target: &P
     )
 }
 
+/// Writes `value` as pretty JSON and a newline to standard output while it
+/// is serialized.
+pub fn print_json(value: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::from)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
 /// Writes `text` to `path` whole or not at all (a temporary file renamed
 /// over it), creating its directory.
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {

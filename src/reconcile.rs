@@ -40,7 +40,7 @@ pub const PUSH_ATTEMPTS: usize = 3;
 
 /// How many environments a cycle renders at once (in parallel) before
 /// committing them: what bounds the rendered files held in memory.
-const RENDER_CHUNK: usize = 256;
+const RENDER_CHUNK: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -395,18 +395,17 @@ impl Cycle {
         format!("{pacing}{body}{}", text::groups(&self.groups, plan))
     }
 
-    /// What `reconcile --output json` and `plan --output json` print.
-    pub fn json(&self) -> serde_json::Value {
-        use crate::delivery::text;
-        let mut value = text::with_pacing(
-            text::json(&self.rollout.waves, &self.outcomes),
-            self.rollout.freeze.as_ref(),
-            self.budget.as_ref(),
-        );
-        if !self.groups.is_empty() {
-            value["groups"] = serde_json::to_value(&self.groups).unwrap_or_default();
+    /// What `reconcile --output json` and `plan --output json` print,
+    /// serialized as it is written (a fleet's outcomes are not first built
+    /// as one JSON value).
+    pub fn json(&self) -> impl serde::Serialize + '_ {
+        crate::delivery::text::Report {
+            budget: self.budget.as_ref(),
+            environments: &self.outcomes,
+            freeze: self.rollout.freeze.as_ref(),
+            groups: &self.groups,
+            waves: &self.rollout.waves,
         }
-        value
     }
 }
 

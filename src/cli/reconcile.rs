@@ -242,7 +242,7 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&cycle.json())?),
+        OutputFormat::Json => crate::output::print_json(&cycle.json())?,
         OutputFormat::Text => print!("{}", cycle.text(opts.dry_run)),
     }
     let outcomes = &cycle.outcomes;

@@ -79,7 +79,47 @@ pub fn apply(
 /// request to open or update once it moved.
 pub struct Pending {
     pub update: git::RefUpdate,
+    /// Without its description, kept in `body`.
     request: PrRequest,
+    body: Kept,
+}
+
+/// A pull request's description while it waits for the cycle's push:
+/// deflated, as a cycle holds every staged environment's (several KiB each,
+/// with the diff) until then.
+enum Kept {
+    Deflated(Vec<u8>),
+    Plain(String),
+}
+
+impl Kept {
+    fn new(text: String) -> Kept {
+        use std::io::Write;
+        let mut e = flate2::write::DeflateEncoder::new(
+            Vec::with_capacity(text.len() / 4),
+            flate2::Compression::fast(),
+        );
+        match e.write_all(text.as_bytes()).and_then(|()| e.finish()) {
+            Ok(mut deflated) => {
+                deflated.shrink_to_fit();
+                Kept::Deflated(deflated)
+            }
+            Err(_) => Kept::Plain(text),
+        }
+    }
+
+    fn text(&self) -> String {
+        use std::io::Read;
+        match self {
+            Kept::Plain(text) => text.clone(),
+            Kept::Deflated(bytes) => {
+                let mut text = String::new();
+                // Deflated from a string just now: it inflates to one.
+                let _ = flate2::read::DeflateDecoder::new(&bytes[..]).read_to_string(&mut text);
+                text
+            }
+        }
+    }
 }
 
 /// What [`stage`] did with a plan.
@@ -116,13 +156,16 @@ pub fn stage(
     let base = cx.fetched.base_commit;
     let tree = batch.tree_with(base, env, &delivery.files)?;
     let commit = batch.commit(base, tree, &push.message, cx.author)?;
+    let mut request = request(cx, git::branch_name(env), delivery, settings);
+    let body = Kept::new(std::mem::take(&mut request.body));
     Ok(Staged::Pushing(Pending {
         update: git::RefUpdate {
             branch: git::branch_name(env),
             new: Some(commit),
             expected: push.replaces.as_deref().map(oid).transpose()?,
         },
-        request: request(cx, git::branch_name(env), delivery, settings),
+        request,
+        body,
     }))
 }
 
@@ -134,7 +177,11 @@ pub fn finish(forge: &dyn Forge, pending: &Pending) -> Result<Applied, ApplyErro
         .new
         .map(|o| o.to_string())
         .unwrap_or_default();
-    ensure(forge, &pending.request, true, commit)
+    let request = PrRequest {
+        body: pending.body.text(),
+        ..pending.request.clone()
+    };
+    ensure(forge, &request, true, commit)
 }
 
 /// The pull request of an environment's delivery.
@@ -332,4 +379,21 @@ pub fn group(
         auto_merge: settings.auto_merge,
     };
     ensure(cx.forge, &request, push.is_some(), commit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kept;
+
+    #[test]
+    fn a_kept_description_reads_back_as_it_was_written() {
+        let body = "## hydrant(dev): stable 1.0 → 1.1 ✓\n\n```diff\n-a\n+b\n```\n".repeat(200);
+        let kept = Kept::new(body.clone());
+        match &kept {
+            Kept::Deflated(bytes) => assert!(bytes.len() < body.len() / 10, "{}", bytes.len()),
+            Kept::Plain(_) => panic!("not deflated"),
+        }
+        assert_eq!(kept.text(), body);
+        assert_eq!(Kept::new(String::new()).text(), "");
+    }
 }

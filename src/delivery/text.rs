@@ -2,6 +2,8 @@
 //! `hydrant reconcile`, `hydrant plan` (and `reconcile --dry-run`) and
 //! `hydrant status` print. Pure: values in, text out.
 
+use serde::Serialize;
+
 use super::pace::BudgetUse;
 use super::status::{EnvStatus, Status};
 use super::{Action, GroupOutcome, Outcome};
@@ -254,20 +256,20 @@ pub fn pacing(freeze: Option<&Frozen>, budget: Option<&BudgetUse>) -> String {
 
 /// Adds the freeze window that applies (`freeze`) and the pull-request
 /// budget (`budget`) to the JSON of a plan, a cycle or a status.
-pub fn with_pacing(
-    mut json: serde_json::Value,
-    freeze: Option<&Frozen>,
-    budget: Option<&BudgetUse>,
-) -> serde_json::Value {
-    if let Some(map) = json.as_object_mut() {
-        if let Some(f) = freeze {
-            map.insert("freeze".into(), serde_json::json!(f));
-        }
-        if let Some(b) = budget {
-            map.insert("budget".into(), serde_json::json!(b));
-        }
-    }
-    json
+/// A plan's or a cycle's JSON, with the freeze and the budget it ran
+/// under; `waves` only when the repository has a rollout block, `groups`
+/// only when it has grouped waves.
+#[derive(Serialize)]
+pub struct Report<'a, T: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<&'a BudgetUse>,
+    pub environments: &'a [T],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<&'a Frozen>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub groups: &'a [GroupOutcome],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub waves: &'a [WaveSummary],
 }
 
 fn writeln(out: &mut String, line: impl AsRef<str>) {

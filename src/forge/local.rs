@@ -4,15 +4,94 @@
 //! is plain files a person or a test can read: `<state-dir>/pulls/<number>.json`.
 //! Every write replaces a file atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use super::{Comment, Ensured, Forge, ForgeError, PrRequest, PrState, PullRequest};
 
+/// A pull request's file read from the state directory holds everything;
+/// memory holds what finding and counting them needs, so that a fleet's
+/// thousands of descriptions are not all held at once.
 pub struct LocalForge {
     dir: PathBuf,
-    pulls: Mutex<BTreeMap<u64, PullRequest>>,
+    pulls: Mutex<Index>,
+}
+
+/// What is kept in memory of one pull request.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Listed {
+    number: u64,
+    #[serde(default)]
+    title: String,
+    head: String,
+    base: String,
+    state: PrState,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+impl Listed {
+    fn of(pr: &PullRequest) -> Listed {
+        Listed {
+            number: pr.number,
+            title: pr.title.clone(),
+            head: pr.head.clone(),
+            base: pr.base.clone(),
+            state: pr.state,
+            created_at: pr.created_at.clone(),
+        }
+    }
+
+    /// As a pull request listed without its description or comments.
+    fn summary(&self, url: String) -> PullRequest {
+        PullRequest {
+            number: self.number,
+            url,
+            title: self.title.clone(),
+            body: String::new(),
+            head: self.head.clone(),
+            base: self.base.clone(),
+            state: self.state,
+            comments: Vec::new(),
+            id: None,
+            labels: Vec::new(),
+            reviewers: Vec::new(),
+            draft: false,
+            auto_merge: false,
+            created_at: self.created_at.clone(),
+        }
+    }
+}
+
+/// Every pull request by number, and the open one of each head and base.
+#[derive(Default)]
+struct Index {
+    listed: BTreeMap<u64, Listed>,
+    open: HashMap<(String, String), u64>,
+}
+
+impl Index {
+    fn record(&mut self, listed: Listed) {
+        let key = (listed.head.clone(), listed.base.clone());
+        match listed.state {
+            // Should a hand-edited directory hold two open for one head,
+            // the older one is found.
+            PrState::Open => {
+                let number = listed.number;
+                self.open
+                    .entry(key)
+                    .and_modify(|n| *n = (*n).min(number))
+                    .or_insert(number);
+            }
+            PrState::Closed => {
+                if self.open.get(&key) == Some(&listed.number) {
+                    self.open.remove(&key);
+                }
+            }
+        }
+        self.listed.insert(listed.number, listed);
+    }
 }
 
 fn fail(message: String) -> ForgeError {
@@ -33,10 +112,10 @@ fn io_fail(what: &str, path: &Path, e: std::io::Error) -> ForgeError {
 }
 
 impl LocalForge {
-    /// Opens the state directory, reading every pull request in it.
+    /// Opens the state directory, listing every pull request in it.
     pub fn open(dir: &Path) -> Result<LocalForge, ForgeError> {
         let pulls_dir = dir.join("pulls");
-        let mut pulls = BTreeMap::new();
+        let mut index = Index::default();
         match std::fs::read_dir(&pulls_dir) {
             Ok(entries) => {
                 for entry in entries.flatten() {
@@ -44,12 +123,7 @@ impl LocalForge {
                     if path.extension().and_then(|e| e.to_str()) != Some("json") {
                         continue;
                     }
-                    let text =
-                        std::fs::read_to_string(&path).map_err(|e| io_fail("read", &path, e))?;
-                    let pr: PullRequest = serde_json::from_str(&text).map_err(|e| {
-                        fail(format!("`{}` is not a pull request: {e}", path.display()))
-                    })?;
-                    pulls.insert(pr.number, pr);
+                    index.record(parse::<Listed>(&path)?);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -57,12 +131,23 @@ impl LocalForge {
         }
         Ok(LocalForge {
             dir: dir.to_path_buf(),
-            pulls: Mutex::new(pulls),
+            pulls: Mutex::new(index),
         })
     }
 
     fn path(&self, number: u64) -> PathBuf {
         self.dir.join("pulls").join(format!("{number}.json"))
+    }
+
+    fn index(&self) -> Result<MutexGuard<'_, Index>, ForgeError> {
+        self.pulls
+            .lock()
+            .map_err(|_| fail("state lock poisoned".to_string()))
+    }
+
+    /// The whole pull request, from its file.
+    fn read(&self, number: u64) -> Result<PullRequest, ForgeError> {
+        parse(&self.path(number))
     }
 
     fn save(&self, pr: &PullRequest) -> Result<(), ForgeError> {
@@ -85,25 +170,38 @@ impl LocalForge {
 
     /// Every pull request, by number (for status and tests).
     pub fn all(&self) -> Vec<PullRequest> {
-        self.pulls
-            .lock()
-            .map(|p| p.values().cloned().collect())
-            .unwrap_or_default()
+        let numbers: Vec<u64> = match self.index() {
+            Ok(index) => index.listed.keys().copied().collect(),
+            Err(_) => return Vec::new(),
+        };
+        numbers
+            .into_iter()
+            .filter_map(|n| self.read(n).ok())
+            .collect()
     }
 
     fn update(&self, number: u64, change: impl FnOnce(&mut PullRequest)) -> Result<(), ForgeError> {
-        let mut pulls = self
-            .pulls
-            .lock()
-            .map_err(|_| fail("state lock poisoned".to_string()))?;
-        let pr = pulls.get_mut(&number).ok_or_else(|| ForgeError::NotFound {
-            forge: "local".to_string(),
-            request: format!("pull request #{number}"),
-            message: format!("not in `{}`", self.dir.display()),
-        })?;
-        change(pr);
-        self.save(pr)
+        let mut index = self.index()?;
+        if !index.listed.contains_key(&number) {
+            return Err(ForgeError::NotFound {
+                forge: "local".to_string(),
+                request: format!("pull request #{number}"),
+                message: format!("not in `{}`", self.dir.display()),
+            });
+        }
+        let mut pr = self.read(number)?;
+        change(&mut pr);
+        self.save(&pr)?;
+        index.record(Listed::of(&pr));
+        Ok(())
     }
+}
+
+/// A pull request's file, or as much of it as `T` reads.
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ForgeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_fail("read", path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| fail(format!("`{}` is not a pull request: {e}", path.display())))
 }
 
 impl Forge for LocalForge {
@@ -112,14 +210,12 @@ impl Forge for LocalForge {
     }
 
     fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
-        let pulls = self
-            .pulls
-            .lock()
-            .map_err(|_| fail("state lock poisoned".to_string()))?;
-        Ok(pulls
-            .values()
-            .find(|p| p.state == PrState::Open && p.head == head && p.base == base)
-            .cloned())
+        let number = self
+            .index()?
+            .open
+            .get(&(head.to_string(), base.to_string()))
+            .copied();
+        number.map(|n| self.read(n)).transpose()
     }
 
     fn ensure_pull_request(&self, req: &PrRequest) -> Result<(PullRequest, Ensured), ForgeError> {
@@ -138,11 +234,8 @@ impl Forge for LocalForge {
             };
             return Ok((updated, Ensured::Updated));
         }
-        let mut pulls = self
-            .pulls
-            .lock()
-            .map_err(|_| fail("state lock poisoned".to_string()))?;
-        let number = pulls.keys().next_back().copied().unwrap_or(0) + 1;
+        let mut index = self.index()?;
+        let number = index.listed.keys().next_back().copied().unwrap_or(0) + 1;
         let pr = PullRequest {
             number,
             url: self.url(number),
@@ -162,19 +255,18 @@ impl Forge for LocalForge {
                 .map(|t| t.to_string()),
         };
         self.save(&pr)?;
-        pulls.insert(number, pr.clone());
+        index.record(Listed::of(&pr));
         Ok((pr, Ensured::Created))
     }
 
+    /// As listed: without their descriptions and comments.
     fn recent_pulls(&self, since: jiff::Timestamp) -> Result<Vec<PullRequest>, ForgeError> {
-        let pulls = self
-            .pulls
-            .lock()
-            .map_err(|_| fail("state lock poisoned".to_string()))?;
-        Ok(pulls
+        let index = self.index()?;
+        Ok(index
+            .listed
             .values()
+            .map(|l| l.summary(self.url(l.number)))
             .filter(|p| super::recent(p, since))
-            .cloned()
             .collect())
     }
 
@@ -234,5 +326,41 @@ mod tests {
         assert!(forge.find_open("hydrant/dev", "main").unwrap().is_none());
         assert_eq!(forge.all()[0].comments[0].body, "done");
         assert_eq!(forge.ensure_pull_request(&req("c")).unwrap().0.number, 2);
+    }
+
+    #[test]
+    fn a_description_is_read_from_its_file_and_the_older_of_two_open_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        let forge = LocalForge::open(d.path()).unwrap();
+        let (pr, _) = forge.ensure_pull_request(&req("a")).unwrap();
+        let path = d.path().join("pulls/1.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("\"body\": \"b\"", "\"body\": \"edited\""),
+        )
+        .unwrap();
+        assert_eq!(
+            forge.find_open(&pr.head, &pr.base).unwrap().unwrap().body,
+            "edited"
+        );
+        // A second open one for the same head, written by hand.
+        let second = PullRequest {
+            number: 7,
+            ..forge.read(1).unwrap()
+        };
+        forge.save(&second).unwrap();
+        let forge = LocalForge::open(d.path()).unwrap();
+        assert_eq!(
+            forge
+                .find_open("hydrant/dev", "main")
+                .unwrap()
+                .unwrap()
+                .number,
+            1
+        );
+        let listed = forge.recent_pulls(jiff::Timestamp::now()).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|p| p.body.is_empty() && p.title == "a"));
     }
 }

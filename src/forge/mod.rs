@@ -329,7 +329,8 @@ pub trait Forge: Send + Sync {
     fn close_pull_request(&self, pr: &PullRequest, comment: &str) -> Result<(), ForgeError>;
     /// hydrant's pull requests (from `hydrant/*` branches): every one open
     /// now, and every one opened at or after `since`, whatever became of it.
-    /// The pull-request budget is counted from them, in one call per cycle.
+    /// The pull-request budget is counted from them, in one call per cycle;
+    /// a forge may leave their descriptions and comments out.
     fn recent_pulls(&self, since: jiff::Timestamp) -> Result<Vec<PullRequest>, ForgeError>;
     /// Comments on a pull request.
     fn comment(&self, pr: &PullRequest, body: &str) -> Result<(), ForgeError>;

@@ -41,6 +41,13 @@ pub fn set_timeout(timeout: std::time::Duration) {
     }
 }
 
+/// The most libgit2 keeps in its object cache, in bytes.
+const CACHE_BYTES: isize = 48 << 20;
+
+/// The largest tree libgit2 caches (a fleet's `rendered/` tree is about
+/// 40 bytes per environment).
+const TREE_CACHE_BYTES: usize = 4 << 20;
+
 /// libgit2's object cache keeps only trees under 4 KiB, and every object read
 /// is hashed again. In a fleet, `rendered/` is one tree of an entry per
 /// environment (tens of KiB), walked once per environment: keep it cached,
@@ -51,16 +58,19 @@ pub fn set_timeout(timeout: std::time::Duration) {
 /// libgit2, which loads the system's CA certificates (about 8 ms), so a
 /// command that never touches git (`render` of a directory, `--version`)
 /// must not pay for it.
-/// The most libgit2 keeps in its object cache, in bytes.
-const CACHE_BYTES: isize = 48 << 20;
-
 fn tune() {
     static TUNED: std::sync::Once = std::sync::Once::new();
     TUNED.call_once(|| {
         git2::opts::strict_hash_verification(false);
+        // A branch is only ever set to a commit hydrant has just written
+        // and made durable (or read from the remote): checking that it
+        // exists would read the header of every commit of a cycle's pack,
+        // mapping the whole pack into memory.
+        git2::opts::strict_object_creation(false);
         // SAFETY: called before the first repository is opened, before any
         // thread fetches, pushes or reads objects.
-        let _ = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, 4 << 20) };
+        let _ =
+            unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, TREE_CACHE_BYTES) };
         // The cache's whole size (libgit2's default is 256 MiB): a fleet's
         // `rendered/` trees are tens of KiB each, one per branch, and a bump
         // reads every branch's; what is cached beyond the base's trees is not
@@ -68,6 +78,29 @@ fn tune() {
         // SAFETY: as above.
         let _ = unsafe { git2::opts::set_cache_max_size(CACHE_BYTES) };
     });
+}
+
+/// The largest tree libgit2 caches while it builds the pack of a push.
+const PUSH_TREE_CACHE_BYTES: usize = 16 << 10;
+
+/// Runs `push` with libgit2's object cache set for building the pack of a
+/// push of many branches: the pack builder looks up every subtree of every
+/// pushed commit, so every environment's small `rendered/<env>` tree is
+/// looked up once per pushed branch and must stay cached, while each
+/// commit's large `rendered/` tree, read once, is not cached (storing
+/// thousands of them made every store evict, and libgit2's eviction scans
+/// its cache: a push of a fleet took quadratic time).
+pub(crate) fn with_push_cache<T>(push: impl FnOnce() -> T) -> T {
+    tune();
+    // SAFETY: a limit is one machine word libgit2 reads when it stores an
+    // object; a lookup on another thread meanwhile caches an object or not.
+    let _ = unsafe {
+        git2::opts::set_cache_object_limit(git2::ObjectType::Tree, PUSH_TREE_CACHE_BYTES)
+    };
+    let out = push();
+    // SAFETY: as above.
+    let _ = unsafe { git2::opts::set_cache_object_limit(git2::ObjectType::Tree, TREE_CACHE_BYTES) };
+    out
 }
 
 /// The branch hydrant owns for an environment.

@@ -636,9 +636,11 @@ impl Workspace {
                 let mut options = PushOptions::new();
                 options.remote_callbacks(cb);
                 let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
-                self.repo
-                    .find_remote(REMOTE)
-                    .and_then(|mut remote| remote.push(&specs, Some(&mut options)))
+                super::super::with_push_cache(|| {
+                    self.repo
+                        .find_remote(REMOTE)
+                        .and_then(|mut remote| remote.push(&specs, Some(&mut options)))
+                })
             };
             match result {
                 Ok(()) => return Ok(status.into_inner()),
