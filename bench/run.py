@@ -506,6 +506,7 @@ LABELS = {
     "render": "render",
     "render_unchanged": "render, output unchanged",
     "noop": "no-op reconcile",
+    "noop_beyond_fetch": "no-op reconcile beyond the fetch",
     "bump_path": "channel bump, remote a path",
     "bump_file": "channel bump, remote a file:// URL",
     "bump_http": "channel bump, remote over smart HTTP",
@@ -525,6 +526,8 @@ def main():
     p.add_argument("--hydrant", help="the binary [default: build target/release/hydrant]")
     p.add_argument("--json", help="also write every sample and summary here")
     p.add_argument("--keep", help="keep the fleets and work dirs in this directory")
+    p.add_argument("--floor-sizes", help="the sizes to run the git floor at [default: every size]; "
+                   "git's own floor over 10,000 environments takes minutes")
     args = p.parse_args()
     scenarios = set(args.scenarios.split(","))
     kinds = [k for k in args.kinds.split(",") if k]
@@ -562,7 +565,10 @@ def main():
     http = GitHttp(scratch) if "http" in kinds and scenarios & {"bump", "floor"} else None
     try:
         for n in [int(x) for x in args.sizes.split(",") if x]:
-            r = bench_size(hydrant, n, args.runs, scratch, scenarios, kinds, http)
+            at = scenarios
+            if args.floor_sizes is not None and str(n) not in args.floor_sizes.split(","):
+                at = scenarios - {"floor"}
+            r = bench_size(hydrant, n, args.runs, scratch, at, kinds, http)
             if helm:
                 r.update(bench_helm(helm, hydrant, scratch / f"fleet-{n}", n, args.runs, scratch))
             out = {}
@@ -595,6 +601,18 @@ def main():
             sys.stdout.flush()
             if args.json:
                 Path(args.json).write_text(json.dumps(raw, indent=2))
+        # How each scenario grows from the smallest size to the largest.
+        sizes = sorted(raw["sizes"])
+        if len(sizes) > 1:
+            small, large = raw["sizes"][sizes[0]], raw["sizes"][sizes[-1]]
+            print()
+            print(f"| growth {sizes[0]} → {sizes[-1]} ({sizes[-1] / sizes[0]:.0f}× the environments) | wall | peak RSS |")
+            print("| --- | ---: | ---: |")
+            for scenario in ["render", "noop", "noop_beyond_fetch"] + [f"bump_{k}" for k in kinds]:
+                if scenario in small and scenario in large and "wall" in small[scenario]:
+                    a, b = small[scenario], large[scenario]
+                    rss = f"{b['rss']['median'] / a['rss']['median']:.1f}×" if "rss" in a else ""
+                    print(f"| {LABELS.get(scenario, scenario)} | {b['wall']['median'] / a['wall']['median']:.1f}× | {rss} |")
     finally:
         if http:
             http.stop()
