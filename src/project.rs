@@ -60,6 +60,9 @@ pub struct Project {
     prefetched: Mutex<HashMap<ChannelKey, Result<ChannelSpec, ChannelError>>>,
     /// Every channel fetch made, until taken.
     fetches: Mutex<Vec<ChannelFetch>>,
+    /// Environments' files read by [`Project::environment_configs`], each
+    /// used once by the next render, which does not read them again.
+    texts: Mutex<HashMap<String, EnvironmentTexts>>,
     /// `unknownKeys:` in `hydrant.yaml`, for environments that do not say.
     unknown_keys: crate::spec::UnknownKeys,
     /// Where `channelSource` was set, when the repository's `hydrant.yaml`
@@ -277,6 +280,7 @@ impl Project {
             releases: HashMap::new(),
             prefetched: Mutex::new(HashMap::new()),
             fetches: Mutex::new(Vec::new()),
+            texts: Mutex::new(HashMap::new()),
             source_setting,
         })
     }
@@ -292,14 +296,35 @@ impl Project {
 
     /// Every environment's `environment.yaml`, where it parses (one that does
     /// not fails when it is rendered).
+    /// The files read are kept for the next render.
     pub fn environment_configs(&self) -> Vec<(String, crate::config::EnvironmentConfig)> {
-        self.environments
+        let read: Vec<(String, EnvironmentTexts)> = self
+            .environments
+            .par_iter()
+            .filter_map(|name| Some((name.clone(), self.environment_texts(name).ok()?)))
+            .collect();
+        let configs: HashMap<&str, crate::config::EnvironmentConfig> = read
+            .iter()
+            .map(|(name, texts)| (name.as_str(), texts.config.clone()))
+            .collect();
+        let configs = self
+            .environments
             .iter()
             .filter_map(|name| {
-                let config = self.repo.environment_config(name).ok()?;
+                let config = match configs.get(name.as_str()) {
+                    Some(config) => config.clone(),
+                    // One whose channel or release is not a valid name
+                    // still takes its place in the rollout.
+                    None => self.repo.environment_config(name).ok()?,
+                };
                 Some((name.clone(), config))
             })
-            .collect()
+            .collect();
+        self.texts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(read);
+        configs
     }
 
     /// Renders each environment named at the release given (fetched by
@@ -474,6 +499,14 @@ impl Project {
     /// An environment's files, unparsed, with the repository's
     /// `unknownKeys` where its `environment.yaml` does not set one.
     fn environment_texts(&self, name: &str) -> Result<EnvironmentTexts, RepoError> {
+        let kept = self
+            .texts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(name);
+        if let Some(texts) = kept {
+            return Ok(texts);
+        }
         let mut texts = self.repo.environment_texts(name)?;
         texts.config.unknown_keys.get_or_insert(self.unknown_keys);
         Ok(texts)

@@ -86,11 +86,16 @@ pub(crate) fn load(
 }
 
 /// Each environment's `hydrant.metadata` on one commit of the base branch,
-/// where it has one that parses: read once per cycle and shared by the
-/// rollout's decision and the render's check for unchanged inputs.
+/// where it has one that parses, with the digest of the files beside it:
+/// read once per cycle (the `rendered/` tree once for all environments) and
+/// shared by the rollout's decision and the render's check for unchanged
+/// inputs.
 pub(crate) struct BaseMetadata {
     commit: git2::Oid,
-    parsed: HashMap<String, Metadata>,
+    /// Each environment read: its metadata and the digest of
+    /// `rendered/<env>/`'s other files ([`layout::outputs_digest`]), or
+    /// `None` when it has no metadata that parses.
+    parsed: HashMap<String, Option<(Metadata, String)>>,
 }
 
 impl BaseMetadata {
@@ -100,29 +105,38 @@ impl BaseMetadata {
         envs: &[String],
     ) -> Result<BaseMetadata, CycleError> {
         let commit = fetched.base_commit;
-        let mut parsed = HashMap::with_capacity(envs.len());
-        for env in envs {
-            if let Some(meta) = metadata_at(ws, commit, env)? {
-                parsed.insert(env.clone(), meta);
-            }
-        }
+        let read = ws.each_subdir(commit, "rendered", envs, layout::METADATA, |_, dir| {
+            let dir = dir?;
+            let meta = serde_json::from_str::<Metadata>(dir.file.as_deref()?).ok()?;
+            let on_base =
+                layout::outputs_digest(dir.entries.iter().map(|(n, id)| (n.as_str(), id.clone())));
+            Some((meta, on_base))
+        })?;
+        let parsed = envs.iter().cloned().zip(read).collect();
         Ok(BaseMetadata { commit, parsed })
     }
 
-    /// `env`'s metadata, read again if `fetched` moved past the commit
-    /// read or `env` was not among those read.
-    fn get(
+    /// `env`'s metadata and the digest of its files, as read, if `fetched`
+    /// is still at the commit read and `env` was among those read.
+    fn known(&self, fetched: &Fetched, env: &str) -> Option<Option<&(Metadata, String)>> {
+        if self.commit != fetched.base_commit {
+            return None;
+        }
+        self.parsed.get(env).map(Option::as_ref)
+    }
+
+    /// `env`'s recorded version, read again if `fetched` moved past the
+    /// commit read or `env` was not among those read.
+    fn version(
         &self,
         ws: &Workspace,
         fetched: &Fetched,
         env: &str,
-    ) -> Result<Option<Metadata>, CycleError> {
-        if self.commit == fetched.base_commit
-            && let Some(meta) = self.parsed.get(env)
-        {
-            return Ok(Some(meta.clone()));
+    ) -> Result<Option<String>, CycleError> {
+        match self.known(fetched, env) {
+            Some(known) => Ok(known.map(|(m, _)| m.channel.version.clone())),
+            None => Ok(metadata_at(ws, fetched.base_commit, env)?.map(|m| m.channel.version)),
         }
-        metadata_at(ws, fetched.base_commit, env)
     }
 }
 
@@ -157,12 +171,19 @@ fn recorded_from(
 ) -> Result<HashMap<String, Metadata>, CycleError> {
     let mut out = HashMap::with_capacity(envs.len());
     for env in envs {
-        let Some(meta) = read.get(ws, fetched, env)? else {
-            continue;
+        let (meta, on_base) = match read.known(fetched, env) {
+            Some(None) => continue,
+            Some(Some((meta, on_base))) => (meta.clone(), on_base.clone()),
+            None => {
+                let Some(meta) = metadata_at(ws, fetched.base_commit, env)? else {
+                    continue;
+                };
+                let entries = ws.entries_at(fetched.base_commit, &format!("rendered/{env}"))?;
+                let on_base =
+                    layout::outputs_digest(entries.iter().map(|(n, id)| (n.as_str(), id.clone())));
+                (meta, on_base)
+            }
         };
-        let entries = ws.entries_at(fetched.base_commit, &format!("rendered/{env}"))?;
-        let on_base =
-            layout::outputs_digest(entries.iter().map(|(n, id)| (n.as_str(), id.clone())));
         if !meta.outputs.is_empty() && on_base == meta.outputs {
             out.insert(env.clone(), meta);
         }
@@ -212,7 +233,7 @@ fn decide_rollout_from(
     let base = fetched.base_commit;
     let mut environments = Vec::new();
     for (name, config) in project.environment_configs() {
-        let current = read.get(ws, fetched, &name)?.map(|m| m.channel.version);
+        let current = read.version(ws, fetched, &name)?;
         environments.push(rollout::Environment {
             name,
             channel: config.channel,
@@ -222,9 +243,10 @@ fn decide_rollout_from(
             merged_at: None,
         });
     }
+    let selected: std::collections::HashSet<&str> = selected.iter().map(String::as_str).collect();
     let mut channels: Vec<String> = environments
         .iter()
-        .filter(|e| e.pinned.is_none() && selected.contains(&e.name))
+        .filter(|e| e.pinned.is_none() && selected.contains(e.name.as_str()))
         .map(|e| e.channel.clone())
         .collect();
     channels.sort();
@@ -351,12 +373,17 @@ fn input_signals(
         shared.push_str(&format!("{file} {}\n", layout::sha256(text.as_bytes())));
     }
     let trees: HashMap<String, String> = ws.entries_at(base, "environments")?.into_iter().collect();
+    // The shared part hashed once; each environment's signal goes on from it.
+    use sha2::Digest;
+    let mut hashed = sha2::Sha256::new();
+    hashed.update(shared.as_bytes());
     Ok(envs
         .iter()
         .map(|env| {
             let own = trees.get(env).map_or("", String::as_str);
-            let signal = layout::sha256(format!("{shared}environments/{env} {own}\n").as_bytes());
-            (env.clone(), signal)
+            let mut h = hashed.clone();
+            h.update(format!("environments/{env} {own}\n").as_bytes());
+            (env.clone(), hex::encode(h.finalize()))
         })
         .collect())
 }

@@ -20,7 +20,7 @@ pub use snapshot::Snapshot;
 
 pub use git2::{Oid, Signature};
 pub use workspace::{
-    Batch, BranchCommit, Credentials, Fetched, RefUpdate, Tip, Workspace, default_work_dir,
+    Batch, BranchCommit, Credentials, Fetched, RefUpdate, Subdir, Tip, Workspace, default_work_dir,
 };
 
 /// How long a remote may stay silent (connecting, or between two reads or

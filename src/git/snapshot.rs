@@ -3,9 +3,15 @@
 //! cycle costs what hydrant reads (settings, templates, environments, the
 //! channel directory), not what the repository holds beside them.
 //! The rules for links and sizes are [`crate::tree::Linked`]'s.
+//!
+//! Each directory is read from git once per snapshot and kept by its path, so
+//! that reading a file looks its name up in its directory rather than walking
+//! the commit's tree from the root; and each thread that reads at the same
+//! time has its own handle on the clone.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use git2::{ObjectType, Oid, Repository};
 
@@ -15,11 +21,26 @@ use crate::tree::{Entry, Linked, Store, TreeError};
 pub type Snapshot = Linked<CommitStore>;
 
 pub struct CommitStore {
-    /// Its own handle on the clone: git2 handles are not shared across threads.
-    repo: Mutex<Repository>,
+    git_dir: PathBuf,
+    /// Handles on the clone not in use: git2 handles are not shared across
+    /// threads, so a read takes one (or opens one) and puts it back.
+    repos: Mutex<Vec<Repository>>,
     tree: Oid,
+    /// The directories read so far, by path (`""` is the root).
+    dirs: Mutex<HashMap<String, Arc<Dir>>>,
     /// How the commit is shown in errors (`main@1a2b3c4d5e6f`).
     shown: String,
+}
+
+/// A directory's entries, by name.
+type Dir = HashMap<String, Raw>;
+
+/// A tree entry as git holds it.
+#[derive(Debug, Clone, Copy)]
+struct Raw {
+    mode: i32,
+    kind: Option<ObjectType>,
+    id: Oid,
 }
 
 impl CommitStore {
@@ -28,9 +49,12 @@ impl CommitStore {
         tree: Oid,
         shown: String,
     ) -> Result<CommitStore, git2::Error> {
+        let repo = Repository::open_bare(git_dir)?;
         Ok(CommitStore {
-            repo: Mutex::new(Repository::open_bare(git_dir)?),
+            git_dir: git_dir.to_path_buf(),
+            repos: Mutex::new(vec![repo]),
             tree,
+            dirs: Mutex::new(HashMap::new()),
             shown,
         })
     }
@@ -47,31 +71,88 @@ impl CommitStore {
         path: &str,
         f: impl FnOnce(&Repository) -> Result<T, git2::Error>,
     ) -> Result<T, TreeError> {
-        let repo = self
-            .repo
+        let idle = self
+            .repos
             .lock()
-            .map_err(|_| self.error(path, "the repository handle is poisoned"))?;
-        f(&repo).map_err(|e| self.error(path, e.message()))
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let repo = match idle {
+            Some(repo) => repo,
+            None => {
+                Repository::open_bare(&self.git_dir).map_err(|e| self.error(path, e.message()))?
+            }
+        };
+        let result = f(&repo).map_err(|e| self.error(path, e.message()));
+        self.repos
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(repo);
+        result
+    }
+
+    /// The directory at `path`, read once; `None` when there is none.
+    fn dir(&self, path: &str) -> Result<Option<Arc<Dir>>, TreeError> {
+        let known = self
+            .dirs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+            .cloned();
+        if let Some(dir) = known {
+            return Ok(Some(dir));
+        }
+        let id = if path.is_empty() {
+            self.tree
+        } else {
+            match self.raw(path)? {
+                Some(Raw {
+                    kind: Some(ObjectType::Tree),
+                    id,
+                    ..
+                }) => id,
+                _ => return Ok(None),
+            }
+        };
+        let dir = self.with_repo(path, |repo| {
+            let tree = repo.find_tree(id)?;
+            let mut dir = Dir::with_capacity(tree.len());
+            for e in tree.iter() {
+                let Ok(name) = e.name() else { continue };
+                let raw = Raw {
+                    mode: e.filemode(),
+                    kind: e.kind(),
+                    id: e.id(),
+                };
+                dir.insert(name.to_string(), raw);
+            }
+            Ok(Arc::new(dir))
+        })?;
+        self.dirs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_string(), dir.clone());
+        Ok(Some(dir))
+    }
+
+    /// The tree entry at `path` (not the root), if there is one.
+    fn raw(&self, path: &str) -> Result<Option<Raw>, TreeError> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        Ok(self.dir(parent)?.and_then(|dir| dir.get(name).copied()))
     }
 }
 
 /// The entry of a tree entry, reading a link's target (a small blob).
-fn entry_of(
-    repo: &Repository,
-    mode: i32,
-    kind: Option<ObjectType>,
-    id: Oid,
-) -> Result<Option<Entry>, git2::Error> {
-    Ok(match kind {
+fn entry_of(repo: &Repository, raw: Raw) -> Result<Option<Entry>, git2::Error> {
+    Ok(match raw.kind {
         Some(ObjectType::Tree) => Some(Entry::Dir),
-        Some(ObjectType::Blob) if mode == 0o120000 => {
-            let blob = repo.find_blob(id)?;
+        Some(ObjectType::Blob) if raw.mode == 0o120000 => {
+            let blob = repo.find_blob(raw.id)?;
             Some(Entry::Link(
                 String::from_utf8_lossy(blob.content()).into_owned(),
             ))
         }
         Some(ObjectType::Blob) => {
-            let (size, _) = repo.odb()?.read_header(id)?;
+            let (size, _) = repo.odb()?.read_header(raw.id)?;
             Some(Entry::File(size as u64))
         }
         // A submodule (a commit) holds nothing hydrant reads.
@@ -84,29 +165,25 @@ impl Store for CommitStore {
         if path.is_empty() {
             return Ok(Some(Entry::Dir));
         }
-        self.with_repo(path, |repo| {
-            let root = repo.find_tree(self.tree)?;
-            match root.get_path(Path::new(path)) {
-                Ok(e) => entry_of(repo, e.filemode(), e.kind(), e.id()),
-                Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
+        match self.raw(path)? {
+            None => Ok(None),
+            Some(Raw {
+                kind: Some(ObjectType::Tree),
+                ..
+            }) => Ok(Some(Entry::Dir)),
+            Some(raw) => self.with_repo(path, |repo| entry_of(repo, raw)),
+        }
     }
 
     fn entries(&self, dir: &str) -> Result<Vec<(String, Entry)>, TreeError> {
+        let listed = self
+            .dir(dir)?
+            .ok_or_else(|| self.error(dir, "no such directory"))?;
         self.with_repo(dir, |repo| {
-            let root = repo.find_tree(self.tree)?;
-            let tree = if dir.is_empty() {
-                root
-            } else {
-                repo.find_tree(root.get_path(Path::new(dir))?.id())?
-            };
-            let mut out = Vec::new();
-            for e in tree.iter() {
-                let Ok(name) = e.name() else { continue };
-                if let Some(entry) = entry_of(repo, e.filemode(), e.kind(), e.id())? {
-                    out.push((name.to_string(), entry));
+            let mut out = Vec::with_capacity(listed.len());
+            for (name, raw) in listed.iter() {
+                if let Some(entry) = entry_of(repo, *raw)? {
+                    out.push((name.clone(), entry));
                 }
             }
             Ok(out)
@@ -114,9 +191,11 @@ impl Store for CommitStore {
     }
 
     fn content(&self, path: &str, limit: u64) -> Result<Vec<u8>, TreeError> {
+        let raw = self
+            .raw(path)?
+            .ok_or_else(|| self.error(path, "no such file"))?;
         self.with_repo(path, |repo| {
-            let id = repo.find_tree(self.tree)?.get_path(Path::new(path))?.id();
-            let blob = repo.find_blob(id)?;
+            let blob = repo.find_blob(raw.id)?;
             let end = usize::try_from(limit)
                 .unwrap_or(usize::MAX)
                 .min(blob.content().len());

@@ -17,6 +17,43 @@ mod batch;
 
 pub use batch::{Batch, RefUpdate};
 
+/// What a directory of a commit holds (see [`Workspace::each_subdir`]).
+pub struct Subdir {
+    /// Each entry's name and object id (a sub-directory's id is prefixed
+    /// `tree:`).
+    pub entries: Vec<(String, String)>,
+    /// The text of the file asked for, if the directory has it.
+    pub file: Option<String>,
+}
+
+/// Below how many directories [`Workspace::each_subdir`] reads on one core.
+const SUBDIRS_ON_ONE_CORE: usize = 512;
+
+/// What the tree `id` holds, with the text of its file `file`.
+fn read_subdir(repo: &Repository, id: Oid, file: &str) -> Result<Subdir, GitError> {
+    let tree = repo.find_tree(id)?;
+    let mut entries = Vec::with_capacity(tree.len());
+    let mut text = None;
+    for e in tree.iter() {
+        let name = e.name().unwrap_or("");
+        let id = match e.kind() {
+            Some(ObjectType::Blob) => {
+                if name == file {
+                    let blob = repo.find_blob(e.id())?;
+                    text = Some(String::from_utf8_lossy(blob.content()).into_owned());
+                }
+                e.id().to_string()
+            }
+            _ => format!("tree:{}", e.id()),
+        };
+        entries.push((name.to_string(), id));
+    }
+    Ok(Subdir {
+        entries,
+        file: text,
+    })
+}
+
 /// How hydrant authenticates to the remote. `Debug` never shows the token.
 #[derive(Clone, Default)]
 pub struct Credentials {
@@ -426,6 +463,58 @@ impl Workspace {
                 (e.name().unwrap_or("").to_string(), id)
             })
             .collect())
+    }
+
+    /// Hands `each` what `<dir>/<name>/` holds in a commit, for each of
+    /// `names` (by its index): its entries, as [`Workspace::entries_at`]
+    /// gives them, and the text of its file `file`; `None` where it is not a
+    /// directory. `<dir>` is read once for all names rather than walked from
+    /// the root for each, and a large list is read on every core, each with
+    /// its own handle on the clone. What `each` returns, in `names`' order.
+    pub fn each_subdir<T: Send>(
+        &self,
+        commit: Oid,
+        dir: &str,
+        names: &[String],
+        file: &str,
+        each: impl Fn(usize, Option<Subdir>) -> T + Sync,
+    ) -> Result<Vec<T>, GitError> {
+        use rayon::prelude::*;
+        let root = self.repo.find_commit(commit)?.tree()?;
+        let parent = match root.get_path(Path::new(dir)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => e.id(),
+            _ => return Ok((0..names.len()).map(|i| each(i, None)).collect()),
+        };
+        let read = |repo: &Repository, first: usize, names: &[String]| {
+            let parent = repo.find_tree(parent)?;
+            let mut out = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let sub = match parent.get_name(name) {
+                    Some(e) if e.kind() == Some(ObjectType::Tree) => {
+                        Some(read_subdir(repo, e.id(), file)?)
+                    }
+                    _ => None,
+                };
+                out.push(each(first + i, sub));
+            }
+            Ok::<_, GitError>(out)
+        };
+        let threads = rayon::current_num_threads();
+        if names.len() < SUBDIRS_ON_ONE_CORE || threads < 2 {
+            return read(&self.repo, 0, names);
+        }
+        let chunk = names.len().div_ceil(threads);
+        let git_dir = self.repo.path().to_path_buf();
+        let parts: Vec<Result<Vec<T>, GitError>> = names
+            .par_chunks(chunk)
+            .enumerate()
+            .map(|(c, names)| read(&Repository::open_bare(&git_dir)?, c * chunk, names))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
     }
 
     /// The files of `rendered/<env>/` in a commit, by name (empty when absent).
@@ -1088,4 +1177,93 @@ pub fn default_work_dir(repo: &str) -> PathBuf {
             .as_bytes(),
     );
     cache.join("hydrant").join(&id[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bare remote whose one commit on `main` holds `files`.
+    fn remote_with(dir: &Path, files: &[(&str, &str)]) -> String {
+        let repo = Repository::init_bare(dir).unwrap();
+        let mut index = git2::Index::new().unwrap();
+        for (path, text) in files {
+            let id = repo.blob(text.as_bytes()).unwrap();
+            let mut entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: text.len() as u32,
+                id,
+                flags: 0,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            entry.flags = (path.len() as u16) & 0xfff;
+            index.add(&entry).unwrap();
+        }
+        let tree = index.write_tree_to(&repo).unwrap();
+        let tree = repo.find_tree(tree).unwrap();
+        let sig = Signature::now("t", "t@example.com").unwrap();
+        repo.commit(Some("refs/heads/main"), &sig, &sig, "c", &tree, &[])
+            .unwrap();
+        repo.set_head("refs/heads/main").unwrap();
+        dir.display().to_string()
+    }
+
+    #[test]
+    fn each_subdir_reads_what_entries_at_and_file_at_read() {
+        let remote = tempfile::tempdir().unwrap();
+        let url = remote_with(
+            remote.path(),
+            &[
+                ("rendered/a/hydrant.metadata", "{\"a\": 1}"),
+                ("rendered/a/x.yaml", "x: 1\n"),
+                ("rendered/a/sub/y.yaml", "y: 1\n"),
+                ("rendered/b/x.yaml", "x: 2\n"),
+                ("rendered/c", "a file, not a directory\n"),
+            ],
+        );
+        let work = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(
+            work.path(),
+            &url,
+            Credentials::default(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let base = ws.fetch(None).unwrap().base_commit;
+        // Enough names to be read on every core, as well as a few on one.
+        for copies in [1, 200] {
+            let names: Vec<String> = ["a", "b", "c", "missing"]
+                .iter()
+                .cycle()
+                .take(4 * copies)
+                .map(|n| n.to_string())
+                .collect();
+            let read = ws
+                .each_subdir(base, "rendered", &names, "hydrant.metadata", |i, dir| {
+                    (i, dir.map(|d| (d.entries, d.file)))
+                })
+                .unwrap();
+            assert_eq!(read.len(), names.len());
+            for (n, ((i, got), name)) in read.into_iter().zip(&names).enumerate() {
+                assert_eq!(i, n);
+                let dir = format!("rendered/{name}");
+                let expected = match ws.entries_at(base, &dir).unwrap() {
+                    entries if entries.is_empty() => None,
+                    entries => Some((
+                        entries,
+                        ws.file_at(base, &format!("{dir}/hydrant.metadata"))
+                            .unwrap(),
+                    )),
+                };
+                assert_eq!(got, expected, "{name} (#{i})");
+            }
+        }
+    }
 }
