@@ -218,7 +218,12 @@ pub(crate) fn report(body: &[u8]) -> Result<Report, Malformed> {
     let unpack = match lines.next().flatten().map(text).transpose()? {
         Some("unpack ok") => Ok(()),
         Some(l) if l.starts_with("unpack ") => Err(l["unpack ".len()..].to_string()),
-        Some(l) => return Err(malformed(format!("`{}` is not `unpack …`", l.escape_debug()))),
+        Some(l) => {
+            return Err(malformed(format!(
+                "`{}` is not `unpack …`",
+                l.escape_debug()
+            )));
+        }
         None => return Err(malformed("the report is empty")),
     };
     let mut refs = HashMap::new();
@@ -333,7 +338,9 @@ impl Receiver<'_> {
                 let body = outbound::read_body(&mut response, started, self.timeout, 4096)
                     .unwrap_or_default();
                 let text = outbound::server_text(&String::from_utf8_lossy(&body), &secrets);
-                return Err(self.unreachable(format!("{what}: the remote answered {status} {text}")));
+                return Err(
+                    self.unreachable(format!("{what}: the remote answered {status} {text}"))
+                );
             }
             return Ok(response);
         }
@@ -382,7 +389,11 @@ impl Receiver<'_> {
     /// Sends `commands` and, unless every one is a deletion, the pack at
     /// `pack` (an empty pack for `None`), streamed from disk; the remote's
     /// report.
-    pub(crate) fn push(&self, commands: &[Command], pack: Option<&Path>) -> Result<Report, GitError> {
+    pub(crate) fn push(
+        &self,
+        commands: &[Command],
+        pack: Option<&Path>,
+    ) -> Result<Report, GitError> {
         let what = "pushing";
         let head = request(commands);
         let pack_len = match (needs_pack(commands), pack) {
@@ -460,14 +471,22 @@ mod tests {
             vec![Some(&b"a\n"[..]), None, Some(&b"hello world"[..])]
         );
         assert!(pkt_lines(b"0009abc").unwrap_err().0.contains("cut short"));
-        assert!(pkt_lines(b"zzzz").unwrap_err().0.contains("not a pkt-line length"));
+        assert!(
+            pkt_lines(b"zzzz")
+                .unwrap_err()
+                .0
+                .contains("not a pkt-line length")
+        );
         assert!(pkt_lines(b"0002").is_err());
         assert!(pkt_lines(b"00").is_err());
     }
 
     #[test]
     fn an_advertisement_gives_refs_and_capabilities() {
-        let first = format!("{} refs/heads/main\0report-status delete-refs ofs-delta\n", id(1));
+        let first = format!(
+            "{} refs/heads/main\0report-status delete-refs ofs-delta\n",
+            id(1)
+        );
         let second = format!("{} refs/heads/hydrant/dev\n", id(2));
         let have = format!("{} .have\n", id(3));
         let body = lines(&[
@@ -490,7 +509,10 @@ mod tests {
 
     #[test]
     fn an_empty_repository_advertises_no_ref() {
-        let only = format!("{} capabilities^{{}}\0report-status delete-refs\n", Oid::ZERO_SHA1);
+        let only = format!(
+            "{} capabilities^{{}}\0report-status delete-refs\n",
+            Oid::ZERO_SHA1
+        );
         let body = lines(&[
             Some("# service=git-receive-pack\n"),
             None,
@@ -505,10 +527,20 @@ mod tests {
     #[test]
     fn an_advertisement_of_another_service_or_cut_short_is_refused() {
         let other = lines(&[Some("# service=git-upload-pack\n"), None, None]);
-        assert!(advertisement(&other).unwrap_err().0.contains("git-upload-pack"));
+        assert!(
+            advertisement(&other)
+                .unwrap_err()
+                .0
+                .contains("git-upload-pack")
+        );
         let first = format!("{} refs/heads/main\0report-status\n", id(1));
         let cut = lines(&[Some("# service=git-receive-pack\n"), None, Some(&first)]);
-        assert!(advertisement(&cut).unwrap_err().0.contains("no final flush"));
+        assert!(
+            advertisement(&cut)
+                .unwrap_err()
+                .0
+                .contains("no final flush")
+        );
         assert!(advertisement(b"<html>login</html>").is_err());
     }
 
