@@ -408,9 +408,13 @@ impl Receiver<'_> {
         };
         // The remote is silent until it has taken the pack and moved every
         // ref: a deadline that grows with both.
-        let deadline = self.timeout
-            + Duration::from_secs(pack_len / (256 << 10))
-            + self.timeout * u32::try_from(commands.len() / 1000).unwrap_or(u32::MAX);
+        let deadline = self
+            .timeout
+            .saturating_add(Duration::from_secs(pack_len / (256 << 10)))
+            .saturating_add(
+                self.timeout
+                    .saturating_mul(u32::try_from(commands.len() / 1000).unwrap_or(u32::MAX)),
+            );
         let url = self.endpoint("git-receive-pack");
         let response = self.send(what, |c| {
             let body = match (needs_pack(commands), pack) {
