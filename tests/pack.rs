@@ -14,16 +14,21 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::git::{Remote, git};
+use common::git::{HttpGit, Remote, git};
 use serde_json::Value;
 
 const TENANTS: usize = 12;
 
+const TOKEN: &str = "pack-test-token-0123";
+
 struct Fleet {
     remote: Remote,
     dir: tempfile::TempDir,
-    /// How hydrant is told of the remote: its path, or a `file://` URL.
+    /// How hydrant is told of the remote: its path, a `file://` URL, or a
+    /// smart HTTP URL.
     url: String,
+    /// The smart HTTP server, while it serves the remote.
+    _http: Option<HttpGit>,
 }
 
 impl Fleet {
@@ -39,7 +44,18 @@ impl Fleet {
             remote,
             dir: tempfile::tempdir().unwrap(),
             url,
+            _http: None,
         }
+    }
+
+    /// A fleet whose remote hydrant reaches over smart HTTP (`git
+    /// http-backend`), with a token.
+    fn over_http() -> Fleet {
+        let mut fleet = Fleet::new(false);
+        let http = HttpGit::start(fleet.remote.root.path(), TOKEN);
+        fleet.url = http.url(fleet.remote.bare().file_name().unwrap().to_str().unwrap());
+        fleet._http = Some(http);
+        fleet
     }
 
     fn reconcile(&self) -> Command {
@@ -51,6 +67,7 @@ impl Fleet {
             .arg("--state-dir")
             .arg(d.join("s"))
             .args(["--log-level", "info"])
+            .env("HYDRANT_GIT_TOKEN", TOKEN)
             .current_dir(d);
         cmd
     }
@@ -307,6 +324,42 @@ fn a_branch_another_writer_moved_during_the_push_fails_alone_and_lands_on_the_re
     assert_eq!(fleet.open().len(), TENANTS);
     assert_consistent(&fleet, "after the retry");
     assert_eq!(stderr.matches("push lost a race").count(), 1, "{stderr}");
+}
+
+#[test]
+fn over_smart_http_a_branch_another_writer_moved_fails_alone_the_others_land_and_the_next_run_converges()
+ {
+    let fleet = Fleet::over_http();
+    fleet.run();
+    assert_eq!(fleet.branches().len(), TENANTS);
+    fleet.bump();
+    let before = fleet.branches();
+    let moved = "hydrant/tenant-05";
+    // The run has listed the remote's refs and checked its leases; another
+    // writer deletes one branch before the push reaches the remote.
+    let (mut child, log) = fleet.run_paused("http-push:4");
+    git(
+        &fleet.remote.bare(),
+        &["update-ref", "-d", &format!("refs/heads/{moved}")],
+    );
+    let status = child.wait().unwrap();
+    let stderr = log.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+    // The remote refused that one branch alone (its old value differed),
+    // the run retried it, and every branch is at the bump.
+    assert_eq!(stderr.matches("push lost a race").count(), 1, "{stderr}");
+    let after = fleet.branches();
+    assert_eq!(after.len(), TENANTS, "{after:?}");
+    for (branch, commit) in &after {
+        assert_ne!(before.get(branch), Some(commit), "{branch} moved");
+        assert_eq!(fleet.version(branch), "0.63.0", "{branch}");
+    }
+    assert_eq!(fleet.open().len(), TENANTS);
+    assert_consistent(&fleet, "after the push over HTTP");
+    // The next run finds nothing to do.
+    fleet.run();
+    assert_eq!(fleet.branches(), after);
 }
 
 fn killed_at(point: &str) {

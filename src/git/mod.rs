@@ -13,6 +13,7 @@
 //! never written into a remote URL, a log line or an error.
 
 mod pack;
+mod receive_pack;
 mod snapshot;
 mod workspace;
 
@@ -32,12 +33,29 @@ pub use workspace::{
 /// guarded against a concurrent fetch or push.
 pub fn set_timeout(timeout: std::time::Duration) {
     tune();
+    TIMEOUT_MS.store(
+        u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     // SAFETY: called once while setting up a command, before any thread
     // fetches or pushes; a failure leaves libgit2's default.
     unsafe {
         let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
         let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
+}
+
+/// The timeout [`set_timeout`] was given, in milliseconds, for the pushes
+/// hydrant speaks itself (smart HTTP).
+static TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long a remote may stay silent: what [`set_timeout`] was given, or
+/// a minute.
+pub(crate) fn timeout() -> std::time::Duration {
+    match TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::time::Duration::from_secs(60),
+        ms => std::time::Duration::from_millis(ms),
     }
 }
 

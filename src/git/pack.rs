@@ -380,6 +380,27 @@ impl Finished {
     }
 
     /// Removes the temporary pack.
+    /// The pack file, under its temporary name.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the pack holds object `oid` (looked up in its index).
+    pub(crate) fn contains(&self, oid: Oid) -> bool {
+        let count = self.objects;
+        let ids = self.idx.get(1032..1032 + count * 20).unwrap_or(&[]);
+        let (mut lo, mut hi) = (0, ids.len() / 20);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match ids[mid * 20..mid * 20 + 20].cmp(oid.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+
     pub(crate) fn remove(self) {
         let _ = std::fs::remove_file(&self.path);
     }

@@ -9,16 +9,18 @@
 //! each branch then moves with a compare-and-swap. A remote on this machine
 //! with hooks gets one `git push` (its hooks run as for any push); a network
 //! remote one lease check (one connection, one listing of its refs) and one
-//! push of every branch. No branch ever points at an object the remote does
-//! not hold whole.
+//! push of every branch: over smart HTTP, hydrant sends the cycle's pack
+//! itself ([`super::super::receive_pack`]); over SSH, libgit2 builds one. No
+//! branch ever points at an object the remote does not hold whole.
 //!
 //! For the crash tests, a hidden `HYDRANT_TEST_PAUSE` (`pack-write`: the
 //! pack is in the remote, its index not yet; `refs-half`: half of the
-//! branches moved) stops a run there for a minute after saying so on
-//! stderr, so that it can be killed there.
+//! branches moved; `http-push`: a smart HTTP remote's refs are listed and
+//! checked, the push not sent) stops a run there for a minute after saying
+//! so on stderr, so that it can be killed there.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use git2::{Direction, ObjectType, Oid, PushOptions, Repository, Signature};
 
 use super::super::GitError;
 use super::super::pack::{self, Finished, PackWriter, Piece};
+use super::super::receive_pack::{Command, Receiver};
 use super::{REMOTE, Workspace, clear_stale_lock, receive_hooks, short};
 
 /// One branch to move: to `new` (deleted for `None`), if the remote still
@@ -411,6 +414,7 @@ impl Workspace {
                     })
                     .collect()
             }
+            None if is_http(&self.url) => self.push_http_all(finished, updates),
             None => self.push_remote_all(updates),
         }
     }
@@ -550,17 +554,8 @@ impl Workspace {
         let mut locals = Vec::new();
         for u in updates {
             let name = format!("refs/heads/{}", u.branch);
-            let found = current.get(&name).copied();
-            if found != u.expected {
-                results.push(Some(Err(GitError::PushRejected {
-                    branch: u.branch.clone(),
-                    url: self.url.clone(),
-                    message: format!(
-                        "the branch moved on the remote (expected {}, found {})",
-                        short(u.expected),
-                        short(found)
-                    ),
-                })));
+            if let Err(e) = self.lease(&current, u) {
+                results.push(Some(Err(e)));
                 continue;
             }
             match u.new {
@@ -611,6 +606,108 @@ impl Workspace {
                         e => e.again(),
                     }),
                 },
+            })
+            .collect()
+    }
+
+    /// Whether the remote, listed as `current`, still holds the branch of
+    /// `u` where this cycle found it.
+    fn lease(&self, current: &HashMap<String, Oid>, u: &RefUpdate) -> Result<(), GitError> {
+        let found = current.get(&format!("refs/heads/{}", u.branch)).copied();
+        if found == u.expected {
+            return Ok(());
+        }
+        Err(GitError::PushRejected {
+            branch: u.branch.clone(),
+            url: self.url.clone(),
+            message: format!(
+                "the branch moved on the remote (expected {}, found {})",
+                short(u.expected),
+                short(found)
+            ),
+        })
+    }
+
+    /// Pushes every branch of `updates` to a smart HTTP remote with the
+    /// cycle's own pack: one listing of the remote's refs (the lease check),
+    /// then one request of every branch's command and the pack, streamed
+    /// from disk. The remote moves each branch only from the value this
+    /// cycle expects, so the lease holds there too. A new tip neither in the
+    /// pack nor on the remote (a commit of an earlier cycle whose push was
+    /// lost) sends the push through libgit2, which packs what it needs.
+    fn push_http_all(
+        &self,
+        finished: Option<&Finished>,
+        updates: &[RefUpdate],
+    ) -> Vec<Result<(), GitError>> {
+        let all = |e: GitError| updates.iter().map(|_| Err(e.again())).collect();
+        let receiver = Receiver {
+            url: &self.url,
+            username: &self.creds.username,
+            token: self.creds.token.as_ref(),
+            timeout: super::super::timeout(),
+        };
+        let listed = match receiver.list() {
+            Ok(l) => l,
+            Err(e) => return all(e),
+        };
+        let tips: HashSet<Oid> = listed.refs.values().copied().collect();
+        let held = |oid: Oid| tips.contains(&oid) || finished.is_some_and(|f| f.contains(oid));
+        if let Some(missing) = updates.iter().filter_map(|u| u.new).find(|o| !held(*o)) {
+            tracing::debug!(commit = %missing, "a new tip is not in the cycle's pack; libgit2 packs the push");
+            return self.push_remote_all(updates);
+        }
+        let mut results: Vec<Option<Result<(), GitError>>> = Vec::with_capacity(updates.len());
+        let mut commands = Vec::new();
+        for u in updates {
+            match self.lease(&listed.refs, u) {
+                Ok(()) => {
+                    commands.push(Command {
+                        name: format!("refs/heads/{}", u.branch),
+                        old: u.expected,
+                        new: u.new,
+                    });
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if commands.is_empty() {
+            return results.into_iter().flatten().collect();
+        }
+        pause("http-push");
+        let report = receiver.push(&commands, finished.map(Finished::path));
+        let unpacked = match &report {
+            Ok(r) => r.unpack.clone().map_err(|why| GitError::Unreachable {
+                url: self.url.clone(),
+                message: format!("the remote could not take the pack: {why}"),
+                source: None,
+            }),
+            Err(e) => Err(e.again()),
+        };
+        updates
+            .iter()
+            .zip(results)
+            .map(|(u, r)| match r {
+                Some(r) => r,
+                None => {
+                    unpacked.as_ref().map_err(GitError::again)?;
+                    let name = format!("refs/heads/{}", u.branch);
+                    match report.as_ref().map(|r| r.refs.get(&name)) {
+                        Ok(Some(None)) => Ok(()),
+                        Ok(Some(Some(why))) => Err(GitError::PushRejected {
+                            branch: u.branch.clone(),
+                            url: self.url.clone(),
+                            message: why.clone(),
+                        }),
+                        Ok(None) => Err(GitError::Unreachable {
+                            url: self.url.clone(),
+                            message: format!("the remote's report says nothing of `{name}`"),
+                            source: None,
+                        }),
+                        Err(e) => Err(e.again()),
+                    }
+                }
             })
             .collect()
     }
@@ -680,6 +777,13 @@ impl Workspace {
             .stdin(std::process::Stdio::null());
         git
     }
+}
+
+/// Whether hydrant pushes to `url` over smart HTTP itself (SSH and local
+/// remotes go through libgit2 or git).
+fn is_http(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
 }
 
 /// Removes the temporary packs a stopped run left in the work directory.
