@@ -304,10 +304,22 @@ fn a_branch_another_writer_moved_during_the_push_fails_alone_and_lands_on_the_re
     let fleet = Fleet::new(false);
     fleet.run();
     fleet.bump();
-    let before = fleet.branches();
-    let moved = "hydrant/tenant-03";
-    let (mut child, log) = fleet.run_paused("pack-write:4");
     // Another writer deletes one branch while the run holds its lease.
+    let stderr = moved_while_paused(
+        &fleet,
+        "pack-write:4",
+        "hydrant/tenant-03",
+        "after the retry",
+    );
+    assert_eq!(stderr.matches("push lost a race").count(), 1, "{stderr}");
+}
+
+/// Runs a bump paused at `pause` while another writer deletes `moved` on
+/// the remote; checks that every branch still reaches the bump (the one
+/// moved on the retry) and the remote is consistent; the run's stderr.
+fn moved_while_paused(fleet: &Fleet, pause: &str, moved: &str, when: &str) -> String {
+    let before = fleet.branches();
+    let (mut child, log) = fleet.run_paused(pause);
     git(
         &fleet.remote.bare(),
         &["update-ref", "-d", &format!("refs/heads/{moved}")],
@@ -322,8 +334,8 @@ fn a_branch_another_writer_moved_during_the_push_fails_alone_and_lands_on_the_re
         assert_eq!(fleet.version(branch), "0.63.0", "{branch}");
     }
     assert_eq!(fleet.open().len(), TENANTS);
-    assert_consistent(&fleet, "after the retry");
-    assert_eq!(stderr.matches("push lost a race").count(), 1, "{stderr}");
+    assert_consistent(fleet, when);
+    stderr
 }
 
 #[test]
@@ -333,31 +345,20 @@ fn over_smart_http_a_branch_another_writer_moved_fails_alone_the_others_land_and
     fleet.run();
     assert_eq!(fleet.branches().len(), TENANTS);
     fleet.bump();
-    let before = fleet.branches();
-    let moved = "hydrant/tenant-05";
     // The run has listed the remote's refs and checked its leases; another
-    // writer deletes one branch before the push reaches the remote.
-    let (mut child, log) = fleet.run_paused("http-push:4");
-    git(
-        &fleet.remote.bare(),
-        &["update-ref", "-d", &format!("refs/heads/{moved}")],
+    // writer deletes one branch before the push reaches the remote, which
+    // refuses that one branch alone (its old value differs); the run
+    // retries it.
+    let stderr = moved_while_paused(
+        &fleet,
+        "http-push:4",
+        "hydrant/tenant-05",
+        "after the push over HTTP",
     );
-    let status = child.wait().unwrap();
-    let stderr = log.join().unwrap();
-    assert!(status.success(), "{stderr}");
     assert!(!stderr.contains(TOKEN), "{stderr}");
-    // The remote refused that one branch alone (its old value differed),
-    // the run retried it, and every branch is at the bump.
     assert_eq!(stderr.matches("push lost a race").count(), 1, "{stderr}");
-    let after = fleet.branches();
-    assert_eq!(after.len(), TENANTS, "{after:?}");
-    for (branch, commit) in &after {
-        assert_ne!(before.get(branch), Some(commit), "{branch} moved");
-        assert_eq!(fleet.version(branch), "0.63.0", "{branch}");
-    }
-    assert_eq!(fleet.open().len(), TENANTS);
-    assert_consistent(&fleet, "after the push over HTTP");
     // The next run finds nothing to do.
+    let after = fleet.branches();
     fleet.run();
     assert_eq!(fleet.branches(), after);
 }
