@@ -539,12 +539,15 @@ fn most_requests(server: &str) -> (f64, f64) {
     }
 }
 
-/// Forge calls are made one at a time, so a retry is the next request the
-/// forge sees with the same request line. Each retry must come after at least
-/// the backoff, or the `Retry-After` of a 429. Skipped: what may have been a
-/// call's last attempt (no retry follows it), and the time around a refused
-/// connection (whose retries may be refused unseen). Returns how many retries
-/// were checked.
+/// A retry is the next request the forge sees with the same request line,
+/// when that line was sent by one caller at a time. Each retry must come
+/// after at least the backoff, or the `Retry-After` of a 429. Skipped: what
+/// may have been a call's last attempt (no retry follows it), the time around
+/// a refused connection (whose retries may be refused unseen), and a request
+/// line that other calls were sending at the same time (after the push, pull
+/// requests are opened a few at once, each listing the open ones: the next
+/// such listing may be another call's). Returns how many retries were
+/// checked.
 fn forge_retries_wait(seen: &[Seen]) -> usize {
     let mut seen = seen.to_vec();
     seen.sort_by_key(|s| s.at);
@@ -574,6 +577,24 @@ fn forge_retries_wait(seen: &[Seen]) -> usize {
             Fault::TooMany => Duration::from_secs(1),
             _ => FORGE_BACKOFF,
         };
+        // Other calls sending the same line meanwhile: more of it just
+        // before than this call's own attempts, or more than one just after
+        // (one call retries once).
+        let same = |s: &&Seen| s.request == failed.request;
+        let before = seen[..i]
+            .iter()
+            .rev()
+            .take_while(|s| s.at + least > failed.at)
+            .filter(same)
+            .count();
+        let after = seen[i + 1..]
+            .iter()
+            .take_while(|s| s.at < failed.at + least)
+            .filter(same)
+            .count();
+        if before > failures_before || after > 1 {
+            continue;
+        }
         let gap = next.at.duration_since(failed.at);
         assert!(
             gap + Duration::from_millis(20) >= least,
