@@ -108,9 +108,7 @@ impl BaseMetadata {
         let read = ws.each_subdir(commit, "rendered", envs, layout::METADATA, |_, dir| {
             let dir = dir?;
             let meta = serde_json::from_str::<Metadata>(dir.file.as_deref()?).ok()?;
-            let on_base =
-                layout::outputs_digest(dir.entries.iter().map(|(n, id)| (n.as_str(), id.clone())));
-            Some((meta, on_base))
+            Some((meta, digest_of(&dir.entries)))
         })?;
         let parsed = envs.iter().cloned().zip(read).collect();
         Ok(BaseMetadata { commit, parsed })
@@ -138,6 +136,11 @@ impl BaseMetadata {
             None => Ok(metadata_at(ws, fetched.base_commit, env)?.map(|m| m.channel.version)),
         }
     }
+}
+
+/// [`layout::outputs_digest`] of a directory's entries (name, git id).
+fn digest_of(entries: &[(String, String)]) -> String {
+    layout::outputs_digest(entries.iter().map(|(n, id)| (n.as_str(), id.clone())))
 }
 
 fn metadata_at(
@@ -179,9 +182,7 @@ fn recorded_from(
                     continue;
                 };
                 let entries = ws.entries_at(fetched.base_commit, &format!("rendered/{env}"))?;
-                let on_base =
-                    layout::outputs_digest(entries.iter().map(|(n, id)| (n.as_str(), id.clone())));
-                (meta, on_base)
+                (meta, digest_of(&entries))
             }
         };
         if !meta.outputs.is_empty() && on_base == meta.outputs {

@@ -277,8 +277,6 @@ fn writeln(out: &mut String, line: impl AsRef<str>) {
     out.push('\n');
 }
 
-/// The JSON of a plan, a cycle or a status: `waves` only when the repository
-/// has a rollout block.
 /// One paragraph per grouped wave: its branch, what its one pull request
 /// does (or, in a plan, would do) and why, and its members.
 pub fn groups(groups: &[GroupOutcome], planned: bool) -> String {
@@ -309,14 +307,6 @@ pub fn groups(groups: &[GroupOutcome], planned: bool) -> String {
         }
     }
     out
-}
-
-pub fn json<T: serde::Serialize>(waves: &[WaveSummary], environments: &[T]) -> serde_json::Value {
-    if waves.is_empty() {
-        serde_json::json!({ "environments": environments })
-    } else {
-        serde_json::json!({ "waves": waves, "environments": environments })
-    }
 }
 
 #[cfg(test)]
