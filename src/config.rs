@@ -12,7 +12,7 @@ use crate::yaml;
 /// The file at the root of the config repository.
 pub const SETTINGS_FILE: &str = "hydrant.yaml";
 /// `environments/<env>/environment.yaml`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EnvironmentConfig {
     /// The release channel the environment follows.
@@ -129,8 +129,18 @@ impl<'de> Deserialize<'de> for MaxDeletions {
     }
 }
 
+/// Written as it is read: a number, or a percentage (`"25%"`).
+impl serde::Serialize for MaxDeletions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxDeletions::Count(n) => s.serialize_u64(*n as u64),
+            MaxDeletions::Percent(p) => s.serialize_str(&format!("{p}%")),
+        }
+    }
+}
+
 /// `pullRequest:` in environment.yaml.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PullRequestSettings {
     /// Labels set on a new pull request.

@@ -21,6 +21,7 @@ pub mod gates;
 pub mod git;
 pub mod import;
 pub mod manifest;
+pub mod memo;
 pub mod mirror;
 pub mod names;
 pub(crate) mod outbound;

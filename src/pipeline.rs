@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::channel::ChannelSpec;
-use crate::manifest::layout::{self, ChannelInfo, Inputs, Metadata};
+use crate::manifest::layout::{self, ChannelInfo, Inputs, Metadata, TextDigests};
 use crate::manifest::{Manifest, validate};
 use crate::render::Engine;
 use crate::repo::EnvironmentFiles;
@@ -74,13 +74,12 @@ pub fn layers<'a>(channel: &'a ChannelSpec, env: &'a EnvironmentFiles) -> [&'a L
 
 /// The digest of everything that decides an environment's output.
 pub fn inputs(engine: &Engine, channel: &ChannelSpec, env: &EnvironmentFiles) -> Inputs {
-    inputs_of_texts(
-        engine,
-        &channel_digest(channel),
+    let digests = TextDigests::of(
         &env.config_text,
         env.user_text.as_deref(),
         env.custom_text.as_deref(),
-    )
+    );
+    inputs_of(engine, &channel_digest(channel), &digests)
 }
 
 /// The digest of a channel spec as the inputs' digest counts it: the same
@@ -95,20 +94,15 @@ pub fn channel_digest(channel: &ChannelSpec) -> String {
     layout::sha256(channel_json.as_bytes())
 }
 
-/// [`inputs`] from an environment's texts, its channel spec's digest
-/// already taken ([`channel_digest`]): no value file needs parsing.
-pub fn inputs_of_texts(
-    engine: &Engine,
-    channel_digest: &str,
-    config_text: &str,
-    user_text: Option<&str>,
-    custom_text: Option<&str>,
-) -> Inputs {
+/// [`inputs`] from the digests of an environment's files, its channel
+/// spec's digest already taken ([`channel_digest`]): no file needs parsing,
+/// or even reading.
+pub fn inputs_of(engine: &Engine, channel_digest: &str, files: &TextDigests) -> Inputs {
     Inputs {
         channel: channel_digest.to_string(),
-        environment: layout::sha256(config_text.as_bytes()),
-        values: user_text.map(|t| layout::sha256(t.as_bytes())),
-        pinned: custom_text.map(|t| layout::sha256(t.as_bytes())),
+        environment: files.environment.clone(),
+        values: files.values.clone(),
+        pinned: files.pinned.clone(),
         templates: engine.digest().to_string(),
     }
 }

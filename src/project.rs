@@ -16,7 +16,7 @@ use crate::channel::{
 };
 use crate::pipeline::{self, Problem, Rendered};
 use crate::render::Engine;
-use crate::repo::{ConfigRepo, EnvironmentFiles, EnvironmentTexts, RepoError};
+use crate::repo::{ConfigRepo, EnvironmentFiles, KnownEnvironment, RepoError};
 use crate::spec::{self, Explanation};
 use crate::tree::{DiskTree, Kind, Tree, TreeError};
 
@@ -60,9 +60,9 @@ pub struct Project {
     prefetched: Mutex<HashMap<ChannelKey, Result<ChannelSpec, ChannelError>>>,
     /// Every channel fetch made, until taken.
     fetches: Mutex<Vec<ChannelFetch>>,
-    /// Environments' files read by [`Project::environment_configs`], each
-    /// used once by the next render, which does not read them again.
-    texts: Mutex<HashMap<String, EnvironmentTexts>>,
+    /// What [`Project::environment_configs`] learned of each environment,
+    /// used once by the next render, which does not read it again.
+    known: Mutex<HashMap<String, KnownEnvironment>>,
     /// `unknownKeys:` in `hydrant.yaml`, for environments that do not say.
     unknown_keys: crate::spec::UnknownKeys,
     /// Where `channelSource` was set, when the repository's `hydrant.yaml`
@@ -247,8 +247,19 @@ impl Project {
         shown: &str,
         channel: &ChannelSettings,
     ) -> Result<Project, ProjectError> {
+        Project::from_tree_with(tree, shown, channel, Arc::default())
+    }
+
+    /// [`Project::from_tree`], with what earlier runs read from the
+    /// repository's directories (see [`crate::memo`]).
+    pub fn from_tree_with(
+        tree: Arc<dyn Tree>,
+        shown: &str,
+        channel: &ChannelSettings,
+        memo: Arc<crate::memo::Memo>,
+    ) -> Result<Project, ProjectError> {
         let channel_flag = channel.source.clone();
-        let repo = ConfigRepo::open(tree, shown)?;
+        let repo = ConfigRepo::open(tree, shown, memo)?;
         let file = repo.settings()?;
         let from_flag = channel_flag.is_some();
         let setting = crate::settings::channel_source(
@@ -280,9 +291,14 @@ impl Project {
             releases: HashMap::new(),
             prefetched: Mutex::new(HashMap::new()),
             fetches: Mutex::new(Vec::new()),
-            texts: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
             source_setting,
         })
+    }
+
+    /// What earlier runs read from the repository's directories.
+    pub fn memo(&self) -> &Arc<crate::memo::Memo> {
+        self.repo.memo()
     }
 
     pub fn environments(&self) -> &[String] {
@@ -296,34 +312,35 @@ impl Project {
 
     /// Every environment's `environment.yaml`, where it parses (one that does
     /// not fails when it is rendered).
-    /// The files read are kept for the next render.
+    /// What was learned is kept for the next render.
     pub fn environment_configs(&self) -> Vec<(String, crate::config::EnvironmentConfig)> {
-        let read: Vec<(String, EnvironmentTexts)> = self
+        let read: Vec<Option<KnownEnvironment>> = self
             .environments
             .par_iter()
-            .filter_map(|name| Some((name.clone(), self.environment_texts(name).ok()?)))
+            .map(|name| self.known_environment(name).ok())
             .collect();
-        let configs: HashMap<&str, crate::config::EnvironmentConfig> = read
-            .iter()
-            .map(|(name, texts)| (name.as_str(), texts.config.clone()))
-            .collect();
-        let configs = self
-            .environments
-            .iter()
-            .filter_map(|name| {
-                let config = match configs.get(name.as_str()) {
-                    Some(config) => config.clone(),
-                    // One whose channel or release is not a valid name
-                    // still takes its place in the rollout.
-                    None => self.repo.environment_config(name).ok()?,
-                };
-                Some((name.clone(), config))
-            })
-            .collect();
-        self.texts
+        let mut configs = Vec::with_capacity(self.environments.len());
+        let mut kept = HashMap::with_capacity(self.environments.len());
+        for (name, known) in self.environments.iter().zip(read) {
+            let config = match known {
+                Some(known) => {
+                    let config = known.config.clone();
+                    kept.insert(name.clone(), known);
+                    config
+                }
+                // One whose channel or release is not a valid name still
+                // takes its place in the rollout.
+                None => match self.repo.environment_config(name) {
+                    Ok(config) => config,
+                    Err(_) => continue,
+                },
+            };
+            configs.push((name.clone(), config));
+        }
+        self.known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(read);
+            .extend(kept);
         configs
     }
 
@@ -433,93 +450,92 @@ impl Project {
         current: impl Fn(&str, &str) -> bool + Sync,
         each: impl Fn(&str, Result<Render, Vec<Problem>>) -> R + Sync,
     ) -> Vec<R> {
-        // The value files are parsed only for an environment that renders:
-        // the inputs' digest hashes their text.
-        let loaded: Vec<Result<EnvironmentTexts, RepoError>> = names
+        // The value files are read and parsed only for an environment that
+        // renders: the inputs' digest hashes their text, and the memo knows
+        // the hashes of a directory read before.
+        let loaded: Vec<Result<KnownEnvironment, RepoError>> = names
             .par_iter()
-            .map(|n| self.environment_texts(n))
+            .map(|n| self.known_environment(n))
             .collect();
-        let channels = self.fetch_channels(&loaded);
+        let channels = self.fetch_channels(names, &loaded);
         // Each spec's digest once, not once per environment following it.
         let digests: HashMap<&ChannelKey, String> = channels
             .iter()
             .filter_map(|(k, spec)| Some((k, pipeline::channel_digest(spec.as_ref().ok()?))))
             .collect();
-        let unchanged = |name: &str, texts: &EnvironmentTexts| {
-            let key = self.key(&texts.name, &texts.config);
+        let unchanged = |name: &str, known: &KnownEnvironment| {
+            let key = self.key(name, &known.config);
             let (Ok(spec), Some(digest)) = (&channels[&key], digests.get(&key)) else {
                 return false;
             };
-            !refused_downgrade(spec, &texts.config, &key)
+            !refused_downgrade(spec, &known.config, &key)
                 && current(
                     name,
-                    &pipeline::inputs_of_texts(
-                        &self.engine,
-                        digest,
-                        &texts.config_text,
-                        texts.user_text.as_deref(),
-                        texts.custom_text.as_deref(),
-                    )
-                    .digest(),
+                    &pipeline::inputs_of(&self.engine, digest, &known.digests).digest(),
                 )
+        };
+        let render = |name: &str, known: KnownEnvironment| -> Result<Render, Vec<Problem>> {
+            let problem = |e: RepoError| vec![Problem::new(e)];
+            let mut texts = match known.texts {
+                Some(texts) => texts,
+                None => self.repo.environment_texts(name).map_err(problem)?,
+            };
+            texts.config = known.config;
+            let env = texts.parse().map_err(problem)?;
+            let key = self.key(&env.name, &env.config);
+            match &channels[&key] {
+                Err(e) => Err(vec![channel_problem(
+                    e,
+                    &env,
+                    self.source_setting.as_deref(),
+                )]),
+                Ok(spec) => match downgrade_problem(spec, &env.name, &env.config, &key) {
+                    Some(p) => Err(vec![p]),
+                    None => pipeline::build(&self.engine, spec, &env)
+                        .map(|r| Render::Fresh(Box::new(r))),
+                },
+            }
         };
         names
             .par_iter()
             .zip(loaded.into_par_iter())
-            .map(|(name, texts)| {
-                let result = match texts {
+            .map(|(name, known)| {
+                let result = match known {
                     Err(e) => Err(vec![Problem::new(e)]),
-                    Ok(texts) if unchanged(name, &texts) => Ok(Render::Current),
-                    Ok(texts) => match texts.parse() {
-                        Err(e) => Err(vec![Problem::new(e)]),
-                        Ok(env) => {
-                            let key = self.key(&env.name, &env.config);
-                            match &channels[&key] {
-                                Err(e) => Err(vec![channel_problem(
-                                    e,
-                                    &env,
-                                    self.source_setting.as_deref(),
-                                )]),
-                                Ok(spec) => {
-                                    match downgrade_problem(spec, &env.name, &env.config, &key) {
-                                        Some(p) => Err(vec![p]),
-                                        None => pipeline::build(&self.engine, spec, &env)
-                                            .map(|r| Render::Fresh(Box::new(r))),
-                                    }
-                                }
-                            }
-                        }
-                    },
+                    Ok(known) if unchanged(name, &known) => Ok(Render::Current),
+                    Ok(known) => render(name, known),
                 };
                 each(name, result)
             })
             .collect()
     }
 
-    /// An environment's files, unparsed, with the repository's
-    /// `unknownKeys` where its `environment.yaml` does not set one.
-    fn environment_texts(&self, name: &str) -> Result<EnvironmentTexts, RepoError> {
+    /// What an environment's directory gives before its value files are
+    /// parsed, with the repository's `unknownKeys` where its
+    /// `environment.yaml` does not set one.
+    fn known_environment(&self, name: &str) -> Result<KnownEnvironment, RepoError> {
         let kept = self
-            .texts
+            .known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(name);
-        if let Some(texts) = kept {
-            return Ok(texts);
+        if let Some(known) = kept {
+            return Ok(known);
         }
-        let mut texts = self.repo.environment_texts(name)?;
-        texts.config.unknown_keys.get_or_insert(self.unknown_keys);
-        Ok(texts)
+        let mut known = self.repo.known_environment(name)?;
+        known.config.unknown_keys.get_or_insert(self.unknown_keys);
+        Ok(known)
     }
 
     fn fetch_channels(
         &self,
-        loaded: &[Result<EnvironmentTexts, RepoError>],
+        names: &[String],
+        loaded: &[Result<KnownEnvironment, RepoError>],
     ) -> HashMap<ChannelKey, Result<ChannelSpec, ChannelError>> {
-        let mut wanted: Vec<ChannelKey> = loaded
+        let mut wanted: Vec<ChannelKey> = names
             .iter()
-            .flatten()
-            .map(|e| self.key(&e.name, &e.config))
+            .zip(loaded)
+            .filter_map(|(name, known)| Some(self.key(name, &known.as_ref().ok()?.config)))
             .collect();
         wanted.sort();
         wanted.dedup();
@@ -802,16 +818,14 @@ mod tests {
             matches!(&rendered[0].1, Err(problems) if problems[0].message.contains("values.yaml")),
             "a changed environment with a broken values.yaml fails"
         );
-        let texts = project.environment_texts("dev").expect("texts");
+        let known = project.known_environment("dev").expect("texts");
         let spec = project
-            .fetch(&project.key("dev", &texts.config))
+            .fetch(&project.key("dev", &known.config))
             .expect("spec");
-        let digest = pipeline::inputs_of_texts(
+        let digest = pipeline::inputs_of(
             project.engine(),
             &pipeline::channel_digest(&spec),
-            &texts.config_text,
-            texts.user_text.as_deref(),
-            texts.custom_text.as_deref(),
+            &known.digests,
         )
         .digest();
         let rendered = project.render_changed(&dev, |_| Some(digest.clone()));

@@ -25,6 +25,7 @@ use crate::delivery::{self, ErrorClass, Observed, Proposal, plan};
 use crate::forge::{Forge, ForgeError};
 use crate::git::{Batch, Fetched, GitError, RefUpdate, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
+use crate::memo::{self, Memo};
 use crate::pipeline::Problem;
 use crate::project::{ChannelFetch, ChannelSettings, Project, ProjectError, Render};
 use crate::repo::RepoError;
@@ -71,10 +72,12 @@ pub enum CycleError {
 }
 
 /// The config repository as it is on the base branch.
+/// `memo` says what earlier runs read from its directories.
 pub(crate) fn load(
     ws: &Workspace,
     fetched: &Fetched,
     channel: &ChannelSettings,
+    memo: &Arc<Memo>,
 ) -> Result<Project, CycleError> {
     let tree = ws.snapshot(fetched.base_commit)?;
     let shown = format!(
@@ -82,7 +85,12 @@ pub(crate) fn load(
         fetched.base_branch,
         Workspace::short(fetched.base_commit)
     );
-    Ok(Project::from_tree(Arc::new(tree), &shown, channel)?)
+    Ok(Project::from_tree_with(
+        Arc::new(tree),
+        &shown,
+        channel,
+        memo.clone(),
+    )?)
 }
 
 /// Each environment's `hydrant.metadata` on one commit of the base branch,
@@ -99,18 +107,45 @@ pub(crate) struct BaseMetadata {
 }
 
 impl BaseMetadata {
+    /// Reads `envs`' directories below `rendered/`, but for those the memo
+    /// knows by their git ids.
     pub(crate) fn read(
         ws: &Workspace,
         fetched: &Fetched,
         envs: &[String],
+        memo: &Memo,
     ) -> Result<BaseMetadata, CycleError> {
         let commit = fetched.base_commit;
-        let read = ws.each_subdir(commit, "rendered", envs, layout::METADATA, |_, dir| {
+        let ids: HashMap<String, String> = ws
+            .entries_at(commit, "rendered")?
+            .into_iter()
+            .filter_map(|(name, id)| Some((name, id.strip_prefix("tree:")?.to_string())))
+            .collect();
+        let mut parsed = HashMap::with_capacity(envs.len());
+        let mut unknown = Vec::new();
+        for env in envs {
+            let known = ids.get(env).and_then(|id| memo.rendered(id));
+            match known {
+                Some(known) => {
+                    parsed.insert(env.clone(), known.map(|r| (r.metadata, r.outputs)));
+                }
+                None => unknown.push(env.clone()),
+            }
+        }
+        let read = ws.each_subdir(commit, "rendered", &unknown, layout::METADATA, |_, dir| {
             let dir = dir?;
             let meta = serde_json::from_str::<Metadata>(dir.file.as_deref()?).ok()?;
             Some((meta, digest_of(&dir.entries)))
         })?;
-        let parsed = envs.iter().cloned().zip(read).collect();
+        for (env, read) in unknown.into_iter().zip(read) {
+            if let Some(id) = ids.get(&env) {
+                let entry = read
+                    .clone()
+                    .map(|(metadata, outputs)| memo::Rendered { metadata, outputs });
+                memo.keep_rendered(id, entry);
+            }
+            parsed.insert(env, read);
+        }
         Ok(BaseMetadata { commit, parsed })
     }
 
@@ -160,8 +195,9 @@ fn recorded_metadata(
     ws: &Workspace,
     fetched: &Fetched,
     envs: &[String],
+    memo: &Memo,
 ) -> Result<HashMap<String, Metadata>, CycleError> {
-    let read = BaseMetadata::read(ws, fetched, envs)?;
+    let read = BaseMetadata::read(ws, fetched, envs, memo)?;
     recorded_from(ws, fetched, envs, &read)
 }
 
@@ -192,6 +228,20 @@ fn recorded_from(
     Ok(out)
 }
 
+/// Keeps what the cycle read for the next one; a memo that cannot be
+/// written only makes the next cycle read again.
+pub(crate) fn save_memo(ws: &Workspace, memo: &Memo, project: &Project) {
+    let (known, read) = memo.counts();
+    tracing::debug!(
+        known,
+        read,
+        "directories of the base branch known from the memo by their git ids, and read"
+    );
+    if let Err(e) = memo.save(ws.dir(), project.environments().len()) {
+        tracing::warn!(path = %ws.dir().join(crate::memo::FILE).display(), error = %e, "cannot write the memo of what this cycle read; the next cycle reads it again");
+    }
+}
+
 /// How many first-parent commits of the base branch are read to find when
 /// each environment's version merged (its soak starts then).
 pub const MERGE_WALK_LIMIT: usize = 1_000;
@@ -216,8 +266,9 @@ pub(crate) fn decide_rollout(
     project: &Project,
     selected: &[String],
     now: jiff::Timestamp,
+    memo: &Memo,
 ) -> Result<rollout::Decision, CycleError> {
-    let read = BaseMetadata::read(ws, fetched, project.environments())?;
+    let read = BaseMetadata::read(ws, fetched, project.environments(), memo)?;
     decide_rollout_from(ws, fetched, project, selected, now, &read)
 }
 
@@ -558,7 +609,8 @@ pub fn run_cycle_gated(
         base = %Workspace::short(fetched.base_commit),
         "fetched"
     );
-    let mut project = load(ws, &fetched, &opts.channel)?;
+    let memo = Arc::new(Memo::load(ws.dir()));
+    let mut project = load(ws, &fetched, &opts.channel, &memo)?;
     // The one reading of the clock in a cycle.
     let now = jiff::Timestamp::now();
     let envs = selected(&project, opts)?;
@@ -582,7 +634,7 @@ pub fn run_cycle_gated(
         .iter()
         .filter_map(|env| inputs.get(env).map(|s| (env.clone(), s.clone())))
         .collect();
-    let metadata = BaseMetadata::read(ws, &fetched, project.environments())?;
+    let metadata = BaseMetadata::read(ws, &fetched, project.environments(), &memo)?;
     let mut decision = decide_rollout_from(ws, &fetched, &project, &envs, now, &metadata)?;
     gate_rollout(
         ws,
@@ -624,6 +676,7 @@ pub fn run_cycle_gated(
         opts,
         author: &author,
         decision: &decision,
+        memo: &memo,
     };
     // Rendered a chunk at a time, so that memory holds one chunk's files,
     // not the whole fleet's, while the commits go into the batch.
@@ -782,6 +835,7 @@ pub fn run_cycle_gated(
         &mut outcomes,
     )?;
     outcomes.sort_by_key(|o| order.get(&o.env).copied().unwrap_or(usize::MAX));
+    save_memo(ws, &memo, &project);
     Ok(Cycle {
         outcomes,
         inputs,
@@ -849,8 +903,9 @@ fn gate_rollout(
                         book.mark_halted(channel, version);
                     }
                     *fetched = ws.fetch(opts.base.as_deref())?;
-                    *project = load(ws, fetched, &opts.channel)?;
-                    *decision = decide_rollout(ws, fetched, project, envs, now)?;
+                    let memo = project.memo().clone();
+                    *project = load(ws, fetched, &opts.channel, &memo)?;
+                    *decision = decide_rollout(ws, fetched, project, envs, now, &memo)?;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot commit the halt of the rollout; trying again next cycle")
@@ -1128,6 +1183,7 @@ struct Run<'r> {
     opts: &'r Options,
     author: &'r Signature<'static>,
     decision: &'r rollout::Decision,
+    memo: &'r Arc<Memo>,
 }
 
 impl Run<'_> {
@@ -1151,12 +1207,12 @@ impl Run<'_> {
                 .fetch(self.opts.base.as_deref())
                 .map_err(CycleError::from)
                 .and_then(|f| {
-                    let mut p = load(self.ws, &f, &self.opts.channel)?;
+                    let mut p = load(self.ws, &f, &self.opts.channel, self.memo)?;
                     p.set_releases(self.decision.releases());
                     Ok((f, p))
                 })
                 .and_then(|(f, p)| {
-                    let recorded = recorded_metadata(self.ws, &f, &[env.to_string()])?;
+                    let recorded = recorded_metadata(self.ws, &f, &[env.to_string()], self.memo)?;
                     Ok((f, p, recorded))
                 });
             let result = match fresh {

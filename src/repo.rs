@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use crate::config::{self, EnvironmentConfig};
+use crate::manifest::layout::TextDigests;
+use crate::memo::{self, Memo};
 use crate::names::{self, NameError, NameKind};
 use crate::render::TemplateFile;
 use crate::settings::SettingsFile;
@@ -46,6 +48,16 @@ pub struct EnvironmentFiles {
     pub user_text: Option<String>,
     pub custom: Layer,
     pub custom_text: Option<String>,
+}
+
+/// What an environment's directory gives before its value files are read
+/// or parsed: enough to decide its rollout and whether its inputs changed.
+#[derive(Debug, Clone)]
+pub struct KnownEnvironment {
+    pub config: EnvironmentConfig,
+    pub digests: TextDigests,
+    /// The files, when they were read to learn the rest.
+    pub texts: Option<EnvironmentTexts>,
 }
 
 /// What one environment's directory holds, its value files not yet parsed.
@@ -92,6 +104,9 @@ impl EnvironmentTexts {
 
 pub struct ConfigRepo {
     tree: Arc<dyn Tree>,
+    /// What earlier runs read from the repository's directories, by their
+    /// git ids (see [`crate::memo`]).
+    memo: Arc<Memo>,
 }
 
 /// Environment names become directory and branch names: keep them plain.
@@ -105,14 +120,24 @@ pub fn valid_environment_name(name: &str) -> bool {
 }
 
 impl ConfigRepo {
-    /// `shown` names the repository in errors (a path or a commit).
-    pub fn open(tree: Arc<dyn Tree>, shown: &str) -> Result<ConfigRepo, RepoError> {
+    /// `shown` names the repository in errors (a path or a commit); `memo`
+    /// says what earlier runs read from its directories.
+    pub fn open(
+        tree: Arc<dyn Tree>,
+        shown: &str,
+        memo: Arc<Memo>,
+    ) -> Result<ConfigRepo, RepoError> {
         if tree.kind("environments") != Some(Kind::Dir) {
             return Err(RepoError::NotARepo {
                 path: shown.to_string(),
             });
         }
-        Ok(ConfigRepo { tree })
+        Ok(ConfigRepo { tree, memo })
+    }
+
+    /// What earlier runs read from the repository's directories.
+    pub fn memo(&self) -> &Arc<Memo> {
+        &self.memo
     }
 
     pub fn tree(&self) -> &Arc<dyn Tree> {
@@ -201,8 +226,9 @@ impl ConfigRepo {
             .iter()
             .map(|name| {
                 let labels = self
-                    .environment_config(name)
-                    .map(|c| c.labels)
+                    .known_environment(name)
+                    .map(|k| k.config.labels)
+                    .or_else(|_| self.environment_config(name).map(|c| c.labels))
                     .unwrap_or_default();
                 (name.clone(), labels)
             })
@@ -256,6 +282,44 @@ impl ConfigRepo {
             config_text,
             user_text: self.read(&format!("{dir}/values.yaml"))?,
             custom_text: self.read(&format!("{dir}/pinned.yaml"))?,
+        })
+    }
+
+    /// An environment's settings and the digests of its files: from the
+    /// memo when its directory is one read before, else read (the texts
+    /// then come along, and the memo keeps what they gave).
+    pub fn known_environment(&self, name: &str) -> Result<KnownEnvironment, RepoError> {
+        let dir = format!("environments/{name}");
+        let id = valid_environment_name(name)
+            .then(|| self.tree.dir_id(&dir))
+            .flatten();
+        if let Some(entry) = id.as_deref().and_then(|id| self.memo.environment(id)) {
+            return Ok(KnownEnvironment {
+                config: entry.config,
+                digests: entry.digests,
+                texts: None,
+            });
+        }
+        let texts = self.environment_texts(name)?;
+        let digests = TextDigests::of(
+            &texts.config_text,
+            texts.user_text.as_deref(),
+            texts.custom_text.as_deref(),
+        );
+        // A link's target may change while the directory's id does not.
+        if let Some(id) = id
+            && !self.tree.holds_link(&dir)
+        {
+            let entry = memo::Environment {
+                config: texts.config.clone(),
+                digests: digests.clone(),
+            };
+            self.memo.keep_environment(&id, entry);
+        }
+        Ok(KnownEnvironment {
+            config: texts.config.clone(),
+            digests,
+            texts: Some(texts),
         })
     }
 

@@ -73,6 +73,21 @@ pub trait Tree: Send + Sync {
     fn kind(&self, path: &str) -> Option<Kind>;
     /// The entries of a directory, sorted by name; empty when it does not exist.
     fn list(&self, dir: &str) -> Result<Vec<(String, Kind)>, TreeError>;
+    /// The id git gives the directory `dir` of a commit, reached without
+    /// following a link: it changes whenever anything stored in `dir` does
+    /// (a link is stored as its target's path, so what a link points at can
+    /// change while the id does not: see [`Tree::holds_link`]). `None` where
+    /// files carry no such id (on disk), or when `dir` is no such directory.
+    fn dir_id(&self, dir: &str) -> Option<String> {
+        let _ = dir;
+        None
+    }
+    /// Whether an entry of the directory `dir` is a symbolic link (`true`
+    /// when that cannot be told).
+    fn holds_link(&self, dir: &str) -> bool {
+        let _ = dir;
+        true
+    }
 }
 
 /// Checks a relative path and returns its components.
@@ -110,6 +125,16 @@ pub trait Store: Send + Sync {
     fn entries(&self, dir: &str) -> Result<Vec<(String, Entry)>, TreeError>;
     /// The bytes of the regular file at `path`, at most `limit` of them.
     fn content(&self, path: &str, limit: u64) -> Result<Vec<u8>, TreeError>;
+    /// See [`Tree::dir_id`]; `dir` is a path as stored, no link followed.
+    fn dir_id(&self, dir: &str) -> Option<String> {
+        let _ = dir;
+        None
+    }
+    /// See [`Tree::holds_link`].
+    fn holds_link(&self, dir: &str) -> bool {
+        let _ = dir;
+        true
+    }
 }
 
 /// A [`Store`] read with the rules of this module.
@@ -207,6 +232,17 @@ fn follow(link: &str, dir: &[String], target: &str) -> Result<Vec<String>, TreeE
 }
 
 impl<S: Store> Tree for Linked<S> {
+    fn dir_id(&self, dir: &str) -> Option<String> {
+        self.store.dir_id(&components(dir).ok()?.join("/"))
+    }
+
+    fn holds_link(&self, dir: &str) -> bool {
+        match components(dir) {
+            Ok(parts) => self.store.holds_link(&parts.join("/")),
+            Err(_) => true,
+        }
+    }
+
     fn read(&self, path: &str) -> Result<Option<String>, TreeError> {
         match self.resolve(path)? {
             Some((resolved, Entry::File(size))) => {

@@ -649,3 +649,97 @@ fn an_unchanged_environment_is_not_rendered_again_but_a_hand_edit_of_its_output_
     let branch_file = git(&s.remote.bare(), &["show", &format!("hydrant/prod:{path}")]);
     assert!(branch_file.contains("replicas: 4"), "{branch_file}");
 }
+
+/// `known` and `read` of a run's memo line (`--log-level debug`).
+fn memo_counts(run: &Run) -> (usize, usize) {
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("known from the memo"))
+        .unwrap_or_else(|| panic!("no memo line: {}", run.stderr));
+    let count = |key: &str| -> usize {
+        let at = line
+            .find(&format!("{key}="))
+            .unwrap_or_else(|| panic!("{line}"))
+            + key.len()
+            + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"))
+    };
+    (count("known"), count("read"))
+}
+
+#[test]
+fn a_run_after_a_no_op_knows_every_directory_from_the_memo_and_one_it_cannot_read_is_started_afresh()
+ {
+    let s = Setup::new();
+    let first = s.reconcile(&["--log-level", "debug"]).ok();
+    // Each environment's directory and its rendered/ directory, read once.
+    assert_eq!(memo_counts(&first), (0, 6), "{}", first.stderr);
+    let memo = s.work().join("memo.json");
+    assert!(memo.is_file());
+    let second = s.reconcile(&["--log-level", "debug"]).ok();
+    assert_eq!(memo_counts(&second), (6, 0), "{}", second.stderr);
+    assert!(outcomes(&second).iter().all(|x| x["action"] == "unchanged"));
+
+    for broken in ["{ not json", "", "{\"writer\": \"hydrant 0.0.0, memo 1\"}"] {
+        std::fs::write(&memo, broken).unwrap();
+        let run = s.reconcile(&["--log-level", "debug"]).ok();
+        assert_eq!(memo_counts(&run), (0, 6), "{broken:?}: {}", run.stderr);
+        let o = outcomes(&run);
+        assert!(
+            o.iter().all(|x| x["action"] == "unchanged"),
+            "{broken:?}: {o:?}"
+        );
+        let text = std::fs::read_to_string(&memo).unwrap();
+        assert!(
+            serde_json::from_str::<Value>(&text).is_ok(),
+            "written afresh"
+        );
+    }
+}
+
+#[test]
+fn memo_class_a_file_reached_through_a_link_is_read_again_when_its_target_changes() {
+    // The memo knows an environment's files by its directory's git id; a
+    // link's target can change while that id does not.
+    let s = Setup::new();
+    let w = s.remote.work();
+    git(&w, &["checkout", "-q", "main"]);
+    std::fs::create_dir_all(w.join("shared")).unwrap();
+    std::fs::rename(
+        w.join("environments/dev/values.yaml"),
+        w.join("shared/dev-values.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../../shared/dev-values.yaml",
+        w.join("environments/dev/values.yaml"),
+    )
+    .unwrap();
+    git(&w, &["add", "-A"]);
+    git(
+        &w,
+        &["commit", "-q", "-m", "dev's values from a shared file"],
+    );
+    git(&w, &["push", "-q", "origin", "main"]);
+    let first = s.reconcile(&[]).ok();
+    assert_eq!(action(&outcomes(&first), "dev"), "unchanged");
+
+    let values = s.remote.read_main("shared/dev-values.yaml");
+    let edited = values.replace("LOGGING_ENABLED: \"true\"", "LOGGING_ENABLED: \"false\"");
+    assert_ne!(values, edited);
+    s.remote
+        .commit_to_main("shared/dev-values.yaml", &edited, "Quieter dev");
+    let second = s.reconcile(&[]).ok();
+    let o = outcomes(&second);
+    assert_eq!(action(&o, "dev"), "opened", "{o:?}");
+    let rendered = git(
+        &s.remote.bare(),
+        &["show", "hydrant/dev:rendered/dev/deployment-wandb-app.yaml"],
+    );
+    assert!(rendered.contains("false"), "{rendered}");
+}

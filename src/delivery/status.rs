@@ -440,10 +440,11 @@ pub fn status_with(
     fetched_channels: Option<&[ChannelFetch]>,
 ) -> Result<(Status, Vec<ChannelFetch>), CycleError> {
     let fetched = ws.fetch(opts.base.as_deref())?;
-    let project = reconcile::load(ws, &fetched, &opts.channel)?;
+    let memo = std::sync::Arc::new(crate::memo::Memo::load(ws.dir()));
+    let project = reconcile::load(ws, &fetched, &opts.channel, &memo)?;
     let envs = reconcile::selected(&project, opts)?;
     let now = jiff::Timestamp::now();
-    let mut decision = reconcile::decide_rollout(ws, &fetched, &project, &envs, now)?;
+    let mut decision = reconcile::decide_rollout(ws, &fetched, &project, &envs, now, &memo)?;
     if let Some(rollout) = project.rollout() {
         let previous = reconcile::previous_releases(ws, &fetched, rollout, &decision)?;
         crate::rollout::gating::roll_back(&mut decision, rollout, &Default::default(), &previous);
@@ -497,6 +498,7 @@ pub fn status_with(
         })
         .collect();
     let made = project.take_fetches();
+    reconcile::save_memo(ws, &memo, &project);
     let status = assemble(
         ws.url(),
         (&fetched.base_branch, &Workspace::short(fetched.base_commit)),

@@ -35,6 +35,9 @@ pub struct CommitStore {
 /// A directory's entries, by name.
 type Dir = HashMap<String, Raw>;
 
+/// The mode git gives a symbolic link.
+const LINK_MODE: i32 = 0o120000;
+
 /// A tree entry as git holds it.
 #[derive(Debug, Clone, Copy)]
 struct Raw {
@@ -145,7 +148,7 @@ impl CommitStore {
 fn entry_of(repo: &Repository, raw: Raw) -> Result<Option<Entry>, git2::Error> {
     Ok(match raw.kind {
         Some(ObjectType::Tree) => Some(Entry::Dir),
-        Some(ObjectType::Blob) if raw.mode == 0o120000 => {
+        Some(ObjectType::Blob) if raw.mode == LINK_MODE => {
             let blob = repo.find_blob(raw.id)?;
             Some(Entry::Link(
                 String::from_utf8_lossy(blob.content()).into_owned(),
@@ -188,6 +191,24 @@ impl Store for CommitStore {
             }
             Ok(out)
         })
+    }
+
+    fn dir_id(&self, dir: &str) -> Option<String> {
+        match self.raw(dir).ok()?? {
+            Raw {
+                kind: Some(ObjectType::Tree),
+                id,
+                ..
+            } => Some(id.to_string()),
+            _ => None,
+        }
+    }
+
+    fn holds_link(&self, dir: &str) -> bool {
+        match self.dir(dir) {
+            Ok(Some(entries)) => entries.values().any(|raw| raw.mode == LINK_MODE),
+            _ => true,
+        }
     }
 
     fn content(&self, path: &str, limit: u64) -> Result<Vec<u8>, TreeError> {

@@ -104,6 +104,8 @@ pub struct BranchCommit {
 }
 
 pub struct Workspace {
+    /// The work directory.
+    dir: PathBuf,
     repo: Repository,
     /// The remote as shown to people: a URL without credentials, or a path.
     url: String,
@@ -283,6 +285,7 @@ impl Workspace {
             }
         }
         Ok(Workspace {
+            dir: dir.to_path_buf(),
             local_git_dir: local_git_dir(&url),
             local_remote: std::cell::OnceCell::new(),
             repo,
@@ -294,6 +297,11 @@ impl Workspace {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The work directory: hydrant's own, locked while this is open.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn callbacks<'a>(&'a self, attempts: &'a Cell<u32>) -> RemoteCallbacks<'a> {

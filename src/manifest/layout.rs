@@ -37,6 +37,32 @@ pub struct Metadata {
     pub outputs: String,
 }
 
+/// The sha256 of an environment's own files, as the inputs' digest counts
+/// them.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct TextDigests {
+    /// `environment.yaml`.
+    pub environment: String,
+    /// `values.yaml`, if there is one.
+    pub values: Option<String>,
+    /// `pinned.yaml`, if there is one.
+    pub pinned: Option<String>,
+}
+
+impl TextDigests {
+    pub fn of(
+        config_text: &str,
+        user_text: Option<&str>,
+        custom_text: Option<&str>,
+    ) -> TextDigests {
+        TextDigests {
+            environment: sha256(config_text.as_bytes()),
+            values: user_text.map(|t| sha256(t.as_bytes())),
+            pinned: custom_text.map(|t| sha256(t.as_bytes())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ChannelInfo {
     pub name: String,

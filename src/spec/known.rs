@@ -35,7 +35,7 @@ pub struct KnownKeys {
 }
 
 /// What an environment does with a key nothing knows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum UnknownKeys {
     /// Refuse to render the environment (the default).
