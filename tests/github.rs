@@ -186,6 +186,47 @@ fn a_lost_or_cut_answer_to_the_create_call_opens_no_duplicate_and_loses_no_setti
     }
 }
 
+/// At fleet scale, finding an environment's pull request must not cost more
+/// as other pull requests open: it is asked for by `head=owner:hydrant/<env>`,
+/// one request however many others are open (120 here: two pages unfiltered).
+#[test]
+fn an_environments_pull_request_is_found_in_one_request_however_many_others_are_open() {
+    let s = Setup::new();
+    assert_eq!(s.reconcile().code, 0);
+    s.remote.commit_to_main(
+        "channels/stable.yaml",
+        &s.remote
+            .read_main("channels/stable.yaml")
+            .replace("0.63.0", "0.63.1"),
+        "stable 0.63.1",
+    );
+    let run = s.reconcile();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.actions().contains(&("prod".into(), "updated".into())),
+        "{}",
+        run.stdout
+    );
+    let finds: Vec<String> =
+        s.gh.requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/pulls?state=open&base="))
+            .map(|r| r.path)
+            .collect();
+    assert!(finds.len() >= 2, "{finds:?}");
+    for find in &finds {
+        assert!(
+            find.contains("&head=acme%3Ahydrant%2F") && !find.contains("&page="),
+            "{find}"
+        );
+    }
+    assert_eq!(
+        s.gh.hydrant_pulls().len(),
+        2,
+        "updated in place, no duplicate"
+    );
+}
+
 #[test]
 fn a_new_version_updates_in_place_and_a_superseded_pull_request_is_closed() {
     let s = Setup::new();

@@ -8,25 +8,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{Api, ApiAuth, ApiOptions};
-use super::{Comment, Ensured, Forge, ForgeError, PrRequest, PrState, PullRequest};
+use super::{Comment, Ensured, Forge, ForgeError, PrRequest, PrState, PullRequest, encode};
 use crate::auth::Token;
 
 pub struct GitLab {
     api: Api,
     /// The project path, URL-encoded (`group%2Fsub%2Fproject`).
     project: String,
-}
-
-/// Percent-encodes a project path for `/projects/:id`.
-fn encode_path(path: &str) -> String {
-    path.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 impl GitLab {
@@ -47,7 +35,7 @@ impl GitLab {
         };
         Ok(GitLab {
             api: Api::new("gitlab", &api_url, auth, options)?,
-            project: encode_path(project),
+            project: encode(project),
         })
     }
 
@@ -84,8 +72,8 @@ impl Forge for GitLab {
     fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
         let list: Vec<MergeRequestJson> = self.api.list_as(&self.path(&format!(
             "/merge_requests?state=opened&source_branch={}&target_branch={}&per_page=100",
-            encode_path(head),
-            encode_path(base)
+            encode(head),
+            encode(base)
         )))?;
         Ok(list
             .into_iter()
@@ -163,7 +151,7 @@ impl Forge for GitLab {
             .to_string();
         let recent: Vec<MergeRequestJson> = self.api.list_as(&self.path(&format!(
             "/merge_requests?state=all&created_after={}&per_page=100",
-            encode_path(&since_text)
+            encode(&since_text)
         )))?;
         let mut seen = std::collections::BTreeSet::new();
         Ok(open
@@ -272,7 +260,7 @@ mod tests {
 
     #[test]
     fn project_paths_are_url_encoded() {
-        assert_eq!(encode_path("group/sub/project"), "group%2Fsub%2Fproject");
-        assert_eq!(encode_path("hydrant/prod"), "hydrant%2Fprod");
+        assert_eq!(encode("group/sub/project"), "group%2Fsub%2Fproject");
+        assert_eq!(encode("hydrant/prod"), "hydrant%2Fprod");
     }
 }

@@ -301,6 +301,17 @@ pub(crate) fn ensure(
 }
 
 /// Whether a pull request is from a `hydrant/*` branch.
+/// Percent-encodes `text` for one segment or query value of a URL (a
+/// GitLab project path, a branch name): every byte but the unreserved ones.
+pub(crate) fn encode(text: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
 pub(crate) fn is_hydrants(pr_head: &str) -> bool {
     pr_head.starts_with(&crate::git::branch_name(""))
 }

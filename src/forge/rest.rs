@@ -49,6 +49,10 @@ pub struct Dialect {
     pub page_size: &'static str,
     /// The list of open pull requests can be narrowed to one base branch (`base=`).
     pub filters_base: bool,
+    /// ... and to one head branch of the repository (`head=owner:branch`):
+    /// finding hydrant's pull request for an environment is then one request
+    /// however many others are open.
+    pub filters_head: bool,
     /// The opening call takes `draft`.
     pub draft: bool,
     /// Statuses of the opening call that say "one is open already", and the
@@ -69,6 +73,7 @@ impl Dialect {
         bearer: true,
         page_size: "per_page=100",
         filters_base: true,
+        filters_head: true,
         draft: true,
         exists: (&[422], Some("already exists")),
         labels: Labels::ByName,
@@ -84,6 +89,7 @@ impl Dialect {
         bearer: false,
         page_size: "limit=50",
         filters_base: false,
+        filters_head: false,
         draft: false,
         exists: (&[409, 422], None),
         labels: Labels::ById,
@@ -155,13 +161,19 @@ impl Rest {
         format!("/repos/{}/{}{rest}", self.owner, self.repo)
     }
 
-    /// The path of the open pull requests into `base`, a page at a time.
-    fn open_pulls(&self, base: &str) -> String {
-        let page = self.dialect.page_size;
-        match self.dialect.filters_base {
-            true => self.path(&format!("/pulls?state=open&base={base}&{page}")),
-            false => self.path(&format!("/pulls?state=open&{page}")),
+    /// The path of the open pull requests from `head` into `base`, a page
+    /// at a time, narrowed as far as the forge can (the answer is still
+    /// checked: a forge may narrow less).
+    fn open_pulls(&self, head: &str, base: &str) -> String {
+        let mut query = String::from("state=open");
+        if self.dialect.filters_base {
+            query.push_str(&format!("&base={}", super::encode(base)));
         }
+        if self.dialect.filters_head {
+            let head = format!("{}:{head}", self.owner);
+            query.push_str(&format!("&head={}", super::encode(&head)));
+        }
+        self.path(&format!("/pulls?{query}&{}", self.dialect.page_size))
     }
 
     /// Refuses a description longer than the forge takes, before sending it.
@@ -260,7 +272,7 @@ impl Forge for Rest {
     }
 
     fn find_open(&self, head: &str, base: &str) -> Result<Option<PullRequest>, ForgeError> {
-        let list: Vec<PullRequestJson> = self.api.list_as(&self.open_pulls(base))?;
+        let list: Vec<PullRequestJson> = self.api.list_as(&self.open_pulls(head, base))?;
         let full = format!("{}/{}", self.owner, self.repo);
         Ok(list
             .into_iter()

@@ -469,7 +469,7 @@ impl FakeGitHub {
             query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(String::from)
+                .map(percent_decoded)
         };
         let repo_prefix = format!("/repos/{}", self.owner_repo);
         let Some(rest) = path.strip_prefix(&repo_prefix).or(if path == "/graphql" {
@@ -492,11 +492,22 @@ impl FakeGitHub {
                     .min(100);
                 let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
                 let base = param("base");
+                // `head=owner:branch`, as GitHub takes it: another owner's
+                // branch (a fork's) is not this repository's.
+                let owner = self.owner_repo.split('/').next().unwrap_or("");
+                let head = param("head").map(|h| match h.split_once(':') {
+                    Some((o, branch)) if o.eq_ignore_ascii_case(owner) => branch.to_string(),
+                    _ => "\0 another owner's".to_string(),
+                });
                 let want_open = param("state").as_deref() != Some("closed");
                 let all: Vec<&Pr> = st
                     .pulls
                     .iter()
-                    .filter(|p| p.open == want_open && base.as_deref().is_none_or(|b| b == p.base))
+                    .filter(|p| {
+                        p.open == want_open
+                            && base.as_deref().is_none_or(|b| b == p.base)
+                            && head.as_deref().is_none_or(|h| h == p.head)
+                    })
                     .collect();
                 let mut all = all;
                 if param("direction").as_deref() == Some("desc") {
@@ -637,4 +648,28 @@ impl FakeGitHub {
             _ => respond(404, "", &json!({"message": "Not Found"})),
         }
     }
+}
+
+/// A query value with its `%XX` escapes decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
