@@ -324,7 +324,7 @@ impl Project {
         for (name, known) in self.environments.iter().zip(read) {
             let config = match known {
                 Some(known) => {
-                    let config = known.config.clone();
+                    let config = known.config().clone();
                     kept.insert(name.clone(), known);
                     config
                 }
@@ -464,23 +464,27 @@ impl Project {
             .filter_map(|(k, spec)| Some((k, pipeline::channel_digest(spec.as_ref().ok()?))))
             .collect();
         let unchanged = |name: &str, known: &KnownEnvironment| {
-            let key = self.key(name, &known.config);
+            let key = self.key(name, known.config());
             let (Ok(spec), Some(digest)) = (&channels[&key], digests.get(&key)) else {
                 return false;
             };
-            !refused_downgrade(spec, &known.config, &key)
+            !refused_downgrade(spec, known.config(), &key)
                 && current(
                     name,
-                    &pipeline::inputs_of(&self.engine, digest, &known.digests).digest(),
+                    &pipeline::inputs_of(&self.engine, digest, &known.digests()).digest(),
                 )
         };
         let render = |name: &str, known: KnownEnvironment| -> Result<Render, Vec<Problem>> {
             let problem = |e: RepoError| vec![Problem::new(e)];
-            let mut texts = match known.texts {
-                Some(texts) => texts,
-                None => self.repo.environment_texts(name).map_err(problem)?,
+            let texts = match known {
+                KnownEnvironment::Read(texts) => texts,
+                KnownEnvironment::Memo(entry) => {
+                    let mut texts = self.repo.environment_texts(name).map_err(problem)?;
+                    // With the repository's defaults, as looked up.
+                    texts.config = entry.config;
+                    texts
+                }
             };
-            texts.config = known.config;
             let env = texts.parse().map_err(problem)?;
             let key = self.key(&env.name, &env.config);
             match &channels[&key] {
@@ -523,7 +527,10 @@ impl Project {
             return Ok(known);
         }
         let mut known = self.repo.known_environment(name)?;
-        known.config.unknown_keys.get_or_insert(self.unknown_keys);
+        known
+            .config_mut()
+            .unknown_keys
+            .get_or_insert(self.unknown_keys);
         Ok(known)
     }
 
@@ -535,7 +542,7 @@ impl Project {
         let mut wanted: Vec<ChannelKey> = names
             .iter()
             .zip(loaded)
-            .filter_map(|(name, known)| Some(self.key(name, &known.as_ref().ok()?.config)))
+            .filter_map(|(name, known)| Some(self.key(name, known.as_ref().ok()?.config())))
             .collect();
         wanted.sort();
         wanted.dedup();
@@ -820,12 +827,12 @@ mod tests {
         );
         let known = project.known_environment("dev").expect("texts");
         let spec = project
-            .fetch(&project.key("dev", &known.config))
+            .fetch(&project.key("dev", known.config()))
             .expect("spec");
         let digest = pipeline::inputs_of(
             project.engine(),
             &pipeline::channel_digest(&spec),
-            &known.digests,
+            &known.digests(),
         )
         .digest();
         let rendered = project.render_changed(&dev, |_| Some(digest.clone()));

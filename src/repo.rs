@@ -50,14 +50,38 @@ pub struct EnvironmentFiles {
     pub custom_text: Option<String>,
 }
 
-/// What an environment's directory gives before its value files are read
-/// or parsed: enough to decide its rollout and whether its inputs changed.
+/// What an environment's directory gives before its value files are
+/// parsed: enough to decide its rollout and whether its inputs changed.
 #[derive(Debug, Clone)]
-pub struct KnownEnvironment {
-    pub config: EnvironmentConfig,
-    pub digests: TextDigests,
-    /// The files, when they were read to learn the rest.
-    pub texts: Option<EnvironmentTexts>,
+pub enum KnownEnvironment {
+    /// Known from the memo: its files were not read.
+    Memo(memo::Environment),
+    /// Its files, read.
+    Read(EnvironmentTexts),
+}
+
+impl KnownEnvironment {
+    pub fn config(&self) -> &EnvironmentConfig {
+        match self {
+            KnownEnvironment::Memo(m) => &m.config,
+            KnownEnvironment::Read(t) => &t.config,
+        }
+    }
+
+    pub fn config_mut(&mut self) -> &mut EnvironmentConfig {
+        match self {
+            KnownEnvironment::Memo(m) => &mut m.config,
+            KnownEnvironment::Read(t) => &mut t.config,
+        }
+    }
+
+    /// The digests of its files, as the inputs' digest counts them.
+    pub fn digests(&self) -> std::borrow::Cow<'_, TextDigests> {
+        match self {
+            KnownEnvironment::Memo(m) => std::borrow::Cow::Borrowed(&m.digests),
+            KnownEnvironment::Read(t) => std::borrow::Cow::Owned(t.digests()),
+        }
+    }
 }
 
 /// What one environment's directory holds, its value files not yet parsed.
@@ -74,6 +98,15 @@ pub struct EnvironmentTexts {
 }
 
 impl EnvironmentTexts {
+    /// The digests of the files, as the inputs' digest counts them.
+    pub fn digests(&self) -> TextDigests {
+        TextDigests::of(
+            &self.config_text,
+            self.user_text.as_deref(),
+            self.custom_text.as_deref(),
+        )
+    }
+
     /// Parses the value files into layers.
     pub fn parse(self) -> Result<EnvironmentFiles, RepoError> {
         let dir = format!("environments/{}", self.name);
@@ -227,7 +260,7 @@ impl ConfigRepo {
             .map(|name| {
                 let labels = self
                     .known_environment(name)
-                    .map(|k| k.config.labels)
+                    .map(|k| k.config().labels.clone())
                     .or_else(|_| self.environment_config(name).map(|c| c.labels))
                     .unwrap_or_default();
                 (name.clone(), labels)
@@ -286,41 +319,28 @@ impl ConfigRepo {
     }
 
     /// An environment's settings and the digests of its files: from the
-    /// memo when its directory is one read before, else read (the texts
-    /// then come along, and the memo keeps what they gave).
+    /// memo when its directory is one read before, else read (and kept in
+    /// the memo, when the directory has a git id and holds no link: a
+    /// link's target may change while the directory's id does not).
     pub fn known_environment(&self, name: &str) -> Result<KnownEnvironment, RepoError> {
         let dir = format!("environments/{name}");
         let id = valid_environment_name(name)
             .then(|| self.tree.dir_id(&dir))
             .flatten();
         if let Some(entry) = id.as_deref().and_then(|id| self.memo.environment(id)) {
-            return Ok(KnownEnvironment {
-                config: entry.config,
-                digests: entry.digests,
-                texts: None,
-            });
+            return Ok(KnownEnvironment::Memo(entry));
         }
         let texts = self.environment_texts(name)?;
-        let digests = TextDigests::of(
-            &texts.config_text,
-            texts.user_text.as_deref(),
-            texts.custom_text.as_deref(),
-        );
-        // A link's target may change while the directory's id does not.
         if let Some(id) = id
             && !self.tree.holds_link(&dir)
         {
             let entry = memo::Environment {
                 config: texts.config.clone(),
-                digests: digests.clone(),
+                digests: texts.digests(),
             };
             self.memo.keep_environment(&id, entry);
         }
-        Ok(KnownEnvironment {
-            config: texts.config.clone(),
-            digests,
-            texts: Some(texts),
-        })
+        Ok(KnownEnvironment::Read(texts))
     }
 
     /// Every template below `templates/`, by path relative to it.
