@@ -616,11 +616,27 @@ impl Project {
     }
 
     /// What rendering `env` reads: its channel spec and its files (for
-    /// benchmarks and tools that drive [`pipeline::build`] themselves).
+    /// benchmarks and tools that drive [`pipeline::build`] themselves). A
+    /// spec this project fetched before is not fetched again.
     pub fn inputs_of(&self, env: &str) -> Result<(ChannelSpec, EnvironmentFiles), ProjectError> {
         let files = self.repo.environment(env)?;
-        let spec = self.fetch(&key(&files))?;
-        Ok((spec, files))
+        let k = key(&files);
+        let kept = self
+            .prefetched
+            .lock()
+            .ok()
+            .and_then(|kept| kept.get(&k).cloned());
+        let spec = match kept {
+            Some(spec) => spec,
+            None => {
+                let spec = self.fetch(&k);
+                if let Ok(mut kept) = self.prefetched.lock() {
+                    kept.insert(k, spec.clone());
+                }
+                spec
+            }
+        };
+        Ok((spec?, files))
     }
 
     /// The compiled templates.
@@ -671,10 +687,13 @@ impl Project {
         self.repo.environment(env)
     }
 
-    /// The channel and release an environment follows.
+    /// The channel and release an environment follows (from the memo when
+    /// its directory is one read before).
     pub fn environment_channel(&self, env: &str) -> Result<(String, Option<String>), RepoError> {
         self.repo.check_environment(env, &self.environments)?;
-        Ok(key(&self.repo.environment(env)?))
+        let known = self.repo.known_environment(env)?;
+        let config = known.config();
+        Ok((config.channel.clone(), config.release.clone()))
     }
 
     /// How `path` got its value in environment `env`.
