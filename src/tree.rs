@@ -78,16 +78,10 @@ pub trait Tree: Send + Sync {
     /// (a link is stored as its target's path, so what a link points at can
     /// change while the id does not: see [`Tree::holds_link`]). `None` where
     /// files carry no such id (on disk), or when `dir` is no such directory.
-    fn dir_id(&self, dir: &str) -> Option<String> {
-        let _ = dir;
-        None
-    }
+    fn dir_id(&self, dir: &str) -> Option<String>;
     /// Whether an entry of the directory `dir` is a symbolic link (`true`
     /// when that cannot be told).
-    fn holds_link(&self, dir: &str) -> bool {
-        let _ = dir;
-        true
-    }
+    fn holds_link(&self, dir: &str) -> bool;
 }
 
 /// Checks a relative path and returns its components.
