@@ -546,35 +546,32 @@ impl Project {
             .collect();
         wanted.sort();
         wanted.dedup();
-        // A spec fetched once serves every later call on this project (a
-        // cycle renders its environments a chunk at a time): each channel is
-        // fetched, and logged, once per project.
-        let todo: Vec<(ChannelKey, Option<Result<ChannelSpec, ChannelError>>)> = {
-            let kept = self.prefetched.lock();
-            wanted
-                .into_iter()
-                .map(|k| {
-                    let spec = kept.as_ref().ok().and_then(|m| m.get(&k).cloned());
-                    (k, spec)
-                })
-                .collect()
-        };
-        let specs: HashMap<ChannelKey, Result<ChannelSpec, ChannelError>> = todo
+        wanted
             .into_par_iter()
-            .map(|(k, kept)| {
-                let spec = match kept {
-                    Some(spec) => spec,
-                    None => self.fetch(&k),
-                };
+            .map(|k| {
+                let spec = self.fetch_once(&k);
                 (k, spec)
             })
-            .collect();
-        if let Ok(mut kept) = self.prefetched.lock() {
-            for (k, spec) in &specs {
-                kept.entry(k.clone()).or_insert_with(|| spec.clone());
-            }
+            .collect()
+    }
+
+    /// A spec fetched once serves every later call on this project (a cycle
+    /// renders its environments a chunk at a time; `status` checks each
+    /// environment): each channel is fetched, and logged, once per project.
+    fn fetch_once(&self, k: &ChannelKey) -> Result<ChannelSpec, ChannelError> {
+        let kept = self
+            .prefetched
+            .lock()
+            .ok()
+            .and_then(|kept| kept.get(k).cloned());
+        if let Some(spec) = kept {
+            return spec;
         }
-        specs
+        let spec = self.fetch(k);
+        if let Ok(mut kept) = self.prefetched.lock() {
+            kept.entry(k.clone()).or_insert_with(|| spec.clone());
+        }
+        spec
     }
 
     /// Fetches a spec and logs the fetch.
@@ -620,23 +617,8 @@ impl Project {
     /// spec this project fetched before is not fetched again.
     pub fn inputs_of(&self, env: &str) -> Result<(ChannelSpec, EnvironmentFiles), ProjectError> {
         let files = self.repo.environment(env)?;
-        let k = key(&files);
-        let kept = self
-            .prefetched
-            .lock()
-            .ok()
-            .and_then(|kept| kept.get(&k).cloned());
-        let spec = match kept {
-            Some(spec) => spec,
-            None => {
-                let spec = self.fetch(&k);
-                if let Ok(mut kept) = self.prefetched.lock() {
-                    kept.insert(k, spec.clone());
-                }
-                spec
-            }
-        };
-        Ok((spec?, files))
+        let spec = self.fetch_once(&key(&files))?;
+        Ok((spec, files))
     }
 
     /// The compiled templates.

@@ -469,7 +469,11 @@ impl FakeGitHub {
             query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(percent_decoded)
+                .map(|v| {
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
         };
         let repo_prefix = format!("/repos/{}", self.owner_repo);
         let Some(rest) = path.strip_prefix(&repo_prefix).or(if path == "/graphql" {
@@ -648,28 +652,4 @@ impl FakeGitHub {
             _ => respond(404, "", &json!({"message": "Not Found"})),
         }
     }
-}
-
-/// A query value with its `%XX` escapes decoded.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
