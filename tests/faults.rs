@@ -539,15 +539,15 @@ fn most_requests(server: &str) -> (f64, f64) {
     }
 }
 
-/// A retry is the next request the forge sees with the same request line,
-/// when that line was sent by one caller at a time. Each retry must come
-/// after at least the backoff, or the `Retry-After` of a 429. Skipped: what
-/// may have been a call's last attempt (no retry follows it), the time around
-/// a refused connection (whose retries may be refused unseen), and a request
-/// line that other calls were sending at the same time (after the push, pull
-/// requests are opened a few at once, each listing the open ones: the next
-/// such listing may be another call's). Returns how many retries were
-/// checked.
+/// A retry is the next request the forge sees that is the same call (the same
+/// request line and body: pull requests are opened a few at once, every one a
+/// `POST` of the same line, told apart by their bodies), when that call was
+/// made by one caller at a time. Each retry must come after at least the
+/// backoff, or the `Retry-After` of a 429. Skipped: what may have been a
+/// call's last attempt, the time around a refused connection (whose retries
+/// may be refused unseen), and a call that others were making at the same
+/// time (the next one may be another caller's). Returns how many retries
+/// were checked.
 fn forge_retries_wait(seen: &[Seen]) -> usize {
     let mut seen = seen.to_vec();
     seen.sort_by_key(|s| s.at);
@@ -557,20 +557,24 @@ fn forge_retries_wait(seen: &[Seen]) -> usize {
         .map(|s| s.at)
         .collect();
     let mut checked = 0;
-    for (i, pair) in seen.windows(2).enumerate() {
-        let (failed, next) = (&pair[0], &pair[1]);
+    for (i, failed) in seen.iter().enumerate() {
         let Some(fault) = failed.fault.filter(|f| *f != Fault::Refused) else {
+            continue;
+        };
+        // The retry: the next request that is the same call.
+        let Some(next) = seen[i + 1..].iter().find(|s| s.same_call(failed)) else {
             continue;
         };
         let failures_before = seen[..i]
             .iter()
             .rev()
-            .take_while(|s| s.fault.is_some() && s.request == failed.request)
+            .filter(|s| s.same_call(failed))
+            .take_while(|s| s.fault.is_some())
             .count();
         let near_refusal = refused
             .iter()
             .any(|r| *r + Duration::from_secs(10) > failed.at && *r < next.at);
-        if next.request != failed.request || failures_before + 1 > FORGE_RETRIES || near_refusal {
+        if failures_before + 1 > FORGE_RETRIES || near_refusal {
             continue;
         }
         let least = match fault {
@@ -580,7 +584,7 @@ fn forge_retries_wait(seen: &[Seen]) -> usize {
         // Other calls sending the same line meanwhile: more of it just
         // before than this call's own attempts, or more than one just after
         // (one call retries once).
-        let same = |s: &&Seen| s.request == failed.request;
+        let same = |s: &&Seen| s.same_call(failed);
         let before = seen[..i]
             .iter()
             .rev()

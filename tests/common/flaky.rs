@@ -63,8 +63,22 @@ pub struct Seen {
     pub at: Instant,
     /// The request line (`GET /path HTTP/1.1`), when one arrived.
     pub request: String,
+    /// The request's body when it came with a `Content-Length` of at most
+    /// [`BODY_KEPT`] bytes (a forge call's JSON), else empty: two calls with
+    /// the same line and body are the same call tried again.
+    pub body: Vec<u8>,
     pub fault: Option<Fault>,
 }
+
+impl Seen {
+    /// Whether `other` is this very request sent again (same line and body).
+    pub fn same_call(&self, other: &Seen) -> bool {
+        self.request == other.request && self.body == other.body
+    }
+}
+
+/// The largest body the proxy reads whole before passing a request on.
+const BODY_KEPT: usize = 1 << 20;
 
 /// splitmix64: small, seedable, good enough to pick faults.
 struct Rng(u64);
@@ -174,8 +188,13 @@ impl Inner {
         self.rng.lock().unwrap().below(n)
     }
 
-    fn record(&self, at: Instant, request: String, fault: Option<Fault>) {
-        self.seen.lock().unwrap().push(Seen { at, request, fault });
+    fn record(&self, at: Instant, request: String, body: Vec<u8>, fault: Option<Fault>) {
+        self.seen.lock().unwrap().push(Seen {
+            at,
+            request,
+            body,
+            fault,
+        });
     }
 }
 
@@ -201,7 +220,7 @@ fn accept(listener: TcpListener, port: u16, inner: Arc<Inner>) {
         let at = Instant::now();
         let fault = inner.roll();
         if fault == Some(Fault::Refused) {
-            inner.record(at, String::new(), fault);
+            inner.record(at, String::new(), Vec::new(), fault);
             drop(client);
             drop(listener);
             let outage = Duration::from_millis(200 + inner.below(800));
@@ -216,18 +235,49 @@ fn accept(listener: TcpListener, port: u16, inner: Arc<Inner>) {
     }
 }
 
-/// Reads until the request line is complete; returns what was read.
-fn request_head(client: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+/// Reads the request's head and, when it gives a `Content-Length` of at most
+/// [`BODY_KEPT`], its body; a longer or chunked body flows on afterwards.
+/// Returns what was read and the body, if read whole.
+fn request_head(client: &mut TcpStream) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 64 * 1024 {
+    let end_of_head = |buf: &[u8]| buf.windows(4).position(|w| w == b"\r\n\r\n");
+    while end_of_head(&buf).is_none() && buf.len() < 64 * 1024 {
         let n = client.read(&mut chunk)?;
         if n == 0 {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Ok(buf)
+    let Some(head_len) = end_of_head(&buf).map(|i| i + 4) else {
+        return Ok((buf, Vec::new()));
+    };
+    let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
+    let header = |wanted: &str| {
+        head.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    // A client waiting for `100 Continue` sends its body only once answered.
+    if header("expect").is_some() {
+        return Ok((buf, Vec::new()));
+    }
+    let length = header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n <= BODY_KEPT);
+    let Some(length) = length else {
+        return Ok((buf, Vec::new()));
+    };
+    while buf.len() < head_len + length {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = buf[head_len..buf.len().min(head_len + length)].to_vec();
+    Ok((buf, body))
 }
 
 /// Reads and discards until the client closes (or `limit` passes), so that
@@ -270,10 +320,10 @@ fn serve(
     fault: Option<Fault>,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let head = request_head(&mut client)?;
+    let (head, body) = request_head(&mut client)?;
     let line = String::from_utf8_lossy(&head);
     let request = line.lines().next().unwrap_or("").to_string();
-    inner.record(at, request, fault);
+    inner.record(at, request, body, fault);
     match fault {
         Some(Fault::Refused) => unreachable!("handled when accepting"),
         Some(Fault::Dropped) => return Ok(()),
