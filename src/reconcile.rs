@@ -40,7 +40,8 @@ pub use crate::delivery::{Action, GroupOutcome, Outcome, PrRef, VersionChange};
 pub const PUSH_ATTEMPTS: usize = 3;
 
 /// How many environments a cycle renders at once (in parallel) before
-/// committing them: what bounds the rendered files held in memory.
+/// delivering them: what bounds the rendered files held in memory (a chunk
+/// being delivered and the next one, rendered meanwhile).
 const RENDER_CHUNK: usize = 64;
 
 #[derive(Debug, Clone)]
@@ -678,110 +679,121 @@ pub fn run_cycle_gated(
         decision: &decision,
         memo: &memo,
     };
-    // Rendered a chunk at a time, so that memory holds one chunk's files,
-    // not the whole fleet's, while the commits go into the batch.
-    for chunk in envs.chunks(RENDER_CHUNK) {
-        let rendered = render_isolated(&project, chunk, &recorded);
-        fetches.extend(project.take_fetches());
-        for (env, mut result) in rendered {
-            if opts.allow_mass_deletion
-                && let Ok(Render::Fresh(r)) = &mut result
-                && r.mass_deletion.is_none()
-            {
-                r.mass_deletion = Some(crate::config::Allowance::Run);
+    // Pushes that lost a race, tried again once the cycle's branches are out.
+    let mut lost: Vec<(String, tracing::Span, String)> = Vec::new();
+    // Rendered a chunk at a time, so that memory holds a few chunks' files,
+    // not the whole fleet's: the next chunk renders on its own thread while
+    // this one's pull request texts and commits are written into the batch.
+    std::thread::scope(|scope| {
+        let (to_deliver, rendered_chunks) = std::sync::mpsc::sync_channel(0);
+        let (project, recorded) = (&project, &recorded);
+        scope.spawn(move || {
+            for chunk in envs.chunks(RENDER_CHUNK) {
+                let rendered = render_isolated(project, chunk, recorded);
+                if to_deliver.send((rendered, project.take_fetches())).is_err() {
+                    return;
+                }
             }
-            let channel = match &result {
-                Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
-                Ok(Render::Current) => recorded.get(&env).map(|m| &m.channel),
-                Err(_) => None,
-            };
-            let span = match channel {
-                Some(c) => tracing::info_span!(
-                    "environment",
-                    environment = %env,
-                    channel = %c.name,
-                    version = %c.version
-                ),
-                None => tracing::info_span!("environment", environment = %env),
-            };
-            let _entered = span.enter();
-            if let Some(wave) = grouped_wave(&project, decision.verdict(&env)) {
-                // Delivered with its wave after the other environments.
+        });
+        for (rendered, chunk_fetches) in rendered_chunks {
+            fetches.extend(chunk_fetches);
+            for (env, mut result) in rendered {
+                if opts.allow_mass_deletion
+                    && let Ok(Render::Fresh(r)) = &mut result
+                    && r.mass_deletion.is_none()
+                {
+                    r.mass_deletion = Some(crate::config::Allowance::Run);
+                }
+                let channel = match &result {
+                    Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
+                    Ok(Render::Current) => recorded.get(&env).map(|m| &m.channel),
+                    Err(_) => None,
+                };
+                let span = match channel {
+                    Some(c) => tracing::info_span!(
+                        "environment",
+                        environment = %env,
+                        channel = %c.name,
+                        version = %c.version
+                    ),
+                    None => tracing::info_span!("environment", environment = %env),
+                };
+                let _entered = span.enter();
+                if let Some(wave) = grouped_wave(project, decision.verdict(&env)) {
+                    // Delivered with its wave after the other environments.
+                    let cx = Context {
+                        ws,
+                        forge,
+                        fetched: &fetched,
+                        author: &author,
+                    };
+                    let verdict = decision.verdict(&env);
+                    let recorded = recorded.get(&env);
+                    let gathered = catch_unwind(AssertUnwindSafe(|| {
+                        gather(&cx, opts.dry_run, &wave, &env, &result, recorded, verdict)
+                    }));
+                    match gathered {
+                        Ok(Ok(member)) => members.entry(wave).or_default().push(member),
+                        Ok(Err(e)) => {
+                            outcomes.push(Outcome::failed(&env, e.to_string(), e.class()))
+                        }
+                        Err(payload) => outcomes.push(Outcome::failed(
+                            &env,
+                            panicked(&env, "delivering", &*payload),
+                            ErrorClass::Permanent,
+                        )),
+                    }
+                    continue;
+                }
                 let cx = Context {
                     ws,
                     forge,
                     fetched: &fetched,
                     author: &author,
                 };
-                let verdict = decision.verdict(&env);
-                let recorded = recorded.get(&env);
-                let gathered = catch_unwind(AssertUnwindSafe(|| {
-                    gather(&cx, opts.dry_run, &wave, &env, &result, recorded, verdict)
+                let delivered = catch_unwind(AssertUnwindSafe(|| {
+                    deliver(
+                        &cx,
+                        opts.dry_run,
+                        &env,
+                        &result,
+                        recorded.get(&env),
+                        decision.verdict(&env),
+                        decision.freeze.as_ref(),
+                        &mut pacing,
+                        batch.as_mut(),
+                    )
                 }));
-                match gathered {
-                    Ok(Ok(member)) => members.entry(wave).or_default().push(member),
-                    Ok(Err(e)) => outcomes.push(Outcome::failed(&env, e.to_string(), e.class())),
-                    Err(payload) => outcomes.push(Outcome::failed(
+                let outcome = match delivered {
+                    Ok(Ok(Delivered::Done(outcome))) => outcome,
+                    Ok(Ok(Delivered::Pushing(outcome, p))) => {
+                        pending.push(Landing {
+                            env,
+                            outcome,
+                            pending: p,
+                            span: span.clone(),
+                        });
+                        continue;
+                    }
+                    Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
+                        message,
+                        ..
+                    })))) => {
+                        lost.push((env, span.clone(), message));
+                        continue;
+                    }
+                    Ok(Err(e)) => Outcome::failed(&env, e.to_string(), e.class()),
+                    Err(payload) => Outcome::failed(
                         &env,
                         panicked(&env, "delivering", &*payload),
                         ErrorClass::Permanent,
-                    )),
-                }
-                continue;
+                    ),
+                };
+                log_outcome(&outcome);
+                outcomes.push(outcome);
             }
-            let cx = Context {
-                ws,
-                forge,
-                fetched: &fetched,
-                author: &author,
-            };
-            let delivered = catch_unwind(AssertUnwindSafe(|| {
-                deliver(
-                    &cx,
-                    opts.dry_run,
-                    &env,
-                    &result,
-                    recorded.get(&env),
-                    decision.verdict(&env),
-                    decision.freeze.as_ref(),
-                    &mut pacing,
-                    batch.as_mut(),
-                )
-            }));
-            let outcome = match delivered {
-                Ok(Ok(Delivered::Done(outcome))) => outcome,
-                Ok(Ok(Delivered::Pushing(outcome, p))) => {
-                    pending.push(Landing {
-                        env,
-                        outcome,
-                        pending: p,
-                        span: span.clone(),
-                    });
-                    continue;
-                }
-                Ok(Err(StepError::Apply(ApplyError::Git(GitError::PushRejected {
-                    message,
-                    ..
-                })))) => {
-                    let mut again = Again {
-                        fetched: &mut fetched,
-                        project: &mut project,
-                        fetches: &mut fetches,
-                        recorded: &mut recorded,
-                    };
-                    run.retry(&mut again, &mut pacing, &env, message)
-                }
-                Ok(Err(e)) => Outcome::failed(&env, e.to_string(), e.class()),
-                Err(payload) => Outcome::failed(
-                    &env,
-                    panicked(&env, "delivering", &*payload),
-                    ErrorClass::Permanent,
-                ),
-            };
-            log_outcome(&outcome);
-            outcomes.push(outcome);
         }
-    }
+    });
     if let Some(batch) = batch {
         let updates: Vec<RefUpdate> = pending.iter().map(|l| l.pending.update.clone()).collect();
         let started = std::time::Instant::now();
@@ -792,11 +804,12 @@ pub fn run_cycle_gated(
             "pushed the cycle's branches"
         );
         let mut landed = Vec::with_capacity(pending.len());
-        let mut lost = Vec::new();
         for (landing, result) in pending.into_iter().zip(pushed) {
             match result {
                 Ok(()) => landed.push(landing),
-                Err(GitError::PushRejected { message, .. }) => lost.push((landing, message)),
+                Err(GitError::PushRejected { message, .. }) => {
+                    lost.push((landing.env, landing.span, message))
+                }
                 Err(e) => {
                     let outcome = Outcome::failed(&landing.env, e.to_string(), git_class(&e));
                     let _entered = landing.span.enter();
@@ -806,18 +819,18 @@ pub fn run_cycle_gated(
             }
         }
         outcomes.extend(finish_all(forge, landed));
-        for (Landing { env, span, .. }, message) in lost {
-            let _entered = span.enter();
-            let mut again = Again {
-                fetched: &mut fetched,
-                project: &mut project,
-                fetches: &mut fetches,
-                recorded: &mut recorded,
-            };
-            let outcome = run.retry(&mut again, &mut pacing, &env, message);
-            log_outcome(&outcome);
-            outcomes.push(outcome);
-        }
+    }
+    for (env, span, message) in lost {
+        let _entered = span.enter();
+        let mut again = Again {
+            fetched: &mut fetched,
+            project: &mut project,
+            fetches: &mut fetches,
+            recorded: &mut recorded,
+        };
+        let outcome = run.retry(&mut again, &mut pacing, &env, message);
+        log_outcome(&outcome);
+        outcomes.push(outcome);
     }
     let cx = Context {
         ws,
