@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::config::PullRequestSettings;
 use crate::delivery::apply::{self, ApplyError, Context};
 use crate::delivery::group;
@@ -23,7 +25,7 @@ use crate::delivery::observe::{self, Depth, ObserveError};
 use crate::delivery::pace::{self, BudgetUse};
 use crate::delivery::{self, ErrorClass, Observed, Proposal, plan};
 use crate::forge::{Forge, ForgeError};
-use crate::git::{Batch, Fetched, GitError, RefUpdate, Signature, Workspace};
+use crate::git::{Fetched, GitError, RefUpdate, Signature, Workspace};
 use crate::manifest::layout::{self, Metadata};
 use crate::memo::{self, Memo};
 use crate::pipeline::Problem;
@@ -665,9 +667,12 @@ pub fn run_cycle_gated(
     let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     // The cycle's new commits go into one pack; their branches are pushed
     // together once every environment is planned.
-    let mut batch = match opts.dry_run {
+    let mut staging = match opts.dry_run {
         true => None,
-        false => Some(ws.batch()),
+        false => Some(apply::Staging {
+            batch: ws.batch(),
+            spool: apply::Spool::new(ws.dir()),
+        }),
     };
     let mut pending = Vec::new();
     // What a retry after a lost push needs besides the cycle's own state.
@@ -684,30 +689,36 @@ pub fn run_cycle_gated(
     // Rendered a chunk at a time, so that memory holds a few chunks' files,
     // not the whole fleet's: the next chunk renders on its own thread while
     // this one's pull request texts and commits are written into the batch.
+    let stage = Stage {
+        opts,
+        base_dirs: ws.rendered_dirs(fetched.base_commit)?,
+        fetched: &fetched,
+        recorded: &recorded,
+        decision: &decision,
+    };
     std::thread::scope(|scope| {
         let (to_deliver, rendered_chunks) = std::sync::mpsc::sync_channel(0);
-        let (project, recorded) = (&project, &recorded);
+        let (project, recorded, stage) = (&project, &recorded, &stage);
         scope.spawn(move || {
             for chunk in envs.chunks(RENDER_CHUNK) {
                 let rendered = render_isolated(project, chunk, recorded);
-                if to_deliver.send((rendered, project.take_fetches())).is_err() {
+                let ready: Vec<Ready> = rendered
+                    .into_par_iter()
+                    .map(|(env, result)| stage.ready(env, result))
+                    .collect();
+                if to_deliver.send((ready, project.take_fetches())).is_err() {
                     return;
                 }
             }
         });
-        for (rendered, chunk_fetches) in rendered_chunks {
+        for (ready, chunk_fetches) in rendered_chunks {
             fetches.extend(chunk_fetches);
-            for (env, mut result) in rendered {
-                if opts.allow_mass_deletion
-                    && let Ok(Render::Fresh(r)) = &mut result
-                    && r.mass_deletion.is_none()
-                {
-                    r.mass_deletion = Some(crate::config::Allowance::Run);
-                }
-                let channel = match &result {
-                    Ok(Render::Fresh(r)) => Some(&r.metadata.channel),
-                    Ok(Render::Current) => recorded.get(&env).map(|m| &m.channel),
-                    Err(_) => None,
+            for Ready { env, work } in ready {
+                let channel = match &work {
+                    Work::Prepared(p) => Some(&p.channel),
+                    Work::Rendered(Ok(Render::Fresh(r))) => Some(&r.metadata.channel),
+                    Work::Rendered(Ok(Render::Current)) => recorded.get(&env).map(|m| &m.channel),
+                    Work::Rendered(Err(_)) => None,
                 };
                 let span = match channel {
                     Some(c) => tracing::info_span!(
@@ -730,7 +741,7 @@ pub fn run_cycle_gated(
                     let verdict = decision.verdict(&env);
                     let recorded = recorded.get(&env);
                     let gathered = catch_unwind(AssertUnwindSafe(|| {
-                        gather(&cx, opts.dry_run, &wave, &env, &result, recorded, verdict)
+                        gather(&cx, opts.dry_run, &wave, &env, work, recorded, verdict)
                     }));
                     match gathered {
                         Ok(Ok(member)) => members.entry(wave).or_default().push(member),
@@ -756,12 +767,12 @@ pub fn run_cycle_gated(
                         &cx,
                         opts.dry_run,
                         &env,
-                        &result,
+                        work,
                         recorded.get(&env),
                         decision.verdict(&env),
                         decision.freeze.as_ref(),
                         &mut pacing,
-                        batch.as_mut(),
+                        staging.as_mut(),
                     )
                 }));
                 let outcome = match delivered {
@@ -794,7 +805,7 @@ pub fn run_cycle_gated(
             }
         }
     });
-    if let Some(batch) = batch {
+    if let Some(apply::Staging { batch, spool }) = staging {
         let updates: Vec<RefUpdate> = pending.iter().map(|l| l.pending.update.clone()).collect();
         let started = std::time::Instant::now();
         let pushed = ws.push_all(Some(batch), &updates);
@@ -818,7 +829,7 @@ pub fn run_cycle_gated(
                 }
             }
         }
-        outcomes.extend(finish_all(forge, landed));
+        outcomes.extend(finish_all(forge, &spool, landed));
     }
     for (env, span, message) in lost {
         let _entered = span.enter();
@@ -943,6 +954,146 @@ fn panicked(env: &str, doing: &str, payload: &(dyn std::any::Any + Send)) -> Str
     )
 }
 
+/// With `--allow-mass-deletion`, a render that its environment does not allow
+/// to delete most of its resources is allowed to for this run.
+fn allow_mass_deletion(opts: &Options, result: &mut Result<Render, Vec<Problem>>) {
+    if opts.allow_mass_deletion
+        && let Ok(Render::Fresh(r)) = result
+        && r.mass_deletion.is_none()
+    {
+        r.mass_deletion = Some(crate::config::Allowance::Run);
+    }
+}
+
+/// What the render stage hands to delivery for one environment.
+struct Ready {
+    env: String,
+    work: Work,
+}
+
+/// An environment's render, or what the render stage prepared from it.
+enum Work {
+    /// Its render, for delivery to observe and propose from.
+    Rendered(Result<Render, Vec<Problem>>),
+    /// A fresh render whose delivery the render stage prepared; the render
+    /// itself is let go.
+    Prepared(Box<Prepared>),
+}
+
+/// A fresh render's files on the base commit and what it proposes from
+/// them (its pull request's title and description and its commit message),
+/// with the pull request settings it wants: written by the render stage, in
+/// parallel.
+struct Prepared {
+    channel: layout::ChannelInfo,
+    settings: PullRequestSettings,
+    base_files: BTreeMap<String, String>,
+    proposal: Proposal,
+}
+
+/// What the render stage reads to prepare a delivery.
+struct Stage<'s> {
+    opts: &'s Options,
+    /// `rendered/` on the base commit.
+    base_dirs: crate::git::RenderedDirs,
+    fetched: &'s Fetched,
+    recorded: &'s HashMap<String, Metadata>,
+    decision: &'s rollout::Decision,
+}
+
+impl Stage<'_> {
+    /// Prepares the delivery of a fresh render. Should reading the base
+    /// commit fail, or writing the texts panic, nothing is prepared and
+    /// delivery observes and proposes on its own (where the failure is the
+    /// environment's own, and reported).
+    fn ready(&self, env: String, mut result: Result<Render, Vec<Problem>>) -> Ready {
+        allow_mass_deletion(self.opts, &mut result);
+        let prepared = match &result {
+            Ok(Render::Fresh(r)) => {
+                catch_unwind(AssertUnwindSafe(|| self.prepare(&env, &result, r)))
+                    .ok()
+                    .flatten()
+            }
+            _ => None,
+        };
+        let work = match prepared {
+            Some(p) => Work::Prepared(Box::new(p)),
+            None => Work::Rendered(result),
+        };
+        Ready { env, work }
+    }
+
+    fn prepare(
+        &self,
+        env: &str,
+        result: &Result<Render, Vec<Problem>>,
+        rendered: &crate::pipeline::Rendered,
+    ) -> Option<Prepared> {
+        let base = self.fetched.base_commit;
+        let base_files = self.base_dirs.files(env).ok()?;
+        let observed = Observed {
+            env: env.to_string(),
+            base_branch: self.fetched.base_branch.clone(),
+            base_files,
+            ..Observed::default()
+        };
+        let proposal = delivery::propose(
+            &observed,
+            &base.to_string(),
+            result,
+            self.recorded.get(env),
+            self.decision.verdict(env),
+        );
+        Some(Prepared {
+            channel: rendered.metadata.channel.clone(),
+            settings: rendered.pull_request.clone(),
+            base_files: observed.base_files,
+            proposal,
+        })
+    }
+}
+
+/// Observes an environment and gives what its render proposes, with the
+/// pull request settings it wants: as the render stage prepared it, or
+/// proposed here from what is observed.
+fn observe_and_propose(
+    cx: &Context<'_>,
+    env: &str,
+    work: Work,
+    recorded: Option<&Metadata>,
+    verdict: Option<&Verdict>,
+) -> Result<(Observed, Proposal, PullRequestSettings), ObserveError> {
+    let render = match work {
+        Work::Prepared(p) => {
+            let Prepared {
+                settings,
+                base_files,
+                proposal,
+                ..
+            } = *p;
+            let observed =
+                observe::environment(cx.ws, cx.forge, cx.fetched, env, Depth::Read(base_files))?;
+            return Ok((observed, proposal, settings));
+        }
+        Work::Rendered(render) => render,
+    };
+    let depth = match &render {
+        Ok(Render::Current) => {
+            tracing::debug!("inputs unchanged since the recorded render: not rendered again");
+            Depth::Settled
+        }
+        _ => Depth::Full,
+    };
+    let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
+    let source = cx.fetched.base_commit.to_string();
+    let proposal = delivery::propose(&observed, &source, &render, recorded, verdict);
+    let settings = match render {
+        Ok(Render::Fresh(r)) => r.pull_request,
+        _ => PullRequestSettings::default(),
+    };
+    Ok((observed, proposal, settings))
+}
+
 /// Renders one environment, a panic becoming its error.
 fn render_one(
     project: &Project,
@@ -994,6 +1145,7 @@ impl StepError {
             StepError::Observe(ObserveError::Forge(e)) | StepError::Apply(ApplyError::Forge(e)) => {
                 forge_class(e)
             }
+            StepError::Apply(ApplyError::Spool(_)) => ErrorClass::Transient,
         }
     }
 }
@@ -1032,27 +1184,15 @@ fn deliver(
     cx: &Context<'_>,
     dry_run: bool,
     env: &str,
-    render: &Result<Render, Vec<Problem>>,
+    work: Work,
     recorded: Option<&Metadata>,
     verdict: Option<&Verdict>,
     freeze: Option<&Frozen>,
     pacing: &mut Pacing<'_>,
-    batch: Option<&mut Batch<'_>>,
+    staging: Option<&mut apply::Staging<'_>>,
 ) -> Result<Delivered, StepError> {
-    let depth = match render {
-        Ok(Render::Current) => {
-            tracing::debug!("inputs unchanged since the recorded render: not rendered again");
-            Depth::Settled
-        }
-        _ => Depth::Full,
-    };
-    let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
-    let source = cx.fetched.base_commit.to_string();
-    let mut proposal = delivery::propose(&observed, &source, render, recorded, verdict);
-    let mut settings = match render {
-        Ok(Render::Fresh(r)) => r.pull_request.clone(),
-        _ => Default::default(),
-    };
+    let (observed, mut proposal, mut settings) =
+        observe_and_propose(cx, env, work, recorded, verdict)?;
     if let Some(f) = freeze
         && settings.auto_merge
     {
@@ -1076,8 +1216,8 @@ fn deliver(
     if dry_run || plan.decision.changes_nothing() {
         return Ok(Delivered::Done(outcome));
     }
-    let applied = match batch {
-        Some(batch) => match apply::stage(cx, batch, &observed, &proposal, &settings, &plan)? {
+    let applied = match staging {
+        Some(staging) => match apply::stage(cx, staging, &observed, &proposal, &settings, &plan)? {
             apply::Staged::Done(applied) => applied,
             apply::Staged::Pushing(pending) => {
                 return Ok(Delivered::Pushing(outcome, Box::new(pending)));
@@ -1128,7 +1268,7 @@ const FORGE_CALLS_AT_ONCE: usize = 4;
 
 /// Opens or updates the pull request of each environment whose branch
 /// landed, a few at a time; each one's outcome.
-fn finish_all(forge: &dyn Forge, landed: Vec<Landing>) -> Vec<Outcome> {
+fn finish_all(forge: &dyn Forge, spool: &apply::Spool, landed: Vec<Landing>) -> Vec<Outcome> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done: std::sync::Mutex<Vec<Option<Outcome>>> =
         std::sync::Mutex::new(landed.iter().map(|_| None).collect());
@@ -1147,7 +1287,8 @@ fn finish_all(forge: &dyn Forge, landed: Vec<Landing>) -> Vec<Outcome> {
                         return;
                     };
                     let _entered = span.enter();
-                    let finished = catch_unwind(AssertUnwindSafe(|| apply::finish(forge, pending)));
+                    let finished =
+                        catch_unwind(AssertUnwindSafe(|| apply::finish(forge, spool, pending)));
                     let outcome = match finished {
                         Ok(Ok(applied)) => Outcome {
                             action: applied.action,
@@ -1233,7 +1374,8 @@ impl Run<'_> {
                     *again.fetched = f;
                     *again.project = p;
                     again.recorded.extend(recorded);
-                    let result = render_one(again.project, env, |_| None);
+                    let mut result = render_one(again.project, env, |_| None);
+                    allow_mass_deletion(self.opts, &mut result);
                     again.fetches.extend(again.project.take_fetches());
                     result
                 }
@@ -1250,7 +1392,7 @@ impl Run<'_> {
                     &cx,
                     self.opts.dry_run,
                     env,
-                    &result,
+                    Work::Rendered(result),
                     again.recorded.get(env),
                     self.decision.verdict(env),
                     self.decision.freeze.as_ref(),
@@ -1309,17 +1451,11 @@ fn gather(
     dry_run: bool,
     wave: &str,
     env: &str,
-    render: &Result<Render, Vec<Problem>>,
+    work: Work,
     recorded: Option<&Metadata>,
     verdict: Option<&Verdict>,
 ) -> Result<Member, StepError> {
-    let depth = match render {
-        Ok(Render::Current) => Depth::Settled,
-        _ => Depth::Full,
-    };
-    let observed = observe::environment(cx.ws, cx.forge, cx.fetched, env, depth)?;
-    let source = cx.fetched.base_commit.to_string();
-    let mut proposal = delivery::propose(&observed, &source, render, recorded, verdict);
+    let (observed, mut proposal, settings) = observe_and_propose(cx, env, work, recorded, verdict)?;
     if let Some(error) = plan::refused(&observed, &proposal) {
         // A member the planner refuses is not delivered with its wave.
         proposal = Proposal::Failed {
@@ -1327,10 +1463,6 @@ fn gather(
             class: ErrorClass::Permanent,
         };
     }
-    let settings = match render {
-        Ok(Render::Fresh(r)) => r.pull_request.clone(),
-        _ => PullRequestSettings::default(),
-    };
     let superseded = match group::supersede_single(&observed, wave) {
         None => None,
         Some((decision, reason)) => {

@@ -30,6 +30,10 @@ pub enum ApplyError {
     Git(#[from] GitError),
     #[error(transparent)]
     Forge(#[from] ForgeError),
+    /// A staged pull request's description could not be read back from the
+    /// work directory.
+    #[error("reading back a pull request description kept in the work directory: {0}")]
+    Spool(String),
 }
 
 /// What carrying out a plan did.
@@ -84,41 +88,85 @@ pub struct Pending {
     body: Kept,
 }
 
-/// A pull request's description while it waits for the cycle's push:
-/// deflated, as a cycle holds every staged environment's (several KiB each,
-/// with the diff) until then.
+/// Where a cycle's staged changes wait for its push: their commits in the
+/// cycle's pack, their pull requests' descriptions (several KiB each, with
+/// the diff) deflated into one unnamed file of the work directory, so that
+/// memory does not hold every staged environment's until then.
+pub struct Staging<'a> {
+    pub batch: git::Batch<'a>,
+    pub spool: Spool,
+}
+
+/// The descriptions of a cycle's staged pull requests, deflated one after
+/// another into an unnamed file: nothing is left behind however the run
+/// ends. Read from several threads as the pull requests are opened.
+pub struct Spool {
+    file: Option<std::fs::File>,
+    /// Where the next description goes.
+    end: std::sync::atomic::AtomicU64,
+}
+
+/// A pull request's description while it waits for the cycle's push: where
+/// it is in the spool, or the text itself should the spool fail.
 enum Kept {
-    Deflated(Vec<u8>),
+    Spooled { at: u64, len: usize },
     Plain(String),
 }
 
-impl Kept {
-    fn new(text: String) -> Kept {
+impl Spool {
+    /// A spool in `dir` (hydrant's work directory). Should the file not be
+    /// made, descriptions are kept in memory.
+    pub fn new(dir: &std::path::Path) -> Spool {
+        Spool {
+            file: tempfile::tempfile_in(dir).ok(),
+            end: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn keep(&self, text: String) -> Kept {
         use std::io::Write;
+        use std::os::unix::fs::FileExt;
+        let Some(spool) = &self.file else {
+            return Kept::Plain(text);
+        };
         let mut e = flate2::write::DeflateEncoder::new(
             Vec::with_capacity(text.len() / 4),
             flate2::Compression::fast(),
         );
-        match e.write_all(text.as_bytes()).and_then(|()| e.finish()) {
-            Ok(mut deflated) => {
-                deflated.shrink_to_fit();
-                Kept::Deflated(deflated)
-            }
+        let Ok(deflated) = e.write_all(text.as_bytes()).and_then(|()| e.finish()) else {
+            return Kept::Plain(text);
+        };
+        let at = self
+            .end
+            .fetch_add(deflated.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        match spool.write_all_at(&deflated, at) {
+            Ok(()) => Kept::Spooled {
+                at,
+                len: deflated.len(),
+            },
             Err(_) => Kept::Plain(text),
         }
     }
 
-    fn text(&self) -> String {
+    fn text(&self, kept: &Kept) -> Result<String, ApplyError> {
         use std::io::Read;
-        match self {
-            Kept::Plain(text) => text.clone(),
-            Kept::Deflated(bytes) => {
-                let mut text = String::new();
-                // Deflated from a string just now: it inflates to one.
-                let _ = flate2::read::DeflateDecoder::new(&bytes[..]).read_to_string(&mut text);
-                text
+        use std::os::unix::fs::FileExt;
+        let (at, len, spool) = match (kept, &self.file) {
+            (Kept::Plain(text), _) => return Ok(text.clone()),
+            (Kept::Spooled { at, len }, Some(spool)) => (*at, *len, spool),
+            (Kept::Spooled { .. }, None) => {
+                return Err(ApplyError::Spool("the spool is gone".to_string()));
             }
-        }
+        };
+        let mut deflated = vec![0; len];
+        let mut text = String::new();
+        spool
+            .read_exact_at(&mut deflated, at)
+            .and_then(|()| {
+                flate2::read::DeflateDecoder::new(&deflated[..]).read_to_string(&mut text)
+            })
+            .map_err(|e| ApplyError::Spool(e.to_string()))?;
+        Ok(text)
     }
 }
 
@@ -136,7 +184,7 @@ pub enum Staged {
 /// [`finish`] for each branch that moved.
 pub fn stage(
     cx: &Context<'_>,
-    batch: &mut git::Batch<'_>,
+    staging: &mut Staging<'_>,
     observed: &Observed,
     proposal: &Proposal,
     settings: &PullRequestSettings,
@@ -154,10 +202,10 @@ pub fn stage(
     };
     let env = plan.env.as_str();
     let base = cx.fetched.base_commit;
-    let tree = batch.tree_with(base, env, &delivery.files)?;
-    let commit = batch.commit(base, tree, &push.message, cx.author)?;
+    let tree = staging.batch.tree_with(base, env, &delivery.files)?;
+    let commit = staging.batch.commit(base, tree, &push.message, cx.author)?;
     let mut request = request(cx, git::branch_name(env), delivery, settings);
-    let body = Kept::new(std::mem::take(&mut request.body));
+    let body = staging.spool.keep(std::mem::take(&mut request.body));
     Ok(Staged::Pushing(Pending {
         update: git::RefUpdate {
             branch: git::branch_name(env),
@@ -171,14 +219,14 @@ pub fn stage(
 
 /// Opens or updates the pull request of a plan [`stage`]d, once its branch
 /// moved.
-pub fn finish(forge: &dyn Forge, pending: &Pending) -> Result<Applied, ApplyError> {
+pub fn finish(forge: &dyn Forge, spool: &Spool, pending: &Pending) -> Result<Applied, ApplyError> {
     let commit = pending
         .update
         .new
         .map(|o| o.to_string())
         .unwrap_or_default();
     let request = PrRequest {
-        body: pending.body.text(),
+        body: spool.text(&pending.body)?,
         ..pending.request.clone()
     };
     ensure(forge, &request, true, commit)
@@ -383,17 +431,42 @@ pub fn group(
 
 #[cfg(test)]
 mod tests {
-    use super::Kept;
+    use super::{Kept, Spool};
 
     #[test]
-    fn a_kept_description_reads_back_as_it_was_written() {
-        let body = "## hydrant(dev): stable 1.0 → 1.1 ✓\n\n```diff\n-a\n+b\n```\n".repeat(200);
-        let kept = Kept::new(body.clone());
-        match &kept {
-            Kept::Deflated(bytes) => assert!(bytes.len() < body.len() / 10, "{}", bytes.len()),
-            Kept::Plain(_) => panic!("not deflated"),
+    fn kept_descriptions_read_back_as_they_were_written_from_a_spool_that_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        let bodies: Vec<String> = (0..50)
+            .map(|i| {
+                format!("## hydrant(env-{i}): stable 1.0 → 1.1 ✓\n\n```diff\n-a\n+b\n```\n")
+                    .repeat(200)
+            })
+            .chain([String::new()])
+            .collect();
+        let kept: Vec<Kept> = bodies.iter().map(|b| spool.keep(b.clone())).collect();
+        for (k, body) in kept.iter().zip(&bodies) {
+            match k {
+                Kept::Spooled { len, .. } => assert!(*len <= body.len() / 10 + 16, "{len}"),
+                Kept::Plain(_) => panic!("not spooled"),
+            }
         }
-        assert_eq!(kept.text(), body);
-        assert_eq!(Kept::new(String::new()).text(), "");
+        // Read back from several threads, in any order.
+        std::thread::scope(|scope| {
+            for (k, body) in kept.iter().zip(&bodies).rev() {
+                let spool = &spool;
+                scope.spawn(move || assert_eq!(&spool.text(k).unwrap(), body));
+            }
+        });
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the spool has no name"
+        );
+        // Without a spool, a description is kept as it is.
+        let none = Spool::new(&dir.path().join("missing"));
+        let k = none.keep(bodies[0].clone());
+        assert!(matches!(k, Kept::Plain(_)));
+        assert_eq!(none.text(&k).unwrap(), bodies[0]);
     }
 }

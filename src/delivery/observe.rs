@@ -5,6 +5,8 @@
 //! Observing reads git and asks the forge; it writes nothing and decides
 //! nothing (that is [`super::plan`]).
 
+use std::collections::BTreeMap;
+
 use crate::forge::{Forge, ForgeError};
 use crate::git::{self, Fetched, GitError, Workspace};
 
@@ -21,7 +23,7 @@ pub enum ObserveError {
 }
 
 /// How much of an environment to look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Depth {
     /// Its inputs are unchanged since the render recorded on the base branch:
     /// look up its pull request only if `hydrant/<env>` exists (a forge closes
@@ -30,6 +32,10 @@ pub enum Depth {
     Settled,
     /// Everything, for a fresh render.
     Full,
+    /// Everything, for a fresh render, its files on the base commit read
+    /// already (by the render stage, which wrote the pull request's text
+    /// from them).
+    Read(BTreeMap<String, String>),
 }
 
 /// Observes one environment on the base commit `fetched` found.
@@ -48,11 +54,11 @@ pub fn environment(
         base_branch: fetched.base_branch.clone(),
         ..Observed::default()
     };
-    if depth == Depth::Settled && tip.is_none() {
-        return Ok(observed);
-    }
-    if depth == Depth::Full {
-        observed.base_files = ws.rendered_files(base, env)?;
+    match depth {
+        Depth::Settled if tip.is_none() => return Ok(observed),
+        Depth::Settled => {}
+        Depth::Full => observed.base_files = ws.rendered_files(base, env)?,
+        Depth::Read(files) => observed.base_files = files,
     }
     observed.branch = match &tip {
         None => None,

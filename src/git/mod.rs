@@ -17,7 +17,7 @@ mod receive_pack;
 mod snapshot;
 mod workspace;
 
-pub use snapshot::Snapshot;
+pub use snapshot::{RenderedDirs, Snapshot};
 
 pub use git2::{Oid, Signature};
 pub use workspace::{

@@ -9,22 +9,104 @@
 //! the commit's tree from the root; and each thread that reads at the same
 //! time has its own handle on the clone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use git2::{ObjectType, Oid, Repository};
+
+use super::GitError;
 
 use crate::tree::{Entry, Linked, Store, TreeError};
 
 /// A commit's tree, read on demand.
 pub type Snapshot = Linked<CommitStore>;
 
-pub struct CommitStore {
+/// Handles on a clone, for reading it from several threads: git2 handles are
+/// not shared across threads, so a read takes one (or opens one) and puts it
+/// back.
+pub struct Handles {
     git_dir: PathBuf,
-    /// Handles on the clone not in use: git2 handles are not shared across
-    /// threads, so a read takes one (or opens one) and puts it back.
-    repos: Mutex<Vec<Repository>>,
+    /// The handles not in use.
+    idle: Mutex<Vec<Repository>>,
+}
+
+impl Handles {
+    pub(super) fn open(git_dir: &Path) -> Result<Handles, git2::Error> {
+        let repo = Repository::open_bare(git_dir)?;
+        Ok(Handles {
+            git_dir: git_dir.to_path_buf(),
+            idle: Mutex::new(vec![repo]),
+        })
+    }
+
+    /// Runs `f` with a handle of its own.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Repository) -> Result<T, git2::Error>,
+    ) -> Result<T, git2::Error> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let repo = match idle {
+            Some(repo) => repo,
+            None => Repository::open_bare(&self.git_dir)?,
+        };
+        let result = f(&repo);
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(repo);
+        result
+    }
+}
+
+/// The directories of `rendered/` in one commit, read from several threads:
+/// `rendered/` is listed once (at 10,000 environments its tree is some
+/// 400 KB, too costly to read again for each one).
+pub struct RenderedDirs {
+    handles: Handles,
+    /// Each environment's directory, by name.
+    dirs: HashMap<String, Oid>,
+}
+
+impl RenderedDirs {
+    pub(super) fn open(git_dir: &Path, commit: Oid) -> Result<RenderedDirs, git2::Error> {
+        let handles = Handles::open(git_dir)?;
+        let dirs = handles.with(|repo| {
+            let tree = repo.find_commit(commit)?.tree()?;
+            let mut dirs = HashMap::new();
+            let Ok(entry) = tree.get_path(Path::new("rendered")) else {
+                return Ok(dirs);
+            };
+            if let Some(rendered) = entry.to_object(repo)?.as_tree() {
+                for e in rendered.iter() {
+                    if let (Ok(name), Some(ObjectType::Tree)) = (e.name(), e.kind()) {
+                        dirs.insert(name.to_string(), e.id());
+                    }
+                }
+            }
+            Ok(dirs)
+        })?;
+        Ok(RenderedDirs { handles, dirs })
+    }
+
+    /// The files of `rendered/<env>/`, as
+    /// [`super::Workspace::rendered_files`] reads them.
+    pub fn files(&self, env: &str) -> Result<BTreeMap<String, String>, GitError> {
+        let Some(id) = self.dirs.get(env) else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(self
+            .handles
+            .with(|repo| super::workspace::files_of(repo, *id))?)
+    }
+}
+
+pub struct CommitStore {
+    handles: Handles,
     tree: Oid,
     /// The directories read so far, by path (`""` is the root).
     dirs: Mutex<HashMap<String, Arc<Dir>>>,
@@ -52,10 +134,8 @@ impl CommitStore {
         tree: Oid,
         shown: String,
     ) -> Result<CommitStore, git2::Error> {
-        let repo = Repository::open_bare(git_dir)?;
         Ok(CommitStore {
-            git_dir: git_dir.to_path_buf(),
-            repos: Mutex::new(vec![repo]),
+            handles: Handles::open(git_dir)?,
             tree,
             dirs: Mutex::new(HashMap::new()),
             shown,
@@ -74,23 +154,9 @@ impl CommitStore {
         path: &str,
         f: impl FnOnce(&Repository) -> Result<T, git2::Error>,
     ) -> Result<T, TreeError> {
-        let idle = self
-            .repos
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let repo = match idle {
-            Some(repo) => repo,
-            None => {
-                Repository::open_bare(&self.git_dir).map_err(|e| self.error(path, e.message()))?
-            }
-        };
-        let result = f(&repo).map_err(|e| self.error(path, e.message()));
-        self.repos
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(repo);
-        result
+        self.handles
+            .with(f)
+            .map_err(|e| self.error(path, e.message()))
     }
 
     /// The directory at `path`, read once; `None` when there is none.

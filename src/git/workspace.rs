@@ -532,23 +532,22 @@ impl Workspace {
         env: &str,
     ) -> Result<BTreeMap<String, String>, GitError> {
         let tree = self.repo.find_commit(commit)?.tree()?;
-        let mut files = BTreeMap::new();
         let Ok(entry) = tree.get_path(Path::new(&format!("rendered/{env}"))) else {
-            return Ok(files);
+            return Ok(BTreeMap::new());
         };
-        let Ok(dir) = entry.to_object(&self.repo)?.into_tree() else {
-            return Ok(files);
-        };
-        for e in dir.iter() {
-            if e.kind() == Some(ObjectType::Blob) {
-                let blob = self.repo.find_blob(e.id())?;
-                files.insert(
-                    e.name().unwrap_or("").to_string(),
-                    String::from_utf8_lossy(blob.content()).into_owned(),
-                );
-            }
+        match entry.kind() {
+            Some(ObjectType::Tree) => Ok(files_of(&self.repo, entry.id())?),
+            _ => Ok(BTreeMap::new()),
         }
-        Ok(files)
+    }
+
+    /// The directories of `rendered/` in `commit`, for reading them from
+    /// other threads.
+    pub fn rendered_dirs(&self, commit: Oid) -> Result<super::snapshot::RenderedDirs, GitError> {
+        Ok(super::snapshot::RenderedDirs::open(
+            self.repo.path(),
+            commit,
+        )?)
     }
 
     /// Walks the first parents of `commit` (newest first, at most `limit`
@@ -1187,6 +1186,36 @@ pub fn default_work_dir(repo: &str) -> PathBuf {
     cache.join("hydrant").join(&id[..16])
 }
 
+/// The files of a directory of `rendered/` (the tree `dir`), by name: every
+/// blob, a symbolic link read as the path it holds. Read from the object
+/// database, past libgit2's object cache: a cycle reads every environment's
+/// directory once, and caching each would only grow the process.
+pub(super) fn files_of(
+    repo: &Repository,
+    dir: Oid,
+) -> Result<BTreeMap<String, String>, git2::Error> {
+    let odb = repo.odb()?;
+    let tree = odb.read(dir)?;
+    let data = tree.data();
+    let mut files = BTreeMap::new();
+    for e in super::pack::tree_entries(data) {
+        let mode = data[e.start..]
+            .split(|b| *b == b' ')
+            .next()
+            .unwrap_or_default();
+        // A subdirectory, or a submodule's commit, holds no file of its own.
+        if e.is_tree || mode == b"160000" {
+            continue;
+        }
+        let blob = odb.read(e.oid)?;
+        files.insert(
+            String::from_utf8_lossy(e.name).into_owned(),
+            String::from_utf8_lossy(blob.data()).into_owned(),
+        );
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1223,8 +1252,10 @@ mod tests {
         dir.display().to_string()
     }
 
-    #[test]
-    fn each_subdir_reads_what_entries_at_and_file_at_read() {
+    /// A clone whose base commit holds `rendered/a/` (two files and a
+    /// subdirectory), `rendered/b/` and a file `rendered/c`; the temporary
+    /// directories it lives in go with the first of what it returns.
+    fn rendered_dirs_a_b_c() -> ((tempfile::TempDir, tempfile::TempDir), Workspace, Oid) {
         let remote = tempfile::tempdir().unwrap();
         let url = remote_with(
             remote.path(),
@@ -1245,6 +1276,12 @@ mod tests {
         )
         .unwrap();
         let base = ws.fetch(None).unwrap().base_commit;
+        ((remote, work), ws, base)
+    }
+
+    #[test]
+    fn each_subdir_reads_what_entries_at_and_file_at_read() {
+        let (_dirs, ws, base) = rendered_dirs_a_b_c();
         // Enough names to be read on every core, as well as a few on one.
         for copies in [1, 200] {
             let names: Vec<String> = ["a", "b", "c", "missing"]
@@ -1273,5 +1310,27 @@ mod tests {
                 assert_eq!(got, expected, "{name} (#{i})");
             }
         }
+    }
+
+    #[test]
+    fn rendered_dirs_read_from_other_threads_what_rendered_files_reads() {
+        let (_dirs, ws, base) = rendered_dirs_a_b_c();
+        let dirs = ws.rendered_dirs(base).unwrap();
+        let names = ["a", "b", "c", "missing"];
+        let read: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .iter()
+                .map(|name| scope.spawn(|| dirs.files(name).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (name, got) in names.iter().zip(read) {
+            assert_eq!(got, ws.rendered_files(base, name).unwrap(), "{name}");
+        }
+        assert_eq!(
+            dirs.files("a").unwrap().keys().collect::<Vec<_>>(),
+            ["hydrant.metadata", "x.yaml"]
+        );
+        assert!(dirs.files("c").unwrap().is_empty());
     }
 }
