@@ -9,7 +9,12 @@
 //! times. Environments are isolated: one's failure is reported, classified
 //! transient or permanent, and the others proceed; so is a panic while one is
 //! rendered or delivered (a bug, caught and turned into that environment's
-//! error, never the whole cycle's). A dry run plans and applies nothing. The cycle is idempotent: run twice with the same inputs, the second
+//! error, never the whole cycle's). A dry run plans and applies nothing.
+//!
+//! Rendering runs a chunk of environments ahead of delivery, on every core,
+//! and writes each fresh render's pull request text there, from its files on
+//! the base commit; delivery (the forge's answers, the plan, the commit into
+//! the cycle's pack) follows on the cycle's own thread, in wave order. The cycle is idempotent: run twice with the same inputs, the second
 //! run changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
