@@ -9,13 +9,14 @@
 //! times. Environments are isolated: one's failure is reported, classified
 //! transient or permanent, and the others proceed; so is a panic while one is
 //! rendered or delivered (a bug, caught and turned into that environment's
-//! error, never the whole cycle's). A dry run plans and applies nothing.
+//! error, never the whole cycle's). A dry run plans and applies nothing. The
+//! cycle is idempotent: run twice with the same inputs, the second run
+//! changes nothing.
 //!
 //! Rendering runs a chunk of environments ahead of delivery, on every core,
 //! and writes each fresh render's pull request text there, from its files on
 //! the base commit; delivery (the forge's answers, the plan, the commit into
-//! the cycle's pack) follows on the cycle's own thread, in wave order. The cycle is idempotent: run twice with the same inputs, the second
-//! run changes nothing.
+//! the cycle's pack) follows on the cycle's own thread, in wave order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -716,6 +717,12 @@ pub fn run_cycle_gated(
                 }
             }
         });
+        let cx = Context {
+            ws,
+            forge,
+            fetched: &fetched,
+            author: &author,
+        };
         for (ready, chunk_fetches) in rendered_chunks {
             fetches.extend(chunk_fetches);
             for Ready { env, work } in ready {
@@ -737,12 +744,6 @@ pub fn run_cycle_gated(
                 let _entered = span.enter();
                 if let Some(wave) = grouped_wave(project, decision.verdict(&env)) {
                     // Delivered with its wave after the other environments.
-                    let cx = Context {
-                        ws,
-                        forge,
-                        fetched: &fetched,
-                        author: &author,
-                    };
                     let verdict = decision.verdict(&env);
                     let recorded = recorded.get(&env);
                     let gathered = catch_unwind(AssertUnwindSafe(|| {
@@ -761,12 +762,6 @@ pub fn run_cycle_gated(
                     }
                     continue;
                 }
-                let cx = Context {
-                    ws,
-                    forge,
-                    fetched: &fetched,
-                    author: &author,
-                };
                 let delivered = catch_unwind(AssertUnwindSafe(|| {
                     deliver(
                         &cx,
@@ -1013,14 +1008,9 @@ impl Stage<'_> {
     /// environment's own, and reported).
     fn ready(&self, env: String, mut result: Result<Render, Vec<Problem>>) -> Ready {
         allow_mass_deletion(self.opts, &mut result);
-        let prepared = match &result {
-            Ok(Render::Fresh(r)) => {
-                catch_unwind(AssertUnwindSafe(|| self.prepare(&env, &result, r)))
-                    .ok()
-                    .flatten()
-            }
-            _ => None,
-        };
+        let prepared = catch_unwind(AssertUnwindSafe(|| self.prepare(&env, &result)))
+            .ok()
+            .flatten();
         let work = match prepared {
             Some(p) => Work::Prepared(Box::new(p)),
             None => Work::Rendered(result),
@@ -1028,12 +1018,11 @@ impl Stage<'_> {
         Ready { env, work }
     }
 
-    fn prepare(
-        &self,
-        env: &str,
-        result: &Result<Render, Vec<Problem>>,
-        rendered: &crate::pipeline::Rendered,
-    ) -> Option<Prepared> {
+    /// Only a fresh render has a pull request to write.
+    fn prepare(&self, env: &str, result: &Result<Render, Vec<Problem>>) -> Option<Prepared> {
+        let Ok(Render::Fresh(rendered)) = result else {
+            return None;
+        };
         let base = self.fetched.base_commit;
         let base_files = self.base_dirs.files(env).ok()?;
         let observed = Observed {

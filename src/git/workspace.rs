@@ -1187,31 +1187,20 @@ pub fn default_work_dir(repo: &str) -> PathBuf {
 }
 
 /// The files of a directory of `rendered/` (the tree `dir`), by name: every
-/// blob, a symbolic link read as the path it holds. Read from the object
-/// database, past libgit2's object cache: a cycle reads every environment's
-/// directory once, and caching each would only grow the process.
+/// blob, a symbolic link read as the path it holds.
 pub(super) fn files_of(
     repo: &Repository,
     dir: Oid,
 ) -> Result<BTreeMap<String, String>, git2::Error> {
-    let odb = repo.odb()?;
-    let tree = odb.read(dir)?;
-    let data = tree.data();
     let mut files = BTreeMap::new();
-    for e in super::pack::tree_entries(data) {
-        let mode = data[e.start..]
-            .split(|b| *b == b' ')
-            .next()
-            .unwrap_or_default();
-        // A subdirectory, or a submodule's commit, holds no file of its own.
-        if e.is_tree || mode == b"160000" {
-            continue;
+    for e in repo.find_tree(dir)?.iter() {
+        if e.kind() == Some(ObjectType::Blob) {
+            let blob = repo.find_blob(e.id())?;
+            files.insert(
+                e.name().unwrap_or("").to_string(),
+                String::from_utf8_lossy(blob.content()).into_owned(),
+            );
         }
-        let blob = odb.read(e.oid)?;
-        files.insert(
-            String::from_utf8_lossy(e.name).into_owned(),
-            String::from_utf8_lossy(blob.data()).into_owned(),
-        );
     }
     Ok(files)
 }
